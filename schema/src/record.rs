@@ -1,0 +1,281 @@
+//! The audit record (schema v1) and the violation record, as Rust values.
+//!
+//! A [`Draft`] is what a client or the collector has gathered so far: every
+//! field optional. [`crate::rules::Rules::check`] turns a draft into an
+//! [`AuditRecord`] — or a [`crate::rules::Rejection`] naming what is missing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire::Field;
+
+/// Human or AI: a column, never a guess.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorKind {
+    /// An AI agent acting for an owning human.
+    Agent,
+    /// A human acting themself; must be stated explicitly.
+    Human,
+}
+
+impl ActorKind {
+    /// The value stored in `actor_kind` and sent as `audit.actor.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Agent => "agent",
+            ActorKind::Human => "human",
+        }
+    }
+
+    /// Parses the stored form; anything else is not an actor kind.
+    pub fn parse(s: &str) -> Option<ActorKind> {
+        match s {
+            "agent" => Some(ActorKind::Agent),
+            "human" => Some(ActorKind::Human),
+            _ => None,
+        }
+    }
+}
+
+/// Allowed values of `outcome`.
+pub const OUTCOMES: &[&str] = &["ok", "error", "denied"];
+
+/// One privileged action, attributed: a row of the `audit` dataset without
+/// the collector's stamp (`received_time`, `collector_id`, `seq`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// UUIDv7; idempotency key end to end.
+    pub event_id: String,
+    /// Span open, ns since the epoch (UTC).
+    pub start_time_ns: i64,
+    /// Span close, ns since the epoch (UTC).
+    pub end_time_ns: Option<i64>,
+    /// Human or AI.
+    pub actor_kind: ActorKind,
+    /// Agent principal id; `None` iff human.
+    pub agent_id: Option<String>,
+    /// Display name of the agent.
+    pub agent_name: Option<String>,
+    /// Credential the agent used.
+    pub agent_credential_id: Option<String>,
+    /// The accountable human; never empty.
+    pub owner_id: String,
+    /// Who started the task.
+    pub initiator_id: Option<String>,
+    /// Which task.
+    pub task_id: Option<String>,
+    /// What was done.
+    pub action: String,
+    /// To what.
+    pub target: Option<String>,
+    /// `ok`, `error` or `denied`.
+    pub outcome: String,
+    /// Authorization scopes.
+    pub scopes: Vec<String>,
+    /// Consent token id.
+    pub consent_id: Option<String>,
+    /// Digest of the inputs.
+    pub inputs_sha256: Option<String>,
+    /// From the OTel resource.
+    pub service_name: String,
+    /// From the OTel resource.
+    pub service_instance_id: Option<String>,
+    /// Hex trace id.
+    pub trace_id: Option<String>,
+    /// Hex span id.
+    pub span_id: Option<String>,
+    /// Every other field, stringified.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A privileged span (or wire record) that broke a dual-key rule: a row of
+/// the `violations` dataset without the collector's stamp.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ViolationRecord {
+    /// UUIDv7 of the violation itself.
+    pub event_id: String,
+    /// When the span closed (or the record arrived), ns since the epoch.
+    pub time_ns: i64,
+    /// `layer` or `collector`.
+    pub detected_by: String,
+    /// Wire names of what was missing or wrong.
+    pub missing: Vec<String>,
+    /// Human-readable reason.
+    pub reason: String,
+    /// Callsite target.
+    pub span_target: Option<String>,
+    /// Span name.
+    pub span_name: Option<String>,
+    /// Callsite file.
+    pub code_file: Option<String>,
+    /// Callsite line.
+    pub code_line: Option<i64>,
+    /// The action, when known.
+    pub action: Option<String>,
+    /// The stated actor kind, as given (possibly invalid).
+    pub actor_kind: Option<String>,
+    /// The agent id, as given.
+    pub agent_id: Option<String>,
+    /// The owner id, as given.
+    pub owner_id: Option<String>,
+    /// From the OTel resource.
+    pub service_name: String,
+    /// From the OTel resource.
+    pub service_instance_id: Option<String>,
+    /// Hex trace id.
+    pub trace_id: Option<String>,
+    /// Hex span id.
+    pub span_id: Option<String>,
+    /// Every other field, stringified.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// What the collector adds to every stored row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    /// When the collector accepted the row, ns since the epoch.
+    pub received_time_ns: i64,
+    /// Per-collector sequence number: increasing and gap-free.
+    pub seq: u64,
+}
+
+/// Everything gathered about one privileged action before the rules run.
+/// Strings are kept as given; the rules decide what empty or unknown means.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Draft {
+    /// See [`AuditRecord::event_id`].
+    pub event_id: Option<String>,
+    /// See [`AuditRecord::start_time_ns`].
+    pub start_time_ns: Option<i64>,
+    /// See [`AuditRecord::end_time_ns`].
+    pub end_time_ns: Option<i64>,
+    /// As stated (`agent`/`human`), unchecked.
+    pub actor_kind: Option<String>,
+    /// See [`AuditRecord::agent_id`].
+    pub agent_id: Option<String>,
+    /// See [`AuditRecord::agent_name`].
+    pub agent_name: Option<String>,
+    /// See [`AuditRecord::agent_credential_id`].
+    pub agent_credential_id: Option<String>,
+    /// See [`AuditRecord::owner_id`].
+    pub owner_id: Option<String>,
+    /// See [`AuditRecord::initiator_id`].
+    pub initiator_id: Option<String>,
+    /// See [`AuditRecord::task_id`].
+    pub task_id: Option<String>,
+    /// See [`AuditRecord::action`].
+    pub action: Option<String>,
+    /// See [`AuditRecord::target`].
+    pub target: Option<String>,
+    /// See [`AuditRecord::outcome`]; `ok` when absent.
+    pub outcome: Option<String>,
+    /// See [`AuditRecord::scopes`].
+    pub scopes: Vec<String>,
+    /// See [`AuditRecord::consent_id`].
+    pub consent_id: Option<String>,
+    /// See [`AuditRecord::inputs_sha256`].
+    pub inputs_sha256: Option<String>,
+    /// The client marked the action dangerous.
+    pub dangerous: bool,
+    /// The client marked the span privileged (informational on the wire).
+    pub privileged: bool,
+    /// See [`AuditRecord::service_name`].
+    pub service_name: Option<String>,
+    /// See [`AuditRecord::service_instance_id`].
+    pub service_instance_id: Option<String>,
+    /// See [`AuditRecord::trace_id`].
+    pub trace_id: Option<String>,
+    /// See [`AuditRecord::span_id`].
+    pub span_id: Option<String>,
+    /// Every field that is not a schema field.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Draft {
+    /// Sets a schema field from its string form. Booleans accept `true`;
+    /// scopes accept a comma-separated list (tracing fields carry no arrays).
+    pub fn set(&mut self, field: Field, value: String) {
+        let slot = match field {
+            Field::EventId => &mut self.event_id,
+            Field::ActorKind => &mut self.actor_kind,
+            Field::AgentId => &mut self.agent_id,
+            Field::AgentName => &mut self.agent_name,
+            Field::AgentCredentialId => &mut self.agent_credential_id,
+            Field::OwnerId => &mut self.owner_id,
+            Field::InitiatorId => &mut self.initiator_id,
+            Field::TaskId => &mut self.task_id,
+            Field::Action => &mut self.action,
+            Field::Target => &mut self.target,
+            Field::Outcome => &mut self.outcome,
+            Field::ConsentId => &mut self.consent_id,
+            Field::InputsSha256 => &mut self.inputs_sha256,
+            Field::EndTime => {
+                match value.trim().parse::<i64>() {
+                    Ok(ns) => self.end_time_ns = Some(ns),
+                    Err(_) => {
+                        self.attributes.insert(field.wire().to_owned(), value);
+                    }
+                }
+                return;
+            }
+            Field::Scopes => {
+                self.scopes = split_scopes(&value);
+                return;
+            }
+            Field::Privileged => {
+                self.privileged = is_true(&value);
+                return;
+            }
+            Field::Dangerous => {
+                self.dangerous = is_true(&value);
+                return;
+            }
+        };
+        *slot = Some(value);
+    }
+
+    /// Sets a schema field from a boolean (tracing's `record_bool`).
+    pub fn set_bool(&mut self, field: Field, value: bool) {
+        match field {
+            Field::Privileged => self.privileged = value,
+            Field::Dangerous => self.dangerous = value,
+            other => self.set(other, value.to_string()),
+        }
+    }
+}
+
+fn is_true(s: &str) -> bool {
+    s.trim().eq_ignore_ascii_case("true")
+}
+
+/// Splits `a, b c` style scope lists (commas or whitespace) into scopes.
+pub fn split_scopes(s: &str) -> Vec<String> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_split_on_commas_and_spaces() {
+        assert_eq!(
+            split_scopes("a:read, b:write c"),
+            ["a:read", "b:write", "c"]
+        );
+        assert!(split_scopes(" , ").is_empty());
+    }
+
+    #[test]
+    fn unparsable_end_time_is_kept_not_lost() {
+        let mut d = Draft::default();
+        d.set(Field::EndTime, "soon".into());
+        assert_eq!(d.end_time_ns, None);
+        assert_eq!(d.attributes["audit.end_time_unix_nano"], "soon");
+    }
+}

@@ -1,0 +1,1 @@
+//! Umbrella package for the top-level examples and end-to-end tests.
