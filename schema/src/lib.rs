@@ -21,6 +21,8 @@
 #![warn(missing_docs)]
 
 pub mod columns;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod record;
 pub mod rules;
 pub mod wire;

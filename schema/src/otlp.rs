@@ -1,0 +1,463 @@
+//! Records to and from OTLP log records, following the wire table in
+//! [`crate::wire`]. The layer encodes with [`encode_action`] and
+//! [`encode_violation`]; the collector decodes with [`decode`]. Keeping both
+//! directions here is what makes "every column round-trips" one property.
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use crate::record::{split_scopes, AuditRecord, Draft, ViolationRecord};
+use crate::wire::{self, violation as v, Field};
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..KeyValue::default()
+    }
+}
+
+fn push_str(attrs: &mut Vec<KeyValue>, key: &str, value: Option<&str>) {
+    if let Some(s) = value {
+        attrs.push(kv(key, Value::StringValue(s.to_owned())));
+    }
+}
+
+fn string_array(items: &[String]) -> Value {
+    Value::ArrayValue(ArrayValue {
+        values: items
+            .iter()
+            .map(|s| AnyValue {
+                value: Some(Value::StringValue(s.clone())),
+            })
+            .collect(),
+    })
+}
+
+/// Hex of an id, or empty bytes when absent or not hex.
+fn id_bytes(hex: Option<&str>) -> Vec<u8> {
+    let Some(h) = hex else { return Vec::new() };
+    if h.len() % 2 != 0 {
+        return Vec::new();
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .unwrap_or_default()
+}
+
+/// Lower-case hex of an id; `None` for empty or all-zero ids (OTLP's "unset").
+pub fn hex_id(bytes: &[u8]) -> Option<String> {
+    if bytes.iter().all(|b| *b == 0) {
+        return None;
+    }
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn log_record(
+    time_ns: i64,
+    event_name: &str,
+    trace: Option<&str>,
+    span: Option<&str>,
+) -> LogRecord {
+    LogRecord {
+        time_unix_nano: time_ns.max(0) as u64,
+        observed_time_unix_nano: time_ns.max(0) as u64,
+        severity_number: SeverityNumber::Info as i32,
+        severity_text: "INFO".to_owned(),
+        event_name: event_name.to_owned(),
+        trace_id: id_bytes(trace),
+        span_id: id_bytes(span),
+        ..LogRecord::default()
+    }
+}
+
+/// An attributed action as an `audit.action` log record. The service name
+/// and instance belong to the OTLP resource, not to the record.
+pub fn encode_action(r: &AuditRecord) -> LogRecord {
+    let mut lr = log_record(
+        r.start_time_ns,
+        wire::EVENT_ACTION,
+        r.trace_id.as_deref(),
+        r.span_id.as_deref(),
+    );
+    let a = &mut lr.attributes;
+    push_str(a, Field::EventId.wire(), Some(&r.event_id));
+    if let Some(end) = r.end_time_ns {
+        a.push(kv(Field::EndTime.wire(), Value::IntValue(end)));
+        lr.observed_time_unix_nano = end.max(0) as u64;
+    }
+    push_str(a, Field::ActorKind.wire(), Some(r.actor_kind.as_str()));
+    push_str(a, Field::AgentId.wire(), r.agent_id.as_deref());
+    push_str(a, Field::AgentName.wire(), r.agent_name.as_deref());
+    push_str(
+        a,
+        Field::AgentCredentialId.wire(),
+        r.agent_credential_id.as_deref(),
+    );
+    push_str(a, Field::OwnerId.wire(), Some(&r.owner_id));
+    push_str(a, Field::InitiatorId.wire(), r.initiator_id.as_deref());
+    push_str(a, Field::TaskId.wire(), r.task_id.as_deref());
+    push_str(a, Field::Action.wire(), Some(&r.action));
+    push_str(a, Field::Target.wire(), r.target.as_deref());
+    push_str(a, Field::Outcome.wire(), Some(&r.outcome));
+    if !r.scopes.is_empty() {
+        a.push(kv(Field::Scopes.wire(), string_array(&r.scopes)));
+    }
+    push_str(a, Field::ConsentId.wire(), r.consent_id.as_deref());
+    push_str(a, Field::InputsSha256.wire(), r.inputs_sha256.as_deref());
+    for (k, val) in &r.attributes {
+        if k == Field::Dangerous.wire() {
+            a.push(kv(k, Value::BoolValue(val == "true")));
+        } else {
+            a.push(kv(k, Value::StringValue(val.clone())));
+        }
+    }
+    lr
+}
+
+/// A violation as an `audit.violation` log record.
+pub fn encode_violation(x: &ViolationRecord) -> LogRecord {
+    let mut lr = log_record(
+        x.time_ns,
+        wire::EVENT_VIOLATION,
+        x.trace_id.as_deref(),
+        x.span_id.as_deref(),
+    );
+    let a = &mut lr.attributes;
+    push_str(a, Field::EventId.wire(), Some(&x.event_id));
+    push_str(a, v::DETECTED_BY, Some(&x.detected_by));
+    a.push(kv(v::MISSING, string_array(&x.missing)));
+    push_str(a, v::REASON, Some(&x.reason));
+    push_str(a, v::SPAN_TARGET, x.span_target.as_deref());
+    push_str(a, v::SPAN_NAME, x.span_name.as_deref());
+    push_str(a, v::CODE_FILE, x.code_file.as_deref());
+    if let Some(line) = x.code_line {
+        a.push(kv(v::CODE_LINE, Value::IntValue(line)));
+    }
+    push_str(a, Field::Action.wire(), x.action.as_deref());
+    push_str(a, Field::ActorKind.wire(), x.actor_kind.as_deref());
+    push_str(a, Field::AgentId.wire(), x.agent_id.as_deref());
+    push_str(a, Field::OwnerId.wire(), x.owner_id.as_deref());
+    for (k, val) in &x.attributes {
+        a.push(kv(k, Value::StringValue(val.clone())));
+    }
+    lr
+}
+
+/// The service identity carried by an OTLP resource.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceInfo {
+    /// `service.name`.
+    pub service_name: Option<String>,
+    /// `service.instance.id`.
+    pub service_instance_id: Option<String>,
+}
+
+impl ResourceInfo {
+    /// Reads `service.name` and `service.instance.id` from a resource.
+    pub fn from_resource(res: Option<&Resource>) -> ResourceInfo {
+        let mut info = ResourceInfo::default();
+        for attr in res.map(|r| r.attributes.as_slice()).unwrap_or_default() {
+            let val = attr
+                .value
+                .as_ref()
+                .and_then(|v| v.value.as_ref())
+                .map(stringify);
+            match attr.key.as_str() {
+                wire::RESOURCE_SERVICE_NAME => info.service_name = val,
+                wire::RESOURCE_SERVICE_INSTANCE_ID => info.service_instance_id = val,
+                _ => {}
+            }
+        }
+        info
+    }
+
+    /// The resource a client sends with its records.
+    pub fn to_resource(&self) -> Resource {
+        let mut attributes = Vec::new();
+        push_str(
+            &mut attributes,
+            wire::RESOURCE_SERVICE_NAME,
+            self.service_name.as_deref(),
+        );
+        push_str(
+            &mut attributes,
+            wire::RESOURCE_SERVICE_INSTANCE_ID,
+            self.service_instance_id.as_deref(),
+        );
+        Resource {
+            attributes,
+            ..Resource::default()
+        }
+    }
+}
+
+/// The string form of an attribute value, as stored in `attributes`.
+/// Arrays become JSON-style lists so that nothing is silently flattened.
+pub fn stringify(v: &Value) -> String {
+    match v {
+        Value::StringValue(s) => s.clone(),
+        Value::BoolValue(b) => b.to_string(),
+        Value::IntValue(i) => i.to_string(),
+        Value::DoubleValue(d) => d.to_string(),
+        Value::BytesValue(b) => hex_id(b).unwrap_or_default(),
+        Value::ArrayValue(arr) => {
+            let items: Vec<String> = arr
+                .values
+                .iter()
+                .map(|x| x.value.as_ref().map(stringify).unwrap_or_default())
+                .map(|s| format!("{s:?}"))
+                .collect();
+            format!("[{}]", items.join(","))
+        }
+        Value::KvlistValue(kvs) => {
+            let items: Vec<String> = kvs
+                .values
+                .iter()
+                .map(|kv| {
+                    let val = kv.value.as_ref().and_then(|x| x.value.as_ref());
+                    format!("{:?}:{:?}", kv.key, val.map(stringify).unwrap_or_default())
+                })
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
+        _ => String::new(),
+    }
+}
+
+fn string_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::ArrayValue(arr) => arr
+            .values
+            .iter()
+            .filter_map(|x| x.value.as_ref())
+            .map(stringify)
+            .filter(|s| !s.is_empty())
+            .collect(),
+        Value::StringValue(s) => split_scopes(s),
+        other => vec![stringify(other)],
+    }
+}
+
+/// What one OTLP log record is, for the audit trail.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoded {
+    /// An `audit.action` record, not yet checked against the rules.
+    Action(Box<Draft>),
+    /// An `audit.violation` record reported by a client.
+    Violation(Box<ViolationRecord>),
+    /// Neither: the record is not for the audit trail.
+    NotAudit {
+        /// The event name it carried (possibly empty).
+        event_name: String,
+    },
+}
+
+/// Reads one log record according to the wire table.
+pub fn decode(lr: &LogRecord, res: &ResourceInfo) -> Decoded {
+    let mut event_name = lr.event_name.clone();
+    if event_name.is_empty() {
+        if let Some(Value::StringValue(s)) = lr
+            .attributes
+            .iter()
+            .find(|kv| kv.key == wire::LEGACY_EVENT_NAME_ATTR)
+            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+        {
+            event_name = s.clone();
+        }
+    }
+    // OTLP allows time_unix_nano = 0 ("unknown"); the observed time is then
+    // the best evidence of when it happened.
+    let time = if lr.time_unix_nano != 0 {
+        lr.time_unix_nano
+    } else {
+        lr.observed_time_unix_nano
+    };
+    let time_ns = i64::try_from(time).ok().filter(|t| *t > 0);
+    match event_name.as_str() {
+        wire::EVENT_ACTION => Decoded::Action(Box::new(decode_action(lr, res, time_ns))),
+        wire::EVENT_VIOLATION => Decoded::Violation(Box::new(decode_violation(lr, res, time_ns))),
+        _ => Decoded::NotAudit { event_name },
+    }
+}
+
+fn attrs(lr: &LogRecord) -> impl Iterator<Item = (&str, &Value)> {
+    lr.attributes.iter().filter_map(|kv| {
+        let val = kv.value.as_ref()?.value.as_ref()?;
+        Some((kv.key.as_str(), val))
+    })
+}
+
+fn decode_action(lr: &LogRecord, res: &ResourceInfo, time_ns: Option<i64>) -> Draft {
+    let mut d = Draft {
+        start_time_ns: time_ns,
+        service_name: res.service_name.clone(),
+        service_instance_id: res.service_instance_id.clone(),
+        trace_id: hex_id(&lr.trace_id),
+        span_id: hex_id(&lr.span_id),
+        ..Draft::default()
+    };
+    for (key, val) in attrs(lr) {
+        if key == wire::LEGACY_EVENT_NAME_ATTR {
+            continue;
+        }
+        match (Field::from_wire(key), val) {
+            (Some(Field::Scopes), val) => d.scopes = string_list(val),
+            (Some(Field::EndTime), Value::IntValue(ns)) => d.end_time_ns = Some(*ns),
+            (Some(f @ (Field::Privileged | Field::Dangerous)), Value::BoolValue(b)) => {
+                d.set_bool(f, *b)
+            }
+            (Some(f), val) => d.set(f, stringify(val)),
+            (None, val) => {
+                d.attributes.insert(key.to_owned(), stringify(val));
+            }
+        }
+    }
+    d
+}
+
+fn decode_violation(lr: &LogRecord, res: &ResourceInfo, time_ns: Option<i64>) -> ViolationRecord {
+    let mut x = ViolationRecord {
+        time_ns: time_ns.unwrap_or(0),
+        service_name: res
+            .service_name
+            .clone()
+            .unwrap_or_else(|| wire::UNKNOWN_SERVICE.to_owned()),
+        service_instance_id: res.service_instance_id.clone(),
+        trace_id: hex_id(&lr.trace_id),
+        span_id: hex_id(&lr.span_id),
+        ..ViolationRecord::default()
+    };
+    for (key, val) in attrs(lr) {
+        let s = || Some(stringify(val));
+        match key {
+            k if k == Field::EventId.wire() => x.event_id = stringify(val),
+            v::DETECTED_BY => x.detected_by = stringify(val),
+            v::MISSING => x.missing = string_list(val),
+            v::REASON => x.reason = stringify(val),
+            v::SPAN_TARGET => x.span_target = s(),
+            v::SPAN_NAME => x.span_name = s(),
+            v::CODE_FILE => x.code_file = s(),
+            v::CODE_LINE => x.code_line = stringify(val).parse().ok(),
+            k if k == Field::Action.wire() => x.action = s(),
+            k if k == Field::ActorKind.wire() => x.actor_kind = s(),
+            k if k == Field::AgentId.wire() => x.agent_id = s(),
+            k if k == Field::OwnerId.wire() => x.owner_id = s(),
+            wire::LEGACY_EVENT_NAME_ATTR => {}
+            _ => {
+                x.attributes.insert(key.to_owned(), stringify(val));
+            }
+        }
+    }
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ActorKind, Rules};
+
+    fn full_record() -> AuditRecord {
+        AuditRecord {
+            event_id: "019ac0de-0000-7000-8000-000000000001".into(),
+            start_time_ns: 1_764_000_000_000_000_000,
+            end_time_ns: Some(1_764_000_000_500_000_000),
+            actor_kind: ActorKind::Agent,
+            agent_id: Some("agt_7f3".into()),
+            agent_name: Some("ledger-bot".into()),
+            agent_credential_id: Some("key_2026_11".into()),
+            owner_id: "usr_alice".into(),
+            initiator_id: Some("usr_bob".into()),
+            task_id: Some("tsk_9".into()),
+            action: "payments.transfer".into(),
+            target: Some("acct_42".into()),
+            outcome: "denied".into(),
+            scopes: vec!["payments:write".into(), "accounts:read".into()],
+            consent_id: Some("cns_1".into()),
+            inputs_sha256: Some("ab".repeat(32)),
+            service_name: "billing".into(),
+            service_instance_id: Some("billing-1".into()),
+            trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
+            span_id: Some("b7ad6b7169203331".into()),
+            attributes: [("amount".to_owned(), "100".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn every_action_column_round_trips() {
+        let r = full_record();
+        let res = ResourceInfo {
+            service_name: Some(r.service_name.clone()),
+            service_instance_id: r.service_instance_id.clone(),
+        };
+        let lr = encode_action(&r);
+        let Decoded::Action(d) =
+            decode(&lr, &ResourceInfo::from_resource(Some(&res.to_resource())))
+        else {
+            panic!("not an action")
+        };
+        assert_eq!(Rules::default().check(*d).expect("valid"), r);
+    }
+
+    #[test]
+    fn every_violation_column_round_trips() {
+        let x = ViolationRecord {
+            event_id: "019ac0de-0000-7000-8000-000000000002".into(),
+            time_ns: 1_764_000_000_000_000_000,
+            detected_by: "layer".into(),
+            missing: vec!["audit.owner.id".into()],
+            reason: "agent action without `audit.owner.id`".into(),
+            span_target: Some("audit::payments".into()),
+            span_name: Some("payments.transfer".into()),
+            code_file: Some("src/main.rs".into()),
+            code_line: Some(42),
+            action: Some("payments.transfer".into()),
+            actor_kind: None,
+            agent_id: Some("agt_7f3".into()),
+            owner_id: None,
+            service_name: "billing".into(),
+            service_instance_id: None,
+            trace_id: None,
+            span_id: Some("b7ad6b7169203331".into()),
+            attributes: [("k".to_owned(), "v".to_owned())].into(),
+        };
+        let res = ResourceInfo {
+            service_name: Some("billing".into()),
+            service_instance_id: None,
+        };
+        assert_eq!(
+            decode(&encode_violation(&x), &res),
+            Decoded::Violation(Box::new(x))
+        );
+    }
+
+    #[test]
+    fn legacy_event_name_attribute_is_accepted() {
+        let mut lr = encode_action(&full_record());
+        lr.event_name.clear();
+        lr.attributes
+            .push(kv("event.name", Value::StringValue("audit.action".into())));
+        assert!(matches!(
+            decode(&lr, &ResourceInfo::default()),
+            Decoded::Action(_)
+        ));
+        lr.attributes.pop();
+        assert_eq!(
+            decode(&lr, &ResourceInfo::default()),
+            Decoded::NotAudit {
+                event_name: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn zero_ids_are_unset() {
+        assert_eq!(hex_id(&[0; 16]), None);
+        assert_eq!(hex_id(&[]), None);
+        assert_eq!(hex_id(&[1, 0xab]).as_deref(), Some("01ab"));
+    }
+}
