@@ -1,0 +1,109 @@
+//! Test harness: the real `audit-collector` binary on ephemeral loopback
+//! ports, in a temporary data dir.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the collector binary, built on demand when the test runner
+/// did not build it (tests of this package cannot see other packages' bins).
+pub fn collector_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> dir")
+        .to_owned();
+    let bin = dir.join("audit-collector");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "audit-collector", "--bin", "audit-collector"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building audit-collector failed");
+    }
+    bin
+}
+
+/// A collector process.
+pub struct Collector {
+    pub child: Child,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    pub collector_id: String,
+}
+
+impl Collector {
+    /// Starts a collector on 127.0.0.1:0 for both protocols.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Collector {
+        let mut child = Command::new(collector_bin())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn collector");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("collector printed its listening line");
+        let field = |k: &str| -> String {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{k} in {line:?}"))
+                .to_owned()
+        };
+        Collector {
+            grpc: field("otlp_grpc").parse().expect("grpc addr"),
+            http: field("otlp_http").parse().expect("http addr"),
+            collector_id: field("collector_id"),
+            data_dir: data_dir.to_owned(),
+            child,
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit; returns whether it exited 0.
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}

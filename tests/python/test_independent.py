@@ -1,0 +1,155 @@
+"""Independent end-to-end checks: the OpenTelemetry Python SDK writes audit
+records by following the wire table, the real collector binary stores them,
+and DuckDB and pyarrow read the Parquet back."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import threading
+import time
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from opentelemetry._logs import LogRecord
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(os.environ.get("AUDIT_COLLECTOR_BIN", ROOT / "target" / "debug" / "audit-collector"))
+
+# DESIGN.md's schema table, written out independently of the Rust code.
+AUDIT_TYPES = {
+    "event_id": "VARCHAR",
+    "start_time": "TIMESTAMP WITH TIME ZONE",
+    "end_time": "TIMESTAMP WITH TIME ZONE",
+    "actor_kind": "VARCHAR",
+    "agent_id": "VARCHAR",
+    "agent_name": "VARCHAR",
+    "agent_credential_id": "VARCHAR",
+    "owner_id": "VARCHAR",
+    "initiator_id": "VARCHAR",
+    "task_id": "VARCHAR",
+    "action": "VARCHAR",
+    "target": "VARCHAR",
+    "outcome": "VARCHAR",
+    "scopes": "VARCHAR[]",
+    "consent_id": "VARCHAR",
+    "inputs_sha256": "VARCHAR",
+    "service_name": "VARCHAR",
+    "service_instance_id": "VARCHAR",
+    "trace_id": "VARCHAR",
+    "span_id": "VARCHAR",
+    "attributes": "MAP(VARCHAR, VARCHAR)",
+    "received_time": "TIMESTAMP WITH TIME ZONE",
+    "collector_id": "VARCHAR",
+    "seq": "UBIGINT",
+}
+
+
+class Collector:
+    def __init__(self, data_dir):
+        if not BIN.exists():
+            subprocess.run(["cargo", "build", "-p", "audit-collector"], cwd=ROOT, check=True)
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--data-dir", str(data_dir),
+             "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn"},
+        )
+        line = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()))
+        reader.start()
+        reader.join(60)
+        assert line and line[0].startswith("listening"), f"collector did not start: {line}"
+        fields = dict(kv.split("=", 1) for kv in line[0].split()[1:])
+        self.http = fields["otlp_http"]
+
+    def terminate(self):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+def emit(logger, event_name, attributes, ts):
+    logger.emit(LogRecord(timestamp=ts, observed_timestamp=ts, event_name=event_name,
+                          attributes=attributes))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    data = tmp_path_factory.mktemp("audit-data")
+    collector = Collector(data)
+    provider = LoggerProvider(resource=Resource.create({"service.name": "py-billing"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(
+        OTLPLogExporter(endpoint=f"http://{collector.http}/v1/logs")))
+    logger = provider.get_logger("py-client")
+    t0 = 1_764_300_000_000_000_000
+    emit(logger, "audit.action", {
+        "audit.event.id": "019ac0de-0000-7000-8000-0000000000p1",
+        "audit.actor.kind": "agent", "gen_ai.agent.id": "agt_py", "audit.owner.id": "usr_dana",
+        "audit.action": "invoices.approve", "audit.target": "inv_7",
+        "audit.scopes": ["invoices:write"], "audit.agent.credential.id": "key_a",
+    }, t0)
+    emit(logger, "audit.action", {
+        "audit.event.id": "019ac0de-0000-7000-8000-0000000000p2",
+        "audit.actor.kind": "human", "audit.owner.id": "usr_dana",
+        "audit.action": "invoices.void", "audit.target": "inv_8",
+    }, t0 + 3_600_000_000_000)
+    # Unattributed: an agent with no accountable human. Must be refused.
+    emit(logger, "audit.action", {
+        "audit.event.id": "019ac0de-0000-7000-8000-0000000000p3",
+        "gen_ai.agent.id": "agt_py", "audit.action": "invoices.approve",
+    }, t0 + 1)
+    provider.shutdown()
+    assert collector.terminate() == 0, "SIGTERM exits 0"
+    return data
+
+
+def test_files_open_in_duckdb_with_hive_partitioning_and_schema_types(dataset):
+    con = duckdb.connect()
+    cols = con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet('{dataset}/audit/**/*.parquet', hive_partitioning = true)"
+    ).fetchall()
+    types = {name: ty for name, ty, *_ in cols}
+    for name, ty in AUDIT_TYPES.items():
+        assert types.get(name) == ty, f"{name}: {types.get(name)} != {ty}"
+    assert "date" in types and "hour" in types, "hive partition columns"
+
+
+def test_python_sdk_records_stored_and_unattributed_refused(dataset):
+    con = duckdb.connect()
+    rows = con.execute(f"""
+        SELECT event_id, actor_kind, agent_id, owner_id, action, scopes, service_name,
+               agent_credential_id, CAST(date AS VARCHAR), hour
+        FROM read_parquet('{dataset}/audit/**/*.parquet', hive_partitioning = true)
+        ORDER BY start_time""").fetchall()
+    assert rows == [
+        ("019ac0de-0000-7000-8000-0000000000p1", "agent", "agt_py", "usr_dana", "invoices.approve",
+         ["invoices:write"], "py-billing", "key_a", "2025-11-28", 3),
+        ("019ac0de-0000-7000-8000-0000000000p2", "human", None, "usr_dana", "invoices.void",
+         [], "py-billing", None, "2025-11-28", 4),
+    ]
+    violations = con.execute(f"""
+        SELECT detected_by, missing, agent_id, attributes['audit.refused_event_id']
+        FROM read_parquet('{dataset}/violations/**/*.parquet', hive_partitioning = true)""").fetchall()
+    assert violations == [("collector", ["audit.owner.id"], "agt_py",
+                           "019ac0de-0000-7000-8000-0000000000p3")]
+
+
+def test_readme_query_what_did_agent_do_between_t1_and_t2(dataset):
+    # The README's DuckDB query, verbatim apart from the path.
+    sql = (ROOT / "docs" / "what-did-agent-do.sql").read_text().replace("audit-data", str(dataset))
+    rows = duckdb.connect().execute(sql).fetchall()
+    assert [r[1] for r in rows] == ["invoices.approve"]
+
+
+def test_pyarrow_reads_the_same_columns(dataset):
+    files = sorted(pathlib.Path(dataset, "audit").rglob("part-*.parquet"))
+    assert files
+    schema = pq.read_schema(files[0])
+    assert schema.names == list(AUDIT_TYPES)
+    meta = pq.ParquetFile(files[0]).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert oct(files[0].stat().st_mode & 0o777) == "0o444", "sealed files are read-only"
