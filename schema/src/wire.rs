@@ -225,6 +225,18 @@ impl Field {
     }
 }
 
+/// A Markdown table of [`FIELDS`] (the README's span-field table is this output).
+pub fn markdown_fields() -> String {
+    let mut s = String::from("| on a `tracing` span | on the wire | meaning |\n|---|---|---|\n");
+    for f in FIELDS {
+        s.push_str(&format!(
+            "| `{}` | `{}` | {} |\n",
+            f.alias, f.wire, f.meaning
+        ));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
