@@ -59,7 +59,9 @@ fn request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
 }
 
 async fn grpc_export(c: &Collector, req: ExportLogsServiceRequest) -> ExportLogsServiceResponse {
-    let mut client = LogsServiceClient::connect(c.grpc_url()).await.expect("connect");
+    let mut client = LogsServiceClient::connect(c.grpc_url())
+        .await
+        .expect("connect");
     client.export(req).await.expect("export").into_inner()
 }
 
@@ -110,7 +112,9 @@ fn bad_records_are_refused_by_themselves_and_leave_violations() {
         r
     });
     // A human action with the kind left out: must not be inferred.
-    human_unstated.attributes.retain(|kv| kv.key != "audit.actor.kind");
+    human_unstated
+        .attributes
+        .retain(|kv| kv.key != "audit.actor.kind");
     let mut no_consent = record(4);
     no_consent.consent_id = None;
     let mut not_audit = encode_action(&record(5));
@@ -127,10 +131,19 @@ fn bad_records_are_refused_by_themselves_and_leave_violations() {
     let ps = resp.partial_success.expect("partial success");
     assert_eq!(ps.rejected_log_records, 4);
     let m = &ps.error_message;
-    assert!(m.contains("record 1 refused: agent action without `audit.owner.id`"), "{m}");
+    assert!(
+        m.contains("record 1 refused: agent action without `audit.owner.id`"),
+        "{m}"
+    );
     assert!(m.contains("record 2 refused: no actor"), "{m}");
-    assert!(m.contains("record 3 refused: dangerous action without `audit.consent.id`"), "{m}");
-    assert!(m.contains("record 4 refused: event_name \"http.request\""), "{m}");
+    assert!(
+        m.contains("record 3 refused: dangerous action without `audit.consent.id`"),
+        "{m}"
+    );
+    assert!(
+        m.contains("record 4 refused: event_name \"http.request\""),
+        "{m}"
+    );
     assert!(c.terminate());
     let mut kept: Vec<String> = read_audit(dir.path())
         .unwrap()
@@ -141,7 +154,9 @@ fn bad_records_are_refused_by_themselves_and_leave_violations() {
     assert_eq!(kept, [record(1).event_id, record(6).event_id]);
     let violations = read_violations(dir.path()).unwrap();
     assert_eq!(violations.len(), 3, "one per refused audit.action");
-    assert!(violations.iter().all(|(v, _, _)| v.detected_by == "collector"));
+    assert!(violations
+        .iter()
+        .all(|(v, _, _)| v.detected_by == "collector"));
     let mut missing: Vec<String> = violations
         .iter()
         .flat_map(|(v, _, _)| v.missing.clone())
@@ -218,7 +233,10 @@ fn http_accepts_protobuf_and_json_and_answers_spec_status_codes() {
     assert_eq!(human.0.agent_id, None);
     assert_eq!(human.0.scopes, ["users:admin"]);
     assert_eq!(human.0.end_time_ns, Some(1_764_300_000_100_000_000));
-    assert_eq!(human.0.trace_id.as_deref(), Some("0af7651916cd43dd8448eb211c80319c"));
+    assert_eq!(
+        human.0.trace_id.as_deref(),
+        Some("0af7651916cd43dd8448eb211c80319c")
+    );
     assert_eq!(rows.len(), 2);
 }
 
@@ -226,10 +244,37 @@ fn http_accepts_protobuf_and_json_and_answers_spec_status_codes() {
 fn resent_batch_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start(dir.path(), &[]);
-    let rt = runtime();
     let req = request(vec![encode_action(&record(1)), encode_action(&record(2))]);
-    rt.block_on(grpc_export(&c, req.clone()));
-    rt.block_on(grpc_export(&c, req));
+    runtime().block_on(grpc_export(&c, req.clone()));
+    // A client that never saw its ack sends the same batch again.
+    let resp = runtime().block_on(grpc_export(&c, req));
+    assert_eq!(resp.partial_success, None, "a duplicate is not an error");
     assert!(c.terminate());
-    assert_eq!(read_audit(dir.path()).unwrap().len(), 2);
+    let rows = read_audit(dir.path()).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows.iter().map(|r| r.1.seq).max(),
+        Some(2),
+        "no seq spent on duplicates"
+    );
+}
+
+#[test]
+fn sigterm_exits_even_with_an_idle_client_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), &["--shutdown-timeout-secs", "1"]);
+    // This runtime, and with it the client's connection, outlives the collector.
+    let rt = runtime();
+    let resp = rt.block_on(grpc_export(&c, request(vec![encode_action(&record(1))])));
+    assert_eq!(resp.partial_success, None);
+    assert!(
+        c.terminate(),
+        "exit 0 within the bound despite the open connection"
+    );
+    assert_eq!(
+        read_audit(dir.path()).unwrap().len(),
+        1,
+        "acknowledged row sealed"
+    );
+    drop(rt);
 }

@@ -30,5 +30,8 @@ fn readme_duckdb_query_is_the_tested_one() {
         "/docs/what-did-agent-do.sql"
     ))
     .expect("docs/what-did-agent-do.sql");
-    assert!(readme().contains(sql.trim()), "README must show docs/what-did-agent-do.sql verbatim");
+    assert!(
+        readme().contains(sql.trim()),
+        "README must show docs/what-did-agent-do.sql verbatim"
+    );
 }

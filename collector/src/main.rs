@@ -1,1 +1,237 @@
-fn main() {}
+//! `audit-collector`: the sidecar binary. It only parses flags and wires
+//! the library's components; see the crate docs for what each does.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use audit_collector::config::Config;
+use audit_collector::server::Server;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "audit-collector",
+    version,
+    about = "Receives dual-keyed audit records over OTLP and keeps them in immutable Parquet"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "AUDIT_COLLECTOR_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Receive OTLP and store audit records until SIGTERM/SIGINT.
+    Serve(ServeArgs),
+    /// Recompute hashes, the manifest chain and seq continuity; exit 1 if anything is wrong.
+    Verify(VerifyArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// Data directory.
+    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
+    data_dir: PathBuf,
+    /// Output format.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Data directory [default: ./audit-data].
+    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address, or `off` [default: 127.0.0.1:4317].
+    #[arg(long, env = "AUDIT_COLLECTOR_OTLP_GRPC")]
+    otlp_grpc: Option<String>,
+    /// OTLP/HTTP listen address (also /healthz, /metrics), or `off` [default: 127.0.0.1:4318].
+    #[arg(long, env = "AUDIT_COLLECTOR_OTLP_HTTP")]
+    otlp_http: Option<String>,
+    /// TOML config file; flags and environment variables override it.
+    #[arg(long, env = "AUDIT_COLLECTOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Collector id (file names, manifest) [default: generated once, kept in DIR/collector_id].
+    #[arg(long, env = "AUDIT_COLLECTOR_ID")]
+    collector_id: Option<String>,
+    /// Seal buffered rows into Parquet at least this often, seconds [default: 60].
+    #[arg(long, env = "AUDIT_COLLECTOR_SEAL_INTERVAL_SECS")]
+    seal_interval_secs: Option<u64>,
+    /// Seal when this many rows are buffered [default: 200000].
+    #[arg(long, env = "AUDIT_COLLECTOR_SEAL_ROWS")]
+    seal_rows: Option<usize>,
+    /// Seconds in-flight requests get to finish at shutdown [default: 10].
+    #[arg(long, env = "AUDIT_COLLECTOR_SHUTDOWN_TIMEOUT_SECS")]
+    shutdown_timeout_secs: Option<u64>,
+    /// Action pattern that requires consent (`*` wildcard); repeatable, adds to the config's.
+    #[arg(long = "dangerous-action")]
+    dangerous_actions: Vec<String>,
+}
+
+fn listen_addr(flag: &str, value: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value.parse().map(Some).with_context(|| {
+        format!("--{flag} {value:?}: expected HOST:PORT (e.g. 127.0.0.1:4317) or `off`")
+    })
+}
+
+fn config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut cfg = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(d) = &args.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if let Some(a) = &args.otlp_grpc {
+        cfg.otlp_grpc = listen_addr("otlp-grpc", a)?;
+    }
+    if let Some(a) = &args.otlp_http {
+        cfg.otlp_http = listen_addr("otlp-http", a)?;
+    }
+    if let Some(id) = &args.collector_id {
+        cfg.collector_id = Some(id.clone());
+    }
+    if let Some(s) = args.seal_interval_secs {
+        cfg.store.seal_interval_secs = s;
+    }
+    if let Some(t) = args.shutdown_timeout_secs {
+        cfg.shutdown_timeout_secs = t;
+    }
+    if let Some(r) = args.seal_rows {
+        cfg.store.seal_rows = r;
+    }
+    cfg.rules
+        .dangerous_actions
+        .extend(args.dangerous_actions.iter().cloned());
+    Ok(cfg)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = config(&args)?;
+    let data_dir = cfg.data_dir.clone();
+    let server = Server::start(cfg).await?;
+    let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    // One stdout line that scripts and tests wait for (ports may be ephemeral).
+    println!(
+        "listening otlp_grpc={} otlp_http={} collector_id={} data_dir={}",
+        show(server.grpc_addr),
+        show(server.http_addr),
+        server.collector_id,
+        data_dir.display()
+    );
+    let _ = std::io::stdout().flush();
+    tracing::info!(grpc = %show(server.grpc_addr), http = %show(server.http_addr), collector_id = %server.collector_id, "collector started");
+    wait_for_signal().await;
+    tracing::info!("signal received: draining and sealing");
+    server.shutdown().await?;
+    tracing::info!("stopped; everything acknowledged is sealed");
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
+    anyhow::ensure!(
+        args.data_dir.is_dir(),
+        "data dir {} does not exist",
+        args.data_dir.display()
+    );
+    let report = audit_collector::verify::verify(&args.data_dir);
+    match args.format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Table => {
+            for f in &report.findings {
+                println!("{:<18} {}  {}", f.kind, f.path, f.detail);
+            }
+            println!(
+                "{}: {} manifest(s), {} entries, {} files, {} rows",
+                if report.intact() {
+                    "intact"
+                } else {
+                    "NOT INTACT"
+                },
+                report.manifests,
+                report.entries,
+                report.files,
+                report.rows
+            );
+        }
+    }
+    Ok(report.intact())
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = fmt::layer().with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => tracing_subscriber::registry().with(filter).with(fmt).init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt.json())
+            .init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.cmd {
+        Cmd::Serve(args) => rt.block_on(serve(args)).map(|()| true),
+        Cmd::Verify(args) => verify(args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

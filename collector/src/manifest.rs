@@ -1,0 +1,280 @@
+//! The manifest: an append-only, hash-chained list of what this collector
+//! sealed. One JSON line per entry in `DIR/manifest/<collector_id>.jsonl`;
+//! each entry's `hash` is SHA-256 over the previous entry's hash and the
+//! entry's own content, so an edited, dropped or reordered entry breaks the
+//! chain from that point on.
+//!
+//! The manifest is also the commit point of a seal: files on disk that it
+//! does not list were never committed (a crash mid-seal) and are rebuilt
+//! from the write-ahead log on recovery.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Hash of the (absent) entry before the first.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A sealed file as the manifest records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the data dir, `/`-separated.
+    pub path: String,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Smallest `seq` in the file.
+    pub seq_min: u64,
+    /// Largest `seq` in the file.
+    pub seq_max: u64,
+    /// Earliest event time in the file, ns.
+    pub time_min_ns: i64,
+    /// Latest event time in the file, ns.
+    pub time_max_ns: i64,
+    /// File size in bytes.
+    pub bytes: u64,
+}
+
+/// What an entry says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    /// Rows `seq_first..=seq_last` were sealed into `files` (all of them:
+    /// the seq ranges of consecutive seals are contiguous).
+    Seal {
+        /// First seq covered.
+        seq_first: u64,
+        /// Last seq covered.
+        seq_last: u64,
+        /// The files written.
+        files: Vec<FileEntry>,
+    },
+}
+
+/// The content that is hashed: everything but the hash itself.
+#[derive(Serialize)]
+struct Hashed<'a> {
+    index: u64,
+    time_ns: i64,
+    #[serde(flatten)]
+    body: &'a Body,
+    prev: &'a str,
+}
+
+/// One manifest line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// 0-based position in the chain.
+    pub index: u64,
+    /// When the entry was appended, ns.
+    pub time_ns: i64,
+    /// What it records.
+    #[serde(flatten)]
+    pub body: Body,
+    /// Hash of the previous entry ([`GENESIS`] for the first).
+    pub prev: String,
+    /// SHA-256 of `prev` and this entry's content, hex.
+    pub hash: String,
+}
+
+impl Entry {
+    /// The hash this entry should carry, recomputed from its content.
+    pub fn compute_hash(&self) -> String {
+        entry_hash(self.index, self.time_ns, &self.body, &self.prev)
+    }
+}
+
+fn entry_hash(index: u64, time_ns: i64, body: &Body, prev: &str) -> String {
+    let content = serde_json::to_vec(&Hashed {
+        index,
+        time_ns,
+        body,
+        prev,
+    })
+    .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(&content);
+    hex::encode(h.finalize())
+}
+
+/// The manifest of one collector, open for appending.
+#[derive(Debug)]
+pub struct Manifest {
+    path: PathBuf,
+    file: File,
+    entries: Vec<Entry>,
+}
+
+/// Path of a collector's manifest under a data dir.
+pub fn manifest_path(data_dir: &Path, collector_id: &str) -> PathBuf {
+    data_dir
+        .join("manifest")
+        .join(format!("{collector_id}.jsonl"))
+}
+
+/// Reads a manifest's entries. A last line without its newline is a torn
+/// append (the crash came first) and is reported separately, not parsed.
+pub fn read(path: &Path) -> io::Result<(Vec<Entry>, u64)> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e),
+    };
+    let mut entries = Vec::new();
+    let mut good_len = 0u64;
+    let mut reader = BufReader::new(file);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 || !line.ends_with('\n') {
+            break;
+        }
+        let entry: Entry = serde_json::from_str(line.trim_end()).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: entry {}: {e}", path.display(), entries.len()),
+            )
+        })?;
+        entries.push(entry);
+        good_len += n as u64;
+    }
+    Ok((entries, good_len))
+}
+
+impl Manifest {
+    /// Opens (or creates) a manifest, cutting off a torn last line.
+    pub fn open(path: &Path) -> io::Result<Manifest> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let (entries, good_len) = read(path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
+        if file.metadata()?.len() != good_len {
+            file.set_len(good_len)?;
+            file.sync_all()?;
+        }
+        if let Some(dir) = path.parent() {
+            crate::wal::sync_dir(dir)?;
+        }
+        Ok(Manifest {
+            path: path.to_owned(),
+            file,
+            entries,
+        })
+    }
+
+    /// Entries so far.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Path of the manifest file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Highest seq any seal covered, if any.
+    // Written as a search over entry kinds: digests and deletions join seals.
+    #[allow(clippy::unnecessary_find_map)]
+    pub fn last_seq(&self) -> Option<u64> {
+        self.entries.iter().rev().find_map(|e| match &e.body {
+            Body::Seal { seq_last, .. } => Some(*seq_last),
+        })
+    }
+
+    /// Appends an entry and makes it durable before returning.
+    pub fn append(&mut self, time_ns: i64, body: Body) -> io::Result<&Entry> {
+        let prev = self
+            .entries
+            .last()
+            .map_or_else(|| GENESIS.to_owned(), |e| e.hash.clone());
+        let index = self.entries.len() as u64;
+        let hash = entry_hash(index, time_ns, &body, &prev);
+        let entry = Entry {
+            index,
+            time_ns,
+            body,
+            prev,
+            hash,
+        };
+        let mut line = serde_json::to_vec(&entry)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        line.push(b'\n');
+        let before = self.file.metadata()?.len();
+        if let Err(e) = self
+            .file
+            .write_all(&line)
+            .and_then(|_| self.file.sync_data())
+        {
+            let _ = self.file.set_len(before);
+            return Err(e);
+        }
+        self.entries.push(entry);
+        Ok(self.entries.last().expect("just pushed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seal(first: u64, last: u64) -> Body {
+        Body::Seal {
+            seq_first: first,
+            seq_last: last,
+            files: vec![],
+        }
+    }
+
+    #[test]
+    fn entries_chain_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let mut m = Manifest::open(&path).unwrap();
+        m.append(1, seal(1, 5)).unwrap();
+        m.append(2, seal(6, 9)).unwrap();
+        let m = Manifest::open(&path).unwrap();
+        let e = m.entries();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].prev, GENESIS);
+        assert_eq!(e[1].prev, e[0].hash);
+        assert!(e.iter().all(|x| x.compute_hash() == x.hash));
+        assert_eq!(m.last_seq(), Some(9));
+    }
+
+    #[test]
+    fn torn_last_line_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        Manifest::open(&path)
+            .unwrap()
+            .append(1, seal(1, 5))
+            .unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"index\":1,\"ti").unwrap();
+        let m = Manifest::open(&path).unwrap();
+        assert_eq!(m.entries().len(), 1);
+        assert!(fs::read_to_string(&path).unwrap().ends_with("}\n"));
+    }
+
+    #[test]
+    fn edited_entry_no_longer_matches_its_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let mut m = Manifest::open(&path).unwrap();
+        m.append(1, seal(1, 5)).unwrap();
+        let mut e = m.entries()[0].clone();
+        e.body = seal(1, 4);
+        assert_ne!(e.compute_hash(), e.hash);
+    }
+}

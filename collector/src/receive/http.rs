@@ -1,0 +1,199 @@
+//! OTLP/HTTP logs receiver: `POST /v1/logs` with protobuf or JSON bodies
+//! (optionally gzip), plus the sidecar's `/healthz` and `/metrics`.
+//!
+//! Status codes follow the OTLP/HTTP spec: 200 with `partial_success` when
+//! some records are refused, 400 for an undecodable body, 413 for a body
+//! over the limit, 415 for an unknown content type, 429/503 with
+//! `Retry-After` when the client should retry.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message;
+
+use super::Receiver;
+use crate::ingest::IngestError;
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+
+/// `google.rpc.Status`, the error body OTLP/HTTP asks for.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    /// gRPC code.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// Message for people.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// Shared state of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    /// The receiver.
+    pub receiver: Arc<Receiver>,
+    /// False once shutdown began (health turns 503 so balancers drain).
+    pub ready: Arc<AtomicBool>,
+    /// Largest accepted body, after decompression.
+    pub max_request_bytes: usize,
+}
+
+/// The HTTP routes.
+pub fn router(state: HttpState) -> Router {
+    let limit = state.max_request_bytes;
+    Router::new()
+        .route("/v1/logs", post(export))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<HttpState>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.receiver.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+fn error(format: Format, status: StatusCode, code: tonic::Code, message: String) -> Response {
+    let body = match format {
+        Format::Protobuf => RpcStatus {
+            code: code as i32,
+            message,
+        }
+        .encode_to_vec(),
+        Format::Json => serde_json::json!({ "code": code as i32, "message": message })
+            .to_string()
+            .into_bytes(),
+    };
+    let ct = if format == Format::Json {
+        JSON
+    } else {
+        PROTOBUF
+    };
+    let mut resp = (status, [(header::CONTENT_TYPE, ct)], body).into_response();
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        let secs = super::grpc::RETRY_AFTER.as_secs().to_string();
+        if let Ok(v) = secs.parse() {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+fn decompress(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>, String> {
+    match headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
+        None | Some("identity") => Ok(body.to_vec()),
+        Some("gzip") => {
+            let mut out = Vec::new();
+            // Read one byte past the cap to tell "exactly max" from "more".
+            flate2::read::GzDecoder::new(&body[..])
+                .take(max as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("bad gzip body: {e}"))?;
+            if out.len() > max {
+                return Err(format!("decompressed body over {max} bytes"));
+            }
+            Ok(out)
+        }
+        Some(other) => Err(format!("unsupported Content-Encoding {other:?}")),
+    }
+}
+
+async fn export(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = if ct.starts_with(PROTOBUF) {
+        Format::Protobuf
+    } else if ct.starts_with(JSON) {
+        Format::Json
+    } else {
+        return error(
+            Format::Protobuf,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::InvalidArgument,
+            format!("Content-Type {ct:?} not supported: use {PROTOBUF} or {JSON}"),
+        );
+    };
+    let bad = |m: String| {
+        error(
+            format,
+            StatusCode::BAD_REQUEST,
+            tonic::Code::InvalidArgument,
+            m,
+        )
+    };
+    let raw = match decompress(&headers, body, s.max_request_bytes) {
+        Ok(raw) => raw,
+        Err(m) => return bad(m),
+    };
+    let req = match format {
+        Format::Protobuf => ExportLogsServiceRequest::decode(&raw[..])
+            .map_err(|e| format!("undecodable OTLP protobuf: {e}")),
+        Format::Json => serde_json::from_slice::<ExportLogsServiceRequest>(&raw)
+            .map_err(|e| format!("undecodable OTLP JSON: {e}")),
+    };
+    let req = match req {
+        Ok(r) => r,
+        Err(m) => return bad(m),
+    };
+    match s.receiver.export(req).await {
+        Ok(resp) => {
+            let body = match format {
+                Format::Protobuf => resp.encode_to_vec(),
+                Format::Json => serde_json::to_vec(&resp).unwrap_or_default(),
+            };
+            let ct = if format == Format::Json {
+                JSON
+            } else {
+                PROTOBUF
+            };
+            (StatusCode::OK, [(header::CONTENT_TYPE, ct)], body).into_response()
+        }
+        Err(e @ IngestError::Overloaded) => error(
+            format,
+            StatusCode::TOO_MANY_REQUESTS,
+            tonic::Code::ResourceExhausted,
+            e.to_string(),
+        ),
+        Err(e) => error(
+            format,
+            StatusCode::SERVICE_UNAVAILABLE,
+            tonic::Code::Unavailable,
+            e.to_string(),
+        ),
+    }
+}

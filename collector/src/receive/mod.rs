@@ -1,0 +1,250 @@
+//! OTLP receivers (gRPC and HTTP) and what they share: reading a request
+//! against the wire table, re-checking the dual key, and answering with
+//! OTLP's `partial_success` for the records refused.
+
+pub mod grpc;
+pub mod http;
+
+use std::sync::Arc;
+
+use audit_schema::otlp::{decode, Decoded, ResourceInfo};
+use audit_schema::{wire, Field, Rules, ViolationRecord};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+
+use crate::ingest::{Batch, Ingest, IngestError};
+use crate::metrics::Metrics;
+
+/// Messages of more refused records than this are summarized.
+const MAX_MESSAGES: usize = 10;
+
+/// What both receivers need.
+#[derive(Debug)]
+pub struct Receiver {
+    /// The store.
+    pub ingest: Arc<Ingest>,
+    /// The dual-key rules (same type the layer uses).
+    pub rules: Rules,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// A request read and checked: what to store and what was refused.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Rows to store (including violations the collector found).
+    pub batch: Batch,
+    /// Records refused.
+    pub refused: i64,
+    /// One message per refused record, the first few.
+    pub messages: Vec<String>,
+}
+
+fn new_event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Reads every log record of a request. A record that breaks a rule is
+/// refused by itself; the rest of the batch is kept. A refused
+/// `audit.action` also becomes a violation row (`detected_by = collector`),
+/// so that a non-compliant client leaves evidence, not silence.
+pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
+    let mut out = Checked::default();
+    let mut index = 0usize;
+    for rl in req.resource_logs {
+        let res = ResourceInfo::from_resource(rl.resource.as_ref());
+        for sl in rl.scope_logs {
+            for lr in sl.log_records {
+                let n = index;
+                index += 1;
+                match decode(&lr, &res) {
+                    Decoded::Action(draft) => {
+                        let mut draft = *draft;
+                        if draft
+                            .event_id
+                            .as_deref()
+                            .is_none_or(|s| s.trim().is_empty())
+                        {
+                            draft.event_id = Some(new_event_id());
+                            draft
+                                .attributes
+                                .insert("audit.event.id.assigned_by".into(), "collector".into());
+                        }
+                        match rules.check(draft) {
+                            Ok(record) => out.batch.actions.push(record),
+                            Err(rejection) => {
+                                out.refuse(format!("record {n} refused: {rejection}"));
+                                let d = &rejection.draft;
+                                out.batch.violations.push(ViolationRecord {
+                                    event_id: new_event_id(),
+                                    time_ns: d.start_time_ns.unwrap_or_else(crate::now_ns),
+                                    detected_by: "collector".into(),
+                                    missing: rejection.missing(),
+                                    reason: rejection.reason(),
+                                    action: d.action.clone(),
+                                    actor_kind: d.actor_kind.clone(),
+                                    agent_id: d.agent_id.clone(),
+                                    owner_id: d.owner_id.clone(),
+                                    service_name: d
+                                        .service_name
+                                        .clone()
+                                        .unwrap_or_else(|| wire::UNKNOWN_SERVICE.into()),
+                                    service_instance_id: d.service_instance_id.clone(),
+                                    trace_id: d.trace_id.clone(),
+                                    span_id: d.span_id.clone(),
+                                    attributes: [(
+                                        "audit.refused_event_id".to_owned(),
+                                        d.event_id.clone().unwrap_or_default(),
+                                    )]
+                                    .into(),
+                                    ..ViolationRecord::default()
+                                });
+                            }
+                        }
+                    }
+                    Decoded::Violation(v) => {
+                        let mut v = *v;
+                        if v.event_id.trim().is_empty() {
+                            v.event_id = new_event_id();
+                        }
+                        if v.time_ns <= 0 {
+                            v.time_ns = crate::now_ns();
+                        }
+                        if v.detected_by.is_empty() {
+                            v.detected_by = "client".into();
+                        }
+                        if v.reason.is_empty() {
+                            v.reason = "unspecified".into();
+                        }
+                        out.batch.violations.push(v);
+                    }
+                    Decoded::NotAudit { event_name } => out.refuse(format!(
+                        "record {n} refused: event_name {event_name:?} is not an audit record \
+                         (expected {:?} or {:?}; attribute {:?} is the wire name of the action)",
+                        wire::EVENT_ACTION,
+                        wire::EVENT_VIOLATION,
+                        Field::Action.wire(),
+                    )),
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Checked {
+    fn refuse(&mut self, message: String) {
+        self.refused += 1;
+        if self.messages.len() < MAX_MESSAGES {
+            self.messages.push(message);
+        }
+    }
+
+    /// The OTLP response: `partial_success` set only when something was refused.
+    pub fn response(&self) -> ExportLogsServiceResponse {
+        if self.refused == 0 {
+            return ExportLogsServiceResponse::default();
+        }
+        let mut error_message = self.messages.join("; ");
+        if self.refused as usize > self.messages.len() {
+            error_message.push_str(&format!(
+                "; and {} more",
+                self.refused as usize - self.messages.len()
+            ));
+        }
+        ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: self.refused,
+                error_message,
+            }),
+        }
+    }
+}
+
+impl Receiver {
+    /// Checks and stores one request; answers once the kept records are durable.
+    pub async fn export(
+        &self,
+        req: ExportLogsServiceRequest,
+    ) -> Result<ExportLogsServiceResponse, IngestError> {
+        let received: usize = req
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        Metrics::add(&self.metrics.requests_total, 1);
+        Metrics::add(&self.metrics.records_received_total, received as u64);
+        let checked = check(req, &self.rules);
+        self.ingest.submit(checked.batch.clone()).await?;
+        Metrics::add(&self.metrics.records_refused_total, checked.refused as u64);
+        if checked.refused > 0 {
+            tracing::info!(refused = checked.refused, first = %checked.messages[0], "refused records");
+        }
+        Ok(checked.response())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use audit_schema::otlp::encode_action;
+    use audit_schema::{ActorKind, AuditRecord};
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+
+    fn record(owner: &str) -> AuditRecord {
+        AuditRecord {
+            event_id: new_event_id(),
+            start_time_ns: 1_764_000_000_000_000_000,
+            end_time_ns: None,
+            actor_kind: ActorKind::Agent,
+            agent_id: Some("agt_1".into()),
+            agent_name: None,
+            agent_credential_id: None,
+            owner_id: owner.into(),
+            initiator_id: None,
+            task_id: None,
+            action: "db.drop".into(),
+            target: None,
+            outcome: "ok".into(),
+            scopes: vec![],
+            consent_id: None,
+            inputs_sha256: None,
+            service_name: "svc".into(),
+            service_instance_id: None,
+            trace_id: None,
+            span_id: None,
+            attributes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn mixed_batch_keeps_good_records_and_names_the_bad_one() {
+        let good = encode_action(&record("usr_alice"));
+        let bad = encode_action(&record(""));
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![good.clone(), bad, good],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let checked = check(req, &Rules::default());
+        assert_eq!(checked.batch.actions.len(), 2);
+        assert_eq!(checked.refused, 1);
+        assert_eq!(checked.batch.violations.len(), 1);
+        assert_eq!(checked.batch.violations[0].detected_by, "collector");
+        let resp = checked.response();
+        let ps = resp.partial_success.expect("partial success");
+        assert_eq!(ps.rejected_log_records, 1);
+        assert!(
+            ps.error_message
+                .starts_with("record 1 refused: agent action without `audit.owner.id`"),
+            "{}",
+            ps.error_message
+        );
+    }
+}

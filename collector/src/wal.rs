@@ -1,0 +1,236 @@
+//! Write-ahead log: what the collector has acknowledged but not yet sealed
+//! into Parquet.
+//!
+//! The log is a directory of segments `wal-<first_seq>.log`. A segment is a
+//! run of frames `[len: u32 LE][crc32: u32 LE][payload]`. A frame is only
+//! acknowledged after `fsync`, so after a crash every acknowledged frame is
+//! whole; a torn tail (short or checksum-failing frame) is cut off on replay,
+//! never parsed as data.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+const HEADER: usize = 8;
+/// Frames larger than this are corrupt by definition (a request is capped far lower).
+const MAX_FRAME: u32 = 1 << 30;
+
+/// An open WAL: the current segment, appended to.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+/// What replaying one segment found.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Whole frames, in order.
+    pub frames: Vec<Vec<u8>>,
+    /// Bytes of a torn tail that were cut off.
+    pub torn_bytes: u64,
+}
+
+fn segment_name(first_seq: u64) -> String {
+    format!("wal-{first_seq:020}.log")
+}
+
+/// Fsyncs a directory so that a create, rename or unlink inside it is durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Wal {
+    /// Starts a new segment whose first record will have `first_seq`.
+    pub fn create(dir: &Path, first_seq: u64) -> io::Result<Wal> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(segment_name(first_seq));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .append(true)
+            .open(&path)?;
+        let len = file.metadata()?.len();
+        sync_dir(dir)?;
+        Ok(Wal {
+            dir: dir.to_owned(),
+            file,
+            path,
+            len,
+        })
+    }
+
+    /// Appends one frame (not yet durable: call [`Wal::sync`]).
+    pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|l| *l < MAX_FRAME)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "WAL frame too large"))?;
+        let mut buf = Vec::with_capacity(HEADER + payload.len());
+        buf.extend_from_slice(&len.to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        buf.extend_from_slice(payload);
+        if let Err(e) = self.file.write_all(&buf) {
+            // A half-written frame must not sit in front of later good ones.
+            // If the cut fails too, the caller stops writing (see `truncate`).
+            let _ = self.truncate(self.len);
+            return Err(e);
+        }
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable (one fsync for a whole group).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Cuts the segment back to `len` (a group whose fsync failed is
+    /// withdrawn whole, so that nothing unacknowledged is replayed later).
+    /// If this fails, the segment may hold frames that were never
+    /// acknowledged; the caller must stop appending to it.
+    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.len = len;
+        Ok(())
+    }
+
+    /// Length of the current segment in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the current segment is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Path of the current segment.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the current segment and starts one for `first_seq`. Returns
+    /// the paths of all segments older than the new one.
+    pub fn rotate(&mut self, first_seq: u64) -> io::Result<Vec<PathBuf>> {
+        self.sync()?;
+        let old: Vec<PathBuf> = segments(&self.dir)?.into_iter().map(|(_, p)| p).collect();
+        *self = Wal::create(&self.dir, first_seq)?;
+        Ok(old.into_iter().filter(|p| *p != self.path).collect())
+    }
+}
+
+/// Segments in `dir`, oldest first, with their first seq.
+pub fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(seq) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("wal-"))
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        out.push((seq, entry.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads a segment's whole frames and cuts off a torn tail in place.
+pub fn replay(path: &Path) -> io::Result<Replay> {
+    let mut data = Vec::new();
+    File::open(path)?.read_to_end(&mut data)?;
+    let mut replay = Replay::default();
+    let mut at = 0usize;
+    while data.len() - at >= HEADER {
+        let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+        let crc = u32::from_le_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
+        let end = at + HEADER + len as usize;
+        if len >= MAX_FRAME || end > data.len() || crc32fast::hash(&data[at + HEADER..end]) != crc {
+            break;
+        }
+        replay.frames.push(data[at + HEADER..end].to_vec());
+        at = end;
+    }
+    if at < data.len() {
+        replay.torn_bytes = (data.len() - at) as u64;
+        let f = OpenOptions::new().write(true).open(path)?;
+        f.set_len(at as u64)?;
+        f.sync_all()?;
+    }
+    Ok(replay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_survive_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), 1).unwrap();
+        wal.append(b"one").unwrap();
+        wal.append(b"two").unwrap();
+        wal.sync().unwrap();
+        let r = replay(wal.path()).unwrap();
+        assert_eq!(r.frames, [b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(r.torn_bytes, 0);
+    }
+
+    #[test]
+    fn torn_tail_is_cut_not_parsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), 1).unwrap();
+        wal.append(b"whole").unwrap();
+        wal.sync().unwrap();
+        let path = wal.path().to_owned();
+        drop(wal);
+        // A crash mid-write: a header promising 100 bytes, then 3.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&100u32.to_le_bytes()).unwrap();
+        f.write_all(&0u32.to_le_bytes()).unwrap();
+        f.write_all(b"abc").unwrap();
+        drop(f);
+        let r = replay(&path).unwrap();
+        assert_eq!(r.frames, [b"whole".to_vec()]);
+        assert_eq!(r.torn_bytes, 11);
+        assert_eq!(fs::metadata(&path).unwrap().len(), 13, "tail cut in place");
+    }
+
+    #[test]
+    fn corrupted_frame_fails_its_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), 1).unwrap();
+        wal.append(b"first").unwrap();
+        wal.append(b"second").unwrap();
+        wal.sync().unwrap();
+        let path = wal.path().to_owned();
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        assert_eq!(replay(&path).unwrap().frames, [b"first".to_vec()]);
+    }
+
+    #[test]
+    fn rotate_lists_older_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), 1).unwrap();
+        wal.append(b"x").unwrap();
+        let old = wal.rotate(2).unwrap();
+        assert_eq!(old.len(), 1);
+        assert!(old[0].ends_with("wal-00000000000000000001.log"));
+        assert_eq!(segments(dir.path()).unwrap().len(), 2);
+    }
+}
