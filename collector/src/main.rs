@@ -202,7 +202,8 @@ fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = fmt::layer().with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => tracing_subscriber::registry().with(filter).with(fmt).init(),
         LogFormat::Json => tracing_subscriber::registry()
