@@ -351,3 +351,54 @@ fn verify_reports_a_missing_data_dir_clearly() {
         "{err}"
     );
 }
+
+fn send(c: &Collector, batch: &[AuditRecord]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = LogsServiceClient::connect(c.grpc_url()).await.unwrap();
+        let resp = client.export(request(batch)).await.unwrap().into_inner();
+        assert_eq!(resp.partial_success, None);
+    });
+}
+
+#[test]
+fn resend_after_a_restart_is_not_stored_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch: Vec<AuditRecord> = (0..5)
+        .map(|i| record(format!("once-{i}"), 1_764_300_000_000_000_000 + i))
+        .collect();
+    let c = Collector::start(dir.path(), &[]);
+    send(&c, &batch);
+    assert!(c.terminate());
+    // The client never saw the ack and resends to the restarted collector.
+    let c = Collector::start(dir.path(), &[]);
+    send(&c, &batch);
+    assert!(c.terminate());
+    assert_eq!(read_audit(dir.path()).unwrap().len(), 5);
+    assert!(verify(dir.path()).0);
+}
+
+#[test]
+fn digests_are_appended_while_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), &["--digest-interval-secs", "1"]);
+    send(&c, &[record("d-1".into(), 1_764_300_000_000_000_000)]);
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(c.terminate());
+    let text = std::fs::read_to_string(manifest(dir.path())).unwrap();
+    let digests: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "digest")
+        .collect();
+    assert!(
+        digests.len() >= 3,
+        "one at start and one a second while idle: {text}"
+    );
+    let (ok, out) = verify(dir.path());
+    assert!(ok, "{out}");
+    assert!(out.contains("\"digests\": "), "{out}");
+}

@@ -61,6 +61,8 @@ pub struct StoreConfig {
     pub max_buffered_rows: usize,
     /// Hours an `event_id` is remembered for deduplication.
     pub dedup_window_hours: u64,
+    /// Seconds between digest entries in the manifest (appended even when idle).
+    pub digest_interval_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -72,6 +74,7 @@ impl Default for StoreConfig {
             queue_depth: d.queue_depth,
             max_buffered_rows: d.max_buffered_rows,
             dedup_window_hours: d.dedup_window.as_secs() / 3600,
+            digest_interval_secs: d.digest_interval.as_secs(),
         }
     }
 }
@@ -174,6 +177,7 @@ impl Config {
             queue_depth: s.queue_depth,
             max_buffered_rows: s.max_buffered_rows,
             dedup_window: Duration::from_secs(s.dedup_window_hours * 3600),
+            digest_interval: Duration::from_secs(s.digest_interval_secs.max(1)),
         })
     }
 }

@@ -95,6 +95,8 @@ pub struct IngestConfig {
     pub max_buffered_rows: usize,
     /// How long an `event_id` is remembered for deduplication.
     pub dedup_window: Duration,
+    /// A digest entry is appended to the manifest this often, sealed or not.
+    pub digest_interval: Duration,
 }
 
 impl IngestConfig {
@@ -108,6 +110,7 @@ impl IngestConfig {
             queue_depth: 1024,
             max_buffered_rows: 2_000_000,
             dedup_window: Duration::from_secs(24 * 3600),
+            digest_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -201,6 +204,8 @@ struct Writer {
     oldest: Option<Instant>,
     seen: HashMap<String, Instant>,
     last_prune: Instant,
+    /// End of the period the last digest covered, ns.
+    last_digest_ns: i64,
     /// Set when the WAL could not be cut back after a failed write: its tail
     /// may hold unacknowledged frames, so nothing more is appended to it.
     wal_broken: bool,
@@ -222,8 +227,8 @@ impl Writer {
         let mut actions = Vec::new();
         let mut violations = Vec::new();
         let mut max_seq = sealed_seq;
-        let mut seen = HashMap::new();
         let now = Instant::now();
+        let mut seen = recent_event_ids(root, &manifest, cfg.dedup_window, now);
         for (_, path) in wal::segments(&wal_dir).map_err(|e| storage("wal", e))? {
             let replay = wal::replay(&path).map_err(|e| storage(&path.display().to_string(), e))?;
             if replay.torn_bytes > 0 {
@@ -262,8 +267,10 @@ impl Writer {
             violations,
             seen,
             last_prune: now,
+            last_digest_ns: 0,
             wal_broken: false,
         };
+        w.last_digest_ns = w.manifest.last_digest_ns().unwrap_or(0);
         if recovered > 0 {
             tracing::info!(
                 rows = recovered,
@@ -271,19 +278,27 @@ impl Writer {
             );
             w.seal()?;
         }
+        // A first digest (or one for the time the collector was down) now.
+        w.digest_if_due();
         Ok(w)
     }
 
     fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let wait = match self.oldest {
+            let seal_wait = match self.oldest {
                 Some(t) => self.cfg.seal_interval.saturating_sub(t.elapsed()),
                 None => self.cfg.seal_interval,
             };
-            let first = match rx.recv_timeout(wait) {
+            let first = match rx.recv_timeout(seal_wait.min(self.until_digest())) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.seal_logged();
+                    if self
+                        .oldest
+                        .is_some_and(|t| t.elapsed() >= self.cfg.seal_interval)
+                    {
+                        self.seal_logged();
+                    }
+                    self.digest_if_due();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -438,6 +453,37 @@ impl Writer {
         self.last_prune = Instant::now();
     }
 
+    fn until_digest(&self) -> Duration {
+        let interval = i64::try_from(self.cfg.digest_interval.as_nanos()).unwrap_or(i64::MAX);
+        let left = self.last_digest_ns.saturating_add(interval) - now_ns();
+        Duration::from_nanos(u64::try_from(left).unwrap_or(0))
+    }
+
+    fn digest_if_due(&mut self) {
+        if !self.until_digest().is_zero() {
+            return;
+        }
+        let seals = self
+            .manifest
+            .entries()
+            .iter()
+            .rev()
+            .take_while(|e| !matches!(e.body, Body::Digest { .. }))
+            .filter(|e| matches!(e.body, Body::Seal { .. }))
+            .count() as u64;
+        let end = now_ns();
+        let body = Body::Digest {
+            seq_last: self.sealed_seq,
+            period_start_ns: self.last_digest_ns,
+            period_end_ns: end,
+            seals,
+        };
+        match self.manifest.append(end, body) {
+            Ok(_) => self.last_digest_ns = end,
+            Err(e) => tracing::error!(error = %e, "digest append failed; retrying next tick"),
+        }
+    }
+
     fn seal_logged(&mut self) {
         if let Err(e) = self.seal() {
             tracing::error!(error = %e, "sealing failed; rows stay in the WAL and sealing will be retried");
@@ -504,6 +550,35 @@ impl Writer {
     }
 }
 
+/// Event ids of audit files sealed within the dedup window, so that a
+/// client resending after a restart still gets no duplicate rows.
+fn recent_event_ids(
+    root: &Path,
+    manifest: &Manifest,
+    window: Duration,
+    now: Instant,
+) -> HashMap<String, Instant> {
+    let since = now_ns().saturating_sub(i64::try_from(window.as_nanos()).unwrap_or(i64::MAX));
+    let mut seen = HashMap::new();
+    for entry in manifest.entries().iter().filter(|e| e.time_ns >= since) {
+        let Body::Seal { files, .. } = &entry.body else {
+            continue;
+        };
+        // Remembered as of the seal, so they leave the window on time.
+        let age = Duration::from_nanos(u64::try_from(now_ns() - entry.time_ns).unwrap_or(0));
+        let at = now.checked_sub(age).unwrap_or(now);
+        for f in files.iter().filter(|f| f.path.starts_with("audit/")) {
+            match crate::partition::read_event_ids(&root.join(&f.path)) {
+                Ok(ids) => seen.extend(ids.into_iter().map(|id| (id, at))),
+                Err(e) => {
+                    tracing::warn!(file = %f.path, error = %e, "cannot read event ids for deduplication")
+                }
+            }
+        }
+    }
+    seen
+}
+
 fn file_entry(f: &SealedFile) -> FileEntry {
     FileEntry {
         path: f.path.to_string_lossy().replace('\\', "/"),
@@ -528,9 +603,11 @@ fn remove_uncommitted_files(
     let committed: std::collections::HashSet<&str> = manifest
         .entries()
         .iter()
-        .flat_map(|e| match &e.body {
-            Body::Seal { files, .. } => files.iter().map(|f| f.path.as_str()),
+        .filter_map(|e| match &e.body {
+            Body::Seal { files, .. } => Some(files.iter().map(|f| f.path.as_str())),
+            _ => None,
         })
+        .flatten()
         .collect();
     let ours = format!("part-{collector_id}-");
     for dataset in ["audit", "violations"] {

@@ -80,6 +80,9 @@ struct ServeArgs {
     /// Seal buffered rows into Parquet at least this often, seconds [default: 60].
     #[arg(long, env = "AUDIT_COLLECTOR_SEAL_INTERVAL_SECS")]
     seal_interval_secs: Option<u64>,
+    /// Append a digest entry to the manifest this often, seconds, even when idle [default: 3600].
+    #[arg(long, env = "AUDIT_COLLECTOR_DIGEST_INTERVAL_SECS")]
+    digest_interval_secs: Option<u64>,
     /// Seal when this many rows are buffered [default: 200000].
     #[arg(long, env = "AUDIT_COLLECTOR_SEAL_ROWS")]
     seal_rows: Option<usize>,
@@ -122,6 +125,9 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(t) = args.shutdown_timeout_secs {
         cfg.shutdown_timeout_secs = t;
+    }
+    if let Some(d) = args.digest_interval_secs {
+        cfg.store.digest_interval_secs = d;
     }
     if let Some(r) = args.seal_rows {
         cfg.store.seal_rows = r;

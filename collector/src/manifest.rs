@@ -53,6 +53,27 @@ pub enum Body {
         /// The files written.
         files: Vec<FileEntry>,
     },
+    /// A heartbeat appended every digest interval whether or not anything
+    /// was sealed: with the chain, it proves what happened (or that nothing
+    /// did) between `period_start_ns` and `period_end_ns`.
+    Digest {
+        /// Highest seq sealed so far (0 when none).
+        seq_last: u64,
+        /// Start of the period covered (the previous digest's end).
+        period_start_ns: i64,
+        /// End of the period covered.
+        period_end_ns: i64,
+        /// Seals appended during the period.
+        seals: u64,
+    },
+    /// A sealed file deleted by the retention policy, recorded before the
+    /// file goes so that `verify` can tell policy from tampering.
+    Delete {
+        /// The file as its seal listed it.
+        file: FileEntry,
+        /// Why (the policy that applied).
+        reason: String,
+    },
 }
 
 /// The content that is hashed: everything but the hash itself.
@@ -184,12 +205,24 @@ impl Manifest {
     }
 
     /// Highest seq any seal covered, if any.
-    // Written as a search over entry kinds: digests and deletions join seals.
-    #[allow(clippy::unnecessary_find_map)]
     pub fn last_seq(&self) -> Option<u64> {
         self.entries.iter().rev().find_map(|e| match &e.body {
             Body::Seal { seq_last, .. } => Some(*seq_last),
+            Body::Digest { .. } | Body::Delete { .. } => None,
         })
+    }
+
+    /// When the last digest was appended, if ever.
+    pub fn last_digest_ns(&self) -> Option<i64> {
+        self.entries.iter().rev().find_map(|e| match &e.body {
+            Body::Digest { period_end_ns, .. } => Some(*period_end_ns),
+            _ => None,
+        })
+    }
+
+    /// Hash of the newest entry ([`GENESIS`] when empty).
+    pub fn head(&self) -> &str {
+        self.entries.last().map_or(GENESIS, |e| e.hash.as_str())
     }
 
     /// Appends an entry and makes it durable before returning.

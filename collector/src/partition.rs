@@ -1036,6 +1036,27 @@ fn read_file<T>(path: &Path, decode: Decode<T>) -> Result<Vec<T>, PartitionError
     Ok(out)
 }
 
+/// The `event_id` column of one file, read alone (recovery rebuilds its
+/// deduplication window from recent files without decoding whole rows).
+pub fn read_event_ids(path: &Path) -> Result<Vec<String>, PartitionError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq_err(path))?;
+    let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["event_id"]);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(pq_err(path))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(arrow_err(path))?;
+        let col = batch
+            .column_by_name("event_id")
+            .ok_or_else(|| schema_err(path, "no event_id column"))?;
+        out.extend(strings_of(col.as_ref(), "event_id", path)?);
+    }
+    Ok(out)
+}
+
 /// Whether a file name is a sealed data file (`part-*.parquet`); temp files
 /// (`.part-….parquet.tmp`) and anything else are not.
 pub fn is_data_file_name(name: &str) -> bool {

@@ -39,6 +39,10 @@ pub struct Report {
     pub files: usize,
     /// Rows covered by the checked seals.
     pub rows: u64,
+    /// Files deleted by retention (recorded in the chain).
+    pub deleted: usize,
+    /// Digest entries.
+    pub digests: usize,
     /// Everything wrong; empty means intact.
     pub findings: Vec<Finding>,
 }
@@ -119,6 +123,15 @@ fn check_chain(
 ) {
     let mut prev = GENESIS.to_owned();
     let mut next_seq = 1u64;
+    let mut last_digest_end: Option<i64> = None;
+    // Deletions come after the seals they undo; collect them first.
+    let deleted: BTreeMap<&str, &manifest::FileEntry> = entries
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Delete { file, .. } => Some((file.path.as_str(), file)),
+            _ => None,
+        })
+        .collect();
     for (i, e) in entries.iter().enumerate() {
         report.entries += 1;
         let at = format!("{name} entry {i}");
@@ -155,15 +168,23 @@ fn check_chain(
                 }
                 next_seq = seq_last + 1;
                 let mut seqs: BTreeMap<u64, usize> = BTreeMap::new();
+                let mut deleted_rows = 0u64;
                 for f in files {
-                    report.files += 1;
                     listed.insert(f.path.clone());
+                    if deleted.contains_key(f.path.as_str()) {
+                        // Gone by policy: its rows are accounted by the
+                        // (hash-chained) entry, since they cannot be read.
+                        deleted_rows += f.rows;
+                        report.deleted += 1;
+                        continue;
+                    }
+                    report.files += 1;
                     check_file(root, f, &mut seqs, report);
                 }
                 let expected = seq_last + 1 - seq_first;
-                let covered = seqs.range(seq_first..=seq_last).count() as u64;
+                let covered = seqs.range(seq_first..=seq_last).count() as u64 + deleted_rows;
                 report.rows += covered;
-                if covered != expected || seqs.len() as u64 != covered {
+                if covered != expected || seqs.len() as u64 + deleted_rows != covered {
                     report.add(
                         "seq_hole",
                         &at,
@@ -175,6 +196,41 @@ fn check_chain(
                 }
                 if let Some((seq, n)) = seqs.iter().find(|(_, n)| **n > 1) {
                     report.add("seq_duplicate", &at, format!("seq {seq} appears {n} times"));
+                }
+            }
+            Body::Digest {
+                seq_last,
+                period_start_ns,
+                period_end_ns,
+                ..
+            } => {
+                report.digests += 1;
+                if *seq_last + 1 != next_seq {
+                    report.add(
+                        "digest_mismatch",
+                        &at,
+                        format!(
+                            "digest says seq {seq_last} sealed, the chain says {}",
+                            next_seq - 1
+                        ),
+                    );
+                }
+                if last_digest_end.is_some_and(|end| end != *period_start_ns) {
+                    report.add(
+                        "digest_gap",
+                        &at,
+                        "period does not start where the previous digest ended",
+                    );
+                }
+                last_digest_end = Some(*period_end_ns);
+            }
+            Body::Delete { file, .. } => {
+                if !listed.contains(&file.path) {
+                    report.add(
+                        "delete_unknown",
+                        &at,
+                        format!("deletes {}, which no earlier seal lists", file.path),
+                    );
                 }
             }
         }
