@@ -1,1 +1,142 @@
-//! placeholder
+//! # audit-layer
+//!
+//! A [`tracing_subscriber::Layer`] that turns *privileged* spans into audit
+//! records carrying the **dual key**: the agent that acted and the human
+//! accountable for it. It ships them over OTLP to the audit collector.
+//! A privileged span without the dual key never becomes an audit row: it
+//! becomes a *violation* record, a counter goes up, and in strict mode the
+//! layer panics.
+//!
+//! Add it next to whatever you already have:
+//!
+//! ```
+//! use audit_layer::{privileged_span, Actor, AuditLayer, MemorySink};
+//! use tracing_subscriber::layer::SubscriberExt;
+//!
+//! let sink = MemorySink::default(); // or .otlp_grpc(..) / .otlp_http(..) / .from_env()
+//! let (audit, _guard) = AuditLayer::builder()
+//!     .service_name("billing")
+//!     .memory(sink.clone())
+//!     .build()
+//!     .expect("valid audit configuration");
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer())
+//!     .with(audit);
+//!
+//! tracing::subscriber::with_default(subscriber, || {
+//!     // Typed: forgetting the actor does not compile.
+//!     let actor = Actor::agent("agt_7f3", "usr_alice").credential("key_2026_11");
+//!     privileged_span!(&actor, "payments.transfer", target = "acct_42", amount = 100)
+//!         .in_scope(|| { /* the privileged work */ });
+//!
+//!     // Raw tracing spans work too: target `audit`, fields by alias.
+//!     tracing::info_span!(target: "audit", "users.invite",
+//!         actor.kind = "human", owner.id = "usr_alice", target = "usr_bob")
+//!         .in_scope(|| {});
+//!
+//!     // Unattributed: rejected, reported as a violation.
+//!     tracing::info_span!(target: "audit", "users.delete").in_scope(|| {});
+//! });
+//!
+//! let records = sink.records();
+//! assert_eq!(records[0].agent_id.as_deref(), Some("agt_7f3"));
+//! assert_eq!(records[0].attributes["amount"], "100");
+//! assert_eq!(records[1].actor_kind, audit_schema::ActorKind::Human);
+//! assert_eq!(sink.violations()[0].missing, ["audit.actor.kind"]);
+//! ```
+//!
+//! ## Privileged spans
+//!
+//! By default a span is privileged when its target is `audit` or lies under
+//! it (`audit::payments`), or when it records `audit.privileged = true`; see
+//! [`Policy`] for extra targets, span names and predicates. Everything else
+//! passes through untouched: the decision is made from static metadata and
+//! costs no allocation. The flag can only add privilege: a span the policy
+//! names stays privileged whatever it records.
+//!
+//! ## Span fields
+//!
+//! A field is read by its short alias or by its wire name; both are
+//! accepted on spans. Any other field is kept in the record's `attributes`,
+//! stringified. The action is the span name unless an `action` field says
+//! otherwise; an `ERROR` event inside the span makes the outcome `error`
+//! unless an `outcome` was recorded. Fields may be declared
+//! `tracing::field::Empty` and recorded later with `Span::record`: the rules
+//! are checked when the span closes.
+//!
+//! This table is `audit_schema::wire::markdown_fields()` (a test keeps it so):
+//!
+//! | on a `tracing` span | on the wire | meaning |
+//! |---|---|---|
+//! | `event.id` | `audit.event.id` | UUIDv7 made by the client; idempotency key end to end |
+//! | `end_time_unix_nano` | `audit.end_time_unix_nano` | span close time (int, ns since the epoch) |
+//! | `actor.kind` | `audit.actor.kind` | `agent` or `human`; a human must be stated, never inferred |
+//! | `agent.id` | `gen_ai.agent.id` | stable agent principal id; survives credential rotation |
+//! | `agent.name` | `gen_ai.agent.name` | display name of the agent |
+//! | `agent.credential` | `audit.agent.credential.id` | which credential the agent used |
+//! | `owner.id` | `audit.owner.id` | the accountable human |
+//! | `initiator.id` | `audit.initiator.id` | who started the task |
+//! | `task.id` | `audit.task.id` | which task |
+//! | `action` | `audit.action` | what was done (the span name when absent) |
+//! | `target` | `audit.target` | to what |
+//! | `outcome` | `audit.outcome` | `ok`, `error` or `denied` |
+//! | `scopes` | `audit.scopes` | authorization scopes (string array; comma-separated on spans) |
+//! | `consent` | `audit.consent.id` | consent token id, required for dangerous actions |
+//! | `inputs.sha256` | `audit.inputs.sha256` | SHA-256 of the inputs the agent acted on |
+//! | `audit.privileged` | `audit.privileged` | `true` makes a span privileged whatever its target |
+//! | `audit.dangerous` | `audit.dangerous` | `true` makes an action dangerous: consent required |
+//!
+//! ## Delivery
+//!
+//! [`AuditLayerBuilder::build`] returns the layer and a [`FlushGuard`]:
+//! records travel through a bounded queue to a worker thread that batches
+//! them into OTLP log records (gRPC or HTTP/protobuf) and retries what the
+//! collector could not take. Drop the guard last; it flushes. Every record
+//! is accounted for in [`AuditStatus`]. See [`export`] for why this is not
+//! the OpenTelemetry SDK's exporter and for the `OTEL_*` variables read by
+//! [`AuditLayerBuilder::from_env`].
+#![warn(missing_docs)]
+
+mod actor;
+mod builder;
+pub mod export;
+mod layer;
+mod macros;
+mod policy;
+mod stats;
+
+pub use actor::Actor;
+pub use builder::{AuditLayerBuilder, BuildError};
+pub use export::{
+    Destination, FlushError, FlushGuard, MemorySink, Protocol, DEFAULT_GRPC_ENDPOINT,
+    DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT, SCOPE_NAME,
+};
+pub use layer::AuditLayer;
+pub use policy::Policy;
+pub use stats::{AuditStatus, StatsSnapshot};
+
+/// The schema crate, re-exported so that records can be inspected without
+/// a second dependency.
+pub use audit_schema as schema;
+
+#[doc(hidden)]
+pub mod __private {
+    // The macro names tracing through this path, so that callers need not
+    // depend on tracing themselves.
+    pub use tracing;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crate_docs_carry_the_schema_field_table() {
+        let docs: String = include_str!("lib.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for row in audit_schema::wire::markdown_fields().lines() {
+            assert!(docs.contains(row), "crate docs lack the row {row:?}");
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Building an [`AuditLayer`] and its [`FlushGuard`].
+//!
+//! ```no_run
+//! use audit_layer::{AuditLayer, Policy};
+//!
+//! let (layer, _guard) = AuditLayer::builder()
+//!     .policy(Policy::default().dangerous_action("payments.*"))
+//!     .service_name("billing")
+//!     .otlp_grpc("http://127.0.0.1:4317")
+//!     .build()?;
+//! # drop(layer);
+//! # Ok::<(), audit_layer::BuildError>(())
+//! ```
+
+use std::time::Duration;
+
+use audit_schema::otlp::ResourceInfo;
+
+use crate::export::{
+    self, http_logs_url, Destination, EnvSettings, FlushGuard, GrpcConfig, Http, MemorySink,
+    Protocol, Sink, TransportConfig, WorkerSettings, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT,
+    DEFAULT_TIMEOUT,
+};
+use crate::layer::AuditLayer;
+use crate::policy::Policy;
+use crate::stats::AuditStatus;
+
+/// What was wrong with the configuration, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An `OTEL_*` variable holds something unusable.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The collector endpoint is not a usable URL.
+    #[error("OTLP endpoint {endpoint:?}: {message}")]
+    Endpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A header name or value is not valid in HTTP/gRPC metadata.
+    #[error("OTLP header {name:?} has an invalid name or value (names: lower-case ASCII tokens; values: visible ASCII)")]
+    Header {
+        /// The header name as given.
+        name: String,
+    },
+    /// The export worker thread or its runtime could not be started.
+    #[error("could not start the audit export worker: {0}")]
+    Worker(#[from] std::io::Error),
+}
+
+/// Configures an [`AuditLayer`]. Explicit settings win over the environment.
+#[derive(Debug, Default)]
+pub struct AuditLayerBuilder {
+    policy: Policy,
+    strict: bool,
+    service_name: Option<String>,
+    service_instance_id: Option<String>,
+    destination: Option<Destination>,
+    headers: Vec<(String, String)>,
+    timeout: Option<Duration>,
+    settings: WorkerSettings,
+}
+
+impl AuditLayer {
+    /// Starts configuring a layer. Without a destination, [`build`](AuditLayerBuilder::build)
+    /// reads the standard `OTEL_*` variables (see [`AuditLayerBuilder::from_env`]).
+    pub fn builder() -> AuditLayerBuilder {
+        AuditLayerBuilder::default()
+    }
+}
+
+impl AuditLayerBuilder {
+    /// What is privileged, and which actions are dangerous.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Panic when a privileged span is rejected (tests, development). The
+    /// violation record is still exported first.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// `service.name` of the resource (else `OTEL_SERVICE_NAME`, else `unknown_service`).
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// `service.instance.id` of the resource (else from
+    /// `OTEL_RESOURCE_ATTRIBUTES`, else a fresh UUIDv7 per process).
+    pub fn service_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.service_instance_id = Some(id.into());
+        self
+    }
+
+    /// Any destination.
+    pub fn destination(mut self, destination: Destination) -> Self {
+        self.destination = Some(destination);
+        self
+    }
+
+    /// OTLP/gRPC to `endpoint`, e.g. `http://127.0.0.1:4317`.
+    pub fn otlp_grpc(self, endpoint: impl Into<String>) -> Self {
+        self.destination(Destination::OtlpGrpc(endpoint.into()))
+    }
+
+    /// OTLP/HTTP protobuf to `endpoint`, e.g. `http://127.0.0.1:4318`;
+    /// `/v1/logs` is appended unless already there.
+    pub fn otlp_http(self, endpoint: impl Into<String>) -> Self {
+        self.destination(Destination::OtlpHttp(http_logs_url(&endpoint.into())))
+    }
+
+    /// Records stay in `sink` (tests and examples without a collector).
+    pub fn memory(self, sink: MemorySink) -> Self {
+        self.destination(Destination::Memory(sink))
+    }
+
+    /// Chooses the destination from `OTEL_EXPORTER_OTLP_*` (protocol,
+    /// endpoint, headers, timeout) — the default when no destination is set.
+    /// A destination set after this call wins.
+    pub fn from_env(mut self) -> Self {
+        self.destination = None;
+        self
+    }
+
+    /// An extra header on every export request (added to `OTEL_EXPORTER_OTLP_HEADERS`).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Per-request timeout (else `OTEL_EXPORTER_OTLP_TIMEOUT`, else 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Bound of the export queue (default 8192). When full, records are
+    /// counted as `dropped`, never silently lost.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.settings.queue_capacity = capacity;
+        self
+    }
+
+    /// Most records per export request (default 512).
+    pub fn batch_size(mut self, size: usize) -> Self {
+        self.settings.batch_size = size.max(1);
+        self
+    }
+
+    /// How long a record may wait for companions before its batch is sent (default 200 ms).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.settings.linger = linger;
+        self
+    }
+
+    /// How long one batch is retried before it counts as an export failure (default 30 s).
+    pub fn retry_deadline(mut self, deadline: Duration) -> Self {
+        self.settings.retry_deadline = deadline;
+        self
+    }
+
+    /// How long dropping the [`FlushGuard`] may take (default 5 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Builds the layer and the guard that owns delivery.
+    pub fn build(self) -> Result<(AuditLayer, FlushGuard), BuildError> {
+        // The environment is only consulted for what the builder left open.
+        let env = EnvSettings::read(|k| std::env::var(k).ok())?;
+        let resource = ResourceInfo {
+            service_name: Some(
+                self.service_name
+                    .or(env.service_name.clone())
+                    .unwrap_or_else(|| audit_schema::wire::UNKNOWN_SERVICE.to_owned()),
+            ),
+            service_instance_id: Some(
+                self.service_instance_id
+                    .or(env.service_instance_id.clone())
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            ),
+        };
+        let status = AuditStatus::default();
+        let destination = self.destination.unwrap_or_else(|| {
+            match env.protocol.unwrap_or(Protocol::HttpProtobuf) {
+                Protocol::Grpc => Destination::OtlpGrpc(
+                    env.endpoint
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_GRPC_ENDPOINT.to_owned()),
+                ),
+                Protocol::HttpProtobuf => Destination::OtlpHttp(
+                    env.endpoint
+                        .clone()
+                        .unwrap_or_else(|| http_logs_url(DEFAULT_HTTP_ENDPOINT)),
+                ),
+            }
+        });
+        let mut headers = env.headers;
+        headers.extend(self.headers);
+        let timeout = self.timeout.or(env.timeout).unwrap_or(DEFAULT_TIMEOUT);
+        let transport = match destination {
+            Destination::Memory(sink) => {
+                let layer = AuditLayer {
+                    policy: self.policy,
+                    strict: self.strict,
+                    resource,
+                    sink: Sink::Memory(sink),
+                    status: status.clone(),
+                };
+                return Ok((layer, FlushGuard::inline(status)));
+            }
+            Destination::OtlpGrpc(url) => {
+                TransportConfig::Grpc(Box::new(GrpcConfig::new(&url, &headers, timeout)?))
+            }
+            Destination::OtlpHttp(url) => {
+                TransportConfig::Http(Http::new(&url, &headers, timeout)?)
+            }
+        };
+        let (sink, guard) =
+            export::spawn(transport, resource.clone(), self.settings, status.clone())?;
+        let layer = AuditLayer {
+            policy: self.policy,
+            strict: self.strict,
+            resource,
+            sink,
+            status,
+        };
+        Ok((layer, guard))
+    }
+}

@@ -1,0 +1,338 @@
+//! The `tracing_subscriber::Layer`: gathers a privileged span's fields into
+//! a [`Draft`], checks the dual key when the span closes, and hands an
+//! audit record (or a violation record) to the exporter.
+//!
+//! Non-privileged spans are decided from static metadata in `on_new_span`
+//! and then left alone: no allocation, no extension, nothing on close.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use audit_schema::otlp::ResourceInfo;
+use audit_schema::{Draft, Field, Rejection, ViolationRecord};
+use tracing_core::field::Visit;
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+use crate::export::{Item, Sink};
+use crate::policy::{Policy, Static};
+use crate::stats::AuditStatus;
+
+/// Checks privileged spans for the dual key and ships the result.
+///
+/// Built with [`AuditLayer::builder`](crate::AuditLayer::builder), which
+/// also returns the [`FlushGuard`](crate::FlushGuard) that owns delivery.
+pub struct AuditLayer {
+    pub(crate) policy: Policy,
+    pub(crate) strict: bool,
+    pub(crate) resource: ResourceInfo,
+    pub(crate) sink: Sink,
+    pub(crate) status: AuditStatus,
+}
+
+impl std::fmt::Debug for AuditLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLayer")
+            .field("policy", &self.policy)
+            .field("strict", &self.strict)
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-span state, stored in the span's extensions (privileged spans only).
+struct SpanState {
+    start_ns: i64,
+    draft: Draft,
+    /// Callsite, kept for the violation record.
+    meta: &'static Metadata<'static>,
+    /// The policy said so from metadata; otherwise only `audit.privileged = true` counts.
+    statically_privileged: bool,
+    /// An `outcome` field was recorded: an ERROR event must not overwrite it.
+    explicit_outcome: bool,
+    /// An ERROR-level event happened inside the span.
+    error_seen: bool,
+}
+
+impl SpanState {
+    fn privileged(&self) -> bool {
+        self.statically_privileged || self.draft.privileged
+    }
+}
+
+/// Fills a draft from span fields. Every `record_*` goes through [`Self::put`].
+struct DraftVisitor<'a> {
+    draft: &'a mut Draft,
+    explicit_outcome: &'a mut bool,
+}
+
+enum Value {
+    Bool(bool),
+    Text(String),
+}
+
+impl DraftVisitor<'_> {
+    fn put(&mut self, field: &tracing_core::Field, value: Value) {
+        match (Field::from_span_field(field.name()), value) {
+            (Some(f), value) => {
+                if f == Field::Outcome {
+                    *self.explicit_outcome = true;
+                }
+                match value {
+                    Value::Bool(b) => self.draft.set_bool(f, b),
+                    Value::Text(s) => self.draft.set(f, s),
+                }
+            }
+            (None, value) => {
+                let s = match value {
+                    Value::Bool(b) => b.to_string(),
+                    Value::Text(s) => s,
+                };
+                self.draft.attributes.insert(field.name().to_owned(), s);
+            }
+        }
+    }
+}
+
+impl Visit for DraftVisitor<'_> {
+    fn record_str(&mut self, field: &tracing_core::Field, value: &str) {
+        self.put(field, Value::Text(value.to_owned()));
+    }
+
+    fn record_bool(&mut self, field: &tracing_core::Field, value: bool) {
+        self.put(field, Value::Bool(value));
+    }
+
+    fn record_i64(&mut self, field: &tracing_core::Field, value: i64) {
+        self.put(field, Value::Text(value.to_string()));
+    }
+
+    fn record_u64(&mut self, field: &tracing_core::Field, value: u64) {
+        self.put(field, Value::Text(value.to_string()));
+    }
+
+    fn record_f64(&mut self, field: &tracing_core::Field, value: f64) {
+        self.put(field, Value::Text(value.to_string()));
+    }
+
+    fn record_error(
+        &mut self,
+        field: &tracing_core::Field,
+        value: &(dyn std::error::Error + 'static),
+    ) {
+        self.put(field, Value::Text(value.to_string()));
+    }
+
+    fn record_debug(&mut self, field: &tracing_core::Field, value: &dyn std::fmt::Debug) {
+        // `%x` arrives here as a DisplayValue whose Debug is x's Display.
+        self.put(field, Value::Text(format!("{value:?}")));
+    }
+}
+
+impl<S> Layer<S> for AuditLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let meta = attrs.metadata();
+        let statically_privileged = match self.policy.classify(meta) {
+            Static::No => return,
+            Static::Privileged => true,
+            Static::IfFlagged => false,
+        };
+        let Some(span) = ctx.span(id) else { return };
+        let mut state = SpanState {
+            start_ns: now_ns(),
+            draft: Draft::default(),
+            meta,
+            statically_privileged,
+            explicit_outcome: false,
+            error_seen: false,
+        };
+        attrs.record(&mut DraftVisitor {
+            draft: &mut state.draft,
+            explicit_outcome: &mut state.explicit_outcome,
+        });
+        // One trace per privileged operation tree: a privileged child joins
+        // its nearest privileged ancestor's trace.
+        let inherited = span.scope().skip(1).find_map(|ancestor| {
+            let ext = ancestor.extensions();
+            let parent = ext.get::<SpanState>()?;
+            parent.draft.trace_id.clone()
+        });
+        state.draft.trace_id = Some(inherited.unwrap_or_else(random_hex::<16>));
+        state.draft.span_id = Some(random_hex::<8>());
+        state.draft.service_name = self.resource.service_name.clone();
+        state.draft.service_instance_id = self.resource.service_instance_id.clone();
+        span.extensions_mut().insert(state);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        if let Some(state) = ext.get_mut::<SpanState>() {
+            values.record(&mut DraftVisitor {
+                draft: &mut state.draft,
+                explicit_outcome: &mut state.explicit_outcome,
+            });
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        // Cheap test first: only errors matter to the audit trail.
+        if *event.metadata().level() != Level::ERROR {
+            return;
+        }
+        let Some(scope) = ctx.event_scope(event) else {
+            return;
+        };
+        for span in scope {
+            let mut ext = span.extensions_mut();
+            if let Some(state) = ext.get_mut::<SpanState>() {
+                if state.privileged() {
+                    state.error_seen = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        // Take the state out and release the span before doing anything
+        // that may panic (strict mode) or block.
+        let state = {
+            let Some(span) = ctx.span(&id) else { return };
+            let mut ext = span.extensions_mut();
+            ext.remove::<SpanState>()
+        };
+        if let Some(state) = state.filter(SpanState::privileged) {
+            self.finish(state);
+        }
+    }
+}
+
+impl AuditLayer {
+    fn finish(&self, state: SpanState) {
+        self.status.add_privileged_spans(1);
+        let SpanState {
+            start_ns,
+            mut draft,
+            meta,
+            explicit_outcome,
+            error_seen,
+            ..
+        } = state;
+        let end_ns = now_ns();
+        draft.start_time_ns = Some(start_ns);
+        draft.end_time_ns.get_or_insert(end_ns);
+        if draft.action.as_deref().is_none_or(|a| a.trim().is_empty()) {
+            draft.action = Some(meta.name().to_owned());
+        }
+        if error_seen && !explicit_outcome {
+            draft.outcome = Some("error".to_owned());
+        }
+        // Record that the policy found it dangerous, not only the span: the
+        // row then says why consent was required.
+        if let Some(action) = draft.action.as_deref() {
+            if self.policy.rules_ref().is_dangerous_action(action) {
+                draft.dangerous = true;
+            }
+        }
+        // A caller-supplied event id is kept: it is the idempotency key of
+        // an action the application may retry.
+        if draft
+            .event_id
+            .as_deref()
+            .is_none_or(|e| e.trim().is_empty())
+        {
+            draft.event_id = Some(uuid::Uuid::now_v7().to_string());
+        }
+        match self.policy.rules_ref().check(draft) {
+            Ok(record) => self.sink.send(Item::Action(record), &self.status),
+            Err(rejection) => self.reject(rejection, meta, end_ns),
+        }
+    }
+
+    fn reject(&self, rejection: Rejection, meta: &'static Metadata<'static>, end_ns: i64) {
+        self.status.add_violations(1);
+        let violation = violation_record(&rejection, meta, end_ns, &self.resource);
+        let panic_message = self.strict.then(|| {
+            format!(
+                "audit-layer (strict): privileged span `{}` at {}:{} rejected: {}",
+                meta.name(),
+                meta.file().unwrap_or("<unknown>"),
+                meta.line().unwrap_or(0),
+                violation.reason
+            )
+        });
+        self.sink.send(Item::Violation(violation), &self.status);
+        // Panicking while already unwinding would abort the process.
+        if let Some(msg) = panic_message {
+            if !std::thread::panicking() {
+                panic!("{msg}");
+            }
+        }
+    }
+}
+
+fn violation_record(
+    rejection: &Rejection,
+    meta: &'static Metadata<'static>,
+    time_ns: i64,
+    resource: &ResourceInfo,
+) -> ViolationRecord {
+    let d = &rejection.draft;
+    ViolationRecord {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        time_ns,
+        detected_by: "layer".to_owned(),
+        missing: rejection.missing(),
+        reason: rejection.reason(),
+        span_target: Some(meta.target().to_owned()),
+        span_name: Some(meta.name().to_owned()),
+        code_file: meta.file().map(str::to_owned),
+        code_line: meta.line().map(i64::from),
+        action: d.action.clone(),
+        actor_kind: d.actor_kind.clone(),
+        agent_id: d.agent_id.clone(),
+        owner_id: d.owner_id.clone(),
+        service_name: d
+            .service_name
+            .clone()
+            .or_else(|| resource.service_name.clone())
+            .unwrap_or_else(|| audit_schema::wire::UNKNOWN_SERVICE.to_owned()),
+        service_instance_id: d.service_instance_id.clone(),
+        trace_id: d.trace_id.clone(),
+        span_id: d.span_id.clone(),
+        attributes: d.attributes.clone(),
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `N` random bytes as lower-case hex (trace and span ids). Falls back to the
+/// random part of a UUIDv7 if the OS generator fails, so an id is never all
+/// zeros (OTLP's "unset").
+fn random_hex<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
+    if getrandom::fill(&mut bytes).is_err() || bytes.iter().all(|b| *b == 0) {
+        let a = uuid::Uuid::now_v7();
+        let b = uuid::Uuid::now_v7();
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = if i < 8 {
+                a.as_bytes()[8 + i]
+            } else {
+                b.as_bytes()[i]
+            };
+        }
+        bytes[0] |= 1;
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
