@@ -402,3 +402,66 @@ fn digests_are_appended_while_idle() {
     assert!(ok, "{out}");
     assert!(out.contains("\"digests\": "), "{out}");
 }
+
+#[test]
+fn verify_detects_a_cleanly_cut_tail_against_a_signed_checkpoint() {
+    let dir = dataset();
+    let keys = tempfile::tempdir().unwrap();
+    let (private, public) = (keys.path().join("key"), keys.path().join("key.pub"));
+    let bin = collector_bin();
+    let ok = Command::new(&bin)
+        .args(["keygen", "--name", "audit-test", "--private"])
+        .arg(&private)
+        .arg("--public")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let cp = Command::new(&bin)
+        .args(["checkpoint", "--key"])
+        .arg(&private)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        cp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cp.stderr)
+    );
+    let note = keys.path().join("checkpoint.note");
+    std::fs::write(&note, &cp.stdout).unwrap();
+
+    // Cut the last two seals and their files: the chain that remains is intact.
+    let m = manifest(dir.path());
+    let text = std::fs::read_to_string(&m).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (kept, cut) = lines.split_at(lines.len() - 2);
+    for line in cut {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for f in v["files"].as_array().unwrap() {
+            std::fs::remove_file(dir.path().join(f["path"].as_str().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(&m, kept.join("\n") + "\n").unwrap();
+    assert!(
+        verify(dir.path()).0,
+        "alone, a clean cut looks like a shorter history"
+    );
+
+    let out = Command::new(&bin)
+        .args(["verify", "--format", "json", "--data-dir"])
+        .arg(dir.path())
+        .arg("--checkpoint")
+        .arg(&note)
+        .arg("--public-key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("\"kind\": \"manifest_truncated\""),
+        "{stdout}"
+    );
+}

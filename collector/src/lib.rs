@@ -23,6 +23,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod config;
 pub mod ingest;
 pub mod manifest;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use audit_collector::checkpoint::{self, NoteSigner, NoteVerifier};
 use audit_collector::config::Config;
 use audit_collector::server::Server;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -42,6 +43,33 @@ enum Cmd {
     Serve(ServeArgs),
     /// Recompute hashes, the manifest chain and seq continuity; exit 1 if anything is wrong.
     Verify(VerifyArgs),
+    /// Print a signed checkpoint of each collector's manifest head (keep it elsewhere).
+    Checkpoint(CheckpointArgs),
+    /// Generate an Ed25519 key pair for checkpoints (note key format).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Args, Debug)]
+struct CheckpointArgs {
+    /// Data directory.
+    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
+    data_dir: PathBuf,
+    /// Private key file (`PRIVATE+KEY+…`, from `keygen`).
+    #[arg(long, env = "AUDIT_COLLECTOR_SIGNING_KEY")]
+    key: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct KeygenArgs {
+    /// Key name, shown in every signature line.
+    #[arg(long, default_value = "audit-collector")]
+    name: String,
+    /// Where to write the private key (mode 0600).
+    #[arg(long)]
+    private: PathBuf,
+    /// Where to write the public key.
+    #[arg(long)]
+    public: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -58,6 +86,12 @@ struct VerifyArgs {
     /// Output format.
     #[arg(long, default_value = "table")]
     format: OutputFormat,
+    /// Signed checkpoints kept elsewhere (from `checkpoint`); detects a cut-off tail.
+    #[arg(long = "checkpoint", requires = "public_key")]
+    checkpoints: Vec<PathBuf>,
+    /// Public key file to check the checkpoints with.
+    #[arg(long)]
+    public_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -181,7 +215,20 @@ fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
         "data dir {} does not exist",
         args.data_dir.display()
     );
-    let report = audit_collector::verify::verify(&args.data_dir);
+    let mut report = audit_collector::verify::verify(&args.data_dir);
+    if let Some(pk) = &args.public_key {
+        let key =
+            std::fs::read_to_string(pk).with_context(|| format!("reading {}", pk.display()))?;
+        let verifier = NoteVerifier::parse(&key)?;
+        for path in &args.checkpoints {
+            let note = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let cp = verifier
+                .open(&note)
+                .with_context(|| format!("checkpoint {}", path.display()))?;
+            audit_collector::verify::check_checkpoint(&args.data_dir, &cp, &mut report);
+        }
+    }
     match args.format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Table => {
@@ -203,6 +250,53 @@ fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
         }
     }
     Ok(report.intact())
+}
+
+fn checkpoint(args: CheckpointArgs) -> anyhow::Result<bool> {
+    let key = std::fs::read_to_string(&args.key)
+        .with_context(|| format!("reading {}", args.key.display()))?;
+    let signer = NoteSigner::parse(&key)?;
+    let dir = args.data_dir.join("manifest");
+    let mut any = false;
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".jsonl"))
+        else {
+            continue;
+        };
+        let (entries, _) = audit_collector::manifest::read(&path)?;
+        let Some(head) = entries.last() else { continue };
+        print!(
+            "{}",
+            signer.sign(&checkpoint::origin(id), entries.len() as u64, &head.hash)?
+        );
+        any = true;
+    }
+    anyhow::ensure!(any, "no manifest with entries under {}", dir.display());
+    Ok(true)
+}
+
+fn keygen(args: KeygenArgs) -> anyhow::Result<bool> {
+    let (private, public) = checkpoint::generate(&args.name)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&args.private)
+            .with_context(|| format!("creating {}", args.private.display()))?;
+        writeln!(f, "{private}")?;
+    }
+    #[cfg(not(unix))]
+    std::fs::write(&args.private, format!("{private}\n"))?;
+    std::fs::write(&args.public, format!("{public}\n"))?;
+    println!("{public}");
+    Ok(true)
 }
 
 fn init_logs(format: LogFormat) {
@@ -232,6 +326,8 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Serve(args) => rt.block_on(serve(args)).map(|()| true),
         Cmd::Verify(args) => verify(args),
+        Cmd::Checkpoint(args) => checkpoint(args),
+        Cmd::Keygen(args) => keygen(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -114,6 +114,52 @@ pub fn verify(root: &Path) -> Report {
     report
 }
 
+/// Checks a manifest against a verified checkpoint kept elsewhere: the
+/// entries it counted must all still be there, ending in the hash it signed.
+pub fn check_checkpoint(root: &Path, cp: &crate::checkpoint::Checkpoint, report: &mut Report) {
+    let Some(collector_id) = cp.origin.strip_prefix("audit-collector/") else {
+        report.add(
+            "checkpoint_origin",
+            &cp.origin,
+            "not an audit-collector checkpoint",
+        );
+        return;
+    };
+    let path = manifest::manifest_path(root, collector_id);
+    let name = format!("manifest/{collector_id}.jsonl");
+    let entries = match manifest::read(&path) {
+        Ok((entries, _)) => entries,
+        Err(e) => {
+            report.add("manifest_unreadable", &name, e.to_string());
+            return;
+        }
+    };
+    let size = usize::try_from(cp.size).unwrap_or(usize::MAX);
+    if size == 0 {
+        return;
+    }
+    match entries.get(size - 1) {
+        None => report.add(
+            "manifest_truncated",
+            &name,
+            format!(
+                "the signed checkpoint counts {} entries; the manifest has {}",
+                cp.size,
+                entries.len()
+            ),
+        ),
+        Some(e) if e.hash != cp.head_hex => report.add(
+            "checkpoint_mismatch",
+            &name,
+            format!(
+                "entry {} hash differs from the signed checkpoint (history rewritten)",
+                size - 1
+            ),
+        ),
+        Some(_) => {}
+    }
+}
+
 fn check_chain(
     root: &Path,
     name: &str,
