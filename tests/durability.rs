@@ -465,3 +465,91 @@ fn verify_detects_a_cleanly_cut_tail_against_a_signed_checkpoint() {
         "{stdout}"
     );
 }
+
+fn days_ago(n: i64) -> i64 {
+    audit_collector::now_ns() - n * 86_400_000_000_000
+}
+
+fn run(args: &[&str], dir: &Path) -> (bool, String) {
+    let out = Command::new(collector_bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn retention_deletes_expired_keeps_held_refuses_too_early_and_verify_tells_policy_from_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), &["--seal-rows", "1"]);
+    for age in [100, 70, 40, 5] {
+        send(&c, &[record(format!("age-{age}"), days_ago(age))]);
+    }
+    let hold = {
+        let d = chrono::DateTime::from_timestamp_nanos(days_ago(100)).date_naive();
+        format!("{}..{}", d.pred_opt().unwrap(), d.succ_opt().unwrap())
+    };
+    // While the collector runs, it owns its manifest.
+    let (ok, out) = run(&["retention", "--max-days", "60", "--apply"], dir.path());
+    assert!(!ok && out.contains("is running"), "{out}");
+    assert!(c.terminate());
+
+    let policy = ["--min-days", "30", "--max-days", "60", "--hold", &hold];
+    let (ok, out) = run(&[&["retention"][..], &policy[..]].concat(), dir.path());
+    assert!(ok, "{out}");
+    assert_eq!(
+        read_audit(dir.path()).unwrap().len(),
+        4,
+        "a dry run deletes nothing"
+    );
+
+    let too_early = chrono::DateTime::from_timestamp_nanos(days_ago(10))
+        .date_naive()
+        .to_string();
+    let (ok, out) = run(
+        &[
+            "retention",
+            "--min-days",
+            "30",
+            "--before",
+            &too_early,
+            "--apply",
+        ],
+        dir.path(),
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("inside the minimum retention of 30 days"),
+        "{out}"
+    );
+
+    let (ok, out) = run(
+        &[&["retention", "--apply"][..], &policy[..]].concat(),
+        dir.path(),
+    );
+    assert!(ok, "{out}");
+    let mut left: Vec<String> = read_audit(dir.path())
+        .unwrap()
+        .into_iter()
+        .map(|(r, _, _)| r.event_id)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["age-100", "age-40", "age-5"],
+        "70 days expired; 100 days held"
+    );
+
+    let (ok, out) = verify(dir.path());
+    assert!(ok, "a policy deletion is not tampering: {out}");
+    assert!(out.contains("\"deleted\": 1"), "{out}");
+    // Deleting another file by hand still is.
+    std::fs::remove_file(&parquet_files(dir.path())[0]).unwrap();
+    let (ok, out) = verify(dir.path());
+    assert!(!ok && out.contains("file_missing"), "{out}");
+}

@@ -99,6 +99,8 @@ pub struct Config {
     pub rules: Rules,
     /// Storage.
     pub store: StoreConfig,
+    /// Retention policy (used by the `retention` command).
+    pub retention: crate::retention::RetentionPolicy,
 }
 
 impl Default for Config {
@@ -112,6 +114,7 @@ impl Default for Config {
             shutdown_timeout_secs: 10,
             rules: Rules::default(),
             store: StoreConfig::default(),
+            retention: crate::retention::RetentionPolicy::default(),
         }
     }
 }

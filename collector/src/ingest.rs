@@ -191,6 +191,8 @@ impl Ingest {
 }
 
 struct Writer {
+    /// Held for the writer's life: one process appends to a manifest.
+    _lock: fs::File,
     cfg: IngestConfig,
     metrics: Arc<Metrics>,
     wal: Wal,
@@ -219,6 +221,8 @@ impl Writer {
     fn recover(cfg: IngestConfig, metrics: Arc<Metrics>) -> Result<Writer, IngestError> {
         let root = &cfg.data_dir;
         fs::create_dir_all(root).map_err(|e| storage(&root.display().to_string(), e))?;
+        let lock = crate::retention::lock(root, &cfg.collector_id)
+            .map_err(|e| IngestError::Storage(e.to_string()))?;
         let manifest = Manifest::open(&manifest::manifest_path(root, &cfg.collector_id))
             .map_err(|e| storage("manifest", e))?;
         remove_uncommitted_files(root, &cfg.collector_id, &manifest)?;
@@ -255,6 +259,7 @@ impl Writer {
         let recovered = actions.len() + violations.len();
         let wal = Wal::create(&wal_dir, max_seq + 1).map_err(|e| storage("wal", e))?;
         let mut w = Writer {
+            _lock: lock,
             partitions: PartitionWriter::new(root.clone(), cfg.collector_id.clone()),
             cfg,
             metrics,

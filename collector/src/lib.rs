@@ -30,6 +30,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod partition;
 pub mod receive;
+pub mod retention;
 pub mod server;
 pub mod verify;
 pub mod wal;

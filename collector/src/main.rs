@@ -47,6 +47,36 @@ enum Cmd {
     Checkpoint(CheckpointArgs),
     /// Generate an Ed25519 key pair for checkpoints (note key format).
     Keygen(KeygenArgs),
+    /// Show (then with --apply, perform) the deletions the retention policy allows.
+    Retention(RetentionArgs),
+}
+
+#[derive(Args, Debug)]
+struct RetentionArgs {
+    /// Data directory.
+    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
+    data_dir: PathBuf,
+    /// TOML config file holding the [retention] policy.
+    #[arg(long, env = "AUDIT_COLLECTOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Minimum retention in days (overrides the config).
+    #[arg(long)]
+    min_days: Option<u64>,
+    /// Maximum retention in days (overrides the config).
+    #[arg(long)]
+    max_days: Option<u64>,
+    /// Legal hold FROM..TO (YYYY-MM-DD..YYYY-MM-DD), repeatable, adds to the config's.
+    #[arg(long = "hold")]
+    holds: Vec<String>,
+    /// Delete files whose newest row is before this day (refused inside min_days).
+    #[arg(long)]
+    before: Option<chrono::NaiveDate>,
+    /// Perform the deletions (otherwise only show them).
+    #[arg(long)]
+    apply: bool,
+    /// Output format.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
 }
 
 #[derive(Args, Debug)]
@@ -299,6 +329,84 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+fn retention(args: RetentionArgs) -> anyhow::Result<bool> {
+    use audit_collector::retention::{self, LegalHold};
+    anyhow::ensure!(
+        args.data_dir.is_dir(),
+        "data dir {} does not exist",
+        args.data_dir.display()
+    );
+    let mut policy = match &args.config {
+        Some(path) => Config::from_file(path)?.retention,
+        None => retention::RetentionPolicy::default(),
+    };
+    if let Some(d) = args.min_days {
+        policy.min_days = d;
+    }
+    if let Some(d) = args.max_days {
+        policy.max_days = Some(d);
+    }
+    for h in &args.holds {
+        let (from, to) = h
+            .split_once("..")
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .with_context(|| format!("--hold {h:?}: expected YYYY-MM-DD..YYYY-MM-DD"))?;
+        policy.legal_holds.push(LegalHold {
+            from,
+            to,
+            reason: "--hold".into(),
+        });
+    }
+    let today = chrono::Utc::now().date_naive();
+    let plan = retention::plan(&args.data_dir, &policy, today, args.before)?;
+    let applied = if args.apply {
+        let reason = match (args.before, policy.max_days) {
+            (Some(b), _) => format!(
+                "retention: newest row before {b} (min_days {})",
+                policy.min_days
+            ),
+            (None, Some(m)) => format!("retention: older than max_days {m}"),
+            (None, None) => "retention: finishing recorded deletions".to_owned(),
+        };
+        Some(retention::apply(&args.data_dir, &plan, &reason)?)
+    } else {
+        None
+    };
+    match args.format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "applied": applied }))?
+        ),
+        OutputFormat::Table => {
+            for c in &plan.delete {
+                let verb = if applied.is_some() {
+                    "deleted"
+                } else {
+                    "delete"
+                };
+                println!("{verb:<8} {}  newest {}", c.file.path, c.newest_day);
+            }
+            for (c, why) in &plan.held {
+                println!("kept     {}  newest {}  ({why})", c.file.path, c.newest_day);
+            }
+            match plan.cutoff {
+                Some(cut) => println!(
+                    "{} file(s) {} before {cut}; {} held",
+                    plan.delete.len(),
+                    if applied.is_some() {
+                        "deleted"
+                    } else {
+                        "would be deleted (use --apply)"
+                    },
+                    plan.held.len()
+                ),
+                None => println!("no max_days and no --before: nothing expires"),
+            }
+        }
+    }
+    Ok(true)
+}
+
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -328,6 +436,7 @@ fn main() -> ExitCode {
         Cmd::Verify(args) => verify(args),
         Cmd::Checkpoint(args) => checkpoint(args),
         Cmd::Keygen(args) => keygen(args),
+        Cmd::Retention(args) => retention(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
