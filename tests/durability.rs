@@ -187,10 +187,9 @@ fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
 fn manifest(dir: &Path) -> std::path::PathBuf {
     std::fs::read_dir(dir.join("manifest"))
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .expect("a manifest")
 }
 
 fn make_writable(p: &Path) {

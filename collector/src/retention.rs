@@ -183,7 +183,7 @@ pub fn plan(
                     out.delete.push(c);
                     continue;
                 }
-                if !cutoff.is_some_and(|cut| c.newest_day < cut) {
+                if cutoff.is_none_or(|cut| c.newest_day >= cut) {
                     continue;
                 }
                 let (first, last) = (day(f.time_min_ns), c.newest_day);
