@@ -552,3 +552,86 @@ fn retention_deletes_expired_keeps_held_refuses_too_early_and_verify_tells_polic
     let (ok, out) = verify(dir.path());
     assert!(!ok && out.contains("file_missing"), "{out}");
 }
+
+/// A small tmpfs of our own, unmounted on drop.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_retryable_error_and_the_collector_recovers_when_space_returns() {
+    let Some(disk) = SmallDisk::mount("8m") else {
+        // Mounting needs root (CI runs as root, so there it must work).
+        assert!(std::env::var("CI").is_err(), "cannot mount a tmpfs in CI");
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let data = disk.0.path().join("data");
+    let c = Collector::start(&data, &["--seal-rows", "10", "--shutdown-timeout-secs", "1"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let batch = |tag: &str| -> Vec<AuditRecord> {
+        (0..10)
+            .map(|i| record(format!("{tag}-{i}"), 1_764_300_000_000_000_000 + i))
+            .collect()
+    };
+    let export = |b: &[AuditRecord]| {
+        rt.block_on(async {
+            let mut client = LogsServiceClient::connect(c.grpc_url()).await.unwrap();
+            client.export(request(b)).await.map(|r| r.into_inner())
+        })
+    };
+    assert!(export(&batch("before")).is_ok());
+    // Fill the disk.
+    let filler = disk.0.path().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .output();
+    let err = export(&batch("full")).expect_err("no ack while the disk is full");
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+        ),
+        "retryable, got {err:?}"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    // Space is back: the same client retries and succeeds, no restart.
+    let resp = export(&batch("full")).expect("accepted once space returns");
+    assert_eq!(resp.partial_success, None);
+    assert!(c.terminate());
+    let mut ids: Vec<String> = read_audit(&data)
+        .unwrap()
+        .into_iter()
+        .map(|(r, _, _)| r.event_id)
+        .collect();
+    ids.sort();
+    let mut want: Vec<String> = batch("before")
+        .into_iter()
+        .chain(batch("full"))
+        .map(|r| r.event_id)
+        .collect();
+    want.sort();
+    assert_eq!(ids, want);
+    let (ok, out) = verify(&data);
+    assert!(ok, "store consistent after the full disk: {out}");
+}
