@@ -583,7 +583,10 @@ fn a_full_disk_is_a_retryable_error_and_the_collector_recovers_when_space_return
         return;
     };
     let data = disk.0.path().join("data");
-    let c = Collector::start(&data, &["--seal-rows", "10", "--shutdown-timeout-secs", "1"]);
+    let c = Collector::start(
+        &data,
+        &["--seal-rows", "10", "--shutdown-timeout-secs", "1"],
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
