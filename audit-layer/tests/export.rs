@@ -1,0 +1,393 @@
+//! The OTLP exporter against tiny in-test collectors (gRPC and HTTP).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use audit_layer::{privileged_span, Actor, AuditLayer, AuditLayerBuilder, FlushGuard};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use prost::Message;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// What the fake collector does with request number `n` (0-based).
+#[derive(Clone, Copy)]
+enum Answer {
+    Accept,
+    /// Partial success: refuse this many records.
+    Refuse(i64),
+    /// HTTP 503 / gRPC UNAVAILABLE for the first `n` requests, then accept.
+    UnavailableFirst(usize),
+}
+
+#[derive(Clone)]
+struct State {
+    requests: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
+    calls: Arc<AtomicUsize>,
+    answer: Answer,
+}
+
+impl State {
+    /// `Ok(rejected)` to accept (partially), `Err(())` to fail retryably.
+    fn handle(&self, req: ExportLogsServiceRequest) -> Result<i64, ()> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        match self.answer {
+            Answer::UnavailableFirst(k) if n < k => return Err(()),
+            _ => {}
+        }
+        self.requests.lock().unwrap().push(req);
+        Ok(match self.answer {
+            Answer::Refuse(k) => k,
+            _ => 0,
+        })
+    }
+
+    fn records(&self) -> Vec<LogRecord> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| &r.resource_logs)
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| sl.log_records.clone())
+            .collect()
+    }
+}
+
+fn response(rejected: i64) -> ExportLogsServiceResponse {
+    ExportLogsServiceResponse {
+        partial_success: (rejected > 0).then(|| ExportLogsPartialSuccess {
+            rejected_log_records: rejected,
+            error_message: "record refused: agent action without `audit.owner.id`".into(),
+        }),
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for State {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        match self.handle(request.into_inner()) {
+            Ok(rejected) => Ok(tonic::Response::new(response(rejected))),
+            Err(()) => Err(tonic::Status::unavailable("busy")),
+        }
+    }
+}
+
+/// A fake collector on 127.0.0.1:0, served by its own runtime thread.
+struct Collector {
+    state: State,
+    url: String,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another (the async test) must not block.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Collector {
+    fn grpc(answer: Answer) -> Collector {
+        Collector::start(answer, |state, listener| {
+            Box::pin(async move {
+                tonic::transport::Server::builder()
+                    .add_service(LogsServiceServer::new(state))
+                    .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                    .await
+                    .unwrap();
+            })
+        })
+    }
+
+    fn http(answer: Answer) -> Collector {
+        Collector::start(answer, |state, listener| {
+            Box::pin(async move {
+                let app = axum::Router::new()
+                    .route("/v1/logs", axum::routing::post(http_export))
+                    .with_state(state);
+                axum::serve(listener, app).await.unwrap();
+            })
+        })
+    }
+
+    fn start(
+        answer: Answer,
+        serve: impl FnOnce(
+            State,
+            tokio::net::TcpListener,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) -> Collector {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = State {
+            requests: Arc::default(),
+            calls: Arc::default(),
+            answer,
+        };
+        // Bound with std: the async test calls this from inside a runtime,
+        // where block_on is not allowed.
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let listener = {
+            let _ctx = runtime.enter();
+            tokio::net::TcpListener::from_std(std_listener).unwrap()
+        };
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        runtime.spawn(serve(state.clone(), listener));
+        Collector {
+            state,
+            url,
+            runtime: Some(runtime),
+        }
+    }
+}
+
+async fn http_export(
+    axum::extract::State(state): axum::extract::State<State>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    assert_eq!(headers["content-type"], "application/x-protobuf");
+    let req = ExportLogsServiceRequest::decode(body.as_ref()).unwrap();
+    match state.handle(req) {
+        Ok(rejected) => (
+            axum::http::StatusCode::OK,
+            response(rejected).encode_to_vec(),
+        ),
+        Err(()) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Vec::new()),
+    }
+}
+
+fn builder() -> AuditLayerBuilder {
+    AuditLayer::builder()
+        .service_name("billing")
+        .service_instance_id("billing-1")
+        .linger(Duration::from_millis(20))
+}
+
+/// Emits `ok` attributed spans and `bad` unattributed ones.
+fn emit(layer: AuditLayer, ok: usize, bad: usize) {
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let actor = Actor::agent("agt_7f3", "usr_alice");
+        for i in 0..ok {
+            privileged_span!(&actor, "payments.transfer", n = i).in_scope(|| {});
+        }
+        for _ in 0..bad {
+            tracing::info_span!(target: "audit", "payments.transfer", agent.id = "agt_7f3")
+                .in_scope(|| {});
+        }
+    });
+}
+
+fn event_names(records: &[LogRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.event_name.as_str()).collect()
+}
+
+fn shutdown(guard: FlushGuard) {
+    guard
+        .shutdown(Duration::from_secs(10))
+        .expect("shutdown within the timeout");
+}
+
+#[test]
+fn grpc_records_arrive_as_otlp_log_records_with_resource_and_scope() {
+    let collector = Collector::grpc(Answer::Accept);
+    let (layer, guard) = builder().otlp_grpc(&collector.url).build().unwrap();
+    let status = guard.status();
+    emit(layer, 1, 1);
+    shutdown(guard);
+
+    let records = collector.state.records();
+    assert_eq!(event_names(&records), ["audit.action", "audit.violation"]);
+    let requests = collector.state.requests.lock().unwrap();
+    let rl = &requests[0].resource_logs[0];
+    let resource = audit_schema::otlp::ResourceInfo::from_resource(rl.resource.as_ref());
+    assert_eq!(resource.service_name.as_deref(), Some("billing"));
+    assert_eq!(resource.service_instance_id.as_deref(), Some("billing-1"));
+    assert_eq!(
+        rl.scope_logs[0].scope.as_ref().map(|s| s.name.as_str()),
+        Some("audit-layer")
+    );
+    // The collector can decode what the layer sent back into the same record.
+    let audit_schema::otlp::Decoded::Action(draft) =
+        audit_schema::otlp::decode(&records[0], &resource)
+    else {
+        panic!("not an action")
+    };
+    let record = audit_schema::Rules::default().check(*draft).unwrap();
+    assert_eq!(record.owner_id, "usr_alice");
+    assert_eq!(record.attributes["n"], "0");
+    let s = status.snapshot();
+    assert_eq!((s.exported, s.violations, s.export_failures), (2, 1, 0));
+}
+
+#[test]
+fn http_records_arrive_at_v1_logs() {
+    let collector = Collector::http(Answer::Accept);
+    let (layer, guard) = builder().otlp_http(&collector.url).build().unwrap();
+    let status = guard.status();
+    emit(layer, 3, 0);
+    shutdown(guard);
+    assert_eq!(collector.state.records().len(), 3);
+    assert_eq!(status.exported(), 3);
+}
+
+#[test]
+fn grpc_partial_success_rejections_are_counted_not_hidden() {
+    let collector = Collector::grpc(Answer::Refuse(1));
+    let (layer, guard) = builder()
+        .batch_size(100)
+        .linger(Duration::from_secs(60))
+        .otlp_grpc(&collector.url)
+        .build()
+        .unwrap();
+    let status = guard.status();
+    emit(layer, 3, 0);
+    shutdown(guard);
+    let s = status.snapshot();
+    assert_eq!((s.exported, s.refused), (2, 1), "{s:?}");
+}
+
+#[test]
+fn http_partial_success_rejections_are_counted_not_hidden() {
+    let collector = Collector::http(Answer::Refuse(2));
+    let (layer, guard) = builder()
+        .batch_size(100)
+        .linger(Duration::from_secs(60))
+        .otlp_http(&collector.url)
+        .build()
+        .unwrap();
+    let status = guard.status();
+    emit(layer, 4, 0);
+    shutdown(guard);
+    let s = status.snapshot();
+    assert_eq!((s.exported, s.refused), (2, 2), "{s:?}");
+}
+
+#[test]
+fn guard_drop_flushes_everything_queued() {
+    let collector = Collector::http(Answer::Accept);
+    // A linger far longer than the test: only the guard's flush can deliver.
+    let (layer, guard) = builder()
+        .batch_size(10_000)
+        .linger(Duration::from_secs(600))
+        .otlp_http(&collector.url)
+        .build()
+        .unwrap();
+    emit(layer, 50, 0);
+    let started = Instant::now();
+    drop(guard);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(collector.state.records().len(), 50);
+}
+
+#[test]
+fn explicit_flush_delivers_without_stopping() {
+    let collector = Collector::grpc(Answer::Accept);
+    let (layer, guard) = builder()
+        .linger(Duration::from_secs(600))
+        .otlp_grpc(&collector.url)
+        .build()
+        .unwrap();
+    emit(layer, 2, 0);
+    guard.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(collector.state.records().len(), 2);
+    assert_eq!(guard.status().exported(), 2);
+}
+
+#[test]
+fn retryable_failures_are_retried_until_accepted() {
+    for (collector, grpc) in [
+        (Collector::grpc(Answer::UnavailableFirst(2)), true),
+        (Collector::http(Answer::UnavailableFirst(2)), false),
+    ] {
+        let b = if grpc {
+            builder().otlp_grpc(&collector.url)
+        } else {
+            builder().otlp_http(&collector.url)
+        };
+        let (layer, guard) = b.build().unwrap();
+        let status = guard.status();
+        emit(layer, 1, 0);
+        shutdown(guard);
+        assert_eq!(collector.state.records().len(), 1, "grpc: {grpc}");
+        assert_eq!(collector.state.calls.load(Ordering::SeqCst), 3);
+        assert_eq!((status.exported(), status.export_failures()), (1, 0));
+    }
+}
+
+#[test]
+fn unreachable_collector_counts_every_record_as_failed() {
+    // Bind and close a port so that nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (layer, guard) = builder()
+        .retry_deadline(Duration::from_millis(300))
+        .otlp_grpc(format!("http://127.0.0.1:{port}"))
+        .build()
+        .unwrap();
+    let status = guard.status();
+    emit(layer, 20, 0);
+    let _ = guard.shutdown(Duration::from_secs(2));
+    let s = status.snapshot();
+    assert_eq!((s.exported, s.export_failures), (0, 20), "{s:?}");
+}
+
+#[test]
+fn full_queue_is_counted_as_dropped_and_every_record_is_accounted_for() {
+    // A listener that never accepts: the first export hangs until its
+    // timeout, so the worker is busy while the application keeps going.
+    let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", stuck.local_addr().unwrap());
+    let (layer, guard) = builder()
+        .queue_capacity(2)
+        .batch_size(1)
+        .timeout(Duration::from_millis(200))
+        .retry_deadline(Duration::from_millis(300))
+        .otlp_http(url)
+        .build()
+        .unwrap();
+    let status = guard.status();
+    emit(layer, 20, 0);
+    let _ = guard.shutdown(Duration::from_secs(3));
+    let s = status.snapshot();
+    // At most the queue's two slots plus the record in hand got through.
+    assert!(s.dropped >= 17, "a full queue is counted: {s:?}");
+    assert_eq!(
+        s.exported + s.refused + s.export_failures + s.dropped,
+        20,
+        "every record is accounted for: {s:?}"
+    );
+    drop(stuck);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn guard_drop_inside_an_async_runtime_flushes_without_deadlock() {
+    let collector = Collector::grpc(Answer::Accept);
+    let (layer, guard) = builder()
+        .linger(Duration::from_secs(600))
+        .otlp_grpc(&collector.url)
+        .build()
+        .unwrap();
+    emit(layer, 5, 0);
+    drop(guard);
+    assert_eq!(collector.state.records().len(), 5);
+}
