@@ -179,7 +179,16 @@ impl AuditLayerBuilder {
     /// Builds the layer and the guard that owns delivery.
     pub fn build(self) -> Result<(AuditLayer, FlushGuard), BuildError> {
         // The environment is only consulted for what the builder left open.
-        let env = EnvSettings::read(|k| std::env::var(k).ok())?;
+        // A malformed OTEL_* variable is an error for a real exporter, but
+        // must not break tests that keep records in memory.
+        let env = match (
+            &self.destination,
+            EnvSettings::read(|k| std::env::var(k).ok()),
+        ) {
+            (_, Ok(env)) => env,
+            (Some(Destination::Memory(_)), Err(_)) => EnvSettings::default(),
+            (_, Err(e)) => return Err(e),
+        };
         let resource = ResourceInfo {
             service_name: Some(
                 self.service_name
