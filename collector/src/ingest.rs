@@ -228,34 +228,15 @@ impl Writer {
         remove_uncommitted_files(root, &cfg.collector_id, &manifest)?;
         let sealed_seq = manifest.last_seq().unwrap_or(0);
         let wal_dir = root.join("wal").join(&cfg.collector_id);
-        let mut actions = Vec::new();
-        let mut violations = Vec::new();
-        let mut max_seq = sealed_seq;
         let now = Instant::now();
         let mut seen = recent_event_ids(root, &manifest, cfg.dedup_window, now);
-        for (_, path) in wal::segments(&wal_dir).map_err(|e| storage("wal", e))? {
-            let replay = wal::replay(&path).map_err(|e| storage(&path.display().to_string(), e))?;
-            if replay.torn_bytes > 0 {
-                tracing::warn!(segment = %path.display(), bytes = replay.torn_bytes, "cut a torn WAL tail (never acknowledged)");
-            }
-            for bytes in replay.frames {
-                let frame: Frame = serde_json::from_slice(&bytes)
-                    .map_err(|e| storage(&format!("{}: undecodable frame", path.display()), e))?;
-                for (r, s) in frame.actions {
-                    max_seq = max_seq.max(s.seq);
-                    seen.insert(r.event_id.clone(), now);
-                    if s.seq > sealed_seq {
-                        actions.push((r, s));
-                    }
-                }
-                for (r, s) in frame.violations {
-                    max_seq = max_seq.max(s.seq);
-                    if s.seq > sealed_seq {
-                        violations.push((r, s));
-                    }
-                }
-            }
-        }
+        let Unsealed {
+            actions,
+            violations,
+            max_seq,
+        } = read_unsealed(&wal_dir, sealed_seq)?;
+        seen.extend(actions.iter().map(|(r, _)| (r.event_id.clone(), now)));
+        let max_seq = max_seq.max(sealed_seq);
         let recovered = actions.len() + violations.len();
         let wal = Wal::create(&wal_dir, max_seq + 1).map_err(|e| storage("wal", e))?;
         let mut w = Writer {
@@ -392,8 +373,7 @@ impl Writer {
             }
             let stored = frame.actions.len() + frame.violations.len();
             if result.is_ok() && stored > 0 {
-                result = serde_json::to_vec(&frame)
-                    .map_err(|e| storage("encode", e))
+                result = encode_frame(&frame)
                     .and_then(|b| self.wal.append(&b).map_err(|e| storage("WAL append", e)));
             }
             frames.push(frame);
@@ -504,10 +484,10 @@ impl Writer {
             .rotate(self.next_seq)
             .map_err(|e| storage("WAL rotate", e))?;
         let root = self.cfg.data_dir.clone();
-        let written = self.write_files();
-        let files = match written {
+        let files = match self.write_files() {
             Ok(files) => files,
             Err(e) => {
+                self.reload_unsealed();
                 remove_uncommitted_files(&root, &self.cfg.collector_id, &self.manifest)?;
                 return Err(e);
             }
@@ -519,14 +499,13 @@ impl Writer {
             files: files.iter().map(file_entry).collect(),
         };
         if let Err(e) = self.manifest.append(now_ns(), body) {
+            self.reload_unsealed();
             remove_uncommitted_files(&root, &self.cfg.collector_id, &self.manifest)?;
             return Err(storage("manifest append", e));
         }
         self.sealed_seq = self.next_seq - 1;
         Metrics::add(&self.metrics.sealed_files_total, files.len() as u64);
         Metrics::add(&self.metrics.sealed_rows_total, rows);
-        self.actions.clear();
-        self.violations.clear();
         self.oldest = None;
         for seg in &old_segments {
             if let Err(e) = fs::remove_file(seg) {
@@ -540,18 +519,39 @@ impl Writer {
         Ok(())
     }
 
+    /// Hands the buffer to the Parquet writer (no copy: if the seal fails,
+    /// the rows are read back from the WAL, which still holds them).
     fn write_files(&mut self) -> Result<Vec<SealedFile>, IngestError> {
-        // Clones keep the buffer intact if the seal fails and is retried.
+        let actions = std::mem::take(&mut self.actions);
+        let violations = std::mem::take(&mut self.violations);
         let mut files = self
             .partitions
-            .seal_audit(self.actions.clone())
+            .seal_audit(actions)
             .map_err(|e| storage("seal audit", e))?;
         files.extend(
             self.partitions
-                .seal_violations(self.violations.clone())
+                .seal_violations(violations)
                 .map_err(|e| storage("seal violations", e))?,
         );
         Ok(files)
+    }
+
+    /// After a failed seal: the unsealed rows, back from the WAL.
+    fn reload_unsealed(&mut self) {
+        let dir = self.cfg.data_dir.join("wal").join(&self.cfg.collector_id);
+        match read_unsealed(&dir, self.sealed_seq) {
+            Ok(u) => {
+                self.actions = u.actions;
+                self.violations = u.violations;
+            }
+            Err(e) => {
+                // The rows are safe in the WAL, but this process can no
+                // longer seal them in order: stop taking writes; a restart
+                // recovers them.
+                tracing::error!(error = %e, "cannot re-read the WAL after a failed seal");
+                self.wal_broken = true;
+            }
+        }
     }
 }
 
@@ -582,6 +582,63 @@ fn recent_event_ids(
         }
     }
     seen
+}
+
+/// WAL frame payload format: a tag byte, then the body. Tag 1: postcard
+/// (compact binary serde) of [`Frame`].
+const FRAME_POSTCARD: u8 = 1;
+
+fn encode_frame(frame: &Frame) -> Result<Vec<u8>, IngestError> {
+    let mut out = vec![FRAME_POSTCARD];
+    postcard::to_io(frame, &mut out).map_err(|e| storage("encode WAL frame", e))?;
+    Ok(out)
+}
+
+fn decode_frame(bytes: &[u8]) -> Result<Frame, String> {
+    match bytes.split_first() {
+        Some((&FRAME_POSTCARD, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+        Some((tag, _)) => Err(format!("unknown frame format {tag}")),
+        None => Err("empty frame".into()),
+    }
+}
+
+/// Rows in the WAL that no committed seal covers.
+struct Unsealed {
+    actions: Vec<(AuditRecord, Stamp)>,
+    violations: Vec<(ViolationRecord, Stamp)>,
+    /// Highest seq seen in the WAL (sealed or not; 0 when empty).
+    max_seq: u64,
+}
+
+fn read_unsealed(wal_dir: &Path, sealed_seq: u64) -> Result<Unsealed, IngestError> {
+    let mut u = Unsealed {
+        actions: Vec::new(),
+        violations: Vec::new(),
+        max_seq: 0,
+    };
+    for (_, path) in wal::segments(wal_dir).map_err(|e| storage("wal", e))? {
+        let replay = wal::replay(&path).map_err(|e| storage(&path.display().to_string(), e))?;
+        if replay.torn_bytes > 0 {
+            tracing::warn!(segment = %path.display(), bytes = replay.torn_bytes, "cut a torn WAL tail (never acknowledged)");
+        }
+        for bytes in replay.frames {
+            let frame = decode_frame(&bytes)
+                .map_err(|e| storage(&format!("{}: undecodable frame", path.display()), e))?;
+            for (r, s) in frame.actions {
+                u.max_seq = u.max_seq.max(s.seq);
+                if s.seq > sealed_seq {
+                    u.actions.push((r, s));
+                }
+            }
+            for (r, s) in frame.violations {
+                u.max_seq = u.max_seq.max(s.seq);
+                if s.seq > sealed_seq {
+                    u.violations.push((r, s));
+                }
+            }
+        }
+    }
+    Ok(u)
 }
 
 fn file_entry(f: &SealedFile) -> FileEntry {

@@ -54,7 +54,14 @@ pub fn hex_id(bytes: &[u8]) -> Option<String> {
     if bytes.iter().all(|b| *b == 0) {
         return None;
     }
-    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    // Per record on the ingest path: no per-byte formatting machinery.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    Some(s)
 }
 
 fn log_record(
