@@ -1,0 +1,382 @@
+//! Parquet files back to rows.
+
+use super::*;
+
+// ---------------------------------------------------------------------------
+// Arrays → rows
+
+/// Typed access to the columns of one record batch, with errors naming the
+/// file and column.
+struct Cols<'a> {
+    batch: &'a RecordBatch,
+    path: &'a Path,
+}
+
+impl<'a> Cols<'a> {
+    fn get<T: Array + 'static>(&self, name: &str) -> Result<&'a T, PartitionError> {
+        let col = self
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| schema_err(self.path, format!("column {name} is missing")))?;
+        col.as_any().downcast_ref::<T>().ok_or_else(|| {
+            schema_err(
+                self.path,
+                format!("column {name} has type {}", col.data_type()),
+            )
+        })
+    }
+
+    fn str(&self, name: &'static str) -> Result<StrCol<'a>, PartitionError> {
+        Ok(StrCol {
+            arr: self.get::<StringArray>(name)?,
+            name,
+            path: self.path,
+        })
+    }
+
+    fn time(&self, name: &'static str) -> Result<&'a TimestampNanosecondArray, PartitionError> {
+        self.get(name)
+    }
+
+    fn list(&self, name: &'static str) -> Result<&'a ListArray, PartitionError> {
+        self.get(name)
+    }
+
+    fn map(&self, name: &'static str) -> Result<&'a MapArray, PartitionError> {
+        self.get(name)
+    }
+}
+
+struct StrCol<'a> {
+    arr: &'a StringArray,
+    name: &'static str,
+    path: &'a Path,
+}
+
+impl StrCol<'_> {
+    fn opt(&self, i: usize) -> Option<String> {
+        self.arr.is_valid(i).then(|| self.arr.value(i).to_owned())
+    }
+
+    fn req(&self, i: usize) -> Result<String, PartitionError> {
+        self.opt(i).ok_or_else(|| null_err(self.path, self.name, i))
+    }
+}
+
+fn null_err(path: &Path, name: &str, row: usize) -> PartitionError {
+    schema_err(path, format!("column {name} is null in row {row}"))
+}
+
+fn req_i64(
+    arr: &TimestampNanosecondArray,
+    name: &str,
+    i: usize,
+    path: &Path,
+) -> Result<i64, PartitionError> {
+    if arr.is_valid(i) {
+        Ok(arr.value(i))
+    } else {
+        Err(null_err(path, name, i))
+    }
+}
+
+fn opt_i64(arr: &TimestampNanosecondArray, i: usize) -> Option<i64> {
+    arr.is_valid(i).then(|| arr.value(i))
+}
+
+fn strings_of(arr: &dyn Array, what: &str, path: &Path) -> Result<Vec<String>, PartitionError> {
+    let s = arr
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| schema_err(path, format!("{what} holds {}", arr.data_type())))?;
+    (0..s.len())
+        .map(|j| {
+            s.is_valid(j)
+                .then(|| s.value(j).to_owned())
+                .ok_or_else(|| schema_err(path, format!("{what} holds a null")))
+        })
+        .collect()
+}
+
+fn list_at(
+    arr: &ListArray,
+    name: &str,
+    i: usize,
+    path: &Path,
+) -> Result<Vec<String>, PartitionError> {
+    if arr.is_null(i) {
+        return Err(null_err(path, name, i));
+    }
+    strings_of(arr.value(i).as_ref(), &format!("column {name}"), path)
+}
+
+fn map_at(
+    arr: &MapArray,
+    name: &str,
+    i: usize,
+    path: &Path,
+) -> Result<BTreeMap<String, String>, PartitionError> {
+    if arr.is_null(i) {
+        return Err(null_err(path, name, i));
+    }
+    let entries: StructArray = arr.value(i);
+    if entries.num_columns() != 2 {
+        return Err(schema_err(
+            path,
+            format!("column {name} is not a key/value map"),
+        ));
+    }
+    let what = format!("column {name}");
+    let keys = strings_of(entries.column(0).as_ref(), &what, path)?;
+    let values = strings_of(entries.column(1).as_ref(), &what, path)?;
+    Ok(keys.into_iter().zip(values).collect())
+}
+
+fn stamp_and_collector(c: &Cols<'_>, n: usize) -> Result<Vec<(Stamp, String)>, PartitionError> {
+    let received = c.time("received_time")?;
+    let collector = c.str("collector_id")?;
+    let seq = c.get::<UInt64Array>("seq")?;
+    (0..n)
+        .map(|i| {
+            if seq.is_null(i) {
+                return Err(null_err(c.path, "seq", i));
+            }
+            Ok((
+                Stamp {
+                    received_time_ns: req_i64(received, "received_time", i, c.path)?,
+                    seq: seq.value(i),
+                },
+                collector.req(i)?,
+            ))
+        })
+        .collect()
+}
+
+fn audit_rows(c: &Cols<'_>) -> Result<Vec<(AuditRecord, Stamp, String)>, PartitionError> {
+    let n = c.batch.num_rows();
+    let p = c.path;
+    let event_id = c.str("event_id")?;
+    let start = c.time("start_time")?;
+    let end = c.time("end_time")?;
+    let actor_kind = c.str("actor_kind")?;
+    let agent_id = c.str("agent_id")?;
+    let agent_name = c.str("agent_name")?;
+    let agent_credential_id = c.str("agent_credential_id")?;
+    let owner_id = c.str("owner_id")?;
+    let initiator_id = c.str("initiator_id")?;
+    let task_id = c.str("task_id")?;
+    let action = c.str("action")?;
+    let target = c.str("target")?;
+    let outcome = c.str("outcome")?;
+    let scopes = c.list("scopes")?;
+    let consent_id = c.str("consent_id")?;
+    let inputs_sha256 = c.str("inputs_sha256")?;
+    let service_name = c.str("service_name")?;
+    let service_instance_id = c.str("service_instance_id")?;
+    let trace_id = c.str("trace_id")?;
+    let span_id = c.str("span_id")?;
+    let attributes = c.map("attributes")?;
+    let stamps = stamp_and_collector(c, n)?;
+    stamps
+        .into_iter()
+        .enumerate()
+        .map(|(i, (stamp, collector))| {
+            let kind = actor_kind.req(i)?;
+            let actor_kind = ActorKind::parse(&kind).ok_or_else(|| {
+                schema_err(
+                    p,
+                    format!("actor_kind {kind:?} in row {i} is not agent/human"),
+                )
+            })?;
+            let record = AuditRecord {
+                event_id: event_id.req(i)?,
+                start_time_ns: req_i64(start, "start_time", i, p)?,
+                end_time_ns: opt_i64(end, i),
+                actor_kind,
+                agent_id: agent_id.opt(i),
+                agent_name: agent_name.opt(i),
+                agent_credential_id: agent_credential_id.opt(i),
+                owner_id: owner_id.req(i)?,
+                initiator_id: initiator_id.opt(i),
+                task_id: task_id.opt(i),
+                action: action.req(i)?,
+                target: target.opt(i),
+                outcome: outcome.req(i)?,
+                scopes: list_at(scopes, "scopes", i, p)?,
+                consent_id: consent_id.opt(i),
+                inputs_sha256: inputs_sha256.opt(i),
+                service_name: service_name.req(i)?,
+                service_instance_id: service_instance_id.opt(i),
+                trace_id: trace_id.opt(i),
+                span_id: span_id.opt(i),
+                attributes: map_at(attributes, "attributes", i, p)?,
+            };
+            Ok((record, stamp, collector))
+        })
+        .collect()
+}
+
+fn violation_rows(c: &Cols<'_>) -> Result<Vec<(ViolationRecord, Stamp, String)>, PartitionError> {
+    let n = c.batch.num_rows();
+    let p = c.path;
+    let event_id = c.str("event_id")?;
+    let time = c.time("time")?;
+    let detected_by = c.str("detected_by")?;
+    let missing = c.list("missing")?;
+    let reason = c.str("reason")?;
+    let span_target = c.str("span_target")?;
+    let span_name = c.str("span_name")?;
+    let code_file = c.str("code_file")?;
+    let code_line = c.get::<Int64Array>("code_line")?;
+    let action = c.str("action")?;
+    let actor_kind = c.str("actor_kind")?;
+    let agent_id = c.str("agent_id")?;
+    let owner_id = c.str("owner_id")?;
+    let service_name = c.str("service_name")?;
+    let service_instance_id = c.str("service_instance_id")?;
+    let trace_id = c.str("trace_id")?;
+    let span_id = c.str("span_id")?;
+    let attributes = c.map("attributes")?;
+    let stamps = stamp_and_collector(c, n)?;
+    stamps
+        .into_iter()
+        .enumerate()
+        .map(|(i, (stamp, collector))| {
+            let record = ViolationRecord {
+                event_id: event_id.req(i)?,
+                time_ns: req_i64(time, "time", i, p)?,
+                detected_by: detected_by.req(i)?,
+                missing: list_at(missing, "missing", i, p)?,
+                reason: reason.req(i)?,
+                span_target: span_target.opt(i),
+                span_name: span_name.opt(i),
+                code_file: code_file.opt(i),
+                code_line: code_line.is_valid(i).then(|| code_line.value(i)),
+                action: action.opt(i),
+                actor_kind: actor_kind.opt(i),
+                agent_id: agent_id.opt(i),
+                owner_id: owner_id.opt(i),
+                service_name: service_name.req(i)?,
+                service_instance_id: service_instance_id.opt(i),
+                trace_id: trace_id.opt(i),
+                span_id: span_id.opt(i),
+                attributes: map_at(attributes, "attributes", i, p)?,
+            };
+            Ok((record, stamp, collector))
+        })
+        .collect()
+}
+
+type Decode<T> = fn(&Cols<'_>) -> Result<Vec<T>, PartitionError>;
+
+fn read_file<T>(path: &Path, decode: Decode<T>) -> Result<Vec<T>, PartitionError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(pq_err(path))?
+        .build()
+        .map_err(pq_err(path))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(arrow_err(path))?;
+        out.extend(decode(&Cols {
+            batch: &batch,
+            path,
+        })?);
+    }
+    Ok(out)
+}
+
+/// The `event_id` column of one file, read alone (recovery rebuilds its
+/// deduplication window from recent files without decoding whole rows).
+pub fn read_event_ids(path: &Path) -> Result<Vec<String>, PartitionError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq_err(path))?;
+    let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["event_id"]);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(pq_err(path))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(arrow_err(path))?;
+        let col = batch
+            .column_by_name("event_id")
+            .ok_or_else(|| schema_err(path, "no event_id column"))?;
+        out.extend(strings_of(col.as_ref(), "event_id", path)?);
+    }
+    Ok(out)
+}
+
+/// Whether a file name is a sealed data file (`part-*.parquet`); temp files
+/// (`.part-….parquet.tmp`) and anything else are not.
+pub fn is_data_file_name(name: &str) -> bool {
+    name.starts_with("part-") && name.ends_with(".parquet")
+}
+
+/// Every data file of `dataset` under `root`, sorted by path; a missing
+/// dataset directory has none.
+pub fn data_files(root: &Path, dataset: Dataset) -> Result<Vec<PathBuf>, PartitionError> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(dataset.dir_name())];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("list directory", &dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err("list directory", &dir))?;
+            let path = entry.path();
+            let ty = entry.file_type().map_err(io_err("stat", &path))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if ty.is_dir() && !name.starts_with('.') {
+                stack.push(path);
+            } else if ty.is_file() && is_data_file_name(&name) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_dataset<R>(
+    root: &Path,
+    dataset: Dataset,
+    decode: Decode<(R, Stamp, String)>,
+) -> Result<Vec<(R, Stamp, String)>, PartitionError> {
+    let mut rows = Vec::new();
+    for path in data_files(root, dataset)? {
+        rows.extend(read_file(&path, decode)?);
+    }
+    rows.sort_by(|a, b| (&a.2, a.1.seq).cmp(&(&b.2, b.1.seq)));
+    Ok(rows)
+}
+
+/// Every audit row under `root/audit`, with its stamp and collector id,
+/// ordered by `(collector_id, seq)`. For tests, examples and small tools;
+/// query engines read the files directly.
+pub fn read_audit(root: &Path) -> Result<Vec<(AuditRecord, Stamp, String)>, PartitionError> {
+    read_dataset(root, Dataset::Audit, audit_rows)
+}
+
+/// Every violation row under `root/violations`, ordered by
+/// `(collector_id, seq)`.
+pub fn read_violations(
+    root: &Path,
+) -> Result<Vec<(ViolationRecord, Stamp, String)>, PartitionError> {
+    read_dataset(root, Dataset::Violations, violation_rows)
+}
+
+/// The rows of one audit file, in file order.
+pub fn read_audit_file(path: &Path) -> Result<Vec<(AuditRecord, Stamp, String)>, PartitionError> {
+    read_file(path, audit_rows)
+}
+
+/// The rows of one violations file, in file order.
+pub fn read_violations_file(
+    path: &Path,
+) -> Result<Vec<(ViolationRecord, Stamp, String)>, PartitionError> {
+    read_file(path, violation_rows)
+}
