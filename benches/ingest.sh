@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=${1:-200000}; conc=${2:-8}; batch=${3:-500}
-cargo build --release -q -p audit-collector --bin audit-collector
+# The lean sidecar (no DataFusion): what runs in production beside the app.
+cargo build --release -q -p audit-collector --no-default-features --bin audit-collector
 cargo build --release -q --example loadgen
 data=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT

@@ -177,7 +177,9 @@ impl Receiver {
         Metrics::add(&self.metrics.requests_total, 1);
         Metrics::add(&self.metrics.records_received_total, received as u64);
         let mut checked = check(req, &self.rules);
-        self.ingest.submit(std::mem::take(&mut checked.batch)).await?;
+        self.ingest
+            .submit(std::mem::take(&mut checked.batch))
+            .await?;
         Metrics::add(&self.metrics.records_refused_total, checked.refused as u64);
         if checked.refused > 0 {
             tracing::info!(refused = checked.refused, first = %checked.messages[0], "refused records");
