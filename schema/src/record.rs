@@ -179,7 +179,8 @@ pub struct Draft {
     pub inputs_sha256: Option<String>,
     /// The client marked the action dangerous.
     pub dangerous: bool,
-    /// The client marked the span privileged (informational on the wire).
+    /// The client marked the span privileged. Not stored: a row in the
+    /// `audit` dataset is privileged by being there.
     pub privileged: bool,
     /// See [`AuditRecord::service_name`].
     pub service_name: Option<String>,
@@ -229,7 +230,8 @@ impl Draft {
                 return;
             }
             Field::Dangerous => {
-                self.dangerous = is_true(&value);
+                // Sticky: a later `false` must not un-mark a dangerous action.
+                self.dangerous |= is_true(&value);
                 return;
             }
         };
@@ -240,7 +242,7 @@ impl Draft {
     pub fn set_bool(&mut self, field: Field, value: bool) {
         match field {
             Field::Privileged => self.privileged = value,
-            Field::Dangerous => self.dangerous = value,
+            Field::Dangerous => self.dangerous |= value,
             other => self.set(other, value.to_string()),
         }
     }
@@ -269,6 +271,15 @@ mod tests {
             ["a:read", "b:write", "c"]
         );
         assert!(split_scopes(" , ").is_empty());
+    }
+
+    #[test]
+    fn dangerous_once_stays_dangerous() {
+        let mut d = Draft::default();
+        d.set(Field::Dangerous, "true".into());
+        d.set_bool(Field::Dangerous, false);
+        d.set(Field::Dangerous, "false".into());
+        assert!(d.dangerous);
     }
 
     #[test]
