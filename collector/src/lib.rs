@@ -11,6 +11,12 @@
 //! - [`partition`]: Parquet files in Hive-style partitions.
 //! - [`manifest`]: the hash-chained list of sealed files.
 //!
+//! Answering questions (feature `sql`, on by default): `query` (free SQL
+//! with DataFusion), `who`, `activity`, `prove-human`; see the `query`
+//! module. `cargo build -p audit-collector --no-default-features` builds a
+//! lean sidecar without DataFusion (serve, verify, checkpoint, keygen,
+//! retention).
+//!
 //! Running one in-process (the binary does the same from flags):
 //!
 //! ```no_run
@@ -29,6 +35,8 @@ pub mod ingest;
 pub mod manifest;
 pub mod metrics;
 pub mod partition;
+#[cfg(feature = "sql")]
+pub mod query;
 pub mod receive;
 pub mod retention;
 pub mod server;

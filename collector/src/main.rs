@@ -49,6 +49,19 @@ enum Cmd {
     Keygen(KeygenArgs),
     /// Show (then with --apply, perform) the deletions the retention policy allows.
     Retention(RetentionArgs),
+    /// Run one read-only SQL statement over the tables `audit` and `violations`.
+    #[cfg(feature = "sql")]
+    Query(audit_collector::query::cli::QueryArgs),
+    /// Who performed an action: human or AI, agent, credential, accountable human.
+    #[cfg(feature = "sql")]
+    Who(audit_collector::query::cli::WhoArgs),
+    /// Every action of an agent (across credentials) or of an owner, in a time range.
+    #[cfg(feature = "sql")]
+    Activity(audit_collector::query::cli::ActivityArgs),
+    /// Exit 0 only if a human performed the action with no agent, the file is
+    /// intact in the hash chain, and no violation is near it.
+    #[cfg(feature = "sql")]
+    ProveHuman(audit_collector::query::cli::ProveArgs),
 }
 
 #[derive(Args, Debug)]
@@ -437,6 +450,14 @@ fn main() -> ExitCode {
         Cmd::Checkpoint(args) => checkpoint(args),
         Cmd::Keygen(args) => keygen(args),
         Cmd::Retention(args) => retention(args),
+        #[cfg(feature = "sql")]
+        Cmd::Query(args) => rt.block_on(args.run()).map_err(Into::into),
+        #[cfg(feature = "sql")]
+        Cmd::Who(args) => rt.block_on(args.run()).map_err(Into::into),
+        #[cfg(feature = "sql")]
+        Cmd::Activity(args) => rt.block_on(args.run()).map_err(Into::into),
+        #[cfg(feature = "sql")]
+        Cmd::ProveHuman(args) => rt.block_on(args.run()).map_err(Into::into),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,0 +1,75 @@
+//! `activity --agent ID | --owner ID --from T1 --to T2`: every action in
+//! order. The agent id is the key, never the credential: an agent whose
+//! credential rotated mid-window shows every action, the
+//! `agent_credential_id` column telling which credential each one used.
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::{partition_range, quote, ts_literal, Engine, QueryError};
+
+/// Whose actions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// One agent principal (`agent_id`), across its credentials.
+    Agent(String),
+    /// Everything a human answers for (`owner_id`): their agents' actions
+    /// and their own.
+    Owner(String),
+}
+
+/// The columns `activity` shows, in order.
+pub const COLUMNS: &str = "start_time, end_time, actor_kind, agent_id, agent_name, \
+agent_credential_id, owner_id, initiator_id, task_id, action, target, outcome, scopes, \
+consent_id, service_name, collector_id, seq, event_id";
+
+/// A checked time range, `from` inclusive, `to` exclusive.
+#[derive(Clone, Copy, Debug)]
+pub struct Range {
+    /// Start, inclusive.
+    pub from: DateTime<Utc>,
+    /// End, exclusive.
+    pub to: DateTime<Utc>,
+}
+
+impl Range {
+    /// Parses and checks `--from` / `--to`.
+    pub fn parse(from: &str, to: &str) -> Result<Range, QueryError> {
+        let f = super::parse_time("--from", from)?;
+        let t = super::parse_time("--to", to)?;
+        if f >= t {
+            return Err(QueryError::BadRange {
+                from: from.to_owned(),
+                to: to.to_owned(),
+            });
+        }
+        Ok(Range { from: f, to: t })
+    }
+}
+
+/// The SQL `activity` runs (and `docs/analysts.md` shows). The filter on
+/// `start_time` decides; the one on `date`/`hour` skips directories; the
+/// sort order inside files (agent, owner, time) lets row-group statistics
+/// skip the rest.
+pub fn sql(who: &Subject, range: Range) -> String {
+    let key = match who {
+        Subject::Agent(id) => format!("agent_id = {}", quote(id)),
+        Subject::Owner(id) => format!("owner_id = {}", quote(id)),
+    };
+    format!(
+        "SELECT {COLUMNS}\nFROM audit\nWHERE {key}\n  AND start_time >= {}\n  AND start_time < {}\n  AND {}\nORDER BY start_time, seq",
+        ts_literal(range.from),
+        ts_literal(range.to),
+        partition_range(range.from, range.to),
+    )
+}
+
+/// Runs [`sql`].
+pub async fn activity(
+    engine: &Engine,
+    who: &Subject,
+    range: Range,
+) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    engine.sql_with_schema(&sql(who, range)).await
+}
