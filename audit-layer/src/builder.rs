@@ -18,9 +18,10 @@ use audit_schema::otlp::ResourceInfo;
 
 use crate::export::{
     self, http_logs_url, Destination, EnvSettings, FlushGuard, GrpcConfig, Http, MemorySink,
-    Protocol, Sink, TransportConfig, WorkerSettings, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT,
-    DEFAULT_TIMEOUT,
+    Protocol, Sink, TransportConfig, WhenFull, WorkerSettings, DEFAULT_GRPC_ENDPOINT,
+    DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT,
 };
+use crate::gate::GateCtx;
 use crate::layer::AuditLayer;
 use crate::policy::Policy;
 use crate::stats::AuditStatus;
@@ -145,8 +146,8 @@ impl AuditLayerBuilder {
         self
     }
 
-    /// Bound of the export queue (default 8192). When full, records are
-    /// counted as `dropped`, never silently lost.
+    /// Bound of the in-memory queue, in records (default 8192). When it is
+    /// full, the [`when_full`](Self::when_full) policy applies.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.settings.queue_capacity = capacity;
         self
@@ -164,9 +165,35 @@ impl AuditLayerBuilder {
         self
     }
 
-    /// How long one batch is retried before it counts as an export failure (default 30 s).
-    pub fn retry_deadline(mut self, deadline: Duration) -> Self {
-        self.settings.retry_deadline = deadline;
+    /// Longest wait between two attempts when the collector gives no hint
+    /// (default 5 s; backoff starts at 100 ms, doubles, with jitter). There
+    /// is no deadline after which records are given up: they wait, in
+    /// memory and then in the [spool](Self::spool_dir).
+    pub fn max_backoff(mut self, max: Duration) -> Self {
+        self.settings.max_backoff = max.max(Duration::from_millis(1));
+        self
+    }
+
+    /// A directory where records wait on disk while the collector is
+    /// unreachable, and across restarts of the application: a new process
+    /// with the same directory resends what is there. One process per
+    /// directory (it is locked). Without a spool, records wait in memory
+    /// only.
+    pub fn spool_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.settings.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// Size cap of the spool in bytes (default 256 MiB).
+    pub fn spool_max_bytes(mut self, bytes: u64) -> Self {
+        self.settings.spool_max_bytes = bytes;
+        self
+    }
+
+    /// What happens when neither memory nor spool can take a record
+    /// (default [`WhenFull::FailClosed`]).
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.settings.when_full = policy;
         self
     }
 
@@ -221,11 +248,13 @@ impl AuditLayerBuilder {
         let timeout = self.timeout.or(env.timeout).unwrap_or(DEFAULT_TIMEOUT);
         let transport = match destination {
             Destination::Memory(sink) => {
+                let sink = Sink::Memory(sink);
                 let layer = AuditLayer {
+                    gate: GateCtx::new(&self.policy, &sink, &status, &resource),
                     policy: self.policy,
                     strict: self.strict,
                     resource,
-                    sink: Sink::Memory(sink),
+                    sink,
                     status: status.clone(),
                 };
                 return Ok((layer, FlushGuard::inline(status)));
@@ -240,6 +269,7 @@ impl AuditLayerBuilder {
         let (sink, guard) =
             export::spawn(transport, resource.clone(), self.settings, status.clone())?;
         let layer = AuditLayer {
+            gate: GateCtx::new(&self.policy, &sink, &status, &resource),
             policy: self.policy,
             strict: self.strict,
             resource,

@@ -1,19 +1,40 @@
-//! Delivery of audit and violation records: our own small OTLP exporter.
+//! Delivery of audit and violation records: our own small OTLP exporter,
+//! at least once.
 //!
 //! Why not the OpenTelemetry SDK's log exporter: its batch processor drops
-//! records silently when its queue is full and ignores the collector's
-//! `partial_success` answer. For telemetry that is a fair trade; for an
-//! audit trail a lost or refused row is exactly what must be visible. Here
-//! every record is counted somewhere in [`AuditStatus`]: exported (acked),
-//! refused by the collector, failed after retries, or dropped before export.
+//! records silently when its queue is full and treats the collector's
+//! `partial_success` as success. For telemetry that is a fair trade; for an
+//! audit trail a lost or refused row is exactly what must be visible.
 //!
-//! Shape (the same idea as `tracing-appender`'s non-blocking writer): the
-//! layer puts records on a bounded queue without blocking; a dedicated
-//! worker thread owning a current-thread tokio runtime batches them (up to
-//! `batch_size` records or `linger`), sends one `ExportLogsServiceRequest`
-//! per batch, and retries retryable failures with backoff within a
-//! deadline. The [`FlushGuard`] returned by the builder owns the worker:
-//! dropping it flushes what is queued, within a bounded time.
+//! Shape: the layer puts finished records on a bounded in-memory queue; a
+//! dedicated worker thread owning a current-thread tokio runtime batches
+//! them (up to `batch_size` records or `linger`) into one
+//! `ExportLogsServiceRequest`. A record leaves the exporter's hands only
+//! when the collector **acknowledged** it (the collector acks only what it
+//! made durable), or when the collector **refused** it (`partial_success`,
+//! or a whole-batch `INVALID_ARGUMENT` / HTTP 400): refusals are counted in
+//! [`AuditStatus::refused`], the first one is logged with its reason, and
+//! [`AuditStatus::last_refusal`] keeps the latest reason.
+//!
+//! Everything else is retried, without a deadline: exponential backoff from
+//! 100 ms to [`max_backoff`](crate::AuditLayerBuilder::max_backoff) with
+//! jitter, or exactly the collector's hint when it gives one (HTTP
+//! `Retry-After`, gRPC `google.rpc.RetryInfo` on `RESOURCE_EXHAUSTED` /
+//! `UNAVAILABLE`). While a batch cannot be delivered and a
+//! [spool](crate::AuditLayerBuilder::spool_dir) is configured, the batch
+//! and then everything queued behind it are written to the spool (fsynced)
+//! and sent from there, oldest first, when the collector answers again; an
+//! application restarted during the outage finds its spool and resends it.
+//! A resend after a lost acknowledgement is harmless: records keep their
+//! `event_id`, on which the collector deduplicates.
+//!
+//! When the memory queue is full (the spool is full, or there is none),
+//! the [`WhenFull`] policy decides; nothing is dropped silently.
+//!
+//! The [`FlushGuard`] returned by the builder owns the worker: dropping it
+//! (or [`FlushGuard::shutdown`]) delivers what is queued within a bounded
+//! time; what the collector cannot take by then goes to the spool, or, with
+//! no spool, is counted in [`AuditStatus::export_failures`].
 //!
 //! ## Environment
 //!
@@ -30,20 +51,18 @@
 //! Explicit builder settings win over the environment. Only `http://`
 //! endpoints are supported (no TLS stack is compiled in: the collector is a
 //! sidecar on loopback).
-//!
-//! ## Not built yet (designed for)
-//!
-//! An on-disk spool for at-least-once
-//! delivery across restarts. The queue's `dropped` and `export_failures`
-//! counters are where a spool would plug in.
 
 mod config;
 mod grpc;
 mod http;
 mod memory;
+mod spool;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -53,18 +72,45 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 
 pub(crate) use config::{http_logs_url, EnvSettings};
 pub use config::{Protocol, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT};
 pub(crate) use grpc::GrpcConfig;
 pub(crate) use http::Http;
 pub use memory::MemorySink;
+pub(crate) use spool::Spool;
 
 use crate::stats::AuditStatus;
 
 /// Instrumentation scope name on every exported batch.
 pub const SCOPE_NAME: &str = "audit-layer";
+
+/// What happens when the audit path cannot take another record: the
+/// memory queue is full because the collector is unreachable and the spool
+/// is full (or there is no spool).
+///
+/// | policy | the gate ([`crate::gate`]) | a privileged span closing |
+/// |---|---|---|
+/// | `FailClosed` (default) | refuses: [`GateError::AuditUnavailable`](crate::GateError::AuditUnavailable), the action never runs | kept in memory up to twice the queue capacity (the action already ran), then dropped and reported |
+/// | `Block(t)` | waits up to `t` for room, then refuses with [`GateError::TimedOut`](crate::GateError::TimedOut) | waits up to `t`, then dropped and reported |
+/// | `Drop` (opt-in) | always admits | dropped and reported |
+///
+/// "Dropped and reported": counted in [`AuditStatus::dropped`], warned
+/// about once on stderr, and sent to the collector as one violation record
+/// (`audit-layer.dropped`, attribute `audit.dropped.count`) as soon as
+/// delivery resumes. Nothing is dropped silently.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Refuse privileged actions at the gate while the audit path is full.
+    #[default]
+    FailClosed,
+    /// Wait for room, at most this long.
+    Block(Duration),
+    /// Admit and drop, counting every drop and reporting the count.
+    Drop,
+}
 
 /// One record on its way out.
 #[derive(Debug)]
@@ -73,34 +119,166 @@ pub(crate) enum Item {
     Violation(ViolationRecord),
 }
 
+impl Item {
+    fn encode(&self) -> LogRecord {
+        match self {
+            Item::Action(r) => encode_action(r),
+            Item::Violation(v) => encode_violation(v),
+        }
+    }
+}
+
 /// A failed export attempt.
 #[derive(Debug)]
 pub(crate) struct Failure {
+    /// Worth another try (else the collector refused the batch for good).
     pub retryable: bool,
+    /// The collector's hint (`Retry-After`, `RetryInfo`).
     pub retry_after: Option<Duration>,
     pub message: String,
 }
 
-pub(crate) enum Msg {
-    /// Boxed: the bounded queue preallocates its slots, so slots stay small.
-    Item(Box<Item>),
-    /// Send everything queued before this, then answer.
-    Flush(mpsc::Sender<()>),
-    /// Send everything queued, give up at the instant, exit.
-    Shutdown(Instant),
+/// Why the audit path cannot take a record now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Full,
+    TimedOut(Duration),
+    ShutDown,
+}
+
+#[derive(Default)]
+struct QState {
+    items: VecDeque<Item>,
+    /// Shutdown started: no new records.
+    closed: bool,
+    shutdown: Option<Instant>,
+    flush_requested: bool,
+    /// Records accepted (queued, or found in the spool at start).
+    accepted: u64,
+    /// Records acknowledged, refused or lost.
+    resolved: u64,
+    worker_gone: bool,
+}
+
+/// The queue shared by the layer (producers), the gate and the worker.
+pub(crate) struct Shared {
+    state: Mutex<QState>,
+    /// The worker waits on it for records and control.
+    work: Condvar,
+    /// Producers waiting for room and flushers waiting for progress.
+    progress: Condvar,
+    capacity: usize,
+    when_full: WhenFull,
+    unreported_drops: AtomicU64,
+    warned_drop: AtomicBool,
+    status: AuditStatus,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, QState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn hard_cap(&self) -> usize {
+        match self.when_full {
+            WhenFull::FailClosed => self.capacity.saturating_mul(2),
+            _ => self.capacity,
+        }
+    }
+
+    /// Puts a finished record on the queue under the policy.
+    fn push(&self, item: Item) {
+        let mut st = self.lock();
+        if let WhenFull::Block(t) = self.when_full {
+            let deadline = Instant::now() + t;
+            while !st.closed && st.items.len() >= self.capacity {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                st = self
+                    .progress
+                    .wait_timeout(st, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+        if st.closed || st.items.len() >= self.hard_cap() {
+            let why = if st.closed {
+                "the exporter has shut down"
+            } else {
+                "the audit queue and spool are full"
+            };
+            drop(st);
+            self.dropped(why);
+            return;
+        }
+        st.items.push_back(item);
+        st.accepted += 1;
+        self.status.set_queued(st.items.len() as u64);
+        drop(st);
+        self.work.notify_one();
+    }
+
+    fn dropped(&self, why: &str) {
+        self.status.add_dropped(1);
+        self.unreported_drops.fetch_add(1, Ordering::Relaxed);
+        // Not a tracing event: we may be inside the layer's callback.
+        if !self.warned_drop.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "audit-layer: dropping audit records because {why}; counted in \
+                 AuditStatus::dropped and reported to the collector once delivery resumes \
+                 (warned once)"
+            );
+        }
+    }
+
+    /// The gate's health check: is there room for `n` more records?
+    pub(crate) fn admit(&self, n: usize) -> Result<(), Refusal> {
+        let mut st = self.lock();
+        let room = |st: &QState| st.items.len() + n <= self.capacity;
+        let result = match self.when_full {
+            _ if st.closed => Err(Refusal::ShutDown),
+            WhenFull::Drop => Ok(()),
+            WhenFull::FailClosed if room(&st) => Ok(()),
+            WhenFull::FailClosed => Err(Refusal::Full),
+            WhenFull::Block(t) => {
+                let deadline = Instant::now() + t;
+                loop {
+                    if st.closed {
+                        break Err(Refusal::ShutDown);
+                    }
+                    if room(&st) {
+                        break Ok(());
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break Err(Refusal::TimedOut(t));
+                    }
+                    st = self
+                        .progress
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        };
+        if result.is_err() {
+            self.status.add_gate_refusals(1);
+        }
+        result
+    }
 }
 
 /// Where the layer puts finished records.
+#[derive(Clone)]
 pub(crate) enum Sink {
     Memory(MemorySink),
-    Queue {
-        tx: SyncSender<Msg>,
-        warned_drop: AtomicBool,
-    },
+    Queue(Arc<Shared>),
 }
 
 impl Sink {
-    /// Never blocks the application thread.
+    /// Blocks only under [`WhenFull::Block`], at most its timeout.
     pub fn send(&self, item: Item, status: &AuditStatus) {
         match self {
             Sink::Memory(m) => {
@@ -110,22 +288,15 @@ impl Sink {
                 }
                 status.add_exported(1);
             }
-            Sink::Queue { tx, warned_drop } => {
-                if let Err(e) = tx.try_send(Msg::Item(Box::new(item))) {
-                    status.add_dropped(1);
-                    // Not a tracing event: we are inside the layer's callback.
-                    if !warned_drop.swap(true, Ordering::Relaxed) {
-                        let why = match e {
-                            TrySendError::Full(_) => "the export queue is full",
-                            TrySendError::Disconnected(_) => "the exporter has shut down",
-                        };
-                        eprintln!(
-                            "audit-layer: dropping audit records because {why}; \
-                             see AuditStatus::dropped (reported once)"
-                        );
-                    }
-                }
-            }
+            Sink::Queue(shared) => shared.push(item),
+        }
+    }
+
+    /// The gate's health check.
+    pub fn admit(&self, n: usize) -> Result<(), Refusal> {
+        match self {
+            Sink::Memory(_) => Ok(()),
+            Sink::Queue(shared) => shared.admit(n),
         }
     }
 }
@@ -147,9 +318,11 @@ pub(crate) struct WorkerSettings {
     pub queue_capacity: usize,
     pub batch_size: usize,
     pub linger: Duration,
-    /// How long one batch may be retried before it counts as failed.
-    pub retry_deadline: Duration,
+    pub max_backoff: Duration,
     pub shutdown_timeout: Duration,
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_bytes: u64,
+    pub when_full: WhenFull,
 }
 
 impl Default for WorkerSettings {
@@ -158,8 +331,11 @@ impl Default for WorkerSettings {
             queue_capacity: 8192,
             batch_size: 512,
             linger: Duration::from_millis(200),
-            retry_deadline: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
+            spool_dir: None,
+            spool_max_bytes: 256 << 20,
+            when_full: WhenFull::FailClosed,
         }
     }
 }
@@ -194,9 +370,27 @@ pub(crate) fn spawn(
     settings: WorkerSettings,
     status: AuditStatus,
 ) -> std::io::Result<(Sink, FlushGuard)> {
-    let (tx, rx) = mpsc::sync_channel(settings.queue_capacity.max(1));
+    // Opened here so that a locked or unusable spool is a build error.
+    let spool = match &settings.spool_dir {
+        Some(dir) => Some(Spool::open(dir, settings.spool_max_bytes)?),
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        state: Mutex::new(QState::default()),
+        work: Condvar::new(),
+        progress: Condvar::new(),
+        capacity: settings.queue_capacity.max(1),
+        when_full: settings.when_full,
+        unreported_drops: AtomicU64::new(0),
+        warned_drop: AtomicBool::new(false),
+        status: status.clone(),
+    });
+    if let Some(s) = &spool {
+        shared.lock().accepted += s.records();
+        status.set_spool(s.records(), s.bytes());
+    }
     let (done_tx, done_rx) = mpsc::channel();
-    let worker_status = status.clone();
+    let worker_shared = shared.clone();
     let worker_settings = settings.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -220,174 +414,473 @@ pub(crate) fn spawn(
                 runtime,
                 transport,
                 resource: resource.to_resource(),
-                status: worker_status,
+                shared: worker_shared,
                 settings: worker_settings,
+                spool,
+                in_hand: None,
+                backoff: Duration::ZERO,
+                warned_spool: false,
             };
-            worker.run(rx);
+            worker.run();
             let _ = done_tx.send(());
         })?;
-    let sink = Sink::Queue {
-        tx: tx.clone(),
-        warned_drop: AtomicBool::new(false),
-    };
     let guard = FlushGuard {
         worker: Some(WorkerHandle {
-            tx,
+            shared: shared.clone(),
             done: done_rx,
             thread,
         }),
         status,
         shutdown_timeout: settings.shutdown_timeout,
     };
-    Ok((sink, guard))
+    Ok((Sink::Queue(shared), guard))
+}
+
+/// The outcome of one export attempt.
+enum Sent {
+    /// Acknowledged (`n` records, `refused` of them refused).
+    Acked,
+    /// Refused as a whole, for good.
+    Refused,
+    /// Try again after this long.
+    Retry(Duration),
 }
 
 struct Worker {
     runtime: tokio::runtime::Runtime,
     transport: Transport,
-    resource: opentelemetry_proto::tonic::resource::v1::Resource,
-    status: AuditStatus,
+    resource: Resource,
+    shared: Arc<Shared>,
     settings: WorkerSettings,
+    spool: Option<Spool>,
+    /// A batch taken from memory, not yet acknowledged nor spooled.
+    in_hand: Option<Vec<LogRecord>>,
+    backoff: Duration,
+    warned_spool: bool,
 }
 
 impl Worker {
-    fn run(&mut self, rx: Receiver<Msg>) {
-        let mut batch: Vec<Item> = Vec::new();
-        let mut linger_until = Instant::now();
+    fn status(&self) -> &AuditStatus {
+        &self.shared.status
+    }
+
+    fn shutdown(&self) -> Option<Instant> {
+        self.shared.lock().shutdown
+    }
+
+    fn run(&mut self) {
         loop {
-            let msg = if batch.is_empty() {
-                rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
-            } else {
-                rx.recv_timeout(linger_until.saturating_duration_since(Instant::now()))
-            };
-            match msg {
-                Ok(Msg::Item(item)) => {
-                    if batch.is_empty() {
-                        linger_until = Instant::now() + self.settings.linger;
-                    }
-                    batch.push(*item);
-                    if batch.len() >= self.settings.batch_size {
-                        self.send(&mut batch, None);
-                    }
+            let shutdown = self.shutdown();
+            if let Some(deadline) = shutdown {
+                let idle = self.in_hand.is_none()
+                    && self.shared.lock().items.is_empty()
+                    && self.spool.as_ref().is_none_or(Spool::is_empty);
+                if idle || Instant::now() >= deadline {
+                    return self.finish();
                 }
-                Ok(Msg::Flush(ack)) => {
-                    self.send(&mut batch, None);
-                    let _ = ack.send(());
-                }
-                Ok(Msg::Shutdown(deadline)) => {
-                    self.send(&mut batch, Some(deadline));
-                    // Records that raced with shutdown still get their chance.
-                    while let Ok(msg) = rx.try_recv() {
-                        if let Msg::Item(item) = msg {
-                            batch.push(*item);
-                            if batch.len() >= self.settings.batch_size {
-                                self.send(&mut batch, Some(deadline));
-                            }
+            }
+            // Oldest first: what waits on disk goes before what is in memory.
+            if self.spool.as_ref().is_some_and(|s| !s.is_empty()) {
+                self.spill_queue();
+                match self.send_spool_head(shutdown) {
+                    Sent::Acked | Sent::Refused => {}
+                    Sent::Retry(wait) => {
+                        if shutdown.is_some() {
+                            // Durable on disk; the next start resends it.
+                            return self.finish();
                         }
+                        self.wait(wait);
                     }
-                    self.send(&mut batch, Some(deadline));
-                    return;
                 }
-                Err(RecvTimeoutError::Timeout) => self.send(&mut batch, None),
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.send(&mut batch, None);
-                    return;
+                continue;
+            }
+            if self.in_hand.is_none() {
+                self.in_hand = self.take_batch();
+                if self.in_hand.is_none() {
+                    continue;
+                }
+            }
+            let batch = self.in_hand.take().unwrap_or_default();
+            let n = batch.len() as u64;
+            let resource = self.resource.clone();
+            match self.export(resource, batch.clone(), n, shutdown) {
+                Sent::Acked | Sent::Refused => self.resolved(n),
+                Sent::Retry(wait) => {
+                    if self.spill(&batch) {
+                        // Spool mode: the loop now sends from the spool.
+                        continue;
+                    }
+                    self.in_hand = Some(batch);
+                    if shutdown.is_some() && self.spool.is_some() {
+                        // The spool is full: nothing more can be kept.
+                        return self.finish();
+                    }
+                    self.wait(wait);
                 }
             }
         }
     }
 
-    /// Sends and empties `batch`, retrying until the retry deadline (or the
-    /// shutdown deadline, whichever is first). Every record ends up counted.
-    fn send(&mut self, batch: &mut Vec<Item>, shutdown: Option<Instant>) {
-        if batch.is_empty() {
-            return;
+    /// Stops: what is still in hand or queued goes to the spool when there
+    /// is one and it has room; the rest is counted as failed.
+    fn finish(&mut self) {
+        let mut rest: Vec<LogRecord> = self.in_hand.take().unwrap_or_default();
+        {
+            let mut st = self.shared.lock();
+            rest.extend(st.items.drain(..).map(|i| i.encode()));
+            st.worker_gone = true;
+            st.closed = true;
         }
-        let n = batch.len() as u64;
-        let mut deadline = Instant::now() + self.settings.retry_deadline;
-        if let Some(s) = shutdown {
+        for chunk in rest.chunks(self.settings.batch_size.max(1)) {
+            if !self.spill(chunk) {
+                let n = chunk.len() as u64;
+                self.status().add_export_failures(n);
+                self.resolved(n);
+                eprintln!(
+                    "audit-layer: {n} audit records could not be delivered before shutdown \
+                     and no spool could take them; counted in AuditStatus::export_failures"
+                );
+            }
+        }
+        if let Some(s) = &self.spool {
+            if !s.is_empty() {
+                eprintln!(
+                    "audit-layer: {} audit records wait in the spool {}; they are sent when \
+                     the application starts again with the same spool directory",
+                    s.records(),
+                    self.settings
+                        .spool_dir
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new("?"))
+                        .display()
+                );
+            }
+        }
+        self.status().set_queued(0);
+        self.shared.progress.notify_all();
+    }
+
+    /// Waits for the first record, then up to `linger` for companions
+    /// (unless a flush or shutdown asks for speed); takes up to `batch_size`.
+    fn take_batch(&mut self) -> Option<Vec<LogRecord>> {
+        let mut st = self.shared.lock();
+        while st.items.is_empty() {
+            if st.shutdown.is_some() {
+                return None;
+            }
+            st = self
+                .shared
+                .work
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let linger_until = Instant::now() + self.settings.linger;
+        while st.items.len() < self.settings.batch_size
+            && !st.flush_requested
+            && st.shutdown.is_none()
+        {
+            let left = linger_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .shared
+                .work
+                .wait_timeout(st, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let n = st.items.len().min(self.settings.batch_size);
+        let items: Vec<Item> = st.items.drain(..n).collect();
+        if st.items.is_empty() {
+            st.flush_requested = false;
+        }
+        self.status().set_queued(st.items.len() as u64);
+        drop(st);
+        self.shared.progress.notify_all();
+        Some(items.iter().map(Item::encode).collect())
+    }
+
+    /// Sleeps `d`, waking early when a shutdown starts; during a shutdown,
+    /// never past its deadline.
+    fn wait(&self, d: Duration) {
+        let mut st = self.shared.lock();
+        let in_shutdown = st.shutdown;
+        let mut deadline = Instant::now() + d;
+        if let Some(s) = in_shutdown {
             deadline = deadline.min(s);
         }
-        let body = self.request(batch);
-        batch.clear();
+        loop {
+            if in_shutdown.is_none() && st.shutdown.is_some() {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .shared
+                .work
+                .wait_timeout(st, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Writes `batch` to the spool; false when there is none or it is full.
+    fn spill(&mut self, batch: &[LogRecord]) -> bool {
+        let Some(spool) = self.spool.as_mut() else {
+            return false;
+        };
+        match spool.append(&self.resource, batch) {
+            Ok(true) => {
+                let (r, b) = (spool.records(), spool.bytes());
+                self.status().set_spool(r, b);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                if !self.warned_spool {
+                    self.warned_spool = true;
+                    eprintln!("audit-layer: cannot write to the spool: {e}");
+                }
+                false
+            }
+        }
+    }
+
+    /// In spool mode, moves what is queued in memory to the spool (while it
+    /// has room), so that memory stays free and order is kept.
+    fn spill_queue(&mut self) {
+        loop {
+            let items: Vec<Item> = {
+                let mut st = self.shared.lock();
+                let n = st.items.len().min(self.settings.batch_size);
+                if n == 0 {
+                    return;
+                }
+                st.items.drain(..n).collect()
+            };
+            let batch: Vec<LogRecord> = items.iter().map(Item::encode).collect();
+            if !self.spill(&batch) {
+                // No room: put them back at the front, in order.
+                let mut st = self.shared.lock();
+                for item in items.into_iter().rev() {
+                    st.items.push_front(item);
+                }
+                return;
+            }
+            let mut st = self.shared.lock();
+            self.status().set_queued(st.items.len() as u64);
+            st.flush_requested &= !st.items.is_empty();
+            drop(st);
+            self.shared.progress.notify_all();
+        }
+    }
+
+    fn send_spool_head(&mut self, shutdown: Option<Instant>) -> Sent {
+        let Some(spool) = self.spool.as_ref() else {
+            return Sent::Acked;
+        };
+        let batch = match spool.head() {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                eprintln!("audit-layer: cannot read the spool: {e}");
+                return Sent::Retry(self.next_backoff(None));
+            }
+            None => return Sent::Acked,
+        };
+        if batch.lost > 0 {
+            self.status().add_export_failures(batch.lost);
+            eprintln!(
+                "audit-layer: {} spooled audit records failed their checksum and are lost; \
+                 counted in AuditStatus::export_failures",
+                batch.lost
+            );
+        }
+        let n = batch.records.len() as u64;
+        let resource = if batch.resource == Resource::default() {
+            self.resource.clone()
+        } else {
+            batch.resource
+        };
+        let sent = if n == 0 {
+            Sent::Acked
+        } else {
+            self.export(resource, batch.records, n, shutdown)
+        };
+        if matches!(sent, Sent::Acked | Sent::Refused) {
+            let spool = self.spool.as_mut().expect("spool");
+            if let Err(e) = spool.pop_head() {
+                eprintln!("audit-layer: cannot remove a delivered spool segment: {e}");
+            }
+            let (r, b) = (spool.records(), spool.bytes());
+            self.status().set_spool(r, b);
+            self.resolved(n + batch.lost);
+        }
+        sent
+    }
+
+    fn resolved(&self, n: u64) {
+        self.shared.lock().resolved += n;
+        self.shared.progress.notify_all();
+    }
+
+    fn next_backoff(&mut self, hint: Option<Duration>) -> Duration {
+        self.backoff = if self.backoff.is_zero() {
+            Duration::from_millis(100)
+        } else {
+            (self.backoff * 2).min(self.settings.max_backoff)
+        };
+        match hint {
+            // The collector knows best; a hint far in the future is capped.
+            Some(h) => h.min(Duration::from_secs(60)),
+            None => jitter(self.backoff),
+        }
+    }
+
+    /// One attempt; accounts for acknowledged and refused records.
+    fn export(
+        &mut self,
+        resource: Resource,
+        records: Vec<LogRecord>,
+        n: u64,
+        shutdown: Option<Instant>,
+    ) -> Sent {
+        let body = request(resource, records);
         let transport = &mut self.transport;
         let result = self.runtime.block_on(async {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let attempt = tokio::time::timeout(remaining, transport.export(body.clone())).await;
-                let failure = match attempt {
-                    Ok(Ok(response)) => return Ok(response),
-                    Ok(Err(failure)) => failure,
-                    Err(_) => Failure {
-                        retryable: false,
-                        retry_after: None,
-                        message: "export deadline passed".to_owned(),
-                    },
-                };
-                let wait = failure.retry_after.unwrap_or(backoff).max(backoff);
-                if !failure.retryable || Instant::now() + wait >= deadline {
-                    return Err(failure);
+            match shutdown {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(left, transport.export(body)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(Failure {
+                            retryable: true,
+                            retry_after: None,
+                            message: "shutdown deadline passed".to_owned(),
+                        }),
+                    }
                 }
-                tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                None => transport.export(body).await,
             }
         });
         match result {
             Ok(response) => {
+                self.backoff = Duration::ZERO;
+                self.status().set_last_error(None);
                 let partial = response.partial_success.unwrap_or_default();
                 let refused = u64::try_from(partial.rejected_log_records)
                     .unwrap_or(0)
                     .min(n);
-                self.status.add_exported(n - refused);
+                self.status().add_exported(n - refused);
                 if refused > 0 {
-                    self.status.add_refused(refused);
-                    eprintln!(
-                        "audit-layer: the collector refused {refused} of {n} audit records: {}",
-                        partial.error_message
-                    );
+                    self.refused(refused, n, partial.error_message);
                 }
+                self.report_drops();
+                Sent::Acked
             }
-            Err(failure) => {
-                self.status.add_export_failures(n);
-                eprintln!(
-                    "audit-layer: gave up exporting {n} audit records: {}",
-                    failure.message
-                );
+            Err(f) if !f.retryable => {
+                self.refused(n, n, f.message);
+                Sent::Refused
+            }
+            Err(f) => {
+                self.status().add_retries(1);
+                self.status().set_last_error(Some(f.message));
+                Sent::Retry(self.next_backoff(f.retry_after))
             }
         }
     }
 
-    fn request(&self, batch: &[Item]) -> ExportLogsServiceRequest {
-        let log_records = batch
-            .iter()
-            .map(|item| match item {
-                Item::Action(r) => encode_action(r),
-                Item::Violation(v) => encode_violation(v),
-            })
-            .collect();
-        ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs {
-                resource: Some(self.resource.clone()),
-                scope_logs: vec![ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: SCOPE_NAME.to_owned(),
-                        version: env!("CARGO_PKG_VERSION").to_owned(),
-                        ..InstrumentationScope::default()
-                    }),
-                    log_records,
-                    ..ScopeLogs::default()
-                }],
-                ..ResourceLogs::default()
-            }],
+    fn refused(&self, refused: u64, n: u64, reason: String) {
+        self.status().add_refused(refused);
+        let reason = if reason.trim().is_empty() {
+            "(no reason given)".to_owned()
+        } else {
+            reason
+        };
+        if self.status().set_last_refusal(reason.clone()) {
+            eprintln!(
+                "audit-layer: the collector refused {refused} of {n} audit records: {reason} \
+                 (logged once; see AuditStatus::refused and AuditStatus::last_refusal)"
+            );
         }
+    }
+
+    /// Delivery works again: report what was dropped meanwhile, first.
+    fn report_drops(&self) {
+        let n = self.shared.unreported_drops.swap(0, Ordering::Relaxed);
+        if n == 0 {
+            return;
+        }
+        let policy = match self.shared.when_full {
+            WhenFull::FailClosed => "fail_closed (over the hard cap)",
+            WhenFull::Block(_) => "block (timed out)",
+            WhenFull::Drop => "drop",
+        };
+        let info = ResourceInfo::from_resource(Some(&self.resource));
+        let v = ViolationRecord {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            time_ns: crate::layer::now_ns(),
+            detected_by: "layer".to_owned(),
+            missing: vec![DROPPED_COUNT.to_owned()],
+            reason: format!(
+                "audit-layer dropped {n} audit records: the queue and spool were full \
+                 (policy {policy})"
+            ),
+            span_name: Some(DROPPED_SPAN.to_owned()),
+            service_name: info
+                .service_name
+                .unwrap_or_else(|| audit_schema::wire::UNKNOWN_SERVICE.to_owned()),
+            service_instance_id: info.service_instance_id,
+            attributes: BTreeMap::from([
+                (DROPPED_COUNT.to_owned(), n.to_string()),
+                ("audit.dropped.policy".to_owned(), policy.to_owned()),
+            ]),
+            ..ViolationRecord::default()
+        };
+        let mut st = self.shared.lock();
+        st.items.push_front(Item::Violation(v));
+        st.accepted += 1;
+    }
+}
+
+/// Span name of the violation record that reports drops.
+pub const DROPPED_SPAN: &str = "audit-layer.dropped";
+/// Attribute of that record holding how many records were dropped.
+pub const DROPPED_COUNT: &str = "audit.dropped.count";
+
+/// `base` with full jitter in `[base/2, base]`.
+fn jitter(base: Duration) -> Duration {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    let frac = f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX);
+    base.mul_f64(0.5 + frac / 2.0)
+}
+
+fn request(resource: Resource, log_records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: SCOPE_NAME.to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    ..InstrumentationScope::default()
+                }),
+                log_records,
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
     }
 }
 
 /// Why a flush or shutdown did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum FlushError {
-    /// The worker did not finish in time; records may still be in flight.
+    /// The worker did not finish in time; records may still be in flight
+    /// (they are not lost: they wait in memory or in the spool).
     #[error("audit export did not finish within {0:?}; see AuditStatus for what was delivered")]
     TimedOut(Duration),
     /// The worker thread is gone (it panicked or was shut down).
@@ -396,19 +889,21 @@ pub enum FlushError {
 }
 
 struct WorkerHandle {
-    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
     done: Receiver<()>,
     thread: JoinHandle<()>,
 }
 
 /// Owns delivery: dropping it (or [`FlushGuard::shutdown`]) sends everything
-/// queued to the collector within a bounded time and stops the worker.
+/// queued to the collector within a bounded time and stops the worker; what
+/// the collector cannot take by then waits in the spool.
 /// Keep it alive for as long as the application may create audit records,
 /// typically as a `let _guard` in `main`.
 ///
-/// Dropping it inside an async runtime is fine: the worker has its own
-/// runtime on its own thread, so the guard only signals it and waits (with
-/// a timeout) for the thread to finish.
+/// Dropping it inside an async runtime (current-thread or multi-thread) or
+/// outside any runtime is fine: the worker has its own runtime on its own
+/// thread, so the guard only signals it and waits (with a timeout) for the
+/// thread to finish.
 ///
 /// ```
 /// use std::time::Duration;
@@ -449,22 +944,43 @@ impl FlushGuard {
         self.status.clone()
     }
 
-    /// Waits until every record queued before this call has been
-    /// acknowledged, refused or given up on.
+    /// Waits until every record accepted before this call (and every record
+    /// found in the spool at start) has been acknowledged or refused by the
+    /// collector. While the collector is unreachable this times out: the
+    /// records are not lost, they wait.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         let Some(w) = &self.worker else { return Ok(()) };
         let deadline = Instant::now() + timeout;
-        let (ack_tx, ack_rx) = mpsc::channel();
-        enqueue(&w.tx, Msg::Flush(ack_tx), deadline, timeout)?;
-        match ack_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(()) => Ok(()),
-            Err(RecvTimeoutError::Timeout) => Err(FlushError::TimedOut(timeout)),
-            Err(RecvTimeoutError::Disconnected) => Err(FlushError::WorkerGone),
+        let mut st = w.shared.lock();
+        let target = st.accepted;
+        st.flush_requested = true;
+        w.shared.work.notify_one();
+        while st.resolved < target {
+            if st.worker_gone {
+                return Err(FlushError::WorkerGone);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(FlushError::TimedOut(timeout));
+            }
+            st = w
+                .shared
+                .progress
+                .wait_timeout(st, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            // Records queued while we wait may need another nudge past linger.
+            if !st.items.is_empty() {
+                st.flush_requested = true;
+                w.shared.work.notify_one();
+            }
         }
+        Ok(())
     }
 
-    /// Flushes everything queued and stops the worker, waiting at most
-    /// `timeout`. Records created after this are counted as dropped.
+    /// Delivers everything queued and stops the worker, waiting at most
+    /// `timeout` (plus the time to write the remainder to the spool).
+    /// Records created after this are counted as dropped.
     pub fn shutdown(mut self, timeout: Duration) -> Result<(), FlushError> {
         self.stop(timeout)
     }
@@ -474,9 +990,15 @@ impl FlushGuard {
             return Ok(());
         };
         let deadline = Instant::now() + timeout;
-        enqueue(&w.tx, Msg::Shutdown(deadline), deadline, timeout)?;
-        // A little grace past the deadline for the worker to count and exit.
-        let grace = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100);
+        {
+            let mut st = w.shared.lock();
+            st.closed = true;
+            st.shutdown = Some(deadline);
+        }
+        w.shared.work.notify_all();
+        w.shared.progress.notify_all();
+        // Grace past the deadline for the worker to spill, count and exit.
+        let grace = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(2);
         match w.done.recv_timeout(grace) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => {
                 let _ = w.thread.join();
@@ -492,29 +1014,6 @@ impl Drop for FlushGuard {
     fn drop(&mut self) {
         if let Err(e) = self.stop(self.shutdown_timeout) {
             eprintln!("audit-layer: {e}");
-        }
-    }
-}
-
-/// Puts a control message on the (possibly full) queue, waiting for room
-/// until `deadline`: the worker is draining it, so room appears.
-fn enqueue(
-    tx: &SyncSender<Msg>,
-    mut msg: Msg,
-    deadline: Instant,
-    timeout: Duration,
-) -> Result<(), FlushError> {
-    loop {
-        match tx.try_send(msg) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Disconnected(_)) => return Err(FlushError::WorkerGone),
-            Err(TrySendError::Full(m)) => {
-                if Instant::now() >= deadline {
-                    return Err(FlushError::TimedOut(timeout));
-                }
-                msg = m;
-                std::thread::sleep(Duration::from_millis(2));
-            }
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct AuditLayer {
     pub(crate) resource: ResourceInfo,
     pub(crate) sink: Sink,
     pub(crate) status: AuditStatus,
+    /// What [`crate::gate`] needs, reachable from the current dispatcher.
+    pub(crate) gate: std::sync::Arc<crate::gate::GateCtx>,
 }
 
 impl std::fmt::Debug for AuditLayer {
@@ -156,10 +158,31 @@ where
             explicit_outcome: &mut state.explicit_outcome,
         });
         // One trace per privileged operation tree: a privileged child joins
-        // its nearest privileged ancestor's trace.
+        // its nearest privileged ancestor's trace, and a child that names
+        // no actor at all inherits the ancestor's dual key (agent, owner,
+        // credential, name, initiator, task): work done inside a gated
+        // action is done by the same actor.
+        let names_actor = {
+            let d = &state.draft;
+            d.actor_kind.is_some() || d.agent_id.is_some() || d.owner_id.is_some()
+        };
         let inherited = span.scope().skip(1).find_map(|ancestor| {
             let ext = ancestor.extensions();
             let parent = ext.get::<SpanState>()?;
+            if !names_actor {
+                let (p, d) = (&parent.draft, &mut state.draft);
+                d.actor_kind.clone_from(&p.actor_kind);
+                d.agent_id.clone_from(&p.agent_id);
+                d.owner_id.clone_from(&p.owner_id);
+                d.agent_credential_id.clone_from(&p.agent_credential_id);
+                d.agent_name.clone_from(&p.agent_name);
+                if d.initiator_id.is_none() {
+                    d.initiator_id.clone_from(&p.initiator_id);
+                }
+                if d.task_id.is_none() {
+                    d.task_id.clone_from(&p.task_id);
+                }
+            }
             parent.draft.trace_id.clone()
         });
         state.draft.trace_id = Some(inherited.unwrap_or_else(random_hex::<16>));
@@ -277,7 +300,7 @@ impl AuditLayer {
     }
 }
 
-fn violation_record(
+pub(crate) fn violation_record(
     rejection: &Rejection,
     meta: &'static Metadata<'static>,
     time_ns: i64,
@@ -310,7 +333,7 @@ fn violation_record(
     }
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

@@ -100,6 +100,8 @@
 mod actor;
 mod builder;
 pub mod export;
+pub mod gate;
+pub mod identity;
 mod layer;
 mod macros;
 mod policy;
@@ -108,9 +110,10 @@ mod stats;
 pub use actor::Actor;
 pub use builder::{AuditLayerBuilder, BuildError};
 pub use export::{
-    Destination, FlushError, FlushGuard, MemorySink, Protocol, DEFAULT_GRPC_ENDPOINT,
+    Destination, FlushError, FlushGuard, MemorySink, Protocol, WhenFull, DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT, SCOPE_NAME,
 };
+pub use gate::{gate, GateError, GateGuard, Privileged};
 pub use layer::AuditLayer;
 pub use policy::Policy;
 pub use stats::{AuditStatus, StatsSnapshot};

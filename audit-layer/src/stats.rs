@@ -10,7 +10,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -20,6 +20,13 @@ struct Counters {
     refused: AtomicU64,
     export_failures: AtomicU64,
     dropped: AtomicU64,
+    retries: AtomicU64,
+    gate_refusals: AtomicU64,
+    queued: AtomicU64,
+    spooled: AtomicU64,
+    spool_bytes: AtomicU64,
+    last_refusal: Mutex<Option<String>>,
+    last_error: Mutex<Option<String>>,
 }
 
 /// A cloneable handle on the layer's counters. Every clone sees the same
@@ -40,10 +47,26 @@ pub struct StatsSnapshot {
     pub violations: u64,
     /// Records the collector refused (OTLP `partial_success`).
     pub refused: u64,
-    /// Records given up on after retries (collector unreachable, permanent error).
+    /// Records that could not be kept: the exporter shut down with neither
+    /// the collector nor a spool taking them, or a spool frame failed its
+    /// checksum. Zero in a healthy deployment with a spool.
     pub export_failures: u64,
-    /// Records never handed to the exporter: queue full, or exporter shut down.
+    /// Records not accepted because the queue and spool were full, under the
+    /// `block` (after its timeout), `drop` or over-the-hard-cap rules; each
+    /// drop is also reported to the collector as a violation record once
+    /// delivery resumes.
     pub dropped: u64,
+    /// Failed export attempts that were (or will be) retried.
+    pub retries: u64,
+    /// Gate calls refused because the audit path could not take the record
+    /// (`fail_closed`, or `block` timing out).
+    pub gate_refusals: u64,
+    /// Gauge: records waiting in memory.
+    pub queued: u64,
+    /// Gauge: records waiting in the disk spool.
+    pub spooled: u64,
+    /// Gauge: bytes of the disk spool.
+    pub spool_bytes: u64,
 }
 
 macro_rules! counter {
@@ -66,6 +89,48 @@ impl AuditStatus {
     counter!(refused, add_refused);
     counter!(export_failures, add_export_failures);
     counter!(dropped, add_dropped);
+    counter!(retries, add_retries);
+    counter!(gate_refusals, add_gate_refusals);
+
+    /// See [`StatsSnapshot::queued`].
+    pub fn queued(&self) -> u64 {
+        self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    /// See [`StatsSnapshot::spooled`].
+    pub fn spooled(&self) -> u64 {
+        self.inner.spooled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_queued(&self, n: u64) {
+        self.inner.queued.store(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_spool(&self, records: u64, bytes: u64) {
+        self.inner.spooled.store(records, Ordering::Relaxed);
+        self.inner.spool_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The collector's reason for the last `partial_success` (or whole-batch)
+    /// refusal, if any: `refused` says how many, this says why.
+    pub fn last_refusal(&self) -> Option<String> {
+        lock(&self.inner.last_refusal).clone()
+    }
+
+    /// The last export error (collector unreachable, overloaded, ...), kept
+    /// while records wait; cleared by the next acknowledged export.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.inner.last_error).clone()
+    }
+
+    /// Returns true the first time a refusal is recorded (log it once).
+    pub(crate) fn set_last_refusal(&self, reason: String) -> bool {
+        lock(&self.inner.last_refusal).replace(reason).is_none()
+    }
+
+    pub(crate) fn set_last_error(&self, e: Option<String>) {
+        *lock(&self.inner.last_error) = e;
+    }
 
     /// All counters at once.
     pub fn snapshot(&self) -> StatsSnapshot {
@@ -76,6 +141,15 @@ impl AuditStatus {
             refused: self.refused(),
             export_failures: self.export_failures(),
             dropped: self.dropped(),
+            retries: self.retries(),
+            gate_refusals: self.gate_refusals(),
+            queued: self.queued(),
+            spooled: self.spooled(),
+            spool_bytes: self.inner.spool_bytes.load(Ordering::Relaxed),
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

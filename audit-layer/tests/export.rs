@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use audit_layer::{privileged_span, Actor, AuditLayer, AuditLayerBuilder, FlushGuard};
+use audit_layer::{privileged_span, Actor, AuditLayer, AuditLayerBuilder, FlushGuard, WhenFull};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -332,7 +332,7 @@ fn retryable_failures_are_retried_until_accepted() {
 }
 
 #[test]
-fn unreachable_collector_counts_every_record_as_failed() {
+fn unreachable_collector_without_spool_counts_undelivered_records_at_shutdown() {
     // Bind and close a port so that nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -340,7 +340,6 @@ fn unreachable_collector_counts_every_record_as_failed() {
         .unwrap()
         .port();
     let (layer, guard) = builder()
-        .retry_deadline(Duration::from_millis(300))
         .otlp_grpc(format!("http://127.0.0.1:{port}"))
         .build()
         .unwrap();
@@ -361,7 +360,7 @@ fn full_queue_is_counted_as_dropped_and_every_record_is_accounted_for() {
         .queue_capacity(2)
         .batch_size(1)
         .timeout(Duration::from_millis(200))
-        .retry_deadline(Duration::from_millis(300))
+        .when_full(WhenFull::Drop)
         .otlp_http(url)
         .build()
         .unwrap();

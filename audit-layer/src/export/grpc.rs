@@ -9,6 +9,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use super::Failure;
 use crate::builder::BuildError;
@@ -74,25 +75,13 @@ impl Grpc {
         match self.client.export(request).await {
             Ok(response) => Ok(response.into_inner()),
             Err(status) => Err(Failure {
-                retryable: retryable(status.code()),
-                retry_after: None,
+                // Only a malformed request is refused for good; anything
+                // else (including a misconfigured endpoint) makes records
+                // wait, not disappear.
+                retryable: status.code() != Code::InvalidArgument,
+                retry_after: status.get_details_retry_info().and_then(|r| r.retry_delay),
                 message: format!("gRPC {:?}: {}", status.code(), status.message()),
             }),
         }
     }
-}
-
-/// The codes the OTLP specification lists as retryable. Connection
-/// failures surface as `Unavailable`.
-fn retryable(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Cancelled
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Aborted
-            | Code::OutOfRange
-            | Code::Unavailable
-            | Code::DataLoss
-    )
 }

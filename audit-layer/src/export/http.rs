@@ -92,12 +92,12 @@ impl Http {
             return Ok(ExportLogsServiceResponse::decode(bytes.as_ref()).unwrap_or_default());
         }
         Err(Failure {
-            retryable: matches!(
+            // Only a malformed request is refused for good (400, 413);
+            // anything else (429, 5xx, and a misconfigured 404 or 401)
+            // makes records wait, not disappear.
+            retryable: !matches!(
                 status,
-                StatusCode::TOO_MANY_REQUESTS
-                    | StatusCode::BAD_GATEWAY
-                    | StatusCode::SERVICE_UNAVAILABLE
-                    | StatusCode::GATEWAY_TIMEOUT
+                StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE
             ),
             retry_after,
             message: format!(
