@@ -117,14 +117,21 @@ pub enum WhenFull {
 pub(crate) enum Item {
     Action(AuditRecord),
     Violation(ViolationRecord),
+    /// The exporter's own report of dropped records: not counted in
+    /// `accepted` (a flush must not wait for it) until it is spooled.
+    Report(ViolationRecord),
 }
 
 impl Item {
     fn encode(&self) -> LogRecord {
         match self {
             Item::Action(r) => encode_action(r),
-            Item::Violation(v) => encode_violation(v),
+            Item::Violation(v) | Item::Report(v) => encode_violation(v),
         }
+    }
+
+    fn is_report(&self) -> bool {
+        matches!(self, Item::Report(_))
     }
 }
 
@@ -284,7 +291,7 @@ impl Sink {
             Sink::Memory(m) => {
                 match item {
                     Item::Action(r) => m.push_record(r),
-                    Item::Violation(v) => m.push_violation(v),
+                    Item::Violation(v) | Item::Report(v) => m.push_violation(v),
                 }
                 status.add_exported(1);
             }
@@ -453,8 +460,9 @@ struct Worker {
     shared: Arc<Shared>,
     settings: WorkerSettings,
     spool: Option<Spool>,
-    /// A batch taken from memory, not yet acknowledged nor spooled.
-    in_hand: Option<Vec<LogRecord>>,
+    /// A batch taken from memory, not yet acknowledged nor spooled, and
+    /// how many of its records are the exporter's own reports.
+    in_hand: Option<(Vec<LogRecord>, u64)>,
     backoff: Duration,
     warned_spool: bool,
 }
@@ -489,7 +497,7 @@ impl Worker {
                             // Durable on disk; the next start resends it.
                             return self.finish();
                         }
-                        self.wait(wait);
+                        self.wait_spooling(wait);
                     }
                 }
                 continue;
@@ -500,17 +508,19 @@ impl Worker {
                     continue;
                 }
             }
-            let batch = self.in_hand.take().unwrap_or_default();
+            let (batch, reports) = self.in_hand.take().unwrap_or_default();
             let n = batch.len() as u64;
             let resource = self.resource.clone();
             match self.export(resource, batch.clone(), n, shutdown) {
-                Sent::Acked | Sent::Refused => self.resolved(n),
+                Sent::Acked | Sent::Refused => self.resolved(n - reports),
                 Sent::Retry(wait) => {
                     if self.spill(&batch) {
-                        // Spool mode: the loop now sends from the spool.
+                        // Spool mode: the loop now sends from the spool,
+                        // where every record counts.
+                        self.shared.lock().accepted += reports;
                         continue;
                     }
-                    self.in_hand = Some(batch);
+                    self.in_hand = Some((batch, reports));
                     if shutdown.is_some() && self.spool.is_some() {
                         // The spool is full: nothing more can be kept.
                         return self.finish();
@@ -524,7 +534,7 @@ impl Worker {
     /// Stops: what is still in hand or queued goes to the spool when there
     /// is one and it has room; the rest is counted as failed.
     fn finish(&mut self) {
-        let mut rest: Vec<LogRecord> = self.in_hand.take().unwrap_or_default();
+        let mut rest: Vec<LogRecord> = self.in_hand.take().unwrap_or_default().0;
         {
             let mut st = self.shared.lock();
             rest.extend(st.items.drain(..).map(|i| i.encode()));
@@ -562,7 +572,7 @@ impl Worker {
 
     /// Waits for the first record, then up to `linger` for companions
     /// (unless a flush or shutdown asks for speed); takes up to `batch_size`.
-    fn take_batch(&mut self) -> Option<Vec<LogRecord>> {
+    fn take_batch(&mut self) -> Option<(Vec<LogRecord>, u64)> {
         let mut st = self.shared.lock();
         while st.items.is_empty() {
             if st.shutdown.is_some() {
@@ -598,7 +608,8 @@ impl Worker {
         self.status().set_queued(st.items.len() as u64);
         drop(st);
         self.shared.progress.notify_all();
-        Some(items.iter().map(Item::encode).collect())
+        let reports = items.iter().filter(|i| i.is_report()).count() as u64;
+        Some((items.iter().map(Item::encode).collect(), reports))
     }
 
     /// Sleeps `d`, waking early when a shutdown starts; during a shutdown,
@@ -624,6 +635,21 @@ impl Worker {
                 .wait_timeout(st, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+        }
+    }
+
+    /// In spool mode: waits `d` before the next attempt, moving what the
+    /// application queues meanwhile to the spool every `linger`, so that
+    /// memory stays free while the spool has room.
+    fn wait_spooling(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            self.wait(left.min(self.settings.linger.max(Duration::from_millis(5))));
+            self.spill_queue();
+            if Instant::now() >= until || self.shutdown().is_some() {
+                return;
+            }
         }
     }
 
@@ -671,6 +697,7 @@ impl Worker {
                 return;
             }
             let mut st = self.shared.lock();
+            st.accepted += items.iter().filter(|i| i.is_report()).count() as u64;
             self.status().set_queued(st.items.len() as u64);
             st.flush_requested &= !st.items.is_empty();
             drop(st);
@@ -839,9 +866,7 @@ impl Worker {
             ]),
             ..ViolationRecord::default()
         };
-        let mut st = self.shared.lock();
-        st.items.push_front(Item::Violation(v));
-        st.accepted += 1;
+        self.shared.lock().items.push_front(Item::Report(v));
     }
 }
 

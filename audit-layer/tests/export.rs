@@ -1,6 +1,6 @@
 //! The OTLP exporter against tiny in-test collectors (gRPC and HTTP).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,12 +30,20 @@ struct State {
     requests: Arc<Mutex<Vec<ExportLogsServiceRequest>>>,
     calls: Arc<AtomicUsize>,
     answer: Answer,
+    /// While set, every request fails retryably (an outage).
+    down: Arc<AtomicBool>,
+    /// When each request arrived.
+    times: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl State {
     /// `Ok(rejected)` to accept (partially), `Err(())` to fail retryably.
     fn handle(&self, req: ExportLogsServiceRequest) -> Result<i64, ()> {
+        self.times.lock().unwrap().push(Instant::now());
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(());
+        }
         match self.answer {
             Answer::UnavailableFirst(k) if n < k => return Err(()),
             _ => {}
@@ -76,7 +84,14 @@ impl LogsService for State {
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         match self.handle(request.into_inner()) {
             Ok(rejected) => Ok(tonic::Response::new(response(rejected))),
-            Err(()) => Err(tonic::Status::unavailable("busy")),
+            // As the real collector does: UNAVAILABLE with a RetryInfo.
+            Err(()) => Err(
+                <tonic::Status as tonic_types::StatusExt>::with_error_details(
+                    tonic::Code::Unavailable,
+                    "busy",
+                    tonic_types::ErrorDetails::with_retry_info(Some(RETRY_HINT)),
+                ),
+            ),
         }
     }
 }
@@ -137,6 +152,8 @@ impl Collector {
             requests: Arc::default(),
             calls: Arc::default(),
             answer,
+            down: Arc::default(),
+            times: Arc::default(),
         };
         // Bound with std: the async test calls this from inside a runtime,
         // where block_on is not allowed.
@@ -156,11 +173,30 @@ impl Collector {
     }
 }
 
+trait RetryAfter {
+    fn into_response_with_retry_after(self) -> axum::response::Response;
+}
+
+impl RetryAfter for (axum::http::StatusCode, Vec<u8>) {
+    fn into_response_with_retry_after(self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let mut r = self.into_response();
+        if !r.status().is_success() {
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+/// The gRPC fake's RetryInfo delay.
+const RETRY_HINT: Duration = Duration::from_millis(700);
+
 async fn http_export(
     axum::extract::State(state): axum::extract::State<State>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> (axum::http::StatusCode, Vec<u8>) {
+) -> axum::response::Response {
     assert_eq!(headers["content-type"], "application/x-protobuf");
     let req = ExportLogsServiceRequest::decode(body.as_ref()).unwrap();
     match state.handle(req) {
@@ -170,6 +206,7 @@ async fn http_export(
         ),
         Err(()) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Vec::new()),
     }
+    .into_response_with_retry_after()
 }
 
 fn builder() -> AuditLayerBuilder {
@@ -328,6 +365,20 @@ fn retryable_failures_are_retried_until_accepted() {
         assert_eq!(collector.state.records().len(), 1, "grpc: {grpc}");
         assert_eq!(collector.state.calls.load(Ordering::SeqCst), 3);
         assert_eq!((status.exported(), status.export_failures()), (1, 0));
+        // The hint is honoured: gRPC RetryInfo (700 ms), HTTP Retry-After (1 s).
+        let hint = if grpc {
+            RETRY_HINT
+        } else {
+            Duration::from_secs(1)
+        };
+        let times = collector.state.times.lock().unwrap().clone();
+        for pair in times.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= hint.mul_f64(0.9),
+                "grpc {grpc}: retried after {gap:?}"
+            );
+        }
     }
 }
 
@@ -389,4 +440,257 @@ async fn guard_drop_inside_an_async_runtime_flushes_without_deadlock() {
     emit(layer, 5, 0);
     drop(guard);
     assert_eq!(collector.state.records().len(), 5);
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("audit-layer-{tag}-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `app` with the layer installed, on this thread.
+fn with_layer<T>(layer: AuditLayer, app: impl FnOnce() -> T) -> T {
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), app)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn unique_event_ids(records: &[LogRecord]) -> std::collections::BTreeSet<String> {
+    records
+        .iter()
+        .filter_map(|r| {
+            r.attributes
+                .iter()
+                .find(|kv| kv.key == "audit.event.id")
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => {
+                        Some(s.clone())
+                    }
+                    _ => None,
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn an_outage_fills_the_spool_and_every_record_arrives_when_the_collector_returns() {
+    let collector = Collector::grpc(Answer::Accept);
+    collector.state.down.store(true, Ordering::SeqCst);
+    let spool = tempdir("outage");
+    let (layer, guard) = builder()
+        .batch_size(50)
+        .max_backoff(Duration::from_millis(200))
+        .spool_dir(&spool)
+        .otlp_grpc(&collector.url)
+        .build()
+        .unwrap();
+    let status = guard.status();
+    with_layer(layer, || {
+        let actor = Actor::agent("agt_7f3", "usr_alice");
+        for i in 0..300 {
+            let g = audit_layer::gate(&actor, "payments.transfer", &format!("acct_{i}"))
+                .expect("the spool has room");
+            drop(g);
+        }
+    });
+    wait_until("all 300 in the spool", Duration::from_secs(20), || {
+        status.spooled() == 300
+    });
+    assert!(status.snapshot().retries > 0);
+    assert!(status.last_error().is_some());
+    collector.state.down.store(false, Ordering::SeqCst);
+    guard
+        .flush(Duration::from_secs(20))
+        .expect("delivered after the outage");
+    let s = status.snapshot();
+    assert_eq!(
+        (s.exported, s.spooled, s.dropped, s.export_failures),
+        (300, 0, 0, 0),
+        "{s:?}"
+    );
+    let records = collector.state.records();
+    assert_eq!(records.len(), 300);
+    assert_eq!(unique_event_ids(&records).len(), 300);
+    shutdown(guard);
+    std::fs::remove_dir_all(spool).unwrap();
+}
+
+#[test]
+fn a_restarted_application_resends_its_spool() {
+    let collector = Collector::http(Answer::Accept);
+    collector.state.down.store(true, Ordering::SeqCst);
+    let spool = tempdir("restart");
+    let (layer, guard) = builder()
+        .spool_dir(&spool)
+        .otlp_http(&collector.url)
+        .build()
+        .unwrap();
+    let status = guard.status();
+    emit(layer, 40, 0);
+    // The collector is down: shutdown writes what is left to the spool.
+    guard.shutdown(Duration::from_millis(500)).unwrap();
+    assert_eq!(status.snapshot().spooled, 40);
+    assert_eq!(status.export_failures(), 0);
+    assert!(collector.state.records().is_empty());
+
+    collector.state.down.store(false, Ordering::SeqCst);
+    let (layer, guard) = builder()
+        .spool_dir(&spool)
+        .otlp_http(&collector.url)
+        .build()
+        .unwrap();
+    let status = guard.status();
+    assert_eq!(status.spooled(), 40, "found at start");
+    guard.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!((status.exported(), status.spooled()), (40, 0));
+    let records = collector.state.records();
+    assert_eq!(unique_event_ids(&records).len(), 40);
+    // The resent records keep the first process's resource.
+    drop(layer);
+    shutdown(guard);
+    std::fs::remove_dir_all(spool).unwrap();
+}
+
+/// A layer whose audit path is full almost at once: the collector is down,
+/// the spool cannot take a segment, the queue holds 4 records.
+fn full_path(
+    collector: &Collector,
+    policy: WhenFull,
+) -> (AuditLayer, FlushGuard, std::path::PathBuf) {
+    collector.state.down.store(true, Ordering::SeqCst);
+    let spool = tempdir("full");
+    let (layer, guard) = builder()
+        .queue_capacity(4)
+        .batch_size(1)
+        .max_backoff(Duration::from_millis(100))
+        .spool_dir(&spool)
+        .spool_max_bytes(1)
+        .when_full(policy)
+        .otlp_grpc(&collector.url)
+        .build()
+        .unwrap();
+    (layer, guard, spool)
+}
+
+#[test]
+fn spool_full_fail_closed_refuses_the_action_before_it_runs() {
+    let collector = Collector::grpc(Answer::Accept);
+    let (layer, guard, spool) = full_path(&collector, WhenFull::FailClosed);
+    let status = guard.status();
+    let (ran, refusal) = with_layer(layer, || {
+        let actor = Actor::agent("agt_7f3", "usr_alice");
+        let mut ran = 0;
+        for i in 0..100 {
+            match audit_layer::gate(&actor, "payments.transfer", &format!("acct_{i}")) {
+                Ok(_guard) => ran += 1, // the privileged work
+                Err(e) => return (ran, Some(e)),
+            }
+        }
+        (ran, None)
+    });
+    assert!(
+        matches!(refusal, Some(audit_layer::GateError::AuditUnavailable)),
+        "{refusal:?}"
+    );
+    assert!(ran <= 6, "refused once memory was full: {ran} ran");
+    let s = status.snapshot();
+    assert_eq!((s.gate_refusals, s.dropped), (1, 0), "{s:?}");
+    // Delivery resumes: every admitted action is delivered.
+    collector.state.down.store(false, Ordering::SeqCst);
+    guard.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(collector.state.records().len(), ran);
+    shutdown(guard);
+    std::fs::remove_dir_all(spool).unwrap();
+}
+
+#[test]
+fn spool_full_block_times_out_as_configured() {
+    let collector = Collector::grpc(Answer::Accept);
+    let wait = Duration::from_millis(300);
+    let (layer, guard, spool) = full_path(&collector, WhenFull::Block(wait));
+    let (elapsed, refusal) = with_layer(layer, || {
+        let actor = Actor::agent("agt_7f3", "usr_alice");
+        for i in 0..100 {
+            let started = Instant::now();
+            match audit_layer::gate(&actor, "payments.transfer", &format!("acct_{i}")) {
+                Ok(_guard) => {}
+                Err(e) => return (started.elapsed(), Some(e)),
+            }
+        }
+        (Duration::ZERO, None)
+    });
+    assert!(
+        matches!(refusal, Some(audit_layer::GateError::TimedOut(t)) if t == wait),
+        "{refusal:?}"
+    );
+    assert!(elapsed >= wait && elapsed < wait * 5, "{elapsed:?}");
+    assert_eq!(guard.status().dropped(), 0);
+    collector.state.down.store(false, Ordering::SeqCst);
+    guard.flush(Duration::from_secs(10)).unwrap();
+    shutdown(guard);
+    std::fs::remove_dir_all(spool).unwrap();
+}
+
+#[test]
+fn spool_full_drop_counts_every_drop_and_reports_it_when_delivery_resumes() {
+    let collector = Collector::grpc(Answer::Accept);
+    let (layer, guard, spool) = full_path(&collector, WhenFull::Drop);
+    let status = guard.status();
+    with_layer(layer, || {
+        let actor = Actor::agent("agt_7f3", "usr_alice");
+        for i in 0..50 {
+            // Drop admits every action...
+            drop(audit_layer::gate(&actor, "payments.transfer", &format!("acct_{i}")).unwrap());
+        }
+    });
+    let dropped = status.dropped();
+    assert!(dropped >= 40, "{:?}", status.snapshot());
+    collector.state.down.store(false, Ordering::SeqCst);
+    guard.flush(Duration::from_secs(10)).unwrap();
+    let records = collector.state.records();
+    // ...and every record is accounted for: delivered, or counted and reported.
+    let actions = records
+        .iter()
+        .filter(|r| r.event_name == "audit.action")
+        .count() as u64;
+    assert_eq!(actions + dropped, 50);
+    let report: Vec<_> = records
+        .iter()
+        .filter(|r| r.event_name == "audit.violation")
+        .collect();
+    assert_eq!(report.len(), 1, "one violation reports the drops");
+    let count = report[0]
+        .attributes
+        .iter()
+        .find(|kv| kv.key == audit_layer::export::DROPPED_COUNT)
+        .and_then(|kv| kv.value.as_ref())
+        .map(|v| format!("{:?}", v.value));
+    assert!(count.unwrap().contains(&dropped.to_string()));
+    shutdown(guard);
+    std::fs::remove_dir_all(spool).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_on_a_multi_thread_runtime_with_the_collector_down() {
+    let collector = Collector::grpc(Answer::Accept);
+    collector.state.down.store(true, Ordering::SeqCst);
+    let spool = tempdir("mt");
+    let (layer, guard) = builder()
+        .spool_dir(&spool)
+        .otlp_grpc(&collector.url)
+        .build()
+        .unwrap();
+    let status = guard.status();
+    emit(layer, 10, 0);
+    let started = Instant::now();
+    guard.shutdown(Duration::from_millis(300)).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(status.spooled(), 10, "kept for the next start");
+    std::fs::remove_dir_all(spool).unwrap();
 }

@@ -316,3 +316,148 @@ fn layer_composes_with_a_fmt_layer() {
     });
     assert_eq!(sink.records().len(), 1);
 }
+
+mod gate {
+    use audit_layer::{
+        gate, identity, Actor, AuditLayer, GateError, MemorySink, Policy, Privileged,
+    };
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn run<T>(sink: &MemorySink, policy: Policy, app: impl FnOnce() -> T) -> T {
+        let (layer, _guard) = AuditLayer::builder()
+            .memory(sink.clone())
+            .policy(policy)
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), app)
+    }
+
+    #[test]
+    fn gated_action_becomes_a_row_and_children_inherit_the_dual_key() {
+        let sink = MemorySink::default();
+        let event_id = run(&sink, Policy::default(), || {
+            let actor = Actor::agent("agt_7f3", "usr_alice").credential("key_1");
+            let guard = gate(&actor, "payments.transfer", "acct_42").unwrap();
+            // A privileged child that names no actor: inherits the gate's.
+            tracing::info_span!(target: "audit", "ledger.write", target = "ledger_1")
+                .in_scope(|| {});
+            guard.outcome("denied");
+            guard.event_id().to_owned()
+        });
+        let rows = sink.records();
+        assert_eq!(rows.len(), 2, "{:?}", sink.violations());
+        let (child, parent) = (&rows[0], &rows[1]);
+        assert_eq!(parent.action, "payments.transfer");
+        assert_eq!(parent.target.as_deref(), Some("acct_42"));
+        assert_eq!(parent.outcome, "denied");
+        assert_eq!(parent.event_id, event_id);
+        assert_eq!(child.action, "ledger.write");
+        assert_eq!(child.agent_id.as_deref(), Some("agt_7f3"));
+        assert_eq!(child.owner_id, "usr_alice");
+        assert_eq!(child.agent_credential_id.as_deref(), Some("key_1"));
+        assert_eq!(child.trace_id, parent.trace_id);
+        assert!(sink.violations().is_empty());
+    }
+
+    #[test]
+    fn the_gate_refuses_what_the_rules_refuse_and_leaves_a_violation() {
+        let sink = MemorySink::default();
+        let ran = run(
+            &sink,
+            Policy::default().dangerous_action("db.drop*"),
+            || {
+                let actor = Actor::agent("agt_1", "usr_1");
+                match gate(&actor, "db.drop_table", "users") {
+                    Ok(_g) => true,
+                    Err(e) => {
+                        assert!(matches!(e, GateError::Unattributed(_)), "{e}");
+                        assert!(e.to_string().contains("consent"), "{e}");
+                        false
+                    }
+                }
+            },
+        );
+        assert!(!ran);
+        assert!(sink.records().is_empty());
+        let v = sink.violations();
+        assert_eq!(v[0].missing, ["audit.consent.id"]);
+        assert_eq!(v[0].span_name.as_deref(), Some("audit.gate"));
+        // With consent it passes.
+        run(
+            &sink,
+            Policy::default().dangerous_action("db.drop*"),
+            || {
+                let actor = Actor::agent("agt_1", "usr_1");
+                drop(
+                    Privileged::new(&actor, "db.drop_table")
+                        .consent("cns_1")
+                        .open()
+                        .unwrap(),
+                );
+            },
+        );
+        assert_eq!(sink.records()[0].consent_id.as_deref(), Some("cns_1"));
+    }
+
+    #[test]
+    fn without_the_layer_the_gate_refuses() {
+        let actor = Actor::human("usr_alice");
+        assert!(matches!(
+            gate(&actor, "users.invite", "usr_bob"),
+            Err(GateError::NotInstalled)
+        ));
+    }
+
+    #[test]
+    fn identity_lifecycle_rows_name_their_subjects() {
+        let sink = MemorySink::default();
+        run(&sink, Policy::default(), || {
+            let alice = Actor::human("usr_alice");
+            let bot = Actor::agent("agt_7f3", "usr_alice").credential("key_1");
+            identity::create_agent(&alice, &bot).unwrap();
+            let bot = identity::rotate_credential(&bot, "key_2").unwrap();
+            let bot = identity::transfer_owner(&alice, &bot, "usr_carol").unwrap();
+            assert_eq!(bot.owner_id(), "usr_carol");
+            identity::revoke_agent(&Actor::human("usr_carol"), &bot).unwrap();
+            let ids = identity::owner_access_change(
+                &alice,
+                "usr_alice",
+                "revoked payments:write",
+                &[
+                    Actor::agent("agt_a", "usr_alice"),
+                    Actor::agent("agt_b", "usr_alice"),
+                ],
+            )
+            .unwrap();
+            assert_eq!(ids.len(), 3);
+            assert!(
+                identity::rotate_credential(&alice, "k").is_err(),
+                "a human has no credential to rotate"
+            );
+        });
+        let rows = sink.records();
+        let actions: Vec<_> = rows.iter().map(|r| r.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                identity::AGENT_CREATE,
+                identity::CREDENTIAL_ROTATE,
+                identity::OWNER_TRANSFER,
+                identity::AGENT_REVOKE,
+                identity::OWNER_ACCESS_CHANGE,
+                identity::OWNER_ACCESS_CHANGE,
+                identity::OWNER_ACCESS_CHANGE,
+            ]
+        );
+        let rot = &rows[1];
+        assert_eq!(rot.agent_id.as_deref(), Some("agt_7f3"));
+        assert_eq!(rot.agent_credential_id.as_deref(), Some("key_2"));
+        assert_eq!(rot.attributes["identity.credential.previous"], "key_1");
+        assert_eq!(rows[2].attributes["identity.owner.new"], "usr_carol");
+        assert_eq!(rows[4].attributes["identity.cascade.size"], "2");
+        for (row, agent) in rows[5..].iter().zip(["agt_a", "agt_b"]) {
+            assert_eq!(row.target.as_deref(), Some(agent));
+            assert_eq!(row.attributes["identity.cascade.parent"], rows[4].event_id);
+        }
+    }
+}
