@@ -83,9 +83,13 @@ impl Collector {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                if !status.success() {
+                    eprintln!("collector exited with {status} after SIGTERM");
+                }
                 return status.success();
             }
             if Instant::now() > deadline {
+                eprintln!("collector still running 30 s after SIGTERM; killing it");
                 let _ = self.child.kill();
                 return false;
             }

@@ -1,0 +1,201 @@
+//! The store's single writer: group commit into the WAL, then sealing into
+//! Parquet and the manifest.
+//!
+//! Receivers hand a checked [`Batch`] to [`Ingest::submit`], which resolves
+//! only once the batch is in the write-ahead log and fsynced: that is the
+//! moment the collector may acknowledge. One thread owns the WAL; requests
+//! that arrive while it is syncing are committed together by the next fsync.
+//!
+//! Sealing (size, age, shutdown) commits in this order, so that a crash at
+//! any point loses nothing acknowledged and duplicates nothing:
+//! 1. rotate the WAL, so the old segments hold exactly the buffered rows;
+//! 2. write the Parquet files (temp name, fsync, rename, read-only);
+//! 3. append the seal to the manifest (the commit point);
+//! 4. delete the old WAL segments.
+//!
+//! Recovery undoes an unfinished step 2 (files the manifest does not list are
+//! removed), skips WAL rows a committed seal covers, and seals the rest.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use audit_schema::{AuditRecord, Stamp, ViolationRecord};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::manifest::{self, Body, FileEntry, Manifest};
+use crate::metrics::Metrics;
+use crate::now_ns;
+use crate::partition::{PartitionWriter, SealedFile};
+use crate::wal::{self, Wal};
+
+mod recover;
+mod writer;
+
+pub use recover::walk;
+use writer::Writer;
+
+/// Records that passed the checks, ready to store.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// Attributed actions.
+    pub actions: Vec<AuditRecord>,
+    /// Violations (reported by clients or found by the collector).
+    pub violations: Vec<ViolationRecord>,
+}
+
+impl Batch {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.actions.len() + self.violations.len()
+    }
+
+    /// Whether there is nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a durable commit stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Rows newly stored.
+    pub stored: usize,
+    /// Rows skipped as already stored (same `event_id`).
+    pub duplicates: usize,
+}
+
+/// Why a batch was not stored. All are retryable by the client.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The queue or the unsealed buffer is full.
+    #[error("collector overloaded: retry later")]
+    Overloaded,
+    /// The collector is stopping.
+    #[error("collector shutting down: retry against another instance or later")]
+    ShuttingDown,
+    /// The WAL could not be written or synced.
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+/// Settings of the store.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// This collector's id (file names, manifest, `collector_id` column).
+    pub collector_id: String,
+    /// Seal when this many rows are buffered.
+    pub seal_rows: usize,
+    /// Seal when the oldest buffered row is this old.
+    pub seal_interval: Duration,
+    /// Requests waiting for the writer before new ones are refused.
+    pub queue_depth: usize,
+    /// Unsealed rows held before new requests are refused (sealing stuck).
+    pub max_buffered_rows: usize,
+    /// How long an `event_id` is remembered for deduplication.
+    pub dedup_window: Duration,
+    /// A digest entry is appended to the manifest this often, sealed or not.
+    pub digest_interval: Duration,
+}
+
+impl IngestConfig {
+    /// Defaults for a data dir and collector id.
+    pub fn new(data_dir: impl Into<PathBuf>, collector_id: impl Into<String>) -> Self {
+        IngestConfig {
+            data_dir: data_dir.into(),
+            collector_id: collector_id.into(),
+            seal_rows: 200_000,
+            seal_interval: Duration::from_secs(60),
+            queue_depth: 1024,
+            max_buffered_rows: 2_000_000,
+            dedup_window: Duration::from_secs(24 * 3600),
+            digest_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+struct Job {
+    batch: Batch,
+    done: oneshot::Sender<Result<Committed, IngestError>>,
+}
+
+enum Msg {
+    Append(Job),
+    Shutdown(oneshot::Sender<Result<(), IngestError>>),
+}
+
+/// One WAL frame: the rows of one request, stamped.
+#[derive(Serialize, Deserialize)]
+struct Frame {
+    actions: Vec<(AuditRecord, Stamp)>,
+    violations: Vec<(ViolationRecord, Stamp)>,
+}
+
+/// Handle to the store's writer thread.
+#[derive(Debug)]
+pub struct Ingest {
+    tx: SyncSender<Msg>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Ingest {
+    /// Recovers what a previous run left (see module docs), then starts the writer.
+    pub fn start(cfg: IngestConfig, metrics: Arc<Metrics>) -> Result<Ingest, IngestError> {
+        let writer = Writer::recover(cfg.clone(), metrics.clone())?;
+        let (tx, rx) = mpsc::sync_channel(cfg.queue_depth);
+        let thread = std::thread::Builder::new()
+            .name("audit-ingest".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| IngestError::Storage(format!("cannot start writer thread: {e}")))?;
+        Ok(Ingest {
+            tx,
+            thread: Mutex::new(Some(thread)),
+            metrics,
+        })
+    }
+
+    /// Stores a batch; resolves once it is durable.
+    pub async fn submit(&self, batch: Batch) -> Result<Committed, IngestError> {
+        if batch.is_empty() {
+            return Ok(Committed::default());
+        }
+        let (done, rx) = oneshot::channel();
+        match self.tx.try_send(Msg::Append(Job { batch, done })) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                Metrics::add(&self.metrics.overloaded_total, 1);
+                return Err(IngestError::Overloaded);
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(IngestError::ShuttingDown),
+        }
+        rx.await.unwrap_or(Err(IngestError::ShuttingDown))
+    }
+
+    /// Seals everything buffered and stops the writer. Blocks; call it from
+    /// a blocking context. Later submits fail with `ShuttingDown`.
+    pub fn shutdown(&self) -> Result<(), IngestError> {
+        let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) else {
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        // `send` waits for room: shutdown must not be refused as overload.
+        let result = match self.tx.send(Msg::Shutdown(tx)) {
+            Ok(()) => rx.blocking_recv().unwrap_or(Err(IngestError::ShuttingDown)),
+            Err(_) => Err(IngestError::ShuttingDown),
+        };
+        let _ = thread.join();
+        result
+    }
+}
+
+fn storage(context: &str, e: impl std::fmt::Display) -> IngestError {
+    IngestError::Storage(format!("{context}: {e}"))
+}

@@ -1,0 +1,214 @@
+//! Start-up recovery and the WAL frame format.
+
+use super::*;
+
+impl Writer {
+    pub(super) fn recover(cfg: IngestConfig, metrics: Arc<Metrics>) -> Result<Writer, IngestError> {
+        let root = &cfg.data_dir;
+        fs::create_dir_all(root).map_err(|e| storage(&root.display().to_string(), e))?;
+        let lock = crate::retention::lock(root, &cfg.collector_id)
+            .map_err(|e| IngestError::Storage(e.to_string()))?;
+        let manifest = Manifest::open(&manifest::manifest_path(root, &cfg.collector_id))
+            .map_err(|e| storage("manifest", e))?;
+        remove_uncommitted_files(root, &cfg.collector_id, &manifest)?;
+        let sealed_seq = manifest.last_seq().unwrap_or(0);
+        let wal_dir = root.join("wal").join(&cfg.collector_id);
+        let now = Instant::now();
+        let mut seen = recent_event_ids(root, &manifest, cfg.dedup_window, now);
+        let Unsealed {
+            actions,
+            violations,
+            max_seq,
+        } = read_unsealed(&wal_dir, sealed_seq)?;
+        seen.extend(actions.iter().map(|(r, _)| (r.event_id.clone(), now)));
+        let max_seq = max_seq.max(sealed_seq);
+        let recovered = actions.len() + violations.len();
+        let wal = Wal::create(&wal_dir, max_seq + 1).map_err(|e| storage("wal", e))?;
+        let mut w = Writer {
+            _lock: lock,
+            partitions: PartitionWriter::new(root.clone(), cfg.collector_id.clone()),
+            cfg,
+            metrics,
+            wal,
+            manifest,
+            next_seq: max_seq + 1,
+            sealed_seq,
+            oldest: (recovered > 0).then(Instant::now),
+            actions,
+            violations,
+            seen,
+            last_prune: now,
+            last_digest_ns: 0,
+            wal_broken: false,
+        };
+        w.last_digest_ns = w.manifest.last_digest_ns().unwrap_or(0);
+        if recovered > 0 {
+            tracing::info!(
+                rows = recovered,
+                "recovering acknowledged rows from the WAL"
+            );
+            w.seal()?;
+        }
+        // A first digest (or one for the time the collector was down) now.
+        w.digest_if_due();
+        Ok(w)
+    }
+}
+
+/// Event ids of audit files sealed within the dedup window, so that a
+/// client resending after a restart still gets no duplicate rows.
+fn recent_event_ids(
+    root: &Path,
+    manifest: &Manifest,
+    window: Duration,
+    now: Instant,
+) -> HashMap<String, Instant> {
+    let since = now_ns().saturating_sub(i64::try_from(window.as_nanos()).unwrap_or(i64::MAX));
+    let mut seen = HashMap::new();
+    for entry in manifest.entries().iter().filter(|e| e.time_ns >= since) {
+        let Body::Seal { files, .. } = &entry.body else {
+            continue;
+        };
+        // Remembered as of the seal, so they leave the window on time.
+        let age = Duration::from_nanos(u64::try_from(now_ns() - entry.time_ns).unwrap_or(0));
+        let at = now.checked_sub(age).unwrap_or(now);
+        for f in files.iter().filter(|f| f.path.starts_with("audit/")) {
+            match crate::partition::read_event_ids(&root.join(&f.path)) {
+                Ok(ids) => seen.extend(ids.into_iter().map(|id| (id, at))),
+                Err(e) => {
+                    tracing::warn!(file = %f.path, error = %e, "cannot read event ids for deduplication")
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// WAL frame payload format: a tag byte, then the body. Tag 1: postcard
+/// (compact binary serde) of [`Frame`].
+const FRAME_POSTCARD: u8 = 1;
+
+pub(super) fn encode_frame(frame: &Frame) -> Result<Vec<u8>, IngestError> {
+    let mut out = vec![FRAME_POSTCARD];
+    postcard::to_io(frame, &mut out).map_err(|e| storage("encode WAL frame", e))?;
+    Ok(out)
+}
+
+fn decode_frame(bytes: &[u8]) -> Result<Frame, String> {
+    match bytes.split_first() {
+        Some((&FRAME_POSTCARD, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+        Some((tag, _)) => Err(format!("unknown frame format {tag}")),
+        None => Err("empty frame".into()),
+    }
+}
+
+/// Rows in the WAL that no committed seal covers.
+pub(super) struct Unsealed {
+    pub(super) actions: Vec<(AuditRecord, Stamp)>,
+    pub(super) violations: Vec<(ViolationRecord, Stamp)>,
+    /// Highest seq seen in the WAL (sealed or not; 0 when empty).
+    pub(super) max_seq: u64,
+}
+
+pub(super) fn read_unsealed(wal_dir: &Path, sealed_seq: u64) -> Result<Unsealed, IngestError> {
+    let mut u = Unsealed {
+        actions: Vec::new(),
+        violations: Vec::new(),
+        max_seq: 0,
+    };
+    for (_, path) in wal::segments(wal_dir).map_err(|e| storage("wal", e))? {
+        let replay = wal::replay(&path).map_err(|e| storage(&path.display().to_string(), e))?;
+        if replay.torn_bytes > 0 {
+            tracing::warn!(segment = %path.display(), bytes = replay.torn_bytes, "cut a torn WAL tail (never acknowledged)");
+        }
+        for bytes in replay.frames {
+            let frame = decode_frame(&bytes)
+                .map_err(|e| storage(&format!("{}: undecodable frame", path.display()), e))?;
+            for (r, s) in frame.actions {
+                u.max_seq = u.max_seq.max(s.seq);
+                if s.seq > sealed_seq {
+                    u.actions.push((r, s));
+                }
+            }
+            for (r, s) in frame.violations {
+                u.max_seq = u.max_seq.max(s.seq);
+                if s.seq > sealed_seq {
+                    u.violations.push((r, s));
+                }
+            }
+        }
+    }
+    Ok(u)
+}
+
+pub(super) fn file_entry(f: &SealedFile) -> FileEntry {
+    FileEntry {
+        path: f.path.to_string_lossy().replace('\\', "/"),
+        sha256: f.sha256.clone(),
+        rows: f.rows,
+        seq_min: f.seq_min,
+        seq_max: f.seq_max,
+        time_min_ns: f.time_min_ns,
+        time_max_ns: f.time_max_ns,
+        bytes: f.bytes,
+    }
+}
+
+/// Our files that no committed seal lists (and temp files): the remains of
+/// a seal interrupted before its manifest entry. Their rows are still in
+/// the WAL and are sealed again.
+pub(super) fn remove_uncommitted_files(
+    root: &Path,
+    collector_id: &str,
+    manifest: &Manifest,
+) -> Result<(), IngestError> {
+    let committed: std::collections::HashSet<&str> = manifest
+        .entries()
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Seal { files, .. } => Some(files.iter().map(|f| f.path.as_str())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let ours = format!("part-{collector_id}-");
+    for dataset in ["audit", "violations"] {
+        for path in walk(&root.join(dataset)) {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let rel = path
+                .strip_prefix(root)
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default();
+            let temp = name.starts_with(&format!(".{ours}"));
+            let uncommitted = name.starts_with(&ours) && !committed.contains(rel.as_str());
+            if temp || uncommitted {
+                tracing::warn!(file = %rel, "removing a file of an unfinished seal");
+                fs::remove_file(&path).map_err(|e| storage(&rel, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// All files under `dir`, recursively; a missing dir has none.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,315 @@
+//! The writer thread: group commit, sealing, digests.
+
+use super::recover::{encode_frame, file_entry, read_unsealed, remove_uncommitted_files};
+use super::*;
+
+/// Owns the WAL, the unsealed buffer and the manifest; runs on its own thread.
+pub(super) struct Writer {
+    /// Held for the writer's life: one process appends to a manifest.
+    pub(super) _lock: fs::File,
+    pub(super) cfg: IngestConfig,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) wal: Wal,
+    pub(super) manifest: Manifest,
+    pub(super) partitions: PartitionWriter,
+    pub(super) next_seq: u64,
+    /// Highest seq committed by a seal.
+    pub(super) sealed_seq: u64,
+    pub(super) actions: Vec<(AuditRecord, Stamp)>,
+    pub(super) violations: Vec<(ViolationRecord, Stamp)>,
+    pub(super) oldest: Option<Instant>,
+    pub(super) seen: HashMap<String, Instant>,
+    pub(super) last_prune: Instant,
+    /// End of the period the last digest covered, ns.
+    pub(super) last_digest_ns: i64,
+    /// Set when the WAL could not be cut back after a failed write: its tail
+    /// may hold unacknowledged frames, so nothing more is appended to it.
+    pub(super) wal_broken: bool,
+}
+
+impl Writer {
+    pub(super) fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            let seal_wait = match self.oldest {
+                Some(t) => self.cfg.seal_interval.saturating_sub(t.elapsed()),
+                None => self.cfg.seal_interval,
+            };
+            let first = match rx.recv_timeout(seal_wait.min(self.until_digest())) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self
+                        .oldest
+                        .is_some_and(|t| t.elapsed() >= self.cfg.seal_interval)
+                    {
+                        self.seal_logged();
+                    }
+                    self.digest_if_due();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.seal_logged();
+                    return;
+                }
+            };
+            let mut jobs = Vec::new();
+            let mut shutdown = None;
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Append(job) => jobs.push(job),
+                    Msg::Shutdown(tx) => shutdown = Some(tx),
+                }
+                if jobs.len() < 512 && shutdown.is_none() {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit(jobs);
+            let due = self
+                .oldest
+                .is_some_and(|t| t.elapsed() >= self.cfg.seal_interval);
+            if due || self.buffered() >= self.cfg.seal_rows {
+                self.seal_logged();
+            }
+            if let Some(tx) = shutdown {
+                // Requests queued behind the shutdown are answered ShuttingDown
+                // when `rx` drops; none of them was acknowledged.
+                let _ = tx.send(self.seal());
+                return;
+            }
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        self.actions.len() + self.violations.len()
+    }
+
+    /// Group commit: every job's frame, then one fsync, then the answers.
+    fn commit(&mut self, jobs: Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
+        if self.wal_broken {
+            for job in jobs {
+                let _ = job.done.send(Err(IngestError::Storage(
+                    "WAL unusable after a failed write; restart the collector".into(),
+                )));
+            }
+            return;
+        }
+        if self.buffered() >= self.cfg.max_buffered_rows {
+            Metrics::add(&self.metrics.overloaded_total, jobs.len() as u64);
+            for job in jobs {
+                let _ = job.done.send(Err(IngestError::Overloaded));
+            }
+            return;
+        }
+        self.prune_seen();
+        let start_len = self.wal.len();
+        let start_seq = self.next_seq;
+        let received = now_ns();
+        let now = Instant::now();
+        let mut frames = Vec::with_capacity(jobs.len());
+        let mut answers = Vec::with_capacity(jobs.len());
+        let mut new_ids = Vec::new();
+        let mut result: Result<(), IngestError> = Ok(());
+        for job in jobs {
+            let mut frame = Frame {
+                actions: Vec::with_capacity(job.batch.actions.len()),
+                violations: Vec::with_capacity(job.batch.violations.len()),
+            };
+            let mut duplicates = 0;
+            for r in job.batch.actions {
+                if self.seen.contains_key(&r.event_id) {
+                    duplicates += 1;
+                    continue;
+                }
+                self.seen.insert(r.event_id.clone(), now);
+                new_ids.push(r.event_id.clone());
+                frame.actions.push((r, self.stamp(received)));
+            }
+            for r in job.batch.violations {
+                frame.violations.push((r, self.stamp(received)));
+            }
+            let stored = frame.actions.len() + frame.violations.len();
+            if result.is_ok() && stored > 0 {
+                result = encode_frame(&frame)
+                    .and_then(|b| self.wal.append(&b).map_err(|e| storage("WAL append", e)));
+            }
+            frames.push(frame);
+            answers.push((job.done, Committed { stored, duplicates }));
+        }
+        if result.is_ok() {
+            result = self.wal.sync().map_err(|e| storage("WAL fsync", e));
+            Metrics::add(&self.metrics.wal_fsyncs_total, 1);
+        }
+        if let Err(e) = result {
+            // Withdraw the whole group: none of it is acknowledged.
+            if self.wal.truncate(start_len).is_err() {
+                self.wal_broken = true;
+            }
+            self.next_seq = start_seq;
+            for id in new_ids {
+                self.seen.remove(&id);
+            }
+            Metrics::add(&self.metrics.storage_errors_total, answers.len() as u64);
+            tracing::error!(error = %e, "WAL commit failed; clients will retry");
+            for (done, _) in answers {
+                let _ = done.send(Err(IngestError::Storage(e.to_string())));
+            }
+            return;
+        }
+        for frame in frames {
+            Metrics::add(
+                &self.metrics.actions_stored_total,
+                frame.actions.len() as u64,
+            );
+            Metrics::add(
+                &self.metrics.violations_stored_total,
+                frame.violations.len() as u64,
+            );
+            self.actions.extend(frame.actions);
+            self.violations.extend(frame.violations);
+        }
+        if self.oldest.is_none() && self.buffered() > 0 {
+            self.oldest = Some(now);
+        }
+        for (done, c) in answers {
+            Metrics::add(&self.metrics.duplicates_total, c.duplicates as u64);
+            let _ = done.send(Ok(c));
+        }
+    }
+
+    fn stamp(&mut self, received_time_ns: i64) -> Stamp {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Stamp {
+            received_time_ns,
+            seq,
+        }
+    }
+
+    fn prune_seen(&mut self) {
+        if self.last_prune.elapsed() < Duration::from_secs(60) {
+            return;
+        }
+        let window = self.cfg.dedup_window;
+        self.seen.retain(|_, t| t.elapsed() < window);
+        self.last_prune = Instant::now();
+    }
+
+    fn until_digest(&self) -> Duration {
+        let interval = i64::try_from(self.cfg.digest_interval.as_nanos()).unwrap_or(i64::MAX);
+        let left = self.last_digest_ns.saturating_add(interval) - now_ns();
+        Duration::from_nanos(u64::try_from(left).unwrap_or(0))
+    }
+
+    pub(super) fn digest_if_due(&mut self) {
+        if !self.until_digest().is_zero() {
+            return;
+        }
+        let seals = self
+            .manifest
+            .entries()
+            .iter()
+            .rev()
+            .take_while(|e| !matches!(e.body, Body::Digest { .. }))
+            .filter(|e| matches!(e.body, Body::Seal { .. }))
+            .count() as u64;
+        let end = now_ns();
+        let body = Body::Digest {
+            seq_last: self.sealed_seq,
+            period_start_ns: self.last_digest_ns,
+            period_end_ns: end,
+            seals,
+        };
+        match self.manifest.append(end, body) {
+            Ok(_) => self.last_digest_ns = end,
+            Err(e) => tracing::error!(error = %e, "digest append failed; retrying next tick"),
+        }
+    }
+
+    fn seal_logged(&mut self) {
+        if let Err(e) = self.seal() {
+            tracing::error!(error = %e, "sealing failed; rows stay in the WAL and sealing will be retried");
+        }
+    }
+
+    pub(super) fn seal(&mut self) -> Result<(), IngestError> {
+        if self.buffered() == 0 {
+            return Ok(());
+        }
+        let old_segments = self
+            .wal
+            .rotate(self.next_seq)
+            .map_err(|e| storage("WAL rotate", e))?;
+        let root = self.cfg.data_dir.clone();
+        let files = match self.write_files() {
+            Ok(files) => files,
+            Err(e) => {
+                self.reload_unsealed();
+                remove_uncommitted_files(&root, &self.cfg.collector_id, &self.manifest)?;
+                return Err(e);
+            }
+        };
+        let rows: u64 = files.iter().map(|f| f.rows).sum();
+        let body = Body::Seal {
+            seq_first: self.sealed_seq + 1,
+            seq_last: self.next_seq - 1,
+            files: files.iter().map(file_entry).collect(),
+        };
+        if let Err(e) = self.manifest.append(now_ns(), body) {
+            self.reload_unsealed();
+            remove_uncommitted_files(&root, &self.cfg.collector_id, &self.manifest)?;
+            return Err(storage("manifest append", e));
+        }
+        self.sealed_seq = self.next_seq - 1;
+        Metrics::add(&self.metrics.sealed_files_total, files.len() as u64);
+        Metrics::add(&self.metrics.sealed_rows_total, rows);
+        self.oldest = None;
+        for seg in &old_segments {
+            if let Err(e) = fs::remove_file(seg) {
+                tracing::warn!(segment = %seg.display(), error = %e, "could not trim sealed WAL segment; recovery will skip its rows");
+            }
+        }
+        if let Some(dir) = old_segments.first().and_then(|p| p.parent()) {
+            let _ = wal::sync_dir(dir);
+        }
+        tracing::debug!(files = files.len(), rows, "sealed");
+        Ok(())
+    }
+
+    /// Hands the buffer to the Parquet writer (no copy: if the seal fails,
+    /// the rows are read back from the WAL, which still holds them).
+    fn write_files(&mut self) -> Result<Vec<SealedFile>, IngestError> {
+        let actions = std::mem::take(&mut self.actions);
+        let violations = std::mem::take(&mut self.violations);
+        let mut files = self
+            .partitions
+            .seal_audit(actions)
+            .map_err(|e| storage("seal audit", e))?;
+        files.extend(
+            self.partitions
+                .seal_violations(violations)
+                .map_err(|e| storage("seal violations", e))?,
+        );
+        Ok(files)
+    }
+
+    /// After a failed seal: the unsealed rows, back from the WAL.
+    fn reload_unsealed(&mut self) {
+        let dir = self.cfg.data_dir.join("wal").join(&self.cfg.collector_id);
+        match read_unsealed(&dir, self.sealed_seq) {
+            Ok(u) => {
+                self.actions = u.actions;
+                self.violations = u.violations;
+            }
+            Err(e) => {
+                // The rows are safe in the WAL, but this process can no
+                // longer seal them in order: stop taking writes; a restart
+                // recovers them.
+                tracing::error!(error = %e, "cannot re-read the WAL after a failed seal");
+                self.wal_broken = true;
+            }
+        }
+    }
+}
