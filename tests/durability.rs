@@ -638,3 +638,45 @@ fn a_full_disk_is_a_retryable_error_and_the_collector_recovers_when_space_return
     let (ok, out) = verify(&data);
     assert!(ok, "store consistent after the full disk: {out}");
 }
+
+#[test]
+fn verify_reports_a_seq_hole_even_when_the_chain_is_rewritten_consistently() {
+    // An attacker drops a whole seal (entry and files) and recomputes every
+    // later hash: the chain checks out, but the rows' seqs have a hole.
+    let dir = dataset();
+    let m = manifest(dir.path());
+    let text = std::fs::read_to_string(&m).unwrap();
+    let mut entries: Vec<audit_collector::manifest::Entry> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let victim = entries
+        .iter()
+        .position(|e| matches!(e.body, audit_collector::manifest::Body::Seal { .. }))
+        .unwrap();
+    if let audit_collector::manifest::Body::Seal { files, .. } = &entries[victim].body {
+        for f in files {
+            std::fs::remove_file(dir.path().join(&f.path)).unwrap();
+        }
+    }
+    entries.remove(victim);
+    let mut prev = audit_collector::manifest::GENESIS.to_owned();
+    for (i, e) in entries.iter_mut().enumerate() {
+        e.index = i as u64;
+        e.prev = prev.clone();
+        e.hash = e.compute_hash();
+        prev = e.hash.clone();
+    }
+    let out: Vec<String> = entries
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    std::fs::write(&m, out.join("\n") + "\n").unwrap();
+    let (ok, out) = verify(dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("\"kind\": \"seq_hole\""), "{out}");
+    assert!(
+        !out.contains("chain_broken"),
+        "the chain itself was made consistent: {out}"
+    );
+}
