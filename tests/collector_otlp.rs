@@ -278,3 +278,13 @@ fn sigterm_exits_even_with_an_idle_client_connection() {
     );
     drop(rt);
 }
+
+#[test]
+fn sigterm_right_after_readiness_is_a_graceful_stop() {
+    // The handler is installed before the listening line: a supervisor's
+    // early SIGTERM must drain and exit 0, not kill by default action.
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Collector::start(dir.path(), &[]).terminate());
+    }
+}

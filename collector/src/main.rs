@@ -215,24 +215,32 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM/SIGINT handlers now, before readiness is announced:
+/// a supervisor that signals right after start gets a graceful stop (drain,
+/// seal, exit 0), not the default action's abrupt kill.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+        let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+        Ok(async move {
             tokio::select! {
                 _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
             }
-            return;
-        }
+        })
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = config(&args)?;
     let data_dir = cfg.data_dir.clone();
+    let stop = shutdown_signal()?;
     let server = Server::start(cfg).await?;
     let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
     // One stdout line that scripts and tests wait for (ports may be ephemeral).
@@ -245,7 +253,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let _ = std::io::stdout().flush();
     tracing::info!(grpc = %show(server.grpc_addr), http = %show(server.http_addr), collector_id = %server.collector_id, "collector started");
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("signal received: draining and sealing");
     server.shutdown().await?;
     tracing::info!("stopped; everything acknowledged is sealed");
