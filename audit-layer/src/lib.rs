@@ -86,15 +86,63 @@
 //! | `audit.privileged` | `audit.privileged` | `true` makes a span privileged whatever its target |
 //! | `audit.dangerous` | `audit.dangerous` | `true` makes an action dangerous: consent required |
 //!
-//! ## Delivery
+//! ## Delivery guarantees and the gate
+//!
+//! The layer is the one shared write path for privileged actions, and it
+//! does not lose what it accepted. A record leaves the layer's hands only
+//! when the collector has **acknowledged** it (the collector acks only what
+//! it has made durable) or has **refused** it; refusals (`partial_success`)
+//! are counted, logged once with the collector's reason and visible through
+//! [`AuditStatus`] (`refused`, `last_refusal`). Everything else is retried
+//! with jittered exponential backoff that honours the collector's throttling
+//! hints (HTTP `Retry-After`, gRPC `RetryInfo`), with no deadline after which
+//! records are given up. While the collector is unreachable, records wait in
+//! memory and then in a local **disk spool** (configurable directory and size
+//! cap; checksummed frames, fsynced); an application restarted during the
+//! outage resends its spool when the collector returns, and the collector's
+//! `event_id` deduplication makes such resends harmless: delivery is **at
+//! least once, stored exactly once**. When memory and spool are both full, a
+//! stated [`WhenFull`] policy applies: `fail_closed` (the default) refuses
+//! new privileged actions *before they run*; `block` waits up to a timeout,
+//! then refuses; `drop` (explicit opt-in) admits the action, counts every
+//! dropped record and reports the count to the collector as a violation once
+//! delivery resumes. Nothing is dropped silently. Code paths call
+//! [`gate()`] (or [`Privileged`]) before a privileged operation: it checks
+//! the dual key with the same [`audit_schema::Rules`] as the collector,
+//! checks that the audit path can take the record under the policy, opens
+//! the privileged span and returns a [`GateGuard`], or a [`GateError`] that
+//! the application turns into a refusal. Spans inside a gated action inherit
+//! its dual key. Identity lifecycle events (credential rotation, agent
+//! creation and revocation, owner transfer, an owner's access change with
+//! one row per affected agent) go through the same gate: see [`identity`].
 //!
 //! [`AuditLayerBuilder::build`] returns the layer and a [`FlushGuard`]:
 //! records travel through a bounded queue to a worker thread that batches
-//! them into OTLP log records (gRPC or HTTP/protobuf) and retries what the
-//! collector could not take. Drop the guard last; it flushes. Every record
-//! is accounted for in [`AuditStatus`]. See [`export`] for why this is not
-//! the OpenTelemetry SDK's exporter and for the `OTEL_*` variables read by
+//! them into OTLP log records (gRPC or HTTP/protobuf). Drop the guard last;
+//! it delivers what is queued within a bounded time (what the collector
+//! cannot take by then stays in the spool), on a current-thread or
+//! multi-thread tokio runtime or outside any. See [`export`] for the
+//! details, and for the `OTEL_*` variables read by
 //! [`AuditLayerBuilder::from_env`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use audit_layer::{gate, Actor, AuditLayer, WhenFull};
+//!
+//! let (layer, _guard) = AuditLayer::builder()
+//!     .otlp_grpc("http://127.0.0.1:4317")
+//!     .spool_dir("/var/lib/billing/audit-spool")
+//!     .spool_max_bytes(512 << 20)
+//!     .when_full(WhenFull::FailClosed)
+//!     .build()?;
+//! # let _ = layer;
+//! let actor = Actor::agent("agt_7f3", "usr_alice");
+//! match gate(&actor, "payments.transfer", "acct_42") {
+//!     Ok(_guard) => { /* transfer; the row is written when the guard drops */ }
+//!     Err(refused) => { /* answer 503: {refused} */ }
+//! }
+//! # Ok::<(), audit_layer::BuildError>(())
+//! ```
 #![warn(missing_docs)]
 
 mod actor;
