@@ -309,20 +309,13 @@ fn checkpoint(args: CheckpointArgs) -> anyhow::Result<bool> {
     let signer = NoteSigner::parse(&key)?;
     let dir = args.data_dir.join("manifest");
     let mut any = false;
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        let Some(id) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".jsonl"))
-        else {
-            continue;
-        };
-        let (entries, _) = audit_collector::manifest::read(&path)?;
+    let all = audit_collector::manifest::read_all(&args.data_dir)
+        .with_context(|| format!("reading {}", dir.display()))?;
+    for (id, entries) in all {
         let Some(head) = entries.last() else { continue };
         print!(
             "{}",
-            signer.sign(&checkpoint::origin(id), entries.len() as u64, &head.hash)?
+            signer.sign(&checkpoint::origin(&id), entries.len() as u64, &head.hash)?
         );
         any = true;
     }

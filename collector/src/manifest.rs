@@ -168,6 +168,30 @@ pub fn read(path: &Path) -> io::Result<(Vec<Entry>, u64)> {
     Ok((entries, good_len))
 }
 
+/// Every collector's manifest under a data dir, by collector id; a missing
+/// `manifest/` dir has none.
+pub fn read_all(data_dir: &Path) -> io::Result<std::collections::BTreeMap<String, Vec<Entry>>> {
+    let dir = data_dir.join("manifest");
+    let mut out = std::collections::BTreeMap::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".jsonl"))
+        else {
+            continue;
+        };
+        out.insert(id.to_owned(), read(&path)?.0);
+    }
+    Ok(out)
+}
+
 impl Manifest {
     /// Opens (or creates) a manifest, cutting off a torn last line.
     pub fn open(path: &Path) -> io::Result<Manifest> {

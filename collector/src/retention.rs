@@ -156,7 +156,8 @@ pub fn plan(
         cutoff,
         ..Plan::default()
     };
-    for (collector_id, entries) in manifests(root)? {
+    let all = manifest::read_all(root).map_err(io(root.join("manifest").display().to_string()))?;
+    for (collector_id, entries) in all {
         let deleted: BTreeSet<&str> = entries
             .iter()
             .filter_map(|e| match &e.body {
@@ -202,29 +203,6 @@ pub fn plan(
                 }
             }
         }
-    }
-    Ok(out)
-}
-
-fn manifests(root: &Path) -> Result<BTreeMap<String, Vec<manifest::Entry>>, RetentionError> {
-    let dir = root.join("manifest");
-    let mut out = BTreeMap::new();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io(dir.display().to_string())(e)),
-    };
-    for entry in entries {
-        let path = entry.map_err(io(dir.display().to_string()))?.path();
-        let Some(id) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".jsonl"))
-        else {
-            continue;
-        };
-        let (list, _) = manifest::read(&path).map_err(io(path.display().to_string()))?;
-        out.insert(id.to_owned(), list);
     }
     Ok(out)
 }
