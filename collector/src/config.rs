@@ -79,6 +79,33 @@ impl Default for StoreConfig {
     }
 }
 
+/// Who may write. With neither setting, any client that reaches the port
+/// can write (bind to loopback, as the default does, or set tokens).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// File of `name:token` lines (see [`crate::auth`]).
+    pub tokens_file: Option<PathBuf>,
+    /// The same list inline, comma-separated; meant for `AUDIT_COLLECTOR_TOKENS`.
+    pub tokens: Option<String>,
+}
+
+impl AuthConfig {
+    /// The accepted tokens, or `None` when authentication is off.
+    pub fn load(&self) -> Result<Option<crate::auth::Tokens>, ConfigError> {
+        use crate::auth::Tokens;
+        let invalid = |e: crate::auth::TokensError| ConfigError::Invalid(format!("auth: {e}"));
+        match (&self.tokens_file, &self.tokens) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(
+                "auth: set tokens_file or tokens, not both".into(),
+            )),
+            (Some(path), None) => Tokens::from_file(path).map(Some).map_err(invalid),
+            (None, Some(list)) => Tokens::parse(list).map(Some).map_err(invalid),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 /// Everything `serve` needs.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -97,6 +124,8 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     /// Dual-key rules.
     pub rules: Rules,
+    /// Client authentication.
+    pub auth: AuthConfig,
     /// Storage.
     pub store: StoreConfig,
     /// Retention policy (used by the `retention` command).
@@ -113,6 +142,7 @@ impl Default for Config {
             max_request_bytes: 16 << 20,
             shutdown_timeout_secs: 10,
             rules: Rules::default(),
+            auth: AuthConfig::default(),
             store: StoreConfig::default(),
             retention: crate::retention::RetentionPolicy::default(),
         }

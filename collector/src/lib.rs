@@ -29,6 +29,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod ingest;

@@ -166,6 +166,12 @@ struct ServeArgs {
     /// Seconds in-flight requests get to finish at shutdown [default: 10].
     #[arg(long, env = "AUDIT_COLLECTOR_SHUTDOWN_TIMEOUT_SECS")]
     shutdown_timeout_secs: Option<u64>,
+    /// File of `name:token` client tokens; when set (or --tokens), OTLP requests need `authorization: Bearer <token>`.
+    #[arg(long, env = "AUDIT_COLLECTOR_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
+    /// Client tokens inline, `name:token,name:token` (prefer the environment variable to the flag).
+    #[arg(long, env = "AUDIT_COLLECTOR_TOKENS", hide_env_values = true)]
+    tokens: Option<String>,
     /// Action pattern that requires consent (`*` wildcard); repeatable, adds to the config's.
     #[arg(long = "dangerous-action")]
     dangerous_actions: Vec<String>,
@@ -208,6 +214,12 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(r) = args.seal_rows {
         cfg.store.seal_rows = r;
+    }
+    if let Some(f) = &args.tokens_file {
+        cfg.auth.tokens_file = Some(f.clone());
+    }
+    if let Some(t) = &args.tokens {
+        cfg.auth.tokens = Some(t.clone());
     }
     cfg.rules
         .dangerous_actions

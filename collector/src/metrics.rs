@@ -33,6 +33,7 @@ counters! {
     violations_stored_total: "Violation rows made durable, from clients and from the collector's own checks.",
     records_refused_total: "Log records refused (partial_success), e.g. missing the dual key.",
     duplicates_total: "Records dropped as duplicates of an already stored event_id.",
+    unauthenticated_total: "Requests refused for a missing or unknown bearer token.",
     overloaded_total: "Requests answered with a retryable overload error.",
     storage_errors_total: "Requests answered with a retryable storage error.",
     wal_fsyncs_total: "WAL group commits (one fsync each).",

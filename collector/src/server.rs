@@ -64,6 +64,12 @@ impl Server {
     /// Recovers the store, binds the listeners and starts serving.
     pub async fn start(cfg: Config) -> Result<Server, ServeError> {
         let collector_id = cfg.resolve_collector_id()?;
+        let tokens = cfg.auth.load()?;
+        if tokens.is_none() {
+            tracing::warn!(
+                "no client tokens configured: any client that reaches the OTLP ports can write"
+            );
+        }
         let ingest_cfg = cfg.ingest(&collector_id)?;
         let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
@@ -75,6 +81,7 @@ impl Server {
             ingest: ingest.clone(),
             rules: cfg.rules.clone(),
             metrics: metrics.clone(),
+            tokens,
         });
         let ready = Arc::new(AtomicBool::new(true));
         let (stop, stopped) = watch::channel(false);

@@ -52,8 +52,16 @@ impl LogsService for GrpcLogs {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let client = self
+            .0
+            .authenticate(authorization)
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
         self.0
-            .export(request.into_inner())
+            .export(request.into_inner(), client.as_deref())
             .await
             .map(Response::new)
             .map_err(status)

@@ -148,6 +148,25 @@ async fn export(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) -> 
             format!("Content-Type {ct:?} not supported: use {PROTOBUF} or {JSON}"),
         );
     };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let client = match s.receiver.authenticate(authorization) {
+        Ok(client) => client,
+        Err(e) => {
+            let mut resp = error(
+                format,
+                StatusCode::UNAUTHORIZED,
+                tonic::Code::Unauthenticated,
+                e.to_string(),
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+            return resp;
+        }
+    };
     let bad = |m: String| {
         error(
             format,
@@ -170,7 +189,7 @@ async fn export(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) -> 
         Ok(r) => r,
         Err(m) => return bad(m),
     };
-    match s.receiver.export(req).await {
+    match s.receiver.export(req, client.as_deref()).await {
         Ok(resp) => {
             let body = match format {
                 Format::Protobuf => resp.encode_to_vec(),

@@ -13,6 +13,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 
+use crate::auth::{AuthFailure, Tokens, CLIENT_ATTR};
 use crate::ingest::{Batch, Ingest, IngestError};
 use crate::metrics::Metrics;
 
@@ -28,6 +29,8 @@ pub struct Receiver {
     pub rules: Rules,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Accepted bearer tokens; `None` lets any client write.
+    pub tokens: Option<Tokens>,
 }
 
 /// A request read and checked: what to store and what was refused.
@@ -134,6 +137,17 @@ pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
 }
 
 impl Checked {
+    /// Records which authenticated client delivered every row, replacing any
+    /// value the client put there itself.
+    pub fn stamp_client(&mut self, client: &str) {
+        for a in &mut self.batch.actions {
+            a.attributes.insert(CLIENT_ATTR.into(), client.into());
+        }
+        for v in &mut self.batch.violations {
+            v.attributes.insert(CLIENT_ATTR.into(), client.into());
+        }
+    }
+
     fn refuse(&mut self, message: String) {
         self.refused += 1;
         if self.messages.len() < MAX_MESSAGES {
@@ -163,10 +177,27 @@ impl Checked {
 }
 
 impl Receiver {
-    /// Checks and stores one request; answers once the kept records are durable.
+    /// The client a request's `authorization` value stands for: `Ok(None)`
+    /// when authentication is off, an error when it is on and this fails.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Option<String>, AuthFailure> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(None);
+        };
+        match tokens.check(authorization) {
+            Ok(name) => Ok(Some(name.to_owned())),
+            Err(e) => {
+                Metrics::add(&self.metrics.unauthenticated_total, 1);
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks and stores one request; answers once the kept records are
+    /// durable. `client` (the authenticated name) is stamped on every row.
     pub async fn export(
         &self,
         req: ExportLogsServiceRequest,
+        client: Option<&str>,
     ) -> Result<ExportLogsServiceResponse, IngestError> {
         let received: usize = req
             .resource_logs
@@ -177,6 +208,9 @@ impl Receiver {
         Metrics::add(&self.metrics.requests_total, 1);
         Metrics::add(&self.metrics.records_received_total, received as u64);
         let mut checked = check(req, &self.rules);
+        if let Some(client) = client {
+            checked.stamp_client(client);
+        }
         self.ingest
             .submit(std::mem::take(&mut checked.batch))
             .await?;
