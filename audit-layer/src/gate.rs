@@ -233,7 +233,7 @@ impl<'a> Privileged<'a> {
             })?;
         }
         // 3. The privileged span.
-        let event_id = uuid::Uuid::now_v7().to_string();
+        let event_id = crate::ids::event_id();
         let i = &self.identity;
         let span = tracing::info_span!(
             target: "audit",

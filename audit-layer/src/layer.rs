@@ -17,6 +17,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 use crate::export::{Item, Sink};
+use crate::ids;
 use crate::policy::{Policy, Static};
 use crate::stats::AuditStatus;
 
@@ -185,8 +186,8 @@ where
             }
             parent.draft.trace_id.clone()
         });
-        state.draft.trace_id = Some(inherited.unwrap_or_else(random_hex::<16>));
-        state.draft.span_id = Some(random_hex::<8>());
+        state.draft.trace_id = Some(inherited.unwrap_or_else(ids::trace_id));
+        state.draft.span_id = Some(ids::span_id());
         state.draft.service_name = self.resource.service_name.clone();
         state.draft.service_instance_id = self.resource.service_instance_id.clone();
         span.extensions_mut().insert(state);
@@ -270,7 +271,7 @@ impl AuditLayer {
             .as_deref()
             .is_none_or(|e| e.trim().is_empty())
         {
-            draft.event_id = Some(uuid::Uuid::now_v7().to_string());
+            draft.event_id = Some(ids::event_id());
         }
         match self.policy.rules_ref().check(draft) {
             Ok(record) => self.sink.send(Item::Action(record), &self.status),
@@ -308,7 +309,7 @@ pub(crate) fn violation_record(
 ) -> ViolationRecord {
     let d = &rejection.draft;
     ViolationRecord {
-        event_id: uuid::Uuid::now_v7().to_string(),
+        event_id: ids::event_id(),
         time_ns,
         detected_by: "layer".to_owned(),
         missing: rejection.missing(),
@@ -338,24 +339,4 @@ pub(crate) fn now_ns() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// `N` random bytes as lower-case hex (trace and span ids). Falls back to the
-/// random part of a UUIDv7 if the OS generator fails, so an id is never all
-/// zeros (OTLP's "unset").
-fn random_hex<const N: usize>() -> String {
-    let mut bytes = [0u8; N];
-    if getrandom::fill(&mut bytes).is_err() || bytes.iter().all(|b| *b == 0) {
-        let a = uuid::Uuid::now_v7();
-        let b = uuid::Uuid::now_v7();
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = if i < 8 {
-                a.as_bytes()[8 + i]
-            } else {
-                b.as_bytes()[i]
-            };
-        }
-        bytes[0] |= 1;
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

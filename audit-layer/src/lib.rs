@@ -150,6 +150,7 @@ mod builder;
 pub mod export;
 pub mod gate;
 pub mod identity;
+mod ids;
 mod layer;
 mod macros;
 mod policy;
