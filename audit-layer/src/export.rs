@@ -165,6 +165,10 @@ struct QState {
     /// Records acknowledged, refused or lost.
     resolved: u64,
     worker_gone: bool,
+    /// Queue length at which a push wakes the worker; 0 while it is busy
+    /// sending or backing off. A futex wake and a context switch per record
+    /// were most of the cost of a span through the queue (BENCHMARKS.md).
+    wake_at: usize,
 }
 
 /// The queue shared by the layer (producers), the gate and the worker.
@@ -223,8 +227,11 @@ impl Shared {
         st.items.push_back(item);
         st.accepted += 1;
         self.status.set_queued(st.items.len() as u64);
+        let wake = st.wake_at != 0 && st.items.len() >= st.wake_at;
         drop(st);
-        self.work.notify_one();
+        if wake {
+            self.work.notify_one();
+        }
     }
 
     fn dropped(&self, why: &str) {
@@ -574,8 +581,10 @@ impl Worker {
     /// (unless a flush or shutdown asks for speed); takes up to `batch_size`.
     fn take_batch(&mut self) -> Option<(Vec<LogRecord>, u64)> {
         let mut st = self.shared.lock();
+        st.wake_at = 1;
         while st.items.is_empty() {
             if st.shutdown.is_some() {
+                st.wake_at = 0;
                 return None;
             }
             st = self
@@ -585,6 +594,7 @@ impl Worker {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         let linger_until = Instant::now() + self.settings.linger;
+        st.wake_at = self.settings.batch_size;
         while st.items.len() < self.settings.batch_size
             && !st.flush_requested
             && st.shutdown.is_none()
@@ -600,6 +610,7 @@ impl Worker {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+        st.wake_at = 0;
         let n = st.items.len().min(self.settings.batch_size);
         let items: Vec<Item> = st.items.drain(..n).collect();
         if st.items.is_empty() {
@@ -847,7 +858,7 @@ impl Worker {
         };
         let info = ResourceInfo::from_resource(Some(&self.resource));
         let v = ViolationRecord {
-            event_id: uuid::Uuid::now_v7().to_string(),
+            event_id: crate::ids::event_id(),
             time_ns: crate::layer::now_ns(),
             detected_by: "layer".to_owned(),
             missing: vec![DROPPED_COUNT.to_owned()],
