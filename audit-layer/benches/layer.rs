@@ -4,10 +4,11 @@
 //! One group per comparison, so that ratios come from the same process:
 //!
 //! - `privileged span`: the same span (actor kind, agent, owner, task from
-//!   the actor; action, target, scopes as fields) created, entered and
-//!   closed through (a) the audit layer delivering to the in-memory sink,
-//!   (b) the audit layer handing the record to its export queue, (c)
-//!   `tracing_subscriber::fmt` writing to `std::io::sink()`, (d)
+//!   the actor; the action as the span name, target and scopes as fields)
+//!   created, entered and closed through (a) the audit layer delivering to
+//!   the in-memory sink, (b) the audit layer handing the record to its
+//!   export queue, (c) `tracing_subscriber::fmt` writing to
+//!   `std::io::sink()`, (d)
 //!   `tracing-opentelemetry` with an SDK tracer whose batch exporter drops
 //!   everything.
 //! - `non-privileged span`: a plain `info_span!` with two fields on the
@@ -51,7 +52,6 @@ fn privileged(actor: &Actor) {
     privileged_span!(
         actor,
         "payments.transfer",
-        action = "payments.transfer",
         target = "acct_42",
         scopes = "payments:write,accounts:read"
     )
