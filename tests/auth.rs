@@ -9,67 +9,19 @@ use std::time::Duration;
 use audit_collector::auth::CLIENT_ATTR;
 use audit_collector::partition::{read_audit, read_violations};
 use audit_layer::{privileged_span, Actor, AuditLayer};
-use audit_schema::otlp::{encode_action, ResourceInfo};
-use audit_schema::{ActorKind, AuditRecord};
 use common::Collector;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use prost::Message;
 use tracing_subscriber::layer::SubscriberExt;
 
 const BILLING: &str = "billing-token-0123456789";
 const OPS: &str = "ops-token-abcdefghijklmn";
 
-fn request(event: &str, forged_client: Option<&str>) -> ExportLogsServiceRequest {
-    let mut attributes = std::collections::BTreeMap::new();
-    if let Some(f) = forged_client {
-        attributes.insert(CLIENT_ATTR.to_owned(), f.to_owned());
-    }
-    let r = AuditRecord {
-        event_id: event.into(),
-        start_time_ns: 1_764_300_000_000_000_000,
-        end_time_ns: None,
-        actor_kind: ActorKind::Human,
-        agent_id: None,
-        agent_name: None,
-        agent_credential_id: None,
-        owner_id: "usr_alice".into(),
-        initiator_id: None,
-        task_id: None,
-        action: "users.delete".into(),
-        target: Some("usr_9".into()),
-        outcome: "ok".into(),
-        scopes: vec![],
-        consent_id: None,
-        inputs_sha256: None,
-        service_name: "billing".into(),
-        service_instance_id: None,
-        trace_id: None,
-        span_id: None,
-        attributes: attributes.into_iter().collect(),
-    };
-    let res = ResourceInfo {
-        service_name: Some("billing".into()),
-        service_instance_id: None,
-    };
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(res.to_resource()),
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![encode_action(&r)],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
-
 async fn grpc(c: &Collector, token: Option<&str>, event: &str) -> Result<(), tonic::Status> {
     let mut client = LogsServiceClient::connect(c.grpc_url())
         .await
         .expect("connect");
-    let mut req = tonic::Request::new(request(event, None));
+    let mut req = tonic::Request::new(common::audit_request(event, None));
     if let Some(t) = token {
         let value = format!("Bearer {t}").parse().expect("metadata value");
         req.metadata_mut().insert("authorization", value);
@@ -99,7 +51,7 @@ fn unknown_or_missing_tokens_are_refused_and_write_nothing() {
             let mut req = http
                 .post(&url)
                 .header("content-type", "application/x-protobuf")
-                .body(request(event, Some("forged")).encode_to_vec());
+                .body(common::audit_request(event, Some("forged")).encode_to_vec());
             if let Some(a) = auth {
                 req = req.header("authorization", a);
             }
@@ -195,16 +147,7 @@ fn unknown_or_missing_tokens_are_refused_and_write_nothing() {
 #[test]
 fn a_bad_token_list_stops_the_collector_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::collector_bin())
-        .args([
-            "serve",
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--otlp-http",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
+    let out = common::serve_command(dir.path())
         .env("AUDIT_COLLECTOR_TOKENS", "billing:short")
         .output()
         .expect("run collector");

@@ -85,7 +85,8 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` may name a client: 1-64 of `A-Z a-z 0-9 _ . -`.
+pub(crate) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .chars()

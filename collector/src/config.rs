@@ -12,6 +12,10 @@
 //! [store]
 //! seal_rows = 200000
 //! seal_interval_secs = 60
+//!
+//! [tls]  # optional; see `crate::tls`
+//! cert_file = "server.pem"
+//! key_file = "server.key"
 //! ```
 
 use std::net::SocketAddr;
@@ -126,6 +130,8 @@ pub struct Config {
     pub rules: Rules,
     /// Client authentication.
     pub auth: AuthConfig,
+    /// TLS (and mutual TLS) on both receivers.
+    pub tls: crate::tls::TlsConfig,
     /// Storage.
     pub store: StoreConfig,
     /// Retention policy (used by the `retention` command).
@@ -143,6 +149,7 @@ impl Default for Config {
             shutdown_timeout_secs: 10,
             rules: Rules::default(),
             auth: AuthConfig::default(),
+            tls: crate::tls::TlsConfig::default(),
             store: StoreConfig::default(),
             retention: crate::retention::RetentionPolicy::default(),
         }

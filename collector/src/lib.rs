@@ -11,6 +11,8 @@
 //! - [`partition`]: Parquet files in Hive-style partitions.
 //! - [`manifest`]: the hash-chained list of sealed files.
 //!
+//! Who may write: [`auth`] (bearer tokens) and [`tls`] (TLS, mutual TLS).
+//!
 //! Answering questions (feature `sql`, on by default): `query` (free SQL
 //! with DataFusion), `who`, `activity`, `prove-human`; see the `query`
 //! module. `cargo build -p audit-collector --no-default-features` builds a
@@ -41,6 +43,7 @@ pub mod query;
 pub mod receive;
 pub mod retention;
 pub mod server;
+pub mod tls;
 pub mod verify;
 pub mod wal;
 

@@ -40,7 +40,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Receive OTLP and store audit records until SIGTERM/SIGINT.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Recompute hashes, the manifest chain and seq continuity; exit 1 if anything is wrong.
     Verify(VerifyArgs),
     /// Print a signed checkpoint of each collector's manifest head (keep it elsewhere).
@@ -172,6 +172,15 @@ struct ServeArgs {
     /// Client tokens inline, `name:token,name:token` (prefer the environment variable to the flag).
     #[arg(long, env = "AUDIT_COLLECTOR_TOKENS", hide_env_values = true)]
     tokens: Option<String>,
+    /// PEM certificate chain; turns on TLS on both OTLP listeners (needs --tls-key).
+    #[arg(long, env = "AUDIT_COLLECTOR_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "AUDIT_COLLECTOR_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s); clients must present a certificate it issued (mutual TLS).
+    #[arg(long, env = "AUDIT_COLLECTOR_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
     /// Action pattern that requires consent (`*` wildcard); repeatable, adds to the config's.
     #[arg(long = "dangerous-action")]
     dangerous_actions: Vec<String>,
@@ -220,6 +229,15 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(t) = &args.tokens {
         cfg.auth.tokens = Some(t.clone());
+    }
+    for (flag, setting) in [
+        (&args.tls_cert, &mut cfg.tls.cert_file),
+        (&args.tls_key, &mut cfg.tls.key_file),
+        (&args.tls_client_ca, &mut cfg.tls.client_ca_file),
+    ] {
+        if let Some(path) = flag {
+            *setting = Some(path.clone());
+        }
     }
     cfg.rules
         .dangerous_actions
@@ -458,7 +476,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.cmd {
-        Cmd::Serve(args) => rt.block_on(serve(args)).map(|()| true),
+        Cmd::Serve(args) => rt.block_on(serve(*args)).map(|()| true),
         Cmd::Verify(args) => verify(args),
         Cmd::Checkpoint(args) => checkpoint(args),
         Cmd::Keygen(args) => keygen(args),

@@ -34,6 +34,7 @@ counters! {
     records_refused_total: "Log records refused (partial_success), e.g. missing the dual key.",
     duplicates_total: "Records dropped as duplicates of an already stored event_id.",
     unauthenticated_total: "Requests refused for a missing or unknown bearer token.",
+    tls_handshake_failures_total: "Connections dropped in the TLS handshake (no, unknown or expired client certificate; plaintext; timeout).",
     overloaded_total: "Requests answered with a retryable overload error.",
     storage_errors_total: "Requests answered with a retryable storage error.",
     wal_fsyncs_total: "WAL group commits (one fsync each).",

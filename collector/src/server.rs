@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::receive::grpc::GrpcLogs;
 use crate::receive::http::{router, HttpState};
 use crate::receive::Receiver;
+use crate::tls::{self, TlsError, TlsIncoming, TlsPeer};
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,9 @@ pub enum ServeError {
     /// Bad settings.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Unusable TLS settings.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The store could not start or seal.
     #[error(transparent)]
     Ingest(#[from] IngestError),
@@ -54,6 +58,12 @@ pub struct Server {
     tasks: Vec<JoinHandle<()>>,
 }
 
+fn log_failure<E: std::fmt::Display>(what: &str, result: Result<(), E>) {
+    if let Err(e) = result {
+        tracing::error!(error = %e, "{what} server failed");
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
@@ -65,9 +75,12 @@ impl Server {
     pub async fn start(cfg: Config) -> Result<Server, ServeError> {
         let collector_id = cfg.resolve_collector_id()?;
         let tokens = cfg.auth.load()?;
-        if tokens.is_none() {
+        // Read before the store starts, so bad TLS settings stop nothing half-way.
+        let grpc_tls = cfg.tls.server_config(tls::ALPN_GRPC)?;
+        let http_tls = cfg.tls.server_config(tls::ALPN_HTTP)?;
+        if tokens.is_none() && cfg.tls.client_ca_file.is_none() {
             tracing::warn!(
-                "no client tokens configured: any client that reaches the OTLP ports can write"
+                "neither client tokens nor client certificates required: any client that reaches the OTLP ports can write"
             );
         }
         let ingest_cfg = cfg.ingest(&collector_id)?;
@@ -92,18 +105,27 @@ impl Server {
             grpc_addr = listener.local_addr().ok();
             let svc = GrpcLogs(receiver.clone()).into_service(cfg.max_request_bytes);
             let mut stopped = stopped.clone();
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            tasks.push(tokio::spawn(async move {
-                let result = tonic::transport::Server::builder()
-                    .add_service(svc)
-                    .serve_with_incoming_shutdown(incoming, async move {
-                        let _ = stopped.wait_for(|s| *s).await;
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            let server = tonic::transport::Server::builder().add_service(svc);
+            tasks.push(match grpc_tls.clone() {
+                None => {
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                    tokio::spawn(async move {
+                        let result = server.serve_with_incoming_shutdown(incoming, shutdown);
+                        log_failure("gRPC", result.await);
                     })
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "gRPC server failed");
                 }
-            }));
+                Some(tls) => {
+                    let incoming = TlsIncoming::new(listener, tls, metrics.clone())
+                        .map_err(|source| ServeError::Bind { addr, source })?;
+                    tokio::spawn(async move {
+                        let result = server.serve_with_incoming_shutdown(incoming, shutdown);
+                        log_failure("gRPC", result.await);
+                    })
+                }
+            });
         }
         let mut http_addr = None;
         if let Some(addr) = cfg.otlp_http {
@@ -115,16 +137,25 @@ impl Server {
                 max_request_bytes: cfg.max_request_bytes,
             });
             let mut stopped = stopped.clone();
-            tasks.push(tokio::spawn(async move {
-                let result = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.wait_for(|s| *s).await;
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            tasks.push(match http_tls.clone() {
+                None => tokio::spawn(async move {
+                    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+                    log_failure("HTTP", result.await);
+                }),
+                Some(tls) => {
+                    let incoming = TlsIncoming::new(listener, tls, metrics.clone())
+                        .map_err(|source| ServeError::Bind { addr, source })?;
+                    // The handlers read the client certificate's name from it.
+                    let app = app.into_make_service_with_connect_info::<TlsPeer>();
+                    tokio::spawn(async move {
+                        let result = axum::serve(incoming, app).with_graceful_shutdown(shutdown);
+                        log_failure("HTTP", result.await);
                     })
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "HTTP server failed");
                 }
-            }));
+            });
         }
         Ok(Server {
             grpc_addr,

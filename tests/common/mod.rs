@@ -8,6 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use audit_schema::otlp::{encode_action, ResourceInfo};
+use audit_schema::{ActorKind, AuditRecord};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+
+pub mod pki;
+
 /// Path of the collector binary, built on demand when the test runner
 /// did not build it (tests of this package cannot see other packages' bins).
 pub fn collector_bin() -> PathBuf {
@@ -28,6 +35,18 @@ pub fn collector_bin() -> PathBuf {
     bin
 }
 
+/// `audit-collector serve` on ephemeral loopback ports for both protocols.
+pub fn serve_command(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(collector_bin());
+    cmd.arg("serve").arg("--data-dir").arg(data_dir).args([
+        "--otlp-grpc",
+        "127.0.0.1:0",
+        "--otlp-http",
+        "127.0.0.1:0",
+    ]);
+    cmd
+}
+
 /// A collector process.
 pub struct Collector {
     pub child: Child,
@@ -40,11 +59,7 @@ pub struct Collector {
 impl Collector {
     /// Starts a collector on 127.0.0.1:0 for both protocols.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Collector {
-        let mut child = Command::new(collector_bin())
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
+        let mut child = serve_command(data_dir)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -109,5 +124,52 @@ impl Collector {
 impl Drop for Collector {
     fn drop(&mut self) {
         let _ = self.child.kill();
+    }
+}
+
+/// An OTLP request of one human `users.delete` record with event id
+/// `event`; `forged_client` puts a value where the collector stamps the
+/// authenticated client's name (it must be replaced).
+pub fn audit_request(event: &str, forged_client: Option<&str>) -> ExportLogsServiceRequest {
+    let mut attributes = std::collections::BTreeMap::new();
+    if let Some(f) = forged_client {
+        attributes.insert(audit_collector::auth::CLIENT_ATTR.to_owned(), f.to_owned());
+    }
+    let r = AuditRecord {
+        event_id: event.into(),
+        start_time_ns: 1_764_300_000_000_000_000,
+        end_time_ns: None,
+        actor_kind: ActorKind::Human,
+        agent_id: None,
+        agent_name: None,
+        agent_credential_id: None,
+        owner_id: "usr_alice".into(),
+        initiator_id: None,
+        task_id: None,
+        action: "users.delete".into(),
+        target: Some("usr_9".into()),
+        outcome: "ok".into(),
+        scopes: vec![],
+        consent_id: None,
+        inputs_sha256: None,
+        service_name: "billing".into(),
+        service_instance_id: None,
+        trace_id: None,
+        span_id: None,
+        attributes: attributes.into_iter().collect(),
+    };
+    let res = ResourceInfo {
+        service_name: Some("billing".into()),
+        service_instance_id: None,
+    };
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(res.to_resource()),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![encode_action(&r)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
     }
 }

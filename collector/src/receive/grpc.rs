@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use tonic::codec::CompressionEncoding;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -56,9 +57,15 @@ impl LogsService for GrpcLogs {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
+        // Present only on a TLS listener; the verifier already checked it.
+        let certificate = request
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs)
+            .and_then(|chain| crate::tls::client_name(&chain));
         let client = self
             .0
-            .authenticate(authorization)
+            .authenticate(authorization, certificate)
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
         self.0
             .export(request.into_inner(), client.as_deref())

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{header, Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,6 +21,7 @@ use prost::Message;
 
 use super::Receiver;
 use crate::ingest::IngestError;
+use crate::tls::TlsPeer;
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -131,7 +132,12 @@ fn decompress(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>, S
     }
 }
 
-async fn export(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn export(
+    State(s): State<HttpState>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -151,7 +157,11 @@ async fn export(State(s): State<HttpState>, headers: HeaderMap, body: Bytes) -> 
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let client = match s.receiver.authenticate(authorization) {
+    // Present only on a TLS listener; the verifier already checked it.
+    let certificate = extensions
+        .get::<ConnectInfo<TlsPeer>>()
+        .and_then(|peer| peer.0.client.clone());
+    let client = match s.receiver.authenticate(authorization, certificate) {
         Ok(client) => client,
         Err(e) => {
             let mut resp = error(

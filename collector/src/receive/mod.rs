@@ -177,11 +177,18 @@ impl Checked {
 }
 
 impl Receiver {
-    /// The client a request's `authorization` value stands for: `Ok(None)`
-    /// when authentication is off, an error when it is on and this fails.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Option<String>, AuthFailure> {
+    /// The name recorded on a request's rows: with tokens configured, the
+    /// name of its `authorization` token (refused when that fails, even
+    /// over mutual TLS: both are then required); without tokens, the name
+    /// of its verified client certificate (`certificate`, see
+    /// [`crate::tls::client_name`]); else `None`.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        certificate: Option<String>,
+    ) -> Result<Option<String>, AuthFailure> {
         let Some(tokens) = &self.tokens else {
-            return Ok(None);
+            return Ok(certificate);
         };
         match tokens.check(authorization) {
             Ok(name) => Ok(Some(name.to_owned())),

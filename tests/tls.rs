@@ -1,0 +1,280 @@
+//! TLS and mutual TLS on both receivers of the real collector binary:
+//! a client that cannot complete the handshake (plaintext, no client
+//! certificate, one from an unknown CA, an expired one) writes nothing
+//! and does not disturb the clients that can; rows of a client
+//! authenticated by certificate carry its certificate's name.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use audit_collector::auth::CLIENT_ATTR;
+use audit_collector::partition::{read_audit, read_violations};
+use common::pki::{client_config, https, Ca, Pair, Validity};
+use common::{audit_request, Collector};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use prost::Message;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+const PROTOBUF: &str = "application/x-protobuf";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// One export over OTLP/gRPC with TLS; `Err` with the reason when the
+/// connection or the call fails.
+async fn grpc_tls(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<&Pair>,
+    token: Option<&str>,
+    event: &str,
+) -> Result<(), String> {
+    let read = |p: &Path| std::fs::read(p).expect("pem file");
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)));
+    if let Some(p) = identity {
+        tls = tls.identity(Identity::from_pem(read(&p.cert), read(&p.key)));
+    }
+    let channel = Channel::from_shared(format!("https://{addr}"))
+        .expect("url")
+        .tls_config(tls)
+        .map_err(|e| format!("tls config: {e}"))?
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut req = tonic::Request::new(audit_request(event, Some("forged")));
+    if let Some(t) = token {
+        let value = format!("Bearer {t}").parse().expect("metadata value");
+        req.metadata_mut().insert("authorization", value);
+    }
+    LogsServiceClient::new(channel)
+        .export(req)
+        .await
+        .map(|_| ())
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+/// One export over OTLP/HTTP with TLS: the HTTP status, or why none came.
+async fn http_tls(
+    addr: SocketAddr,
+    ca: &Path,
+    identity: Option<&Pair>,
+    event: &str,
+) -> Result<u16, String> {
+    let body = audit_request(event, Some("forged")).encode_to_vec();
+    let config = client_config(ca, identity, b"http/1.1");
+    let (status, _) = https(addr, config, "/v1/logs", Some((PROTOBUF, &body))).await?;
+    Ok(status)
+}
+
+/// A counter from `/metrics`, served on the same (TLS) listener.
+async fn metric(c: &Collector, ca: &Path, identity: Option<&Pair>, name: &str) -> u64 {
+    let config = client_config(ca, identity, b"http/1.1");
+    let (_, text) = https(c.http, config, "/metrics", None)
+        .await
+        .expect("metrics");
+    let prefix = format!("audit_collector_{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {text}"))
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    ca: Ca,
+    other_ca: Ca,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).expect("pki dir");
+    Setup {
+        data: dir.path().join("data"),
+        ca: Ca::new(&pki, "ours"),
+        other_ca: Ca::new(&pki, "theirs"),
+        _dir: dir,
+    }
+}
+
+fn start(s: &Setup, extra: &[&str]) -> Collector {
+    let server = s.ca.server();
+    let mut args = vec![
+        "--tls-cert",
+        arg(&server.cert),
+        "--tls-key",
+        arg(&server.key),
+    ];
+    args.extend_from_slice(extra);
+    let owned: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+    Collector::start(&s.data, &refs)
+}
+
+fn stored_clients(data: &Path) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = read_audit(data)
+        .expect("read audit")
+        .into_iter()
+        .map(|(r, _, _)| (r.event_id, r.attributes[CLIENT_ATTR].clone()))
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn mutual_tls_refuses_every_unverified_client_on_both_protocols_and_writes_nothing() {
+    let s = setup();
+    let ca_file = s.ca.cert();
+    let c = start(&s, &["--tls-client-ca", arg(&ca_file)]);
+    let good = s.ca.client("billing-svc", Validity::Current);
+    let expired = s.ca.client("billing-svc", Validity::Expired);
+    let stranger = s.other_ca.client("billing-svc", Validity::Current);
+    let refused: [(&str, Option<&Pair>); 3] = [
+        ("no client certificate", None),
+        ("certificate from an unknown CA", Some(&stranger)),
+        ("expired certificate", Some(&expired)),
+    ];
+    runtime().block_on(async {
+        // A client that connects and never says anything must not hold
+        // up anyone else's handshake.
+        let _silent_grpc = tokio::net::TcpStream::connect(c.grpc).await.expect("tcp");
+        let _silent_http = tokio::net::TcpStream::connect(c.http).await.expect("tcp");
+
+        let plain = reqwest::Client::new()
+            .post(format!("http://{}/v1/logs", c.http))
+            .header("content-type", PROTOBUF)
+            .body(audit_request("019ac0de-0000-7000-8000-0000000000f1", None).encode_to_vec())
+            .send()
+            .await;
+        assert!(plain.is_err(), "plaintext HTTP answered: {plain:?}");
+        let plain = async {
+            let mut client = LogsServiceClient::connect(format!("http://{}", c.grpc))
+                .await
+                .map_err(|e| e.to_string())?;
+            let req = audit_request("019ac0de-0000-7000-8000-0000000000f2", None);
+            client.export(req).await.map_err(|e| e.to_string())
+        }
+        .await;
+        assert!(plain.is_err(), "plaintext gRPC answered: {plain:?}");
+
+        for (n, (why, identity)) in refused.iter().enumerate() {
+            let event = format!("019ac0de-0000-7000-8000-0000000000a{n}");
+            let r = http_tls(c.http, &ca_file, *identity, &event).await;
+            assert!(r.is_err(), "HTTP, {why}: answered {r:?}");
+            let event = format!("019ac0de-0000-7000-8000-0000000000b{n}");
+            let r = grpc_tls(c.grpc, &ca_file, *identity, None, &event).await;
+            assert!(r.is_err(), "gRPC, {why}: answered");
+        }
+
+        // Afterwards, verified clients are served on both.
+        let ok = http_tls(
+            c.http,
+            &ca_file,
+            Some(&good),
+            "019ac0de-0000-7000-8000-0000000000c1",
+        );
+        assert_eq!(ok.await, Ok(200));
+        grpc_tls(
+            c.grpc,
+            &ca_file,
+            Some(&good),
+            None,
+            "019ac0de-0000-7000-8000-0000000000c2",
+        )
+        .await
+        .expect("verified gRPC client served");
+        let requests = metric(&c, &ca_file, Some(&good), "requests_total").await;
+        assert_eq!(requests, 2, "only verified requests reached a receiver");
+        let failures = metric(&c, &ca_file, Some(&good), "tls_handshake_failures_total").await;
+        assert!(
+            failures >= 8,
+            "2 plaintext + 6 refused certificates, got {failures}"
+        );
+    });
+    assert!(c.terminate());
+    assert_eq!(
+        stored_clients(&s.data),
+        [
+            ("019ac0de-0000-7000-8000-0000000000c1".to_owned(), "billing-svc".to_owned()),
+            ("019ac0de-0000-7000-8000-0000000000c2".to_owned(), "billing-svc".to_owned()),
+        ],
+        "only the verified requests are stored, named by their certificate's CN (forged value replaced)"
+    );
+    assert!(read_violations(&s.data).expect("violations").is_empty());
+}
+
+#[test]
+fn tls_with_tokens_needs_a_token_and_records_the_token_name() {
+    const OPS: &str = "ops-token-abcdefghijklmn";
+    let s = setup();
+    let ca_file = s.ca.cert();
+    let tokens = format!("ops:{OPS}");
+    let c = start(&s, &["--tls-client-ca", arg(&ca_file), "--tokens", &tokens]);
+    let cert = s.ca.client("billing-svc", Validity::Current);
+    runtime().block_on(async {
+        // A verified certificate alone is not enough when tokens are set.
+        let r = http_tls(
+            c.http,
+            &ca_file,
+            Some(&cert),
+            "019ac0de-0000-7000-8000-0000000000d1",
+        );
+        assert_eq!(r.await, Ok(401));
+        let r = grpc_tls(
+            c.grpc,
+            &ca_file,
+            Some(&cert),
+            None,
+            "019ac0de-0000-7000-8000-0000000000d2",
+        );
+        let err = r.await.expect_err("no token");
+        assert!(err.starts_with("Unauthenticated"), "{err}");
+        let r = grpc_tls(
+            c.grpc,
+            &ca_file,
+            Some(&cert),
+            Some(OPS),
+            "019ac0de-0000-7000-8000-0000000000d3",
+        );
+        r.await.expect("certificate and token");
+    });
+    assert!(c.terminate());
+    assert_eq!(
+        stored_clients(&s.data),
+        [(
+            "019ac0de-0000-7000-8000-0000000000d3".to_owned(),
+            "ops".to_owned()
+        )],
+        "the token's name wins over the certificate's"
+    );
+}
+
+#[test]
+fn unusable_tls_settings_stop_the_collector_at_start() {
+    let s = setup();
+    let server = s.ca.server();
+    let out = common::serve_command(&s.data)
+        // A certificate where the key should be.
+        .args([
+            "--tls-cert",
+            arg(&server.cert),
+            "--tls-key",
+            arg(&server.cert),
+        ])
+        .output()
+        .expect("run collector");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key_file"), "{err}");
+}
