@@ -278,3 +278,52 @@ fn unusable_tls_settings_stop_the_collector_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("key_file"), "{err}");
 }
+
+#[test]
+fn the_audit_layer_ships_over_mutual_tls_on_both_protocols() {
+    use audit_layer::{privileged_span, Actor, AuditLayer};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let s = setup();
+    let ca_file = s.ca.cert();
+    let c = start(&s, &["--tls-client-ca", arg(&ca_file)]);
+    let me = s.ca.client("layer-client", Validity::Current);
+    for (protocol, target) in [("grpc", "via-grpc"), ("http", "via-http")] {
+        let builder = AuditLayer::builder()
+            .service_name("tls-e2e")
+            .tls_ca_file(&ca_file)
+            .tls_client_identity(&me.cert, &me.key);
+        let builder = match protocol {
+            "grpc" => builder.otlp_grpc(format!("https://{}", c.grpc)),
+            _ => builder.otlp_http(format!("https://{}/v1/logs", c.http)),
+        };
+        let (layer, guard) = builder.build().expect("layer");
+        let status = guard.status();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let actor = Actor::agent("agt_1", "usr_bob");
+            let span = privileged_span!(&actor, "db.drop", target = target);
+            span.in_scope(|| {});
+        });
+        guard
+            .shutdown(std::time::Duration::from_secs(20))
+            .expect("flushed");
+        assert_eq!(status.snapshot().exported, 1, "{protocol}");
+    }
+    assert!(c.terminate());
+    let mut rows: Vec<(String, String)> = read_audit(&s.data)
+        .expect("read audit")
+        .into_iter()
+        .map(|(r, _, _)| {
+            let target = r.target.unwrap_or_default();
+            (target, r.attributes[CLIENT_ATTR].clone())
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("via-grpc".to_owned(), "layer-client".to_owned()),
+            ("via-http".to_owned(), "layer-client".to_owned()),
+        ]
+    );
+}

@@ -48,15 +48,20 @@
 //! | `OTEL_SERVICE_NAME` | resource `service.name` |
 //! | `OTEL_RESOURCE_ATTRIBUTES` | `service.instance.id`, and `service.name` when the above is unset |
 //!
-//! Explicit builder settings win over the environment. Only `http://`
-//! endpoints are supported (no TLS stack is compiled in: the collector is a
-//! sidecar on loopback).
+//! | `OTEL_EXPORTER_OTLP_CERTIFICATE` (`_LOGS_` variant wins) | PEM CA file for `https://` endpoints (default: the system's roots) |
+//! | `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY` (`_LOGS_` variants win) | PEM client certificate and key, for mutual TLS |
+//!
+//! Explicit builder settings win over the environment. `https://`
+//! endpoints use TLS (rustls): [`tls_ca_file`](crate::AuditLayerBuilder::tls_ca_file)
+//! and [`tls_client_identity`](crate::AuditLayerBuilder::tls_client_identity)
+//! are the builder's names for the certificate variables.
 
 mod config;
 mod grpc;
 mod http;
 mod memory;
 mod spool;
+mod tls;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -81,6 +86,7 @@ pub(crate) use grpc::GrpcConfig;
 pub(crate) use http::Http;
 pub use memory::MemorySink;
 pub(crate) use spool::Spool;
+pub(crate) use tls::TlsFiles;
 
 use crate::stats::AuditStatus;
 
@@ -357,12 +363,12 @@ impl Default for WorkerSettings {
 /// A transport whose configuration has been validated, not yet connected.
 pub(crate) enum TransportConfig {
     Grpc(Box<GrpcConfig>),
-    Http(Http),
+    Http(Box<Http>),
 }
 
 enum Transport {
     Grpc(grpc::Grpc),
-    Http(Http),
+    Http(Box<Http>),
 }
 
 impl Transport {

@@ -7,11 +7,15 @@
 //! | `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` | full URL, used as-is |
 //! | `OTEL_EXPORTER_OTLP_HEADERS` (`_LOGS_` variant wins) | `k=v,k2=v2`, values percent-decoded |
 //! | `OTEL_EXPORTER_OTLP_TIMEOUT` (`_LOGS_` variant wins) | per-request timeout, ms (default 10000) |
+//! | `OTEL_EXPORTER_OTLP_CERTIFICATE` (`_LOGS_` variant wins) | PEM CA file the collector's certificate must chain to (`https://` endpoints) |
+//! | `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` (`_LOGS_` variant wins) | PEM client certificate chain, for mutual TLS |
+//! | `OTEL_EXPORTER_OTLP_CLIENT_KEY` (`_LOGS_` variant wins) | PEM key of that certificate |
 //! | `OTEL_SERVICE_NAME` | `service.name` |
 //! | `OTEL_RESOURCE_ATTRIBUTES` | `service.instance.id` (and `service.name` when the above is unset) |
 
 use std::time::Duration;
 
+use super::tls::TlsFiles;
 use crate::builder::BuildError;
 
 /// Default gRPC endpoint (the collector's loopback listener).
@@ -55,6 +59,7 @@ pub(crate) struct EnvSettings {
     pub timeout: Option<Duration>,
     pub service_name: Option<String>,
     pub service_instance_id: Option<String>,
+    pub tls: TlsFiles,
 }
 
 impl EnvSettings {
@@ -102,6 +107,23 @@ impl EnvSettings {
             })?;
             s.timeout = Some(Duration::from_millis(ms));
         }
+        let file = |specific: &str, general: &str| {
+            either(specific, general).map(|(_, v)| std::path::PathBuf::from(v.trim()))
+        };
+        s.tls = TlsFiles {
+            ca: file(
+                "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            ),
+            client_cert: file(
+                "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            ),
+            client_key: file(
+                "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            ),
+        };
         if let Some(v) = get("OTEL_RESOURCE_ATTRIBUTES") {
             for (k, v) in parse_pairs("OTEL_RESOURCE_ATTRIBUTES", &v)? {
                 match k.as_str() {
@@ -230,6 +252,25 @@ mod tests {
         assert_eq!(s.timeout, Some(Duration::from_millis(2500)));
         assert_eq!(s.service_name.as_deref(), Some("billing"));
         assert_eq!(s.service_instance_id.as_deref(), Some("i-1"));
+    }
+
+    #[test]
+    fn certificate_files_come_from_the_logs_variable_first() {
+        let s = read(&[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", "/etc/logs-ca.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/c.pem"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", "/etc/c.key"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.tls,
+            TlsFiles {
+                ca: Some("/etc/logs-ca.pem".into()),
+                client_cert: Some("/etc/c.pem".into()),
+                client_key: Some("/etc/c.key".into()),
+            }
+        );
     }
 
     #[test]

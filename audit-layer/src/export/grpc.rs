@@ -11,6 +11,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 use tonic_types::StatusExt;
 
+use super::tls::TlsPem;
 use super::Failure;
 use crate::builder::BuildError;
 
@@ -27,14 +28,20 @@ impl GrpcConfig {
         url: &str,
         headers: &[(String, String)],
         timeout: Duration,
+        tls: Option<&TlsPem>,
     ) -> Result<GrpcConfig, BuildError> {
-        let endpoint = Channel::from_shared(url.to_owned())
+        let mut endpoint = Channel::from_shared(url.to_owned())
             .map_err(|e| BuildError::Endpoint {
                 endpoint: url.to_owned(),
                 message: e.to_string(),
             })?
             .timeout(timeout)
             .connect_timeout(timeout);
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls.tonic())
+                .map_err(|e| BuildError::Tls(e.to_string()))?;
+        }
         let metadata = headers
             .iter()
             .map(|(k, v)| {

@@ -2,19 +2,31 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use prost::Message;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::StatusCode;
 
+use super::tls::TlsPem;
 use super::Failure;
 use crate::builder::BuildError;
 
+/// Largest response body read (a `partial_success` message, an error).
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
 pub(crate) struct Http {
-    client: reqwest::Client,
-    url: String,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    uri: Uri,
+    headers: HeaderMap,
+    timeout: Duration,
 }
 
 impl Http {
@@ -22,18 +34,17 @@ impl Http {
         url: &str,
         headers: &[(String, String)],
         timeout: Duration,
+        tls: Option<&TlsPem>,
     ) -> Result<Http, BuildError> {
         let bad_endpoint = |message: String| BuildError::Endpoint {
             endpoint: url.to_owned(),
             message,
         };
-        let parsed = reqwest::Url::parse(url).map_err(|e| bad_endpoint(e.to_string()))?;
-        if parsed.scheme() != "http" {
-            // Built without TLS to keep the dependency tree small: the
-            // collector is a sidecar on loopback.
+        let uri: Uri = url.parse().map_err(|e| bad_endpoint(format!("{e}")))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(bad_endpoint(format!(
-                "scheme {:?} is not supported; use http:// to the local collector",
-                parsed.scheme()
+                "scheme {:?} is not supported; use http:// or https://",
+                uri.scheme_str()
             )));
         }
         let mut map = HeaderMap::new();
@@ -51,42 +62,82 @@ impl Http {
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-protobuf"),
         );
-        let client = reqwest::Client::builder()
-            .default_headers(map)
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| bad_endpoint(e.to_string()))?;
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(timeout));
+        tcp.set_nodelay(true);
+        // A plaintext endpoint never handshakes (`TlsFiles::load` gives
+        // every https:// one a config); an empty trust store keeps it from
+        // reading the system's roots for nothing.
+        let tls_config = match tls {
+            Some(tls) => tls.rustls()?,
+            None => rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| BuildError::Tls(e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        };
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
         Ok(Http {
-            client,
-            url: url.to_owned(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            uri,
+            headers: map,
+            timeout,
         })
+    }
+
+    async fn post(&self, body: Vec<u8>) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(self.uri.clone())
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        request.headers_mut().extend(self.headers.clone());
+        let response = self.client.request(request).await.map_err(|e| {
+            // The connector's error (refused, TLS alert) is the useful part.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                message.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            message
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = http_body_util::Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the response: {e}"))?
+            .to_bytes();
+        Ok((parts.status, parts.headers, body))
     }
 
     pub async fn export(
         &mut self,
         body: ExportLogsServiceRequest,
     ) -> Result<ExportLogsServiceResponse, Failure> {
-        let response = self
-            .client
-            .post(&self.url)
-            .body(body.encode_to_vec())
-            .send()
+        let url = &self.uri;
+        let answer = tokio::time::timeout(self.timeout, self.post(body.encode_to_vec()))
             .await
-            .map_err(|e| Failure {
-                // Connection refused or reset, timeouts: worth another try.
-                retryable: true,
-                retry_after: None,
-                message: format!("POST {}: {e}", self.url),
-            })?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
+            .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
+        let (status, headers, bytes) = answer.map_err(|e| Failure {
+            // Connection refused or reset, TLS failures, timeouts: worth
+            // another try (a certificate may be fixed without a restart).
+            retryable: true,
+            retry_after: None,
+            message: format!("POST {url}: {e}"),
+        })?;
+        let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = response.bytes().await.unwrap_or_default();
         if status.is_success() {
             // An empty or undecodable body is a full success: the status says so.
             return Ok(ExportLogsServiceResponse::decode(bytes.as_ref()).unwrap_or_default());
@@ -101,8 +152,7 @@ impl Http {
             ),
             retry_after,
             message: format!(
-                "POST {}: HTTP {status}: {}",
-                self.url,
+                "POST {url}: HTTP {status}: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(512)])
             ),
         })
