@@ -78,7 +78,11 @@ enum Value {
 
 impl DraftVisitor<'_> {
     fn put(&mut self, field: &tracing_core::Field, value: Value) {
-        match (Field::from_span_field(field.name()), value) {
+        self.put_as(Field::from_span_field(field.name()), field, value);
+    }
+
+    fn put_as(&mut self, known: Option<Field>, field: &tracing_core::Field, value: Value) {
+        match (known, value) {
             (Some(f), value) => {
                 if f == Field::Outcome {
                     *self.explicit_outcome = true;
@@ -101,7 +105,11 @@ impl DraftVisitor<'_> {
 
 impl Visit for DraftVisitor<'_> {
     fn record_str(&mut self, field: &tracing_core::Field, value: &str) {
-        self.put(field, Value::Text(value.to_owned()));
+        match Field::from_span_field(field.name()) {
+            // Split in place rather than copy the list to split it later.
+            Some(Field::Scopes) => self.draft.scopes = audit_schema::record::split_scopes(value),
+            known => self.put_as(known, field, Value::Text(value.to_owned())),
+        }
     }
 
     fn record_bool(&mut self, field: &tracing_core::Field, value: bool) {
