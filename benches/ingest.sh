@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Collector ingest throughput, fsync on: loadgen -> OTLP -> WAL (group
-# commit, fsync) -> Parquet sealed at shutdown, on this machine, loopback.
+# commit, fsync) -> Parquet sealed at shutdown, on this machine, loopback;
+# then the same load against rotel's receive-and-discard OTLP receiver
+# (`--exporter blackhole`, from PyPI) in the same run, for the ratio.
 # Usage: benches/ingest.sh [RECORDS] [CONCURRENCY] [BATCH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,20 +10,41 @@ records=${1:-200000}; conc=${2:-8}; batch=${3:-500}
 # The lean sidecar (no DataFusion): what runs in production beside the app.
 cargo build --release -q -p audit-collector --no-default-features --bin audit-collector
 cargo build --release -q --example loadgen
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore rotel
+rotel=$(python3 -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')
+loadgen() { ./target/release/examples/loadgen --endpoint "http://$1" --protocol "$2" \
+    --records "$records" --concurrency "$conc" --batch "$batch" | tail -1; }
+rate() { sed -n 's/.*rate=\([0-9]*\).*/\1/p' <<< "$1"; }
 data=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill $pid $rpid 2>/dev/null || true; rm -rf "$data" "$data.out"' EXIT
+rpid=
 ./target/release/audit-collector serve --data-dir "$data" \
     --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 > "$data.out" 2>/dev/null &
 pid=$!
 for _ in $(seq 100); do grep -q listening "$data.out" 2>/dev/null && break; sleep 0.1; done
 grpc=$(sed -n 's/.*otlp_grpc=\([^ ]*\).*/\1/p' "$data.out")
 http=$(sed -n 's/.*otlp_http=\([^ ]*\).*/\1/p' "$data.out")
-echo "grpc: $(./target/release/examples/loadgen --endpoint "http://$grpc" --protocol grpc --records "$records" --concurrency "$conc" --batch "$batch" | tail -1)"
-echo "http: $(./target/release/examples/loadgen --endpoint "http://$http" --protocol http --records "$records" --concurrency "$conc" --batch "$batch" | tail -1)"
+ours_grpc=$(loadgen "$grpc" grpc); echo "collector grpc: $ours_grpc"
+ours_http=$(loadgen "$http" http); echo "collector http: $ours_http"
 fsyncs=$(curl -s "http://$http/metrics" | awk '/^audit_collector_wal_fsyncs_total/ {print $2}')
 peak_kb=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 kill -TERM $pid; wait $pid || true
 bytes=$(du -sb "$data/audit" | cut -f1)
 echo "wal_fsyncs=$fsyncs peak_rss_kb=$peak_kb parquet_bytes=$bytes bytes_per_record=$(( bytes / (2 * records) ))"
 ./target/release/audit-collector verify --data-dir "$data" | tail -1
-rm -f "$data.out"
+# The blackhole baseline, same load, same run.
+ports=$(python3 -c 'import socket
+ss=[socket.socket() for _ in range(2)]
+[s.bind(("127.0.0.1",0)) for s in ss]
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+read -r rg rh <<< "$ports"
+"$rotel" start --exporter blackhole --otlp-grpc-endpoint "127.0.0.1:$rg" \
+    --otlp-http-endpoint "127.0.0.1:$rh" > /dev/null 2>&1 &
+rpid=$!
+for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$rg") 2>/dev/null && break; sleep 0.1; done
+bh_grpc=$(loadgen "127.0.0.1:$rg" grpc); echo "blackhole grpc: $bh_grpc"
+bh_http=$(loadgen "127.0.0.1:$rh" http); echo "blackhole http: $bh_http"
+rpeak_kb=$(awk '/VmHWM/ {print $2}' /proc/$rpid/status)
+kill -TERM $rpid; wait $rpid 2>/dev/null || true
+echo "blackhole_peak_rss_kb=$rpeak_kb"
+echo "ratio grpc=$(python3 -c "print(round($(rate "$ours_grpc")/$(rate "$bh_grpc"),2))") http=$(python3 -c "print(round($(rate "$ours_http")/$(rate "$bh_http"),2))")"
