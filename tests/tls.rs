@@ -89,6 +89,26 @@ async fn metric(c: &Collector, ca: &Path, identity: Option<&Pair>, name: &str) -
         .unwrap_or_else(|| panic!("{name} in {text}"))
 }
 
+/// Plaintext OTLP/HTTP and OTLP/gRPC against the TLS listeners get no answer.
+async fn plaintext_is_refused(c: &Collector) {
+    let plain = reqwest::Client::new()
+        .post(format!("http://{}/v1/logs", c.http))
+        .header("content-type", PROTOBUF)
+        .body(audit_request("019ac0de-0000-7000-8000-0000000000f1", None).encode_to_vec())
+        .send()
+        .await;
+    assert!(plain.is_err(), "plaintext HTTP answered: {plain:?}");
+    let plain = async {
+        let mut client = LogsServiceClient::connect(format!("http://{}", c.grpc))
+            .await
+            .map_err(|e| e.to_string())?;
+        let req = audit_request("019ac0de-0000-7000-8000-0000000000f2", None);
+        client.export(req).await.map_err(|e| e.to_string())
+    }
+    .await;
+    assert!(plain.is_err(), "plaintext gRPC answered: {plain:?}");
+}
+
 struct Setup {
     _dir: tempfile::TempDir,
     data: std::path::PathBuf,
@@ -126,7 +146,10 @@ fn stored_clients(data: &Path) -> Vec<(String, String)> {
     let mut rows: Vec<(String, String)> = read_audit(data)
         .expect("read audit")
         .into_iter()
-        .map(|(r, _, _)| (r.event_id, r.attributes[CLIENT_ATTR].clone()))
+        .map(|(r, _, _)| {
+            let client = r.attributes.get(CLIENT_ATTR).cloned().unwrap_or_default();
+            (r.event_id, client)
+        })
         .collect();
     rows.sort();
     rows
@@ -151,22 +174,7 @@ fn mutual_tls_refuses_every_unverified_client_on_both_protocols_and_writes_nothi
         let _silent_grpc = tokio::net::TcpStream::connect(c.grpc).await.expect("tcp");
         let _silent_http = tokio::net::TcpStream::connect(c.http).await.expect("tcp");
 
-        let plain = reqwest::Client::new()
-            .post(format!("http://{}/v1/logs", c.http))
-            .header("content-type", PROTOBUF)
-            .body(audit_request("019ac0de-0000-7000-8000-0000000000f1", None).encode_to_vec())
-            .send()
-            .await;
-        assert!(plain.is_err(), "plaintext HTTP answered: {plain:?}");
-        let plain = async {
-            let mut client = LogsServiceClient::connect(format!("http://{}", c.grpc))
-                .await
-                .map_err(|e| e.to_string())?;
-            let req = audit_request("019ac0de-0000-7000-8000-0000000000f2", None);
-            client.export(req).await.map_err(|e| e.to_string())
-        }
-        .await;
-        assert!(plain.is_err(), "plaintext gRPC answered: {plain:?}");
+        plaintext_is_refused(&c).await;
 
         for (n, (why, identity)) in refused.iter().enumerate() {
             let event = format!("019ac0de-0000-7000-8000-0000000000a{n}");
@@ -212,6 +220,46 @@ fn mutual_tls_refuses_every_unverified_client_on_both_protocols_and_writes_nothi
         "only the verified requests are stored, named by their certificate's CN (forged value replaced)"
     );
     assert!(read_violations(&s.data).expect("violations").is_empty());
+}
+
+#[test]
+fn tls_without_client_ca_serves_any_tls_client_and_refuses_plaintext() {
+    let s = setup();
+    let ca_file = s.ca.cert();
+    let c = start(&s, &[]);
+    runtime().block_on(async {
+        plaintext_is_refused(&c).await;
+        let r = http_tls(
+            c.http,
+            &ca_file,
+            None,
+            "019ac0de-0000-7000-8000-0000000000e1",
+        );
+        assert_eq!(r.await, Ok(200));
+        let r = grpc_tls(
+            c.grpc,
+            &ca_file,
+            None,
+            None,
+            "019ac0de-0000-7000-8000-0000000000e2",
+        );
+        r.await.expect("TLS gRPC client without a certificate");
+    });
+    assert!(c.terminate());
+    assert_eq!(
+        stored_clients(&s.data),
+        [
+            (
+                "019ac0de-0000-7000-8000-0000000000e1".to_owned(),
+                String::new()
+            ),
+            (
+                "019ac0de-0000-7000-8000-0000000000e2".to_owned(),
+                String::new()
+            ),
+        ],
+        "stored over TLS; no authenticated client, so the forged name is removed, not kept"
+    );
 }
 
 #[test]

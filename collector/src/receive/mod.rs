@@ -138,13 +138,16 @@ pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
 
 impl Checked {
     /// Records which authenticated client delivered every row, replacing any
-    /// value the client put there itself.
-    pub fn stamp_client(&mut self, client: &str) {
-        for a in &mut self.batch.actions {
-            a.attributes.insert(CLIENT_ATTR.into(), client.into());
-        }
-        for v in &mut self.batch.violations {
-            v.attributes.insert(CLIENT_ATTR.into(), client.into());
+    /// value the client put there itself; with no authenticated client
+    /// (`None`) such a value is removed, so the attribute is never a claim.
+    pub fn stamp_client(&mut self, client: Option<&str>) {
+        let actions = self.batch.actions.iter_mut().map(|a| &mut a.attributes);
+        let violations = self.batch.violations.iter_mut().map(|v| &mut v.attributes);
+        for attributes in actions.chain(violations) {
+            match client {
+                Some(name) => attributes.insert(CLIENT_ATTR.into(), name.into()),
+                None => attributes.remove(CLIENT_ATTR),
+            };
         }
     }
 
@@ -215,9 +218,7 @@ impl Receiver {
         Metrics::add(&self.metrics.requests_total, 1);
         Metrics::add(&self.metrics.records_received_total, received as u64);
         let mut checked = check(req, &self.rules);
-        if let Some(client) = client {
-            checked.stamp_client(client);
-        }
+        checked.stamp_client(client);
         self.ingest
             .submit(std::mem::take(&mut checked.batch))
             .await?;
