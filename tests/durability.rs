@@ -11,57 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use audit_collector::partition::read_audit;
-use audit_schema::otlp::{encode_action, ResourceInfo};
-use audit_schema::{ActorKind, AuditRecord};
+use audit_schema::AuditRecord;
+use common::load::{load, record, request};
 use common::{collector_bin, Collector};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
-
-fn record(id: String, t: i64) -> AuditRecord {
-    AuditRecord {
-        event_id: id,
-        start_time_ns: t,
-        end_time_ns: None,
-        actor_kind: ActorKind::Agent,
-        agent_id: Some("agt_load".into()),
-        agent_name: None,
-        agent_credential_id: None,
-        owner_id: "usr_ops".into(),
-        initiator_id: None,
-        task_id: None,
-        action: "db.write".into(),
-        target: None,
-        outcome: "ok".into(),
-        scopes: vec![],
-        consent_id: None,
-        inputs_sha256: None,
-        service_name: "loader".into(),
-        service_instance_id: None,
-        trace_id: None,
-        span_id: None,
-        attributes: Default::default(),
-    }
-}
-
-fn request(records: &[AuditRecord]) -> ExportLogsServiceRequest {
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(
-                ResourceInfo {
-                    service_name: Some("loader".into()),
-                    service_instance_id: None,
-                }
-                .to_resource(),
-            ),
-            scope_logs: vec![ScopeLogs {
-                log_records: records.iter().map(encode_action).collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
 
 fn verify(dir: &Path) -> (bool, String) {
     let out = Command::new(collector_bin())
@@ -73,39 +26,6 @@ fn verify(dir: &Path) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
-}
-
-/// Sends batches until `stop`, recording the ids of acknowledged ones.
-fn load(url: String, prefix: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<String>>>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let Ok(mut client) = LogsServiceClient::connect(url).await else {
-            return;
-        };
-        let mut n = 0u64;
-        let t0 = 1_764_300_000_000_000_000i64;
-        while !stop.load(Ordering::Relaxed) {
-            let batch: Vec<AuditRecord> = (0..20)
-                .map(|i| {
-                    n += 1;
-                    record(format!("{prefix}-{n}-{i}"), t0 + n as i64 * 1_000_000_000)
-                })
-                .collect();
-            match client.export(request(&batch)).await {
-                Ok(resp) => {
-                    assert_eq!(resp.into_inner().partial_success, None);
-                    acked
-                        .lock()
-                        .unwrap()
-                        .extend(batch.into_iter().map(|r| r.event_id));
-                }
-                Err(_) => return, // killed mid-request: not acknowledged
-            }
-        }
-    });
 }
 
 #[test]

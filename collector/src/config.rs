@@ -12,6 +12,11 @@
 //! [store]
 //! seal_rows = 200000
 //! seal_interval_secs = 60
+//! # Sealed files and manifests to S3 instead of data_dir (the WAL stays local):
+//! # url = "s3://audit-bucket/trail"
+//! # object_lock = "compliance"
+//! # [store.remote]
+//! # region = "eu-west-1"
 //!
 //! [tls]  # optional; see `crate::tls`
 //! cert_file = "server.pem"
@@ -67,6 +72,16 @@ pub struct StoreConfig {
     pub dedup_window_hours: u64,
     /// Seconds between digest entries in the manifest (appended even when idle).
     pub digest_interval_secs: u64,
+    /// Where sealed files and manifests go: `s3://bucket/prefix`, or unset
+    /// for `data_dir` itself. The WAL always stays in `data_dir`.
+    pub url: Option<String>,
+    /// Endpoint, region and plain-HTTP switch of `url` (`[store.remote]`);
+    /// credentials come from the standard `AWS_*` environment variables.
+    pub remote: crate::store::RemoteOptions,
+    /// S3 Object Lock mode of uploads (`"governance"` or `"compliance"`),
+    /// retained for the `[retention]` policy's `min_days`, legal holds set
+    /// from its `legal_holds`; unset uploads without lock headers.
+    pub object_lock: Option<crate::store::lock::LockMode>,
 }
 
 impl Default for StoreConfig {
@@ -79,6 +94,9 @@ impl Default for StoreConfig {
             max_buffered_rows: d.max_buffered_rows,
             dedup_window_hours: d.dedup_window.as_secs() / 3600,
             digest_interval_secs: d.digest_interval.as_secs(),
+            url: None,
+            remote: crate::store::RemoteOptions::default(),
+            object_lock: None,
         }
     }
 }
@@ -200,6 +218,18 @@ impl Config {
         Ok(id)
     }
 
+    /// The store at `url` (an `s3://` URL), with `[store.remote]` options.
+    pub fn location(&self, url: &str) -> Result<crate::store::Location, ConfigError> {
+        if !crate::store::is_remote(url) {
+            return Err(ConfigError::Invalid(format!(
+                "store: url {url:?} is not an object store URL (s3://bucket/prefix); \
+                 for a local dataset set data_dir instead"
+            )));
+        }
+        crate::store::Location::parse(url, &self.store.remote)
+            .map_err(|e| ConfigError::Invalid(format!("store: {e}")))
+    }
+
     /// The store settings for a resolved collector id.
     pub fn ingest(&self, collector_id: &str) -> Result<IngestConfig, ConfigError> {
         let s = &self.store;
@@ -209,7 +239,24 @@ impl Config {
                     .into(),
             ));
         }
+        let remote = match &s.url {
+            None if s.object_lock.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "store: object_lock needs an s3:// url".into(),
+                ))
+            }
+            None => None,
+            Some(url) => Some(crate::ingest::RemoteTarget {
+                location: self.location(url)?,
+                object_lock: s.object_lock.map(|mode| crate::store::lock::ObjectLock {
+                    mode,
+                    min_days: self.retention.min_days,
+                    legal_holds: self.retention.legal_holds.clone(),
+                }),
+            }),
+        };
         Ok(IngestConfig {
+            remote,
             data_dir: self.data_dir.clone(),
             collector_id: collector_id.to_owned(),
             seal_rows: s.seal_rows,

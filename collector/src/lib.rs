@@ -10,6 +10,7 @@
 //! - [`wal`]: the write-ahead log's segments and frames.
 //! - [`partition`]: Parquet files in Hive-style partitions.
 //! - [`manifest`]: the hash-chained list of sealed files.
+//! - [`store`]: where sealed files and manifests live (a directory or a bucket).
 //!
 //! Who may write: [`auth`] (bearer tokens) and [`tls`] (TLS, mutual TLS).
 //!
@@ -43,6 +44,7 @@ pub mod query;
 pub mod receive;
 pub mod retention;
 pub mod server;
+pub mod store;
 pub mod tls;
 pub mod verify;
 pub mod wal;

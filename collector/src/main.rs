@@ -126,6 +126,13 @@ struct VerifyArgs {
     /// Data directory.
     #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
     data_dir: PathBuf,
+    /// Verify the dataset in this object store instead (`s3://bucket/prefix`;
+    /// credentials, region, endpoint from AWS_* variables or --config's [store.remote]).
+    #[arg(long, env = "AUDIT_COLLECTOR_STORE_URL")]
+    store_url: Option<String>,
+    /// TOML config file whose [store] section gives --store-url and its options.
+    #[arg(long, env = "AUDIT_COLLECTOR_CONFIG")]
+    config: Option<PathBuf>,
     /// Output format.
     #[arg(long, default_value = "table")]
     format: OutputFormat,
@@ -151,6 +158,9 @@ struct ServeArgs {
     /// TOML config file; flags and environment variables override it.
     #[arg(long, env = "AUDIT_COLLECTOR_CONFIG")]
     config: Option<PathBuf>,
+    /// Object store for sealed files and manifests, e.g. s3://bucket/prefix [default: the data dir].
+    #[arg(long, env = "AUDIT_COLLECTOR_STORE_URL")]
+    store_url: Option<String>,
     /// Collector id (file names, manifest) [default: generated once, kept in DIR/collector_id].
     #[arg(long, env = "AUDIT_COLLECTOR_ID")]
     collector_id: Option<String>,
@@ -211,6 +221,9 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(id) = &args.collector_id {
         cfg.collector_id = Some(id.clone());
+    }
+    if let Some(url) = &args.store_url {
+        cfg.store.url = Some(url.clone());
     }
     if let Some(s) = args.seal_interval_secs {
         cfg.store.seal_interval_secs = s;
@@ -291,6 +304,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
+    let cfg = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(url) = args.store_url.as_ref().or(cfg.store.url.as_ref()) {
+        anyhow::ensure!(
+            args.checkpoints.is_empty(),
+            "--checkpoint is checked against a data dir; verify the store without it"
+        );
+        let loc = cfg.location(url)?;
+        let report = audit_collector::verify::verify_store(&loc)?;
+        return print_report(&report, args.format);
+    }
     anyhow::ensure!(
         args.data_dir.is_dir(),
         "data dir {} does not exist",
@@ -310,7 +336,14 @@ fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
             audit_collector::verify::check_checkpoint(&args.data_dir, &cp, &mut report);
         }
     }
-    match args.format {
+    print_report(&report, args.format)
+}
+
+fn print_report(
+    report: &audit_collector::verify::Report,
+    format: OutputFormat,
+) -> anyhow::Result<bool> {
+    match format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Table => {
             for f in &report.findings {

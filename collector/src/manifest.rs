@@ -264,6 +264,36 @@ impl Manifest {
             prev,
             hash,
         };
+        self.write(entry)
+    }
+
+    /// Appends an entry made elsewhere (the copy of this chain kept in an
+    /// object store, when the local one is behind): it must be the next one
+    /// and carry its own hash.
+    pub fn adopt(&mut self, entry: Entry) -> io::Result<&Entry> {
+        let invalid = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: cannot adopt entry {}: {what}",
+                    self.path.display(),
+                    entry.index
+                ),
+            )
+        };
+        if entry.index != self.entries.len() as u64 {
+            return Err(invalid("not the next index"));
+        }
+        if entry.prev != self.head() {
+            return Err(invalid("`prev` is not this chain's head"));
+        }
+        if entry.compute_hash() != entry.hash {
+            return Err(invalid("content does not match its hash"));
+        }
+        self.write(entry)
+    }
+
+    fn write(&mut self, entry: Entry) -> io::Result<&Entry> {
         let mut line = serde_json::to_vec(&entry)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         line.push(b'\n');
@@ -322,6 +352,26 @@ mod tests {
         let m = Manifest::open(&path).unwrap();
         assert_eq!(m.entries().len(), 1);
         assert!(fs::read_to_string(&path).unwrap().ends_with("}\n"));
+    }
+
+    #[test]
+    fn adopting_takes_only_the_next_intact_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = Manifest::open(&dir.path().join("a.jsonl")).unwrap();
+        source.append(1, seal(1, 5)).unwrap();
+        source.append(2, seal(6, 9)).unwrap();
+        let mut copy = Manifest::open(&dir.path().join("b.jsonl")).unwrap();
+        let [first, second] = source.entries() else {
+            panic!("two entries")
+        };
+        assert!(copy.adopt(second.clone()).is_err(), "not the next one");
+        let mut edited = first.clone();
+        edited.body = seal(1, 4);
+        assert!(copy.adopt(edited).is_err(), "hash does not match");
+        copy.adopt(first.clone()).unwrap();
+        copy.adopt(second.clone()).unwrap();
+        let reopened = Manifest::open(&dir.path().join("b.jsonl")).unwrap();
+        assert_eq!(reopened.entries(), source.entries());
     }
 
     #[test]

@@ -14,6 +14,8 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
 pub mod pki;
+pub mod load;
+pub mod moto;
 
 /// Path of the collector binary, built on demand when the test runner
 /// did not build it (tests of this package cannot see other packages' bins).
@@ -59,7 +61,13 @@ pub struct Collector {
 impl Collector {
     /// Starts a collector on 127.0.0.1:0 for both protocols.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Collector {
+        Collector::start_with_env(data_dir, extra, &[])
+    }
+
+    /// Like [`Collector::start`], with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Collector {
         let mut child = serve_command(data_dir)
+            .envs(env.iter().copied())
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -15,6 +15,10 @@
 //!
 //! Recovery undoes an unfinished step 2 (files the manifest does not list are
 //! removed), skips WAL rows a committed seal covers, and seals the rest.
+//!
+//! With an object store ([`IngestConfig::remote`]), step 4 waits until the
+//! seal's files and manifest entry are in the store; see the `remote`
+//! module for the order of uploads and what a crash at each step leaves.
 
 use std::collections::HashMap;
 use std::fs;
@@ -35,6 +39,7 @@ use crate::partition::{PartitionWriter, SealedFile};
 use crate::wal::{self, Wal};
 
 mod recover;
+mod remote;
 mod writer;
 
 pub use recover::walk;
@@ -103,6 +108,18 @@ pub struct IngestConfig {
     pub dedup_window: Duration,
     /// A digest entry is appended to the manifest this often, sealed or not.
     pub digest_interval: Duration,
+    /// Where sealed files and manifest entries go; `None` keeps them in
+    /// `data_dir` (the WAL stays there either way).
+    pub remote: Option<RemoteTarget>,
+}
+
+/// An object store that receives every seal.
+#[derive(Clone, Debug)]
+pub struct RemoteTarget {
+    /// The dataset's location in the store.
+    pub location: crate::store::Location,
+    /// S3 Object Lock settings of uploads, if any.
+    pub object_lock: Option<crate::store::lock::ObjectLock>,
 }
 
 impl IngestConfig {
@@ -117,6 +134,7 @@ impl IngestConfig {
             max_buffered_rows: 2_000_000,
             dedup_window: Duration::from_secs(24 * 3600),
             digest_interval: Duration::from_secs(3600),
+            remote: None,
         }
     }
 }
@@ -149,12 +167,30 @@ pub struct Ingest {
 impl Ingest {
     /// Recovers what a previous run left (see module docs), then starts the writer.
     pub fn start(cfg: IngestConfig, metrics: Arc<Metrics>) -> Result<Ingest, IngestError> {
-        let writer = Writer::recover(cfg.clone(), metrics.clone())?;
         let (tx, rx) = mpsc::sync_channel(cfg.queue_depth);
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let m = metrics.clone();
+        // Recovery runs on the writer's own thread: with an object store it
+        // drives the store's async client there, outside any runtime.
         let thread = std::thread::Builder::new()
             .name("audit-ingest".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || match Writer::recover(cfg, m) {
+                Ok(writer) => {
+                    let _ = ready_tx.send(Ok(()));
+                    writer.run(rx)
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
             .map_err(|e| IngestError::Storage(format!("cannot start writer thread: {e}")))?;
+        let ready = ready_rx
+            .recv()
+            .unwrap_or_else(|_| Err(IngestError::Storage("recovery panicked".into())));
+        if let Err(e) = ready {
+            let _ = thread.join();
+            return Err(e);
+        }
         Ok(Ingest {
             tx,
             thread: Mutex::new(Some(thread)),

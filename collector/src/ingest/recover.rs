@@ -1,5 +1,6 @@
 //! Start-up recovery and the WAL frame format.
 
+use super::remote::Remote;
 use super::*;
 
 impl Writer {
@@ -8,13 +9,20 @@ impl Writer {
         fs::create_dir_all(root).map_err(|e| storage(&root.display().to_string(), e))?;
         let lock = crate::retention::lock(root, &cfg.collector_id)
             .map_err(|e| IngestError::Storage(e.to_string()))?;
-        let manifest = Manifest::open(&manifest::manifest_path(root, &cfg.collector_id))
+        let mut manifest = Manifest::open(&manifest::manifest_path(root, &cfg.collector_id))
             .map_err(|e| storage("manifest", e))?;
+        let remote = match &cfg.remote {
+            Some(target) => Some(Remote::connect(target, &cfg.collector_id, &mut manifest)?),
+            None => None,
+        };
         remove_uncommitted_files(root, &cfg.collector_id, &manifest)?;
+        if let Some(r) = &remote {
+            r.clean_pushed(&manifest, root);
+        }
         let sealed_seq = manifest.last_seq().unwrap_or(0);
         let wal_dir = root.join("wal").join(&cfg.collector_id);
         let now = Instant::now();
-        let mut seen = recent_event_ids(root, &manifest, cfg.dedup_window, now);
+        let mut seen = recent_event_ids(root, &manifest, remote.as_ref(), cfg.dedup_window, now);
         let Unsealed {
             actions,
             violations,
@@ -40,6 +48,9 @@ impl Writer {
             last_prune: now,
             last_digest_ns: 0,
             wal_broken: false,
+            remote,
+            unpushed_segments: Vec::new(),
+            push_retry_at: None,
         };
         w.last_digest_ns = w.manifest.last_digest_ns().unwrap_or(0);
         if recovered > 0 {
@@ -48,6 +59,12 @@ impl Writer {
                 "recovering acknowledged rows from the WAL"
             );
             w.seal()?;
+        }
+        if w.remote.as_ref().is_some_and(|r| r.pending(&w.manifest)) {
+            tracing::info!("pushing seals committed before the stop to the store");
+            // A store that is down now does not stop ingestion: the seals
+            // stay local and are pushed on the retry ticks.
+            w.push_logged();
         }
         // A first digest (or one for the time the collector was down) now.
         w.digest_if_due();
@@ -60,6 +77,7 @@ impl Writer {
 fn recent_event_ids(
     root: &Path,
     manifest: &Manifest,
+    remote: Option<&Remote>,
     window: Duration,
     now: Instant,
 ) -> HashMap<String, Instant> {
@@ -73,7 +91,13 @@ fn recent_event_ids(
         let age = Duration::from_nanos(u64::try_from(now_ns() - entry.time_ns).unwrap_or(0));
         let at = now.checked_sub(age).unwrap_or(now);
         for f in files.iter().filter(|f| f.path.starts_with("audit/")) {
-            match crate::partition::read_event_ids(&root.join(&f.path)) {
+            let ids = match remote {
+                Some(r) => r.read_event_ids(root, &f.path),
+                None => {
+                    crate::partition::read_event_ids(&root.join(&f.path)).map_err(|e| e.to_string())
+                }
+            };
+            match ids {
                 Ok(ids) => seen.extend(ids.into_iter().map(|id| (id, at))),
                 Err(e) => {
                     tracing::warn!(file = %f.path, error = %e, "cannot read event ids for deduplication")

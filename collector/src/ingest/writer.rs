@@ -1,6 +1,7 @@
 //! The writer thread: group commit, sealing, digests.
 
 use super::recover::{encode_frame, file_entry, read_unsealed, remove_uncommitted_files};
+use super::remote::Remote;
 use super::*;
 
 /// Owns the WAL, the unsealed buffer and the manifest; runs on its own thread.
@@ -25,7 +26,16 @@ pub(super) struct Writer {
     /// Set when the WAL could not be cut back after a failed write: its tail
     /// may hold unacknowledged frames, so nothing more is appended to it.
     pub(super) wal_broken: bool,
+    /// The object store seals are pushed to, if any.
+    pub(super) remote: Option<Remote>,
+    /// WAL segments of sealed rows whose seal is not in the store yet.
+    pub(super) unpushed_segments: Vec<PathBuf>,
+    /// When a failed push is tried again.
+    pub(super) push_retry_at: Option<Instant>,
 }
+
+/// Wait before pushing again after a push gave up.
+const PUSH_RETRY: Duration = Duration::from_secs(5);
 
 impl Writer {
     pub(super) fn run(mut self, rx: Receiver<Msg>) {
@@ -34,9 +44,16 @@ impl Writer {
                 Some(t) => self.cfg.seal_interval.saturating_sub(t.elapsed()),
                 None => self.cfg.seal_interval,
             };
-            let first = match rx.recv_timeout(seal_wait.min(self.until_digest())) {
+            let push_wait = self.push_retry_at.map_or(Duration::MAX, |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+            let wait = seal_wait.min(self.until_digest()).min(push_wait);
+            let first = match rx.recv_timeout(wait) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
+                    if self.push_retry_at.is_some_and(|t| t <= Instant::now()) {
+                        self.push_logged();
+                    }
                     if self
                         .oldest
                         .is_some_and(|t| t.elapsed() >= self.cfg.seal_interval)
@@ -73,7 +90,7 @@ impl Writer {
             if let Some(tx) = shutdown {
                 // Requests queued behind the shutdown are answered ShuttingDown
                 // when `rx` drops; none of them was acknowledged.
-                let _ = tx.send(self.seal());
+                let _ = tx.send(self.seal().and_then(|()| self.push()));
                 return;
             }
         }
@@ -223,8 +240,34 @@ impl Writer {
             seals,
         };
         match self.manifest.append(end, body) {
-            Ok(_) => self.last_digest_ns = end,
+            Ok(_) => {
+                self.last_digest_ns = end;
+                self.push_logged();
+            }
             Err(e) => tracing::error!(error = %e, "digest append failed; retrying next tick"),
+        }
+    }
+
+    /// Pushes what the store lacks; once it has everything, the WAL
+    /// segments of the pushed seals go.
+    pub(super) fn push(&mut self) -> Result<(), IngestError> {
+        let Some(remote) = self.remote.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = remote.push(&self.manifest, &self.cfg.data_dir) {
+            Metrics::add(&self.metrics.storage_errors_total, 1);
+            self.push_retry_at = Some(Instant::now() + PUSH_RETRY);
+            return Err(e);
+        }
+        self.push_retry_at = None;
+        let segments = std::mem::take(&mut self.unpushed_segments);
+        remove_segments(&segments);
+        Ok(())
+    }
+
+    pub(super) fn push_logged(&mut self) {
+        if let Err(e) = self.push() {
+            tracing::error!(error = %e, "pushing sealed files to the store failed; they stay in the data dir and the WAL, retrying in {}s", PUSH_RETRY.as_secs());
         }
     }
 
@@ -266,15 +309,14 @@ impl Writer {
         Metrics::add(&self.metrics.sealed_files_total, files.len() as u64);
         Metrics::add(&self.metrics.sealed_rows_total, rows);
         self.oldest = None;
-        for seg in &old_segments {
-            if let Err(e) = fs::remove_file(seg) {
-                tracing::warn!(segment = %seg.display(), error = %e, "could not trim sealed WAL segment; recovery will skip its rows");
-            }
-        }
-        if let Some(dir) = old_segments.first().and_then(|p| p.parent()) {
-            let _ = wal::sync_dir(dir);
-        }
         tracing::debug!(files = files.len(), rows, "sealed");
+        if self.remote.is_some() {
+            // Committed locally; the rows leave the WAL once in the store.
+            self.unpushed_segments.extend(old_segments);
+            self.push_logged();
+        } else {
+            remove_segments(&old_segments);
+        }
         Ok(())
     }
 
@@ -311,5 +353,17 @@ impl Writer {
                 self.wal_broken = true;
             }
         }
+    }
+}
+
+/// Deletes WAL segments whose rows are sealed (for good).
+fn remove_segments(segments: &[PathBuf]) {
+    for seg in segments {
+        if let Err(e) = fs::remove_file(seg) {
+            tracing::warn!(segment = %seg.display(), error = %e, "could not trim sealed WAL segment; recovery will skip its rows");
+        }
+    }
+    if let Some(dir) = segments.first().and_then(|p| p.parent()) {
+        let _ = wal::sync_dir(dir);
     }
 }

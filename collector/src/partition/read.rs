@@ -1,6 +1,8 @@
 //! Parquet files back to rows.
 
 use super::*;
+use bytes::Bytes;
+use parquet::file::reader::ChunkReader;
 
 // ---------------------------------------------------------------------------
 // Arrays → rows
@@ -271,7 +273,17 @@ type Decode<T> = fn(&Cols<'_>) -> Result<Vec<T>, PartitionError>;
 
 fn read_file<T>(path: &Path, decode: Decode<T>) -> Result<Vec<T>, PartitionError> {
     let file = File::open(path).map_err(io_err("open", path))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+    read_from(file, path, decode)
+}
+
+/// Decodes a whole file from any source (a local file, or the bytes of an
+/// object); `path` names it in errors.
+fn read_from<T, S: ChunkReader + 'static>(
+    source: S,
+    path: &Path,
+    decode: Decode<T>,
+) -> Result<Vec<T>, PartitionError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(source)
         .map_err(pq_err(path))?
         .build()
         .map_err(pq_err(path))?;
@@ -290,7 +302,20 @@ fn read_file<T>(path: &Path, decode: Decode<T>) -> Result<Vec<T>, PartitionError
 /// deduplication window from recent files without decoding whole rows).
 pub fn read_event_ids(path: &Path) -> Result<Vec<String>, PartitionError> {
     let file = File::open(path).map_err(io_err("open", path))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq_err(path))?;
+    event_ids_from(file, path)
+}
+
+/// [`read_event_ids`] of a file's bytes (an object fetched from a store);
+/// `name` names it in errors.
+pub fn read_event_ids_bytes(bytes: Bytes, name: &Path) -> Result<Vec<String>, PartitionError> {
+    event_ids_from(bytes, name)
+}
+
+fn event_ids_from<S: ChunkReader + 'static>(
+    source: S,
+    path: &Path,
+) -> Result<Vec<String>, PartitionError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(source).map_err(pq_err(path))?;
     let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["event_id"]);
     let reader = builder
         .with_projection(mask)
@@ -379,4 +404,21 @@ pub fn read_violations_file(
     path: &Path,
 ) -> Result<Vec<(ViolationRecord, Stamp, String)>, PartitionError> {
     read_file(path, violation_rows)
+}
+
+/// [`read_audit_file`] of a file's bytes (an object fetched from a store);
+/// `name` names it in errors.
+pub fn read_audit_bytes(
+    bytes: Bytes,
+    name: &Path,
+) -> Result<Vec<(AuditRecord, Stamp, String)>, PartitionError> {
+    read_from(bytes, name, audit_rows)
+}
+
+/// [`read_violations_file`] of a file's bytes.
+pub fn read_violations_bytes(
+    bytes: Bytes,
+    name: &Path,
+) -> Result<Vec<(ViolationRecord, Stamp, String)>, PartitionError> {
+    read_from(bytes, name, violation_rows)
 }

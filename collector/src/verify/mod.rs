@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
+use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -62,11 +63,6 @@ impl Report {
     }
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let bytes = fs::read(path)?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
-}
-
 /// Verifies the data dir `root`.
 pub fn verify(root: &Path) -> Report {
     let mut report = Report::default();
@@ -91,7 +87,20 @@ pub fn verify(root: &Path) -> Report {
                         format!("{} bytes after the last whole entry", len - good_len),
                     );
                 }
-                check_chain(root, &name, &entries, &mut listed, &mut report);
+                let mut check = |f: &manifest::FileEntry,
+                                 seqs: &mut BTreeMap<u64, usize>,
+                                 report: &mut Report| {
+                    let path = root.join(&f.path);
+                    let content = fs::read(&path).map(Bytes::from).map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            Unread::Missing
+                        } else {
+                            Unread::Failed(e.to_string())
+                        }
+                    });
+                    check_file(f, &path, content, seqs, report)
+                };
+                check_chain(&name, &entries, &mut listed, &mut report, &mut check);
             }
             Err(e) => report.add("manifest_unreadable", &name, e.to_string()),
         }
@@ -160,12 +169,24 @@ pub fn check_checkpoint(root: &Path, cp: &crate::checkpoint::Checkpoint, report:
     }
 }
 
+/// Checks one file's content against its manifest entry, counting its
+/// seqs into `seqs`.
+type CheckFile<'a> = dyn FnMut(&manifest::FileEntry, &mut BTreeMap<u64, usize>, &mut Report) + 'a;
+
+/// Why a listed file's content could not be had.
+enum Unread {
+    /// Not there.
+    Missing,
+    /// Any other failure, said.
+    Failed(String),
+}
+
 fn check_chain(
-    root: &Path,
     name: &str,
     entries: &[Entry],
     listed: &mut BTreeSet<String>,
     report: &mut Report,
+    check_file: &mut CheckFile<'_>,
 ) {
     let mut prev = GENESIS.to_owned();
     let mut next_seq = 1u64;
@@ -225,7 +246,7 @@ fn check_chain(
                         continue;
                     }
                     report.files += 1;
-                    check_file(root, f, &mut seqs, report);
+                    check_file(f, &mut seqs, report);
                 }
                 let expected = seq_last + 1 - seq_first;
                 let covered = seqs.range(seq_first..=seq_last).count() as u64 + deleted_rows;
@@ -284,39 +305,37 @@ fn check_chain(
 }
 
 fn check_file(
-    root: &Path,
     f: &manifest::FileEntry,
+    name: &Path,
+    content: Result<Bytes, Unread>,
     seqs: &mut BTreeMap<u64, usize>,
     report: &mut Report,
 ) {
-    let path = root.join(&f.path);
-    match sha256_file(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            report.add(
-                "file_missing",
-                &f.path,
-                "listed in the manifest, not on disk",
-            );
+    let bytes = match content {
+        Err(Unread::Missing) => {
+            report.add("file_missing", &f.path, "listed in the manifest, not found");
             return;
         }
-        Err(e) => {
-            report.add("file_unreadable", &f.path, e.to_string());
+        Err(Unread::Failed(e)) => {
+            report.add("file_unreadable", &f.path, e);
             return;
         }
-        Ok(sha) if sha != f.sha256 => {
-            report.add(
-                "file_modified",
-                &f.path,
-                format!("sha256 {sha}, manifest says {}", f.sha256),
-            );
-            return;
-        }
-        Ok(_) => {}
+        Ok(bytes) => bytes,
+    };
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if sha != f.sha256 {
+        report.add(
+            "file_modified",
+            &f.path,
+            format!("sha256 {sha}, manifest says {}", f.sha256),
+        );
+        return;
     }
     let stamps = if f.path.starts_with("audit/") {
-        partition::read_audit_file(&path).map(|rows| rows.into_iter().map(|r| r.1.seq).collect())
+        partition::read_audit_bytes(bytes, name)
+            .map(|rows| rows.into_iter().map(|r| r.1.seq).collect())
     } else {
-        partition::read_violations_file(&path)
+        partition::read_violations_bytes(bytes, name)
             .map(|rows| rows.into_iter().map(|r| r.1.seq).collect::<Vec<u64>>())
     };
     match stamps {
@@ -335,3 +354,6 @@ fn check_file(
         Err(e) => report.add("file_unreadable", &f.path, e.to_string()),
     }
 }
+
+mod remote;
+pub use remote::{verify_store, VerifyStoreError};
