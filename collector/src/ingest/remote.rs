@@ -117,7 +117,12 @@ impl Remote {
             rt,
             collector_id: collector_id.to_owned(),
             pushed: stored,
-            retry: Retry::default(),
+            // Few tries per push: the writer waits on them (the push itself
+            // is retried every few seconds until it lands).
+            retry: Retry {
+                attempts: 3,
+                ..Retry::default()
+            },
             locked: HashMap::new(),
         })
     }
