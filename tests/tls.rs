@@ -11,11 +11,13 @@ use std::path::Path;
 
 use audit_collector::auth::CLIENT_ATTR;
 use audit_collector::partition::{read_audit, read_violations};
+use audit_layer::{privileged_span, Actor, AuditLayer};
 use common::pki::{client_config, https, Ca, Pair, Validity};
 use common::{audit_request, Collector};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use prost::Message;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tracing_subscriber::layer::SubscriberExt;
 
 const PROTOBUF: &str = "application/x-protobuf";
 
@@ -327,11 +329,16 @@ fn unusable_tls_settings_stop_the_collector_at_start() {
     assert!(err.contains("key_file"), "{err}");
 }
 
+/// One privileged agent action on `target`, recorded through `layer`.
+fn act(layer: AuditLayer, target: &str) {
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let actor = Actor::agent("agt_1", "usr_bob");
+        privileged_span!(&actor, "db.drop", target = target).in_scope(|| {});
+    });
+}
+
 #[test]
 fn the_audit_layer_ships_over_mutual_tls_on_both_protocols() {
-    use audit_layer::{privileged_span, Actor, AuditLayer};
-    use tracing_subscriber::layer::SubscriberExt;
-
     let s = setup();
     let ca_file = s.ca.cert();
     let c = start(&s, &["--tls-client-ca", arg(&ca_file)]);
@@ -347,16 +354,28 @@ fn the_audit_layer_ships_over_mutual_tls_on_both_protocols() {
         };
         let (layer, guard) = builder.build().expect("layer");
         let status = guard.status();
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-            let actor = Actor::agent("agt_1", "usr_bob");
-            let span = privileged_span!(&actor, "db.drop", target = target);
-            span.in_scope(|| {});
-        });
+        act(layer, target);
         guard
             .shutdown(std::time::Duration::from_secs(20))
             .expect("flushed");
         assert_eq!(status.snapshot().exported, 1, "{protocol}");
     }
+    // Without its certificate the same layer is refused at the handshake:
+    // the record waits (no spool here, so shutdown counts it as not
+    // delivered) and the reason is visible in its status.
+    let (layer, guard) = AuditLayer::builder()
+        .service_name("tls-e2e")
+        .tls_ca_file(&ca_file)
+        .otlp_http(format!("https://{}/v1/logs", c.http))
+        .build()
+        .expect("layer");
+    let status = guard.status();
+    act(layer, "no-certificate");
+    let _ = guard.shutdown(std::time::Duration::from_secs(1));
+    let snapshot = status.snapshot();
+    assert_eq!((snapshot.exported, snapshot.export_failures), (0, 1));
+    let error = status.last_error().expect("the failure is reported");
+    assert!(error.contains("CertificateRequired"), "{error}");
     assert!(c.terminate());
     let mut rows: Vec<(String, String)> = read_audit(&s.data)
         .expect("read audit")
