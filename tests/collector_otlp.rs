@@ -5,14 +5,14 @@
 mod common;
 
 use audit_collector::partition::{read_audit, read_violations};
-use audit_schema::otlp::{encode_action, ResourceInfo};
+use audit_schema::otlp::encode_action;
 use audit_schema::{ActorKind, AuditRecord};
+use common::wire::request;
 use common::Collector;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 
 fn record(n: u32) -> AuditRecord {
@@ -38,23 +38,6 @@ fn record(n: u32) -> AuditRecord {
         trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
         span_id: Some("b7ad6b7169203331".into()),
         attributes: [("amount".to_owned(), "100".to_owned())].into(),
-    }
-}
-
-fn request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
-    let res = ResourceInfo {
-        service_name: Some("billing".into()),
-        service_instance_id: Some("billing-1".into()),
-    };
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(res.to_resource()),
-            scope_logs: vec![ScopeLogs {
-                log_records: records,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
     }
 }
 

@@ -140,8 +140,15 @@ pub struct Config {
     pub otlp_grpc: Option<SocketAddr>,
     /// OTLP/HTTP listen address (also `/healthz`, `/metrics`); `None` disables it.
     pub otlp_http: Option<SocketAddr>,
-    /// Largest request accepted, bytes (after decompression).
+    /// Largest request accepted, bytes, as sent and after decompression.
     pub max_request_bytes: usize,
+    /// Requests served at once, both protocols together; more are refused
+    /// at once with a retryable error (HTTP 503, gRPC `UNAVAILABLE`). With
+    /// `max_request_bytes` this bounds the memory requests can take.
+    pub max_in_flight_requests: usize,
+    /// Seconds a request may take: receiving an HTTP body (then 408), or a
+    /// whole gRPC call (then `CANCELLED`; a client's shorter `grpc-timeout` wins).
+    pub request_timeout_secs: u64,
     /// Seconds to let in-flight requests finish at shutdown before closing connections.
     pub shutdown_timeout_secs: u64,
     /// Dual-key rules.
@@ -164,6 +171,8 @@ impl Default for Config {
             otlp_grpc: Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
             otlp_http: Some(SocketAddr::from(([127, 0, 0, 1], 4318))),
             max_request_bytes: 16 << 20,
+            max_in_flight_requests: 64,
+            request_timeout_secs: 30,
             shutdown_timeout_secs: 10,
             rules: Rules::default(),
             auth: AuthConfig::default(),
@@ -233,6 +242,11 @@ impl Config {
     /// The store settings for a resolved collector id.
     pub fn ingest(&self, collector_id: &str) -> Result<IngestConfig, ConfigError> {
         let s = &self.store;
+        if self.max_in_flight_requests == 0 || self.request_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "max_in_flight_requests and request_timeout_secs must be > 0".into(),
+            ));
+        }
         if s.seal_rows == 0 || s.queue_depth == 0 || s.max_buffered_rows < s.seal_rows {
             return Err(ConfigError::Invalid(
                 "store: seal_rows and queue_depth must be > 0 and max_buffered_rows >= seal_rows"

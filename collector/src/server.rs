@@ -95,7 +95,9 @@ impl Server {
             rules: cfg.rules.clone(),
             metrics: metrics.clone(),
             tokens,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight_requests)),
         });
+        let request_timeout = std::time::Duration::from_secs(cfg.request_timeout_secs);
         let ready = Arc::new(AtomicBool::new(true));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -108,7 +110,9 @@ impl Server {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            let server = tonic::transport::Server::builder().add_service(svc);
+            let server = tonic::transport::Server::builder()
+                .timeout(request_timeout)
+                .add_service(svc);
             tasks.push(match grpc_tls.clone() {
                 None => {
                     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -135,6 +139,7 @@ impl Server {
                 receiver: receiver.clone(),
                 ready: ready.clone(),
                 max_request_bytes: cfg.max_request_bytes,
+                body_timeout: request_timeout,
             });
             let mut stopped = stopped.clone();
             let shutdown = async move {

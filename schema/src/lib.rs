@@ -21,12 +21,14 @@
 #![warn(missing_docs)]
 
 pub mod columns;
+pub mod limits;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod record;
 pub mod rules;
 pub mod wire;
 
+pub use limits::Limits;
 pub use record::{ActorKind, AuditRecord, Draft, Stamp, ViolationRecord};
 pub use rules::{Problem, Rejection, Rules};
 pub use wire::{Field, FIELDS};

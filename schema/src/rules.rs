@@ -14,6 +14,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{clip, Limits, QUOTE_BYTES};
 use crate::record::{ActorKind, AuditRecord, Draft, OUTCOMES};
 use crate::wire::{Field, UNKNOWN_SERVICE};
 
@@ -40,6 +41,49 @@ pub enum Problem {
     NoStartTime,
     /// An outcome outside `ok`/`error`/`denied`.
     UnknownOutcome(String),
+    /// More attributes than [`Limits::max_attributes`].
+    TooManyAttributes {
+        /// Attributes given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An attribute key longer than [`Limits::max_key_bytes`].
+    KeyTooLong {
+        /// The key, cut to [`crate::limits::QUOTE_BYTES`].
+        key: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A value longer than [`Limits::max_value_bytes`].
+    ValueTooLong {
+        /// Whose value (cut to [`crate::limits::QUOTE_BYTES`]).
+        key: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An array/kvlist value nested deeper than [`Limits::max_depth`].
+    TooDeep {
+        /// Whose value (cut to [`crate::limits::QUOTE_BYTES`]).
+        key: String,
+        /// The limit.
+        max: usize,
+    },
+    /// A time outside [`Limits::min_time_unix_secs`], now + [`Limits::max_future_secs`].
+    TimeOutOfRange {
+        /// Wire name of the time field.
+        field: &'static str,
+        /// The time given, ns since the epoch.
+        ns: i64,
+        /// Earliest accepted.
+        min_ns: i64,
+        /// Latest accepted.
+        max_ns: i64,
+    },
 }
 
 impl Problem {
@@ -53,6 +97,11 @@ impl Problem {
             Problem::NoAction => Field::Action.wire(),
             Problem::NoStartTime => "time_unix_nano",
             Problem::UnknownOutcome(_) => Field::Outcome.wire(),
+            Problem::TooManyAttributes { .. }
+            | Problem::KeyTooLong { .. }
+            | Problem::ValueTooLong { .. }
+            | Problem::TooDeep { .. } => "attributes",
+            Problem::TimeOutOfRange { field, .. } => field,
         }
     }
 }
@@ -89,6 +138,29 @@ impl fmt::Display for Problem {
             Problem::UnknownOutcome(o) => {
                 write!(f, "`audit.outcome` is {o:?}; expected one of ok, error, denied")
             }
+            Problem::TooManyAttributes { count, max } => {
+                write!(f, "{count} attributes; at most {max} are accepted")
+            }
+            Problem::KeyTooLong { key, len, max } => {
+                write!(f, "attribute key {key:?}... is {len} bytes; at most {max} are accepted")
+            }
+            Problem::ValueTooLong { key, len, max } => {
+                write!(f, "value of {key:?} is {len} bytes; at most {max} are accepted")
+            }
+            Problem::TooDeep { key, max } => write!(
+                f,
+                "value of {key:?} nests arrays/kvlists deeper than {max} levels"
+            ),
+            Problem::TimeOutOfRange {
+                field,
+                ns,
+                min_ns,
+                max_ns,
+            } => write!(
+                f,
+                "`{field}` is {ns} ns since the epoch; accepted: {min_ns} to {max_ns} \
+                 (not before 2000 by default, at most a day ahead of the collector's clock)"
+            ),
         }
     }
 }
@@ -136,7 +208,7 @@ impl std::error::Error for Rejection {}
 /// use audit_schema::{Draft, Rules};
 /// let rules = Rules::default().dangerous_action("payments.*");
 /// let mut d = Draft::default();
-/// d.start_time_ns = Some(1);
+/// d.start_time_ns = Some(1_764_000_000_000_000_000);
 /// d.action = Some("payments.transfer".into());
 /// d.agent_id = Some("agt_7f3".into());
 /// d.owner_id = Some("usr_alice".into());
@@ -149,6 +221,8 @@ pub struct Rules {
     /// Action-name patterns (`*` matches any run of characters) that are
     /// dangerous: consent is required. `audit.dangerous = true` also marks one.
     pub dangerous_actions: Vec<String>,
+    /// Bounds on a record's size, shape and time.
+    pub limits: Limits,
 }
 
 impl Rules {
@@ -163,8 +237,15 @@ impl Rules {
         self.dangerous_actions.iter().any(|p| glob_match(p, action))
     }
 
-    /// Checks the dual-key rules. Empty (or blank) strings count as absent.
-    pub fn check(&self, mut d: Draft) -> Result<AuditRecord, Rejection> {
+    /// Checks the dual-key rules and the [`Limits`]. Empty (or blank)
+    /// strings count as absent.
+    pub fn check(&self, d: Draft) -> Result<AuditRecord, Rejection> {
+        self.check_with(d, Vec::new())
+    }
+
+    /// [`Rules::check`], with problems a caller already found (e.g. by
+    /// [`Limits::check_log_record`]) listed first.
+    pub fn check_with(&self, mut d: Draft, found: Vec<Problem>) -> Result<AuditRecord, Rejection> {
         for s in [
             &mut d.event_id,
             &mut d.actor_kind,
@@ -188,12 +269,13 @@ impl Rules {
                 *s = None;
             }
         }
-        let mut problems = Vec::new();
+        let mut problems = found;
+        problems.extend(self.limits.check_draft(&d));
         let kind = match d.actor_kind.as_deref() {
             Some(k) => match ActorKind::parse(k) {
                 Some(kind) => Some(kind),
                 None => {
-                    problems.push(Problem::UnknownActorKind(k.to_owned()));
+                    problems.push(Problem::UnknownActorKind(clip(k, QUOTE_BYTES).to_owned()));
                     None
                 }
             },
@@ -237,7 +319,7 @@ impl Rules {
         }
         if let Some(o) = d.outcome.as_deref() {
             if !OUTCOMES.contains(&o) {
-                problems.push(Problem::UnknownOutcome(o.to_owned()));
+                problems.push(Problem::UnknownOutcome(clip(o, QUOTE_BYTES).to_owned()));
             }
         }
         let (Some(actor_kind), Some(owner_id), Some(action), Some(start_time_ns), true) = (

@@ -1,17 +1,20 @@
 //! OTLP/HTTP logs receiver: `POST /v1/logs` with protobuf or JSON bodies
-//! (optionally gzip), plus the sidecar's `/healthz` and `/metrics`.
+//! (optionally gzip or zstd), plus the sidecar's `/healthz` and `/metrics`.
 //!
 //! Status codes follow the OTLP/HTTP spec: 200 with `partial_success` when
-//! some records are refused, 400 for an undecodable body, 413 for a body
-//! over the limit, 415 for an unknown content type, 429/503 with
-//! `Retry-After` when the client should retry.
+//! some records are refused, 400 for an undecodable body (including invalid
+//! UTF-8 in a protobuf string: prost refuses the whole message), 408 for a
+//! body not received in time, 413 for a body over the limit as sent or once
+//! decompressed, 415 for an unknown content type or encoding, 429 (write
+//! queue full) and 503 (too many requests in flight, shutting down, storage
+//! error) with `Retry-After` when the client should retry.
 
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,6 +22,7 @@ use axum::Router;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 
+use super::body::{self, BodyError, Encoding};
 use super::Receiver;
 use crate::ingest::IngestError;
 use crate::tls::TlsPeer;
@@ -44,18 +48,18 @@ pub struct HttpState {
     pub receiver: Arc<Receiver>,
     /// False once shutdown began (health turns 503 so balancers drain).
     pub ready: Arc<AtomicBool>,
-    /// Largest accepted body, after decompression.
+    /// Largest accepted body, as sent and after decompression.
     pub max_request_bytes: usize,
+    /// Deadline for receiving a request's body.
+    pub body_timeout: Duration,
 }
 
 /// The HTTP routes.
 pub fn router(state: HttpState) -> Router {
-    let limit = state.max_request_bytes;
     Router::new()
         .route("/v1/logs", post(export))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
@@ -110,33 +114,11 @@ fn error(format: Format, status: StatusCode, code: tonic::Code, message: String)
     resp
 }
 
-fn decompress(headers: &HeaderMap, body: Bytes, max: usize) -> Result<Vec<u8>, String> {
-    match headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-    {
-        None | Some("identity") => Ok(body.to_vec()),
-        Some("gzip") => {
-            let mut out = Vec::new();
-            // Read one byte past the cap to tell "exactly max" from "more".
-            flate2::read::GzDecoder::new(&body[..])
-                .take(max as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| format!("bad gzip body: {e}"))?;
-            if out.len() > max {
-                return Err(format!("decompressed body over {max} bytes"));
-            }
-            Ok(out)
-        }
-        Some(other) => Err(format!("unsupported Content-Encoding {other:?}")),
-    }
-}
-
 async fn export(
     State(s): State<HttpState>,
     extensions: Extensions,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -185,9 +167,43 @@ async fn export(
             m,
         )
     };
-    let raw = match decompress(&headers, body, s.max_request_bytes) {
+    // Held until the answer: the body is read only once admitted, so the
+    // memory of requests in flight is bounded by the cap times the body size.
+    let Some(_permit) = s.receiver.admit() else {
+        return error(
+            format,
+            StatusCode::SERVICE_UNAVAILABLE,
+            tonic::Code::Unavailable,
+            super::SHED_MESSAGE.into(),
+        );
+    };
+    let max = s.max_request_bytes;
+    let raw = match Encoding::of(&headers) {
+        Ok(encoding) => match body::receive(body, max, s.body_timeout).await {
+            Ok(raw) => body::decode(encoding, raw, max),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let raw = match raw {
         Ok(raw) => raw,
-        Err(m) => return bad(m),
+        Err(e) => {
+            let (status, code) = match e {
+                BodyError::UnknownEncoding(_) => (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    tonic::Code::InvalidArgument,
+                ),
+                BodyError::TooLarge { .. } => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    tonic::Code::ResourceExhausted,
+                ),
+                BodyError::Timeout(_) => {
+                    (StatusCode::REQUEST_TIMEOUT, tonic::Code::DeadlineExceeded)
+                }
+                BodyError::Unreadable(_) => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+            };
+            return error(format, status, code, e.to_string());
+        }
     };
     let req = match format {
         Format::Protobuf => ExportLogsServiceRequest::decode(&raw[..])
@@ -215,7 +231,7 @@ async fn export(
         Err(e @ IngestError::Overloaded) => error(
             format,
             StatusCode::TOO_MANY_REQUESTS,
-            tonic::Code::ResourceExhausted,
+            tonic::Code::Unavailable,
             e.to_string(),
         ),
         Err(e) => error(

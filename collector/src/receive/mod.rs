@@ -2,16 +2,20 @@
 //! against the wire table, re-checking the dual key, and answering with
 //! OTLP's `partial_success` for the records refused.
 
+pub mod body;
 pub mod grpc;
 pub mod http;
 
 use std::sync::Arc;
 
+use audit_schema::limits::{clip, QUOTE_BYTES};
 use audit_schema::otlp::{decode, Decoded, ResourceInfo};
-use audit_schema::{wire, Field, Rules, ViolationRecord};
+use audit_schema::{wire, Field, Limits, Problem, Rejection, Rules, ViolationRecord};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{AuthFailure, Tokens, CLIENT_ATTR};
 use crate::ingest::{Batch, Ingest, IngestError};
@@ -31,7 +35,12 @@ pub struct Receiver {
     pub metrics: Arc<Metrics>,
     /// Accepted bearer tokens; `None` lets any client write.
     pub tokens: Option<Tokens>,
+    /// One permit per request being served, both protocols together.
+    pub in_flight: Arc<Semaphore>,
 }
+
+/// Answer to a request refused because the in-flight cap is reached.
+pub const SHED_MESSAGE: &str = "collector busy: max_in_flight_requests reached, retry later";
 
 /// A request read and checked: what to store and what was refused.
 #[derive(Debug, Default)]
@@ -48,19 +57,29 @@ fn new_event_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Reads every log record of a request. A record that breaks a rule is
-/// refused by itself; the rest of the batch is kept. A refused
-/// `audit.action` also becomes a violation row (`detected_by = collector`),
-/// so that a non-compliant client leaves evidence, not silence.
+/// Longest refusal message per record in `partial_success`: reasons quote
+/// at most a few bytes of any value, but many problems add up.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Reads every log record of a request. A record that breaks a rule (the
+/// dual key or a [`Limits`] bound) is refused by itself; the rest of the
+/// batch is kept. A refused `audit.action` or `audit.violation` also
+/// becomes a violation row (`detected_by = collector`), so that a
+/// non-compliant client leaves evidence, not silence.
 pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
+    let limits = &rules.limits;
     let mut out = Checked::default();
     let mut index = 0usize;
     for rl in req.resource_logs {
         let res = ResourceInfo::from_resource(rl.resource.as_ref());
         for sl in rl.scope_logs {
-            for lr in sl.log_records {
+            for mut lr in sl.log_records {
                 let n = index;
                 index += 1;
+                let found = limits.check_log_record(&lr);
+                // The record is refused already; decoding only what the
+                // limit allows keeps the draft (and the violation row) small.
+                lr.attributes.truncate(limits.max_attributes);
                 match decode(&lr, &res) {
                     Decoded::Action(draft) => {
                         let mut draft = *draft;
@@ -74,35 +93,13 @@ pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
                                 .attributes
                                 .insert("audit.event.id.assigned_by".into(), "collector".into());
                         }
-                        match rules.check(draft) {
+                        match rules.check_with(draft, found) {
                             Ok(record) => out.batch.actions.push(record),
                             Err(rejection) => {
                                 out.refuse(format!("record {n} refused: {rejection}"));
-                                let d = &rejection.draft;
-                                out.batch.violations.push(ViolationRecord {
-                                    event_id: new_event_id(),
-                                    time_ns: d.start_time_ns.unwrap_or_else(crate::now_ns),
-                                    detected_by: "collector".into(),
-                                    missing: rejection.missing(),
-                                    reason: rejection.reason(),
-                                    action: d.action.clone(),
-                                    actor_kind: d.actor_kind.clone(),
-                                    agent_id: d.agent_id.clone(),
-                                    owner_id: d.owner_id.clone(),
-                                    service_name: d
-                                        .service_name
-                                        .clone()
-                                        .unwrap_or_else(|| wire::UNKNOWN_SERVICE.into()),
-                                    service_instance_id: d.service_instance_id.clone(),
-                                    trace_id: d.trace_id.clone(),
-                                    span_id: d.span_id.clone(),
-                                    attributes: [(
-                                        "audit.refused_event_id".to_owned(),
-                                        d.event_id.clone().unwrap_or_default(),
-                                    )]
-                                    .into(),
-                                    ..ViolationRecord::default()
-                                });
+                                out.batch
+                                    .violations
+                                    .push(refused_action(&rejection, limits));
                             }
                         }
                     }
@@ -120,11 +117,20 @@ pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
                         if v.reason.is_empty() {
                             v.reason = "unspecified".into();
                         }
-                        out.batch.violations.push(v);
+                        let mut problems = found;
+                        problems.extend(limits.check_violation(&v));
+                        if problems.is_empty() {
+                            out.batch.violations.push(v);
+                        } else {
+                            let row = refused_violation(v, &problems, limits);
+                            out.refuse(format!("record {n} refused: {}", row.reason));
+                            out.batch.violations.push(row);
+                        }
                     }
                     Decoded::NotAudit { event_name } => out.refuse(format!(
-                        "record {n} refused: event_name {event_name:?} is not an audit record \
+                        "record {n} refused: event_name {:?} is not an audit record \
                          (expected {:?} or {:?}; attribute {:?} is the wire name of the action)",
+                        clip(&event_name, QUOTE_BYTES),
                         wire::EVENT_ACTION,
                         wire::EVENT_VIOLATION,
                         Field::Action.wire(),
@@ -134,6 +140,71 @@ pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
         }
     }
     out
+}
+
+/// The collector's violation row about a refused action, cut to the limits
+/// (the action may have been refused for its size) and dated now when its
+/// own time is not believable.
+fn refused_action(rejection: &Rejection, limits: &Limits) -> ViolationRecord {
+    let d = &rejection.draft;
+    let mut row = ViolationRecord {
+        event_id: new_event_id(),
+        time_ns: d
+            .start_time_ns
+            .filter(|t| limits.time_ok(*t))
+            .unwrap_or_else(crate::now_ns),
+        detected_by: "collector".into(),
+        missing: rejection.missing(),
+        reason: rejection.reason(),
+        action: d.action.clone(),
+        actor_kind: d.actor_kind.clone(),
+        agent_id: d.agent_id.clone(),
+        owner_id: d.owner_id.clone(),
+        service_name: d
+            .service_name
+            .clone()
+            .unwrap_or_else(|| wire::UNKNOWN_SERVICE.into()),
+        service_instance_id: d.service_instance_id.clone(),
+        trace_id: d.trace_id.clone(),
+        span_id: d.span_id.clone(),
+        attributes: [(
+            "audit.refused_event_id".to_owned(),
+            d.event_id.clone().unwrap_or_default(),
+        )]
+        .into(),
+        ..ViolationRecord::default()
+    };
+    limits.clip_violation(&mut row);
+    row
+}
+
+/// The collector's row about a client's violation record it refused: the
+/// client's row, cut to the limits, with the collector's reason.
+fn refused_violation(v: ViolationRecord, problems: &[Problem], limits: &Limits) -> ViolationRecord {
+    let rejection = Rejection {
+        problems: problems.to_vec(),
+        draft: Box::default(),
+    };
+    let mut row = ViolationRecord {
+        event_id: new_event_id(),
+        time_ns: Some(v.time_ns)
+            .filter(|t| limits.time_ok(*t))
+            .unwrap_or_else(crate::now_ns),
+        detected_by: "collector".into(),
+        missing: rejection.missing(),
+        reason: rejection.reason(),
+        attributes: [
+            ("audit.refused_event_id".to_owned(), v.event_id.clone()),
+            (
+                "audit.refused_detected_by".to_owned(),
+                v.detected_by.clone(),
+            ),
+        ]
+        .into(),
+        ..v
+    };
+    limits.clip_violation(&mut row);
+    row
 }
 
 impl Checked {
@@ -154,7 +225,8 @@ impl Checked {
     fn refuse(&mut self, message: String) {
         self.refused += 1;
         if self.messages.len() < MAX_MESSAGES {
-            self.messages.push(message);
+            self.messages
+                .push(clip(&message, MAX_MESSAGE_BYTES).to_owned());
         }
     }
 
@@ -180,6 +252,19 @@ impl Checked {
 }
 
 impl Receiver {
+    /// A slot to serve one request, or `None` (counted) when
+    /// `max_in_flight_requests` are being served: the caller answers with
+    /// a retryable error at once instead of queueing without bound.
+    pub fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                Metrics::add(&self.metrics.shed_total, 1);
+                None
+            }
+        }
+    }
+
     /// The name recorded on a request's rows: with tokens configured, the
     /// name of its `authorization` token (refused when that fails, even
     /// over mutual TLS: both are then required); without tokens, the name

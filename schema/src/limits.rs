@@ -1,0 +1,464 @@
+//! Bounds on one record's size, shape and time, part of the [`Rules`]
+//! (`[rules.limits]` in the collector's config) so that the layer and the
+//! collector refuse the same records for the same reasons.
+//!
+//! | limit | default | applies to |
+//! |---|---|---|
+//! | `max_attributes` | 128 | attributes of one log record (the layer: a span's non-schema fields) |
+//! | `max_key_bytes` | 256 | every attribute key |
+//! | `max_value_bytes` | 8192 | every string value, schema fields included, after arrays are flattened |
+//! | `max_depth` | 8 | nesting of OTLP array / kvlist values (a scalar is depth 0) |
+//! | `min_time_unix_secs` | 946684800 (2000-01-01) | start and end time, violation time |
+//! | `max_future_secs` | 86400 | how far past the collector's clock a time may be |
+//!
+//! A record that breaks one is refused by itself with a [`Problem`] that
+//! names the limit; the rest of its batch is kept.
+//!
+//! [`Rules`]: crate::Rules
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{Draft, ViolationRecord};
+use crate::rules::Problem;
+
+/// Values quoted in refusal reasons are cut to this many bytes, so that a
+/// hostile value is not echoed back (or stored in a violation row) whole.
+pub const QUOTE_BYTES: usize = 64;
+
+/// Per-record bounds (see the module docs for the defaults).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Attributes on one record.
+    pub max_attributes: usize,
+    /// Bytes of one attribute key.
+    pub max_key_bytes: usize,
+    /// Bytes of one string value.
+    pub max_value_bytes: usize,
+    /// Nesting of array and kvlist values.
+    pub max_depth: usize,
+    /// Earliest accepted time, seconds since the epoch. Zero or 1970 times
+    /// are what a client with an unset clock or field sends, not evidence.
+    pub min_time_unix_secs: i64,
+    /// Latest accepted time, seconds past the checker's clock (skew allowance).
+    pub max_future_secs: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_attributes: 128,
+            max_key_bytes: 256,
+            max_value_bytes: 8192,
+            max_depth: 8,
+            min_time_unix_secs: 946_684_800,
+            max_future_secs: 86_400,
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+pub fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Limits {
+    /// Accepted times, ns since the epoch, as of now.
+    pub fn time_range_ns(&self) -> (i64, i64) {
+        let min = self.min_time_unix_secs.saturating_mul(1_000_000_000);
+        let max = now_ns().saturating_add(self.max_future_secs.saturating_mul(1_000_000_000));
+        (min, max)
+    }
+
+    /// Whether `ns` is an accepted time.
+    pub fn time_ok(&self, ns: i64) -> bool {
+        let (min, max) = self.time_range_ns();
+        (min..=max).contains(&ns)
+    }
+
+    fn time(&self, field: &'static str, ns: i64, out: &mut Vec<Problem>) {
+        if !self.time_ok(ns) {
+            let (min_ns, max_ns) = self.time_range_ns();
+            out.push(Problem::TimeOutOfRange {
+                field,
+                ns,
+                min_ns,
+                max_ns,
+            });
+        }
+    }
+
+    fn value(&self, key: &str, value: &str, out: &mut Vec<Problem>) {
+        if value.len() > self.max_value_bytes {
+            out.push(Problem::ValueTooLong {
+                key: clip(key, QUOTE_BYTES).to_owned(),
+                len: value.len(),
+                max: self.max_value_bytes,
+            });
+        }
+    }
+
+    fn attributes<'a>(
+        &self,
+        attrs: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
+        out: &mut Vec<Problem>,
+    ) {
+        if attrs.len() > self.max_attributes {
+            out.push(Problem::TooManyAttributes {
+                count: attrs.len(),
+                max: self.max_attributes,
+            });
+            // Every attribute would be named again below; one reason is enough.
+            return;
+        }
+        for (k, v) in attrs {
+            if k.len() > self.max_key_bytes {
+                out.push(Problem::KeyTooLong {
+                    key: clip(k, QUOTE_BYTES).to_owned(),
+                    len: k.len(),
+                    max: self.max_key_bytes,
+                });
+            }
+            self.value(k, v, out);
+        }
+    }
+
+    /// Problems of a draft action: attribute count, key and value lengths,
+    /// times. (Nesting is not visible in a draft: see `check_log_record`.)
+    pub fn check_draft(&self, d: &Draft) -> Vec<Problem> {
+        use crate::wire::Field as F;
+        let mut out = Vec::new();
+        for (field, v) in [
+            (F::EventId, &d.event_id),
+            (F::ActorKind, &d.actor_kind),
+            (F::AgentId, &d.agent_id),
+            (F::AgentName, &d.agent_name),
+            (F::AgentCredentialId, &d.agent_credential_id),
+            (F::OwnerId, &d.owner_id),
+            (F::InitiatorId, &d.initiator_id),
+            (F::TaskId, &d.task_id),
+            (F::Action, &d.action),
+            (F::Target, &d.target),
+            (F::Outcome, &d.outcome),
+            (F::ConsentId, &d.consent_id),
+            (F::InputsSha256, &d.inputs_sha256),
+        ] {
+            if let Some(v) = v {
+                self.value(field.wire(), v, &mut out);
+            }
+        }
+        for (key, v) in [
+            (crate::wire::RESOURCE_SERVICE_NAME, &d.service_name),
+            (
+                crate::wire::RESOURCE_SERVICE_INSTANCE_ID,
+                &d.service_instance_id,
+            ),
+        ] {
+            if let Some(v) = v {
+                self.value(key, v, &mut out);
+            }
+        }
+        let scopes: usize = d.scopes.iter().map(|s| s.len() + 1).sum();
+        if scopes > self.max_value_bytes {
+            out.push(Problem::ValueTooLong {
+                key: F::Scopes.wire().to_owned(),
+                len: scopes,
+                max: self.max_value_bytes,
+            });
+        }
+        self.attributes(d.attributes.iter(), &mut out);
+        if let Some(t) = d.start_time_ns.filter(|t| *t > 0) {
+            self.time("time_unix_nano", t, &mut out);
+        }
+        if let Some(t) = d.end_time_ns {
+            self.time(F::EndTime.wire(), t, &mut out);
+        }
+        out
+    }
+
+    /// Problems of a violation a client reported (same bounds as an action).
+    pub fn check_violation(&self, x: &ViolationRecord) -> Vec<Problem> {
+        use crate::wire::violation as v;
+        use crate::wire::Field as F;
+        let mut out = Vec::new();
+        for (key, val) in [
+            (F::EventId.wire(), Some(&x.event_id)),
+            (v::DETECTED_BY, Some(&x.detected_by)),
+            (v::REASON, Some(&x.reason)),
+            (v::SPAN_TARGET, x.span_target.as_ref()),
+            (v::SPAN_NAME, x.span_name.as_ref()),
+            (v::CODE_FILE, x.code_file.as_ref()),
+            (F::Action.wire(), x.action.as_ref()),
+            (F::ActorKind.wire(), x.actor_kind.as_ref()),
+            (F::AgentId.wire(), x.agent_id.as_ref()),
+            (F::OwnerId.wire(), x.owner_id.as_ref()),
+            (crate::wire::RESOURCE_SERVICE_NAME, Some(&x.service_name)),
+            (
+                crate::wire::RESOURCE_SERVICE_INSTANCE_ID,
+                x.service_instance_id.as_ref(),
+            ),
+        ] {
+            if let Some(val) = val {
+                self.value(key, val, &mut out);
+            }
+        }
+        let missing: usize = x.missing.iter().map(|s| s.len() + 1).sum();
+        if missing > self.max_value_bytes {
+            out.push(Problem::ValueTooLong {
+                key: v::MISSING.to_owned(),
+                len: missing,
+                max: self.max_value_bytes,
+            });
+        }
+        self.attributes(x.attributes.iter(), &mut out);
+        self.time("time_unix_nano", x.time_ns, &mut out);
+        out
+    }
+
+    /// Cuts every string of a violation row to the limits, so that the row
+    /// the collector writes about a refused record stays small whatever the
+    /// record held. Attributes beyond `max_attributes` are dropped.
+    pub fn clip_violation(&self, x: &mut ViolationRecord) {
+        let max = self.max_value_bytes;
+        let cut = |s: &mut String| {
+            let n = clip(s, max).len();
+            s.truncate(n);
+        };
+        for s in [
+            &mut x.event_id,
+            &mut x.detected_by,
+            &mut x.reason,
+            &mut x.service_name,
+        ] {
+            cut(s);
+        }
+        for s in [
+            &mut x.span_target,
+            &mut x.span_name,
+            &mut x.code_file,
+            &mut x.action,
+            &mut x.actor_kind,
+            &mut x.agent_id,
+            &mut x.owner_id,
+            &mut x.service_instance_id,
+            &mut x.trace_id,
+            &mut x.span_id,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            cut(s);
+        }
+        x.missing.truncate(self.max_attributes);
+        x.missing.iter_mut().for_each(&cut);
+        let attrs = std::mem::take(&mut x.attributes);
+        x.attributes = attrs
+            .into_iter()
+            .take(self.max_attributes)
+            .map(|(k, mut v)| {
+                cut(&mut v);
+                (clip(&k, self.max_key_bytes).to_owned(), v)
+            })
+            .collect();
+    }
+}
+
+#[cfg(feature = "otlp")]
+mod wire_checks {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+
+    use super::{clip, Limits, QUOTE_BYTES};
+    use crate::rules::Problem;
+
+    /// Nesting of a value: a scalar is 0, an array of scalars 1. Stops
+    /// counting past `max`, so a hostile value costs at most `max` levels.
+    fn depth(v: Option<&AnyValue>, max: usize) -> usize {
+        let Some(v) = v.and_then(|v| v.value.as_ref()) else {
+            return 0;
+        };
+        if max == 0 {
+            return matches!(v, Value::ArrayValue(_) | Value::KvlistValue(_)) as usize;
+        }
+        let children: Box<dyn Iterator<Item = Option<&AnyValue>>> = match v {
+            Value::ArrayValue(a) => Box::new(a.values.iter().map(Some)),
+            Value::KvlistValue(l) => Box::new(l.values.iter().map(|kv| kv.value.as_ref())),
+            _ => return 0,
+        };
+        1 + children.map(|c| depth(c, max - 1)).max().unwrap_or(0)
+    }
+
+    impl Limits {
+        /// Problems only the wire form shows: attributes counted as sent
+        /// (duplicates included) and nesting depth. The rest is checked on
+        /// the draft by [`crate::Rules::check`].
+        pub fn check_log_record(&self, lr: &LogRecord) -> Vec<Problem> {
+            let mut out = Vec::new();
+            if lr.attributes.len() > self.max_attributes {
+                out.push(Problem::TooManyAttributes {
+                    count: lr.attributes.len(),
+                    max: self.max_attributes,
+                });
+                return out;
+            }
+            for kv in &lr.attributes {
+                let d = depth(kv.value.as_ref(), self.max_depth);
+                if d > self.max_depth {
+                    out.push(Problem::TooDeep {
+                        key: clip(&kv.key, QUOTE_BYTES).to_owned(),
+                        max: self.max_depth,
+                    });
+                }
+            }
+            out
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValue};
+
+        fn nested(levels: usize) -> AnyValue {
+            let mut v = AnyValue {
+                value: Some(Value::StringValue("x".into())),
+            };
+            for _ in 0..levels {
+                v = AnyValue {
+                    value: Some(Value::ArrayValue(ArrayValue { values: vec![v] })),
+                };
+            }
+            v
+        }
+
+        #[test]
+        fn nesting_past_the_limit_is_named() {
+            let limits = Limits::default();
+            let lr = |levels| LogRecord {
+                attributes: vec![KeyValue {
+                    key: "deep".into(),
+                    value: Some(nested(levels)),
+                    ..KeyValue::default()
+                }],
+                ..LogRecord::default()
+            };
+            assert!(limits.check_log_record(&lr(limits.max_depth)).is_empty());
+            assert_eq!(
+                limits.check_log_record(&lr(limits.max_depth + 1)),
+                [Problem::TooDeep {
+                    key: "deep".into(),
+                    max: limits.max_depth
+                }]
+            );
+            assert_eq!(depth(Some(&nested(1000)), 8), 9, "counting stops past max");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft() -> Draft {
+        Draft {
+            start_time_ns: Some(1_764_000_000_000_000_000),
+            action: Some("db.drop".into()),
+            agent_id: Some("agt_1".into()),
+            owner_id: Some("usr_1".into()),
+            ..Draft::default()
+        }
+    }
+
+    #[test]
+    fn a_draft_within_the_limits_passes() {
+        assert!(Limits::default().check_draft(&draft()).is_empty());
+    }
+
+    #[test]
+    fn each_limit_is_named() {
+        let l = Limits::default();
+        let mut d = draft();
+        d.owner_id = Some("x".repeat(l.max_value_bytes + 1));
+        assert!(matches!(
+            &l.check_draft(&d)[..],
+            [Problem::ValueTooLong { key, .. }] if key == "audit.owner.id"
+        ));
+        let mut d = draft();
+        d.attributes
+            .insert("k".repeat(l.max_key_bytes + 1), "v".into());
+        assert!(matches!(&l.check_draft(&d)[..], [Problem::KeyTooLong { len, .. }] if *len == 257));
+        let mut d = draft();
+        d.attributes = (0..=l.max_attributes)
+            .map(|i| (format!("k{i}"), String::new()))
+            .collect();
+        assert!(matches!(
+            &l.check_draft(&d)[..],
+            [Problem::TooManyAttributes {
+                count: 129,
+                max: 128
+            }]
+        ));
+    }
+
+    #[test]
+    fn times_before_2000_or_past_tomorrow_are_refused() {
+        let l = Limits::default();
+        for bad in [
+            1,
+            946_684_799_000_000_000,
+            now_ns() + 2 * 86_400 * 1_000_000_000,
+        ] {
+            let mut d = draft();
+            d.start_time_ns = Some(bad);
+            assert!(
+                matches!(&l.check_draft(&d)[..], [Problem::TimeOutOfRange { ns, .. }] if *ns == bad),
+                "{bad}"
+            );
+        }
+        let mut d = draft();
+        d.end_time_ns = Some(i64::MAX);
+        assert_eq!(l.check_draft(&d).len(), 1);
+    }
+
+    #[test]
+    fn clip_keeps_char_boundaries_and_violation_rows_stay_small() {
+        assert_eq!(clip("héllo", 2), "h");
+        assert_eq!(clip("abc", 10), "abc");
+        let l = Limits::default();
+        let mut x = ViolationRecord {
+            owner_id: Some("é".repeat(l.max_value_bytes)),
+            attributes: (0..1000)
+                .map(|i| (format!("k{i}"), "v".repeat(20_000)))
+                .collect(),
+            ..ViolationRecord::default()
+        };
+        l.clip_violation(&mut x);
+        assert!(x
+            .owner_id
+            .as_ref()
+            .is_some_and(|s| s.len() <= l.max_value_bytes));
+        assert_eq!(x.attributes.len(), l.max_attributes);
+        x.time_ns = 1_764_000_000_000_000_000;
+        x.service_name = "svc".into();
+        assert!(
+            l.check_violation(&x).is_empty(),
+            "{:?}",
+            l.check_violation(&x)
+        );
+    }
+}

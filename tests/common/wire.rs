@@ -1,0 +1,186 @@
+//! OTLP requests as bytes, sent over either protocol exactly as given (so
+//! that tests can send garbage, truncated or hand-edited messages), and
+//! the answers as status codes.
+
+use std::time::Duration;
+
+use audit_schema::otlp::ResourceInfo;
+use audit_schema::{ActorKind, AuditRecord};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use prost::Message;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::Channel;
+use tonic::Status;
+
+/// The OTLP logs export method.
+pub const EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// A valid agent action.
+pub fn action(event_id: &str) -> AuditRecord {
+    AuditRecord {
+        event_id: event_id.into(),
+        start_time_ns: 1_764_300_000_000_000_000,
+        end_time_ns: Some(1_764_300_000_500_000_000),
+        actor_kind: ActorKind::Agent,
+        agent_id: Some("agt_7f3".into()),
+        agent_name: None,
+        agent_credential_id: None,
+        owner_id: "usr_alice".into(),
+        initiator_id: None,
+        task_id: None,
+        action: "db.drop".into(),
+        target: Some("tbl_1".into()),
+        outcome: "ok".into(),
+        scopes: vec![],
+        consent_id: None,
+        inputs_sha256: None,
+        service_name: "billing".into(),
+        service_instance_id: None,
+        trace_id: None,
+        span_id: None,
+        attributes: Default::default(),
+    }
+}
+
+/// One request of `records` from service `billing`, instance `billing-1`.
+pub fn request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    let res = ResourceInfo {
+        service_name: Some("billing".into()),
+        service_instance_id: Some("billing-1".into()),
+    };
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(res.to_resource()),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Sends the request bytes as they are; decodes the answer as OTLP.
+#[derive(Clone, Copy, Default)]
+pub struct RawCodec;
+
+/// See [`RawCodec`].
+pub struct RawEncoder;
+
+/// See [`RawCodec`].
+pub struct ResponseDecoder;
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        // `EncodeBuf` is a `BufMut`; the trait comes through prost.
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for ResponseDecoder {
+    type Item = ExportLogsServiceResponse;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        ExportLogsServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ExportLogsServiceResponse;
+    type Encoder = RawEncoder;
+    type Decoder = ResponseDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> ResponseDecoder {
+        ResponseDecoder
+    }
+}
+
+/// A connected gRPC channel.
+pub async fn channel(addr: std::net::SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// One gRPC export of `body` (compressed by tonic when asked), with extra
+/// metadata.
+pub async fn grpc_raw(
+    ch: Channel,
+    body: Vec<u8>,
+    compression: Option<CompressionEncoding>,
+    metadata: &[(&'static str, &str)],
+) -> Result<ExportLogsServiceResponse, Status> {
+    let mut grpc = tonic::client::Grpc::new(ch);
+    if let Some(c) = compression {
+        grpc = grpc.send_compressed(c);
+    }
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let mut req = tonic::Request::new(body);
+    for (k, v) in metadata {
+        req.metadata_mut()
+            .insert(*k, v.parse().expect("metadata value"));
+    }
+    grpc.unary(req, EXPORT.parse().expect("path"), RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// An HTTP answer.
+pub struct HttpAnswer {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    /// The OTLP response of a 200.
+    pub fn export(&self) -> ExportLogsServiceResponse {
+        ExportLogsServiceResponse::decode(&self.body[..]).expect("OTLP response")
+    }
+}
+
+/// One `POST /v1/logs`.
+pub async fn http_post(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    body: Vec<u8>,
+    content_type: &str,
+    encoding: Option<&str>,
+) -> HttpAnswer {
+    let mut req = client
+        .post(format!("http://{addr}/v1/logs"))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(e) = encoding {
+        req = req.header("content-encoding", e);
+    }
+    let resp = req.send().await.expect("post");
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+    HttpAnswer {
+        status,
+        retry_after,
+        body,
+    }
+}
