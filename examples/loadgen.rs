@@ -2,18 +2,21 @@
 //! (unique event and trace ids), sent with C concurrent clients in batches
 //! of B, counting what the endpoint acknowledged. Requests are encoded
 //! before the clock starts (about 300 bytes per record held in memory), so
-//! the figure is the endpoint's. The last line is the result:
+//! the figure is the endpoint's. A request the endpoint throttles (429/503,
+//! UNAVAILABLE, RESOURCE_EXHAUSTED) is counted and sent again after a short
+//! pause, so the loadgen can also drive an endpoint beyond its capacity. The
+//! last line is the result:
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --endpoint http://127.0.0.1:4317 \
 //!     --protocol grpc --records 200000 --concurrency 8 --batch 500
 //! ...
-//! sent=200000 acked=200000 secs=1.52 rate=131578/s
+//! sent=200000 acked=200000 throttled=0 secs=1.52 rate=131578/s
 //! ```
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use audit_schema::otlp::{encode_action, ResourceInfo};
@@ -28,8 +31,8 @@ use prost::Message;
 use tonic::client::Grpc;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::Endpoint;
-use tonic::Status;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Protocol {
@@ -162,12 +165,60 @@ impl Codec for PreEncoded {
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
+/// What the workers count; the last line prints them.
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    /// Answers asking to retry later (HTTP 429/503, gRPC UNAVAILABLE or
+    /// RESOURCE_EXHAUSTED); the request is sent again after a pause.
+    throttled: AtomicU64,
+}
+
+/// Pause before resending a throttled request.
+const THROTTLE_PAUSE: Duration = Duration::from_millis(20);
+
+enum Answer {
+    Done(ExportLogsServiceResponse),
+    Throttled,
+}
+
+async fn send_grpc(client: &mut Grpc<Channel>, body: &Bytes) -> anyhow::Result<Answer> {
+    client.ready().await?;
+    let path = PathAndQuery::from_static(EXPORT_PATH);
+    match client
+        .unary(tonic::Request::new(body.clone()), path, PreEncoded)
+        .await
+    {
+        Ok(r) => Ok(Answer::Done(r.into_inner())),
+        Err(s) if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) => {
+            Ok(Answer::Throttled)
+        }
+        Err(s) => Err(s.into()),
+    }
+}
+
+async fn send_http(http: &reqwest::Client, url: &str, body: &Bytes) -> anyhow::Result<Answer> {
+    let r = http
+        .post(url)
+        .header("content-type", "application/x-protobuf")
+        .body(body.clone())
+        .send()
+        .await?;
+    match r.status().as_u16() {
+        429 | 503 => Ok(Answer::Throttled),
+        _ if !r.status().is_success() => bail!("HTTP {}", r.status()),
+        _ => Ok(Answer::Done(ExportLogsServiceResponse::decode(
+            r.bytes().await?,
+        )?)),
+    }
+}
+
 async fn worker(
     args: Arc<Args>,
     requests: Arc<Vec<(u64, Bytes)>>,
     next: Arc<AtomicUsize>,
-    sent_total: Arc<AtomicU64>,
-    acked_total: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 ) -> anyhow::Result<()> {
     let mut grpc = match args.protocol {
         Protocol::Grpc => {
@@ -185,30 +236,23 @@ async fn worker(
         let Some((n, body)) = requests.get(next.fetch_add(1, Ordering::Relaxed)) else {
             return Ok(());
         };
-        sent_total.fetch_add(*n, Ordering::Relaxed);
-        let resp = match grpc.as_mut() {
-            Some(client) => {
-                client.ready().await?;
-                let path = PathAndQuery::from_static(EXPORT_PATH);
-                client
-                    .unary(tonic::Request::new(body.clone()), path, PreEncoded)
-                    .await?
-                    .into_inner()
-            }
-            None => {
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/x-protobuf")
-                    .body(body.clone())
-                    .send()
-                    .await?;
-                if !r.status().is_success() {
-                    bail!("HTTP {}", r.status());
+        counters.sent.fetch_add(*n, Ordering::Relaxed);
+        let resp = loop {
+            let answer = match grpc.as_mut() {
+                Some(client) => send_grpc(client, body).await?,
+                None => send_http(&http, &url, body).await?,
+            };
+            match answer {
+                Answer::Done(resp) => break resp,
+                Answer::Throttled => {
+                    counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(THROTTLE_PAUSE).await;
                 }
-                ExportLogsServiceResponse::decode(r.bytes().await?)?
             }
         };
-        acked_total.fetch_add(acked(*n, &resp), Ordering::Relaxed);
+        counters
+            .acked
+            .fetch_add(acked(*n, &resp), Ordering::Relaxed);
     }
 }
 
@@ -222,8 +266,7 @@ fn main() -> anyhow::Result<()> {
     let run = format!("lg{}", audit_collector::now_ns());
     let requests = Arc::new(encode_all(&args, &run));
     let next = Arc::new(AtomicUsize::new(0));
-    let sent_total = Arc::new(AtomicU64::new(0));
-    let acked_total = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new(Counters::default());
     let t0 = Instant::now();
     let results = rt.block_on(async {
         let tasks: Vec<_> = (0..args.concurrency)
@@ -232,8 +275,7 @@ fn main() -> anyhow::Result<()> {
                     args.clone(),
                     requests.clone(),
                     next.clone(),
-                    sent_total.clone(),
-                    acked_total.clone(),
+                    counters.clone(),
                 ))
             })
             .collect();
@@ -251,10 +293,11 @@ fn main() -> anyhow::Result<()> {
             Err(e) => eprintln!("worker panicked: {e}"),
         }
     }
-    let sent = sent_total.load(Ordering::Relaxed);
-    let acked = acked_total.load(Ordering::Relaxed);
+    let sent = counters.sent.load(Ordering::Relaxed);
+    let acked = counters.acked.load(Ordering::Relaxed);
+    let throttled = counters.throttled.load(Ordering::Relaxed);
     println!(
-        "sent={sent} acked={acked} secs={secs:.2} rate={:.0}/s",
+        "sent={sent} acked={acked} throttled={throttled} secs={secs:.2} rate={:.0}/s",
         acked as f64 / secs
     );
     Ok(())
