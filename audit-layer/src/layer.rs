@@ -236,6 +236,10 @@ where
         // that may panic (strict mode) or block.
         let state = {
             let Some(span) = ctx.span(&id) else { return };
+            // Most spans are not privileged: skip the extensions' write lock.
+            if self.policy.surely_not_privileged(span.metadata()) {
+                return;
+            }
             let mut ext = span.extensions_mut();
             ext.remove::<SpanState>()
         };

@@ -163,6 +163,14 @@ impl Policy {
             || self.predicate.as_ref().is_some_and(|f| f(meta))
     }
 
+    /// True when no state can have been attached to a span of `meta`: it
+    /// classifies as [`Static::No`] by rules alone. A user predicate is
+    /// not trusted to answer the same at close as at creation, so with one
+    /// the answer is always false (and the span's extensions are checked).
+    pub(crate) fn surely_not_privileged(&self, meta: &Metadata<'_>) -> bool {
+        self.predicate.is_none() && matches!(self.classify(meta), Static::No)
+    }
+
     pub(crate) fn classify(&self, meta: &Metadata<'_>) -> Static {
         if !meta.is_span() {
             Static::No
