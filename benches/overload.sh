@@ -5,15 +5,18 @@
 # loadgens retry. Prints the collector's RSS sampled through the run (it
 # must level off, not grow), its peak, the throttled answers, and checks that
 # every acknowledged record is stored.
-# Usage: benches/overload.sh [LOADGENS] [RECORDS_EACH] [CLIENTS_EACH]
+# Usage: benches/overload.sh [LOADGENS] [RECORDS_EACH] [CLIENTS_EACH] [QUEUE_DEPTH]
+# QUEUE_DEPTH (requests waiting for the writer, default 1024) below the
+# number of clients makes the collector throttle instead of queueing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-gens=${1:-3}; records=${2:-400000}; clients=${3:-32}
+gens=${1:-3}; records=${2:-400000}; clients=${3:-32}; depth=${4:-1024}
 cargo build --release -q -p audit-collector --no-default-features --bin audit-collector
 cargo build --release -q --example loadgen
 data=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data.out" "$data".lg*' EXIT
-./target/release/audit-collector serve --data-dir "$data" \
+trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data.out" "$data.toml" "$data".lg*' EXIT
+printf '[store]\nqueue_depth = %s\n' "$depth" > "$data.toml"
+./target/release/audit-collector serve --config "$data.toml" --data-dir "$data/store" \
     --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 > "$data.out" 2>/dev/null &
 pid=$!
 for _ in $(seq 100); do grep -q listening "$data.out" 2>/dev/null && break; sleep 0.1; done
@@ -39,7 +42,7 @@ for i in $(seq "$gens"); do
 done
 echo "rss_mb_every_0.5s: ${samples[*]}"
 kill -TERM $pid; wait $pid || true
-stored=$(./target/release/audit-collector verify --data-dir "$data" | tail -1)
+stored=$(./target/release/audit-collector verify --data-dir "$data/store" | tail -1)
 echo "collector peak_rss_mb=$peak_mb throttled_answers=$throttled acked_records=$acked"
 echo "verify: $stored"
 rows=$(sed -n 's/.* \([0-9]*\) rows.*/\1/p' <<< "$stored")
