@@ -3,20 +3,61 @@
 //! each returns whether the answer was affirmative (the exit code).
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use clap::{ArgGroup, Args};
 
 use super::activity::{Range, Subject};
 use super::output::{self, Format};
 use super::{activity, prove, who, Engine, QueryError};
+use crate::store::{self, Location, RemoteOptions};
 
-/// `query --data-dir DIR "SQL"`.
+/// The dataset the answer commands read: the collector's data directory,
+/// or the bucket prefix its sealed files and manifests are uploaded to.
+/// Credentials, region and endpoint of a bucket come from the standard
+/// `AWS_*` variables (`AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for an
+/// S3-compatible server on loopback).
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// Dataset: a directory, or `s3://bucket/prefix`.
+    #[arg(
+        long = "data-dir",
+        visible_alias = "data",
+        env = "AUDIT_COLLECTOR_DATA_DIR",
+        default_value = "./audit-data"
+    )]
+    pub data_dir: String,
+    /// The collector's object store (`s3://bucket/prefix`); wins over
+    /// --data-dir, as it does for `serve`, where the data dir then only
+    /// holds the WAL.
+    #[arg(long, env = "AUDIT_COLLECTOR_STORE_URL")]
+    pub store_url: Option<String>,
+}
+
+impl DataArgs {
+    /// Where the dataset is.
+    pub fn location(&self) -> Result<Location, QueryError> {
+        let url = self.store_url.as_deref().unwrap_or(&self.data_dir);
+        if !store::is_remote(url) {
+            let dir = std::path::Path::new(url.strip_prefix("file://").unwrap_or(url));
+            if !dir.is_dir() {
+                return Err(QueryError::MissingDataDir(dir.to_owned()));
+            }
+        }
+        Ok(Location::parse(url, &RemoteOptions::default())?)
+    }
+
+    /// Opens the query engine over the dataset.
+    pub async fn engine(&self) -> Result<Engine, QueryError> {
+        Engine::open(self.location()?).await
+    }
+}
+
+/// `query --data-dir DIR|s3://BUCKET/PREFIX "SQL"`.
 #[derive(Args, Debug)]
 pub struct QueryArgs {
-    /// Data directory.
-    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
-    pub data_dir: PathBuf,
+    /// Where the dataset is.
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -27,9 +68,9 @@ pub struct QueryArgs {
 /// `who --data-dir DIR EVENT_ID`.
 #[derive(Args, Debug)]
 pub struct WhoArgs {
-    /// Data directory.
-    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
-    pub data_dir: PathBuf,
+    /// Where the dataset is.
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -44,9 +85,9 @@ pub struct WhoArgs {
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("subject").required(true).args(["agent", "owner"])))]
 pub struct ActivityArgs {
-    /// Data directory.
-    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
-    pub data_dir: PathBuf,
+    /// Where the dataset is.
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -70,9 +111,9 @@ pub struct ActivityArgs {
 /// `prove-human --data-dir DIR EVENT_ID`.
 #[derive(Args, Debug)]
 pub struct ProveArgs {
-    /// Data directory.
-    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
-    pub data_dir: PathBuf,
+    /// Where the dataset is.
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Output format (`csv` prints the checks as rows).
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -91,7 +132,7 @@ fn out() -> std::io::StdoutLock<'static> {
 impl QueryArgs {
     /// Runs the statement and prints its result.
     pub async fn run(self) -> Result<bool, QueryError> {
-        let engine = Engine::open(&self.data_dir).await?;
+        let engine = self.data.engine().await?;
         let (schema, batches) = engine.sql_with_schema(&self.sql).await?;
         output::write(&mut out(), self.format, &schema, &batches)?;
         Ok(true)
@@ -105,7 +146,7 @@ impl WhoArgs {
             writeln!(out(), "{}", who::sql(&self.event_id))?;
             return Ok(true);
         }
-        let engine = Engine::open(&self.data_dir).await?;
+        let engine = self.data.engine().await?;
         let answer = who::who(&engine, &self.event_id).await?;
         let mut o = out();
         match self.format {
@@ -142,7 +183,7 @@ impl ActivityArgs {
             writeln!(out(), "{}", activity::sql(&subject, range))?;
             return Ok(true);
         }
-        let engine = Engine::open(&self.data_dir).await?;
+        let engine = self.data.engine().await?;
         let (schema, batches) = activity::activity(&engine, &subject, range).await?;
         output::write(&mut out(), self.format, &schema, &batches)?;
         Ok(true)
@@ -152,7 +193,7 @@ impl ActivityArgs {
 impl ProveArgs {
     /// Prints each check; true (exit 0) only when all hold.
     pub async fn run(self) -> Result<bool, QueryError> {
-        let engine = Engine::open(&self.data_dir).await?;
+        let engine = self.data.engine().await?;
         let window = chrono::Duration::seconds(i64::from(self.window_secs));
         let proof = prove::prove_human(&engine, &self.event_id, window).await?;
         let mut o = out();

@@ -1,6 +1,5 @@
-//! The DataFusion session over a data directory.
+//! The DataFusion session over a dataset, local or in a bucket.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use audit_schema::columns;
@@ -12,9 +11,13 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::QueryError;
+use crate::store::object_store;
+use crate::store::Location;
+use futures::TryStreamExt;
 
 /// The Hive partition columns, as DuckDB types them with
 /// `hive_partitioning = true`: `date` a DATE, `hour` the two-digit string
@@ -26,30 +29,35 @@ fn partition_cols() -> Vec<(String, DataType)> {
     ]
 }
 
-/// SQL over one data directory: tables `audit` and `violations`.
+/// SQL over one dataset: tables `audit` and `violations`.
 pub struct Engine {
     ctx: SessionContext,
-    root: PathBuf,
+    location: Location,
 }
 
 impl Engine {
-    /// Opens `root` (the collector's `--data-dir`). A dataset directory that
-    /// does not exist yet (no violation ever recorded) is an empty table
-    /// with the right columns, so queries over it answer "none".
-    pub async fn open(root: &Path) -> Result<Engine, QueryError> {
-        if !root.is_dir() {
-            return Err(QueryError::MissingDataDir(root.to_owned()));
-        }
-        let root = root.canonicalize()?;
+    /// Opens the dataset at `location`: the collector's data directory, or
+    /// the bucket prefix it uploads sealed files to. Both are read the same
+    /// way, as listing tables over `audit/` and `violations/` with the Hive
+    /// partition columns; a bucket's store is registered with DataFusion
+    /// under `s3://<bucket>`, a directory is read by DataFusion's own
+    /// local store. A dataset with nothing under one of the two yet (no
+    /// violation ever recorded) is an empty table with the right columns,
+    /// so queries over it answer "none".
+    pub async fn open(location: Location) -> Result<Engine, QueryError> {
         let ctx = SessionContext::new_with_config(session_config());
+        if let Some(bucket) = location.bucket() {
+            let url = bucket_url(bucket, &location)?;
+            ctx.register_object_store(url.as_ref(), Arc::clone(&location.store));
+        }
         for (name, cols) in [
             ("audit", columns::AUDIT),
             ("violations", columns::VIOLATIONS),
         ] {
             let schema: SchemaRef = Arc::new(columns::arrow_schema(cols));
-            let dir = root.join(name);
-            if dir.is_dir() {
-                ctx.register_table(name, Arc::new(listing_table(&dir, schema)?))?;
+            if has_any(&location, name).await? {
+                let table = listing_table(table_url(&location, name)?, schema)?;
+                ctx.register_table(name, Arc::new(table))?;
             } else {
                 let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
                 for (col, ty) in partition_cols() {
@@ -61,12 +69,12 @@ impl Engine {
                 ctx.register_table(name, Arc::new(MemTable::try_new(full, vec![vec![]])?))?;
             }
         }
-        Ok(Engine { ctx, root })
+        Ok(Engine { ctx, location })
     }
 
-    /// The data directory (canonical).
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where the dataset is.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Runs one SQL statement and collects its result.
@@ -113,14 +121,56 @@ fn session_config() -> SessionConfig {
         .set_str("datafusion.execution.time_zone", "+00:00")
 }
 
-fn listing_table(dir: &Path, schema: SchemaRef) -> Result<ListingTable, QueryError> {
-    let bad = |reason: String| QueryError::BadPath {
-        path: dir.to_owned(),
-        reason,
+fn bad_location(location: &str, reason: impl ToString) -> QueryError {
+    QueryError::BadLocation {
+        location: location.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn bucket_url(bucket: &str, location: &Location) -> Result<ObjectStoreUrl, QueryError> {
+    ObjectStoreUrl::parse(format!("s3://{bucket}")).map_err(|e| bad_location(&location.url, e))
+}
+
+/// Whether anything lies under `dir` (a prefix with nothing under it, or a
+/// directory that does not exist, has nothing).
+async fn has_any(location: &Location, dir: &str) -> Result<bool, QueryError> {
+    match location
+        .store
+        .list(Some(&location.path(dir)))
+        .try_next()
+        .await
+    {
+        Ok(first) => Ok(first.is_some()),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(bad_location(&format!("{}/{dir}", location.url), e)),
+    }
+}
+
+/// The URL DataFusion lists a table under: `s3://bucket/prefix/audit/`, or
+/// the directory's absolute path. The trailing slash makes it a directory
+/// (a prefix), not a single file.
+fn table_url(location: &Location, dir: &str) -> Result<ListingTableUrl, QueryError> {
+    let url = match (location.bucket(), location.local_dir()) {
+        (Some(bucket), _) => format!("s3://{bucket}/{}/", location.path(dir)),
+        (None, Some(root)) => {
+            let path = root.canonicalize()?.join(dir);
+            let s = path
+                .to_str()
+                .ok_or_else(|| bad_location(&location.url, "not valid UTF-8"))?;
+            format!("{s}/")
+        }
+        (None, None) => {
+            return Err(bad_location(
+                &location.url,
+                "neither a bucket nor a directory",
+            ))
+        }
     };
-    let s = dir.to_str().ok_or_else(|| bad("not valid UTF-8".into()))?;
-    // A trailing slash makes it a directory (a prefix), not a single file.
-    let url = ListingTableUrl::parse(format!("{s}/")).map_err(|e| bad(e.to_string()))?;
+    ListingTableUrl::parse(&url).map_err(|e| bad_location(&url, e))
+}
+
+fn listing_table(url: ListingTableUrl, schema: SchemaRef) -> Result<ListingTable, QueryError> {
     // `.parquet` only: sealing's temporary files end in `.tmp` and are
     // never data.
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))

@@ -2,7 +2,8 @@
 //! the dataset (feature `sql`, on by default).
 //!
 //! - [`Engine`]: DataFusion over the two tables `audit` and `violations`,
-//!   registered as listing tables over the Hive directories, with `date`
+//!   registered as listing tables over the Hive directories of a local
+//!   directory or an S3 prefix (one code path, through [`crate::store`]), with `date`
 //!   and `hour` as partition columns (a filter on them skips whole
 //!   directories) and Parquet pruning switched on: row-group statistics,
 //!   page index, the bloom filter on `event_id`, and filters evaluated
@@ -40,14 +41,17 @@ pub enum QueryError {
     /// The data directory is not there.
     #[error("data dir {} does not exist (pass --data-dir, default ./audit-data)", .0.display())]
     MissingDataDir(PathBuf),
-    /// A path could not be turned into a table location.
-    #[error("cannot use {} as a table location: {reason}", path.display())]
-    BadPath {
-        /// The path.
-        path: PathBuf,
+    /// A location could not be turned into a table location.
+    #[error("cannot use {location} as a table location: {reason}")]
+    BadLocation {
+        /// The location.
+        location: String,
         /// Why not.
         reason: String,
     },
+    /// The dataset's store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// DataFusion refused or failed the query (bad SQL, unknown column, I/O).
     /// Not a `#[source]`: DataFusion's message already includes its causes,
     /// and printing the chain would repeat them.

@@ -10,8 +10,6 @@
 //! 3. `violations`: no violation was recorded for the same service within
 //!    the window around the action (`[start - w, end + w]`).
 
-use std::path::Path;
-
 use chrono::{DateTime, Duration, Utc};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::compute::cast;
@@ -21,8 +19,9 @@ use sha2::{Digest, Sha256};
 
 use super::who::{self, RowFacts};
 use super::{partition_range, quote, ts_literal, Engine, QueryError};
-use crate::manifest::{self, Body, GENESIS};
+use crate::manifest::{Body, GENESIS};
 use crate::partition;
+use crate::store::{chain, put, Location};
 
 /// One check's result.
 #[derive(Clone, Debug, Serialize)]
@@ -78,7 +77,7 @@ pub async fn prove_human(
     }
     let r = &answer.rows[0];
     checks.push(row_check(r));
-    checks.push(file_check(engine.root(), event_id, r));
+    checks.push(file_check(engine.location(), event_id, r).await);
     checks.push(violations_check(engine, r, window).await?);
     Ok(Proof {
         event_id: event_id.to_owned(),
@@ -103,16 +102,15 @@ fn row_check(r: &RowFacts) -> Check {
     }
 }
 
-fn file_check(root: &Path, event_id: &str, r: &RowFacts) -> Check {
+async fn file_check(location: &Location, event_id: &str, r: &RowFacts) -> Check {
     let fail = |detail: String| Check {
         check: "file",
         pass: false,
         detail,
     };
-    let mpath = manifest::manifest_path(root, &r.collector_id);
-    let entries = match manifest::read(&mpath) {
-        Ok((e, _)) => e,
-        Err(e) => return fail(format!("manifest {}: {e}", mpath.display())),
+    let entries = match chain::entries(location, &r.collector_id).await {
+        Ok(e) => e,
+        Err(e) => return fail(format!("manifest: {e}")),
     };
     // The chain, entry by entry, as `verify` checks it: position, link to
     // the previous entry, and each entry's own hash.
@@ -120,7 +118,7 @@ fn file_check(root: &Path, event_id: &str, r: &RowFacts) -> Check {
     for (i, e) in entries.iter().enumerate() {
         if e.index != i as u64 || e.prev != prev || e.compute_hash() != e.hash {
             return fail(format!(
-                "manifest/{}.jsonl: chain broken at entry {i}",
+                "manifest of collector {}: chain broken at entry {i}",
                 r.collector_id
             ));
         }
@@ -128,7 +126,7 @@ fn file_check(root: &Path, event_id: &str, r: &RowFacts) -> Check {
     }
     let Some(loc) = who::locate_in(&entries, r) else {
         return fail(format!(
-            "no seal entry of manifest/{}.jsonl lists a file holding seq {}",
+            "no seal entry of the manifest of collector {} lists a file holding seq {}",
             r.collector_id, r.seq
         ));
     };
@@ -139,17 +137,20 @@ fn file_check(root: &Path, event_id: &str, r: &RowFacts) -> Check {
     if deleted {
         return fail(format!("{path}: deleted by retention"));
     }
-    let sha = match std::fs::read(root.join(path)) {
-        Ok(bytes) => hex::encode(Sha256::digest(&bytes)),
+    // Read once: the digest and the event ids come from the same bytes,
+    // wherever they are kept.
+    let bytes = match put::read(location.store.as_ref(), &location.path(path)).await {
+        Ok(bytes) => bytes,
         Err(e) => return fail(format!("{path}: {e}")),
     };
+    let sha = hex::encode(Sha256::digest(&bytes));
     if sha != loc.file.sha256 {
         return fail(format!(
             "{path}: sha256 {sha}, seal entry {} says {}",
             loc.entry, loc.file.sha256
         ));
     }
-    match partition::read_event_ids(&root.join(path)) {
+    match partition::read_event_ids_bytes(bytes, std::path::Path::new(path)) {
         Ok(ids) if ids.iter().any(|i| i == event_id) => Check {
             check: "file",
             pass: true,

@@ -2,7 +2,6 @@
 //! accountable human, provenance, authorization, outcome, and where the row
 //! is kept.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -11,7 +10,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit, UInt64Type};
 
 use super::{quote, Engine, QueryError};
-use crate::manifest::{self, Body, Entry, FileEntry};
+use crate::manifest::{Body, Entry, FileEntry};
+use crate::store::{chain, Location};
 
 /// The columns `who` shows, in order.
 pub const COLUMNS: &str = "event_id, actor_kind, agent_id, agent_name, agent_credential_id, \
@@ -82,7 +82,7 @@ pub async fn who(engine: &Engine, event_id: &str) -> Result<Answer, QueryError> 
         let mut files = Vec::new();
         for i in 0..b.num_rows() {
             let mut facts = facts(&b, i)?;
-            facts.file = locate(engine.root(), &facts)?;
+            facts.file = locate(engine.location(), &facts).await?;
             files.push(facts.file.as_ref().map(|l| l.file.path.clone()));
             rows.push(facts);
         }
@@ -165,8 +165,8 @@ pub fn facts(b: &RecordBatch, i: usize) -> Result<RowFacts, QueryError> {
 /// covers its `seq` in the partition of its `start_time` (the writer puts a
 /// row in the hour of its event time, and names files after their smallest
 /// seq). Returns the seal entry too; `None` when no seal lists such a file.
-pub fn locate(root: &Path, r: &RowFacts) -> Result<Option<Located>, QueryError> {
-    let (entries, _) = manifest::read(&manifest::manifest_path(root, &r.collector_id))?;
+pub async fn locate(location: &Location, r: &RowFacts) -> Result<Option<Located>, QueryError> {
+    let entries = chain::entries(location, &r.collector_id).await?;
     Ok(locate_in(&entries, r))
 }
 

@@ -109,3 +109,28 @@ pub async fn read_all(loc: &Location) -> object_store::Result<BTreeMap<String, V
     }
     Ok(out)
 }
+
+/// One collector's chain, wherever the dataset is: a local data dir's
+/// `manifest/<collector_id>.jsonl`, or the entry objects of a bucket, in
+/// order. A missing chain has no entries; an entry that does not parse is
+/// an error (checking the chain's links is the caller's business).
+pub async fn entries(loc: &Location, collector_id: &str) -> std::io::Result<Vec<Entry>> {
+    if let Some(dir) = loc.local_dir() {
+        let (entries, _) =
+            crate::manifest::read(&crate::manifest::manifest_path(dir, collector_id))?;
+        return Ok(entries);
+    }
+    let rels = list_one(loc, collector_id)
+        .await
+        .map_err(std::io::Error::other)?;
+    fetch(loc, rels)
+        .await
+        .map_err(std::io::Error::other)?
+        .into_iter()
+        .map(|s| {
+            s.entry.map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", s.rel))
+            })
+        })
+        .collect()
+}
