@@ -301,15 +301,18 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
     assert!(r.stdout.contains("FAIL  file"), "{}", r.stdout);
     assert!(r.stdout.contains("chain broken"), "{}", r.stdout);
 
-    // A prefix with nothing under it is an empty dataset, not an error
-    // from deep inside the engine.
+    // A prefix with nothing under it (a typo) is an error, not "nothing
+    // happened".
     let empty = run(
         &moto,
         &format!("s3://{BUCKET}/nothing-here"),
         &["who", HUMAN_OK],
     );
+    assert_eq!(empty.code, Some(1));
     assert!(
-        empty.stderr.contains("no audit row has event_id"),
+        empty
+            .stderr
+            .contains("nothing is stored under s3://audit/nothing-here"),
         "{}",
         empty.stderr
     );

@@ -45,6 +45,12 @@ impl Engine {
     /// violation ever recorded) is an empty table with the right columns,
     /// so queries over it answer "none".
     pub async fn open(location: Location) -> Result<Engine, QueryError> {
+        // A mistyped bucket prefix would otherwise answer "nothing
+        // happened". A directory is checked for existence before this; an
+        // empty one is a collector that has sealed nothing yet.
+        if location.is_remote() && !has_any(&location, "").await? {
+            return Err(QueryError::EmptyLocation(location.url.clone()));
+        }
         let ctx = SessionContext::new_with_config(session_config());
         if let Some(bucket) = location.bucket() {
             let url = bucket_url(bucket, &location)?;

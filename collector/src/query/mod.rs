@@ -41,6 +41,11 @@ pub enum QueryError {
     /// The data directory is not there.
     #[error("data dir {} does not exist (pass --data-dir, default ./audit-data)", .0.display())]
     MissingDataDir(PathBuf),
+    /// Nothing at all is stored under a bucket prefix.
+    #[error(
+        "nothing is stored under {0}: check the bucket and prefix (the collector's store URL)"
+    )]
+    EmptyLocation(String),
     /// A location could not be turned into a table location.
     #[error("cannot use {location} as a table location: {reason}")]
     BadLocation {
