@@ -1,119 +1,62 @@
 //! The answer commands over a dataset in an S3 bucket give the answers they
 //! give over the same dataset in a directory. The bucket is a real
 //! S3-compatible server (moto's server mode, from `tests/python/
-//! requirements.txt`) started here on loopback; the dataset is written by
-//! the real layer and collector (`examples/answer_dataset.rs`) and
-//! uploaded as the collector lays it out.
+//! requirements.txt`) started here on loopback; the dataset is written into
+//! it by the real layer and the real collector (`examples/answer_dataset.rs`,
+//! `serve --store-url`), then copied to a directory in the local layout.
 
 mod common;
 
 #[path = "../examples/answer_dataset.rs"]
 mod answer_dataset;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use answer_dataset::*;
+use audit_collector::store::object_store::{ObjectStoreExt, PutPayload};
+use audit_collector::store::put::read;
+use audit_collector::store::Location;
+use common::moto::Moto;
 use common::{collector_bin, Collector};
 
 const BUCKET: &str = "audit";
+const URL: &str = "s3://audit/prod/eu";
 
-/// A moto server on a free loopback port, killed on drop.
-struct Moto {
-    child: Child,
-    endpoint: String,
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
-impl Moto {
-    fn start() -> Moto {
-        // moto takes a port, not a listener: find a free one, then hand it over.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 -m moto.server (pip install -r tests/python/requirements.txt)");
-        let mut moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto server exited ({status}); is `moto[server]` installed?");
+/// Copies the dataset at `loc` into `root` as a local data dir holds it:
+/// the Parquet files at the same relative paths, each collector's chain of
+/// entry objects (`manifest/<id>/<index>.json`) as the lines of
+/// `manifest/<id>.jsonl`.
+fn download(loc: &Location, root: &Path) {
+    let rt = runtime();
+    // Sorted: a chain's entry objects come in index order.
+    for rel in rt.block_on(loc.list("")).expect("list the bucket") {
+        let bytes = rt
+            .block_on(read(loc.store.as_ref(), &loc.path(&rel)))
+            .expect("read an object");
+        let (path, append) = match rel.strip_prefix("manifest/") {
+            Some(rest) => {
+                let (id, _) = rest.split_once('/').expect("manifest/<id>/<entry>");
+                (root.join(format!("manifest/{id}.jsonl")), true)
             }
-            assert!(Instant::now() < deadline, "moto not listening after 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
+            None => (root.join(&rel), false),
+        };
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, &bytes).unwrap();
     }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Creates the bucket (once) and uploads a data dir under `prefix` as a
-/// collector lays it out in a bucket: the Parquet files of `audit/` and
-/// `violations/` as they are, each manifest line as its own object
-/// `manifest/<collector_id>/<index, 20 digits>.json` (a bucket has no
-/// append), no WAL. Then, to tamper: flips the first byte of the object
-/// `flip` and deletes the object `delete`, relative to the prefix.
-const UPLOAD: &str = r#"
-import os, sys, boto3
-endpoint, bucket, prefix, root, flip, delete = sys.argv[1:7]
-s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                  aws_access_key_id="testing", aws_secret_access_key="testing")
-if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
-    s3.create_bucket(Bucket=bucket)
-for top in ("audit", "violations"):
-    for d, _, files in os.walk(os.path.join(root, top)):
-        for f in files:
-            p = os.path.join(d, f)
-            s3.upload_file(p, bucket, prefix + "/" + os.path.relpath(p, root))
-for f in os.listdir(os.path.join(root, "manifest")):
-    collector = f.removesuffix(".jsonl")
-    with open(os.path.join(root, "manifest", f), "rb") as m:
-        for i, line in enumerate(m):
-            key = "%s/manifest/%s/%020d.json" % (prefix, collector, i)
-            s3.put_object(Bucket=bucket, Key=key, Body=line)
-if flip:
-    b = bytearray(s3.get_object(Bucket=bucket, Key=prefix + "/" + flip)["Body"].read())
-    b[0] ^= 1
-    s3.put_object(Bucket=bucket, Key=prefix + "/" + flip, Body=bytes(b))
-if delete:
-    s3.delete_object(Bucket=bucket, Key=prefix + "/" + delete)
-"#;
-
-fn upload(moto: &Moto, prefix: &str, root: &Path, flip: &str, delete: &str) {
-    let o = Command::new("python3")
-        .args(["-c", UPLOAD, &moto.endpoint, BUCKET, prefix])
-        .arg(root)
-        .args([flip, delete])
-        .output()
-        .expect("run python3");
-    assert!(
-        o.status.success(),
-        "upload failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 struct Run {
@@ -127,7 +70,7 @@ struct Run {
 /// (ignored for a directory).
 fn run(moto: &Moto, data: &str, args: &[&str]) -> Run {
     let mut cmd = Command::new(collector_bin());
-    // Only the test's credentials: none of the machine's AWS_* settings.
+    // Only the test's settings: none of the machine's AWS_* variables.
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("AWS_") {
             cmd.env_remove(k);
@@ -138,11 +81,7 @@ fn run(moto: &Moto, data: &str, args: &[&str]) -> Run {
         .args(["--data", data])
         .args(&args[1..])
         .env("RUST_LOG", "warn")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_ALLOW_HTTP", "true")
+        .envs(moto.env())
         .output()
         .expect("run audit-collector");
     Run {
@@ -155,17 +94,25 @@ fn run(moto: &Moto, data: &str, args: &[&str]) -> Run {
 #[test]
 fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory() {
     let moto = Moto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let c = Collector::start(dir.path(), &[]);
+    moto.create_bucket(BUCKET);
+    let wal = tempfile::tempdir().unwrap();
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let c = Collector::start_with_env(wal.path(), &["--store-url", URL], &env);
     let c_id = c.collector_id.clone();
     let from = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
     build(&c.grpc_url()).expect("dataset sent");
     let to = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
-    assert!(c.terminate(), "collector exits 0 after sealing");
-    upload(&moto, "prod/eu", dir.path(), "", "");
+    assert!(
+        c.terminate(),
+        "collector exits 0 after sealing and uploading"
+    );
+    let bucket = moto.location(BUCKET, "prod/eu");
+    let dir = tempfile::tempdir().unwrap();
+    download(&bucket, dir.path());
 
     let local = dir.path().to_str().unwrap();
-    let s3 = format!("s3://{BUCKET}/prod/eu");
+    let s3 = URL;
     // Each command with the exit code it must have (1: not proven, or an
     // unknown event id), so that two identical failures cannot agree.
     let commands: Vec<(i32, Vec<&str>)> = vec![
@@ -236,7 +183,7 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
             !here.stdout.is_empty() || *code != 0,
             "{args:?} printed nothing"
         );
-        let there = run(&moto, &s3, args);
+        let there = run(&moto, s3, args);
         assert_eq!(
             (there.code, &there.stdout),
             (here.code, &here.stdout),
@@ -245,7 +192,7 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
         );
     }
     // The answers themselves, not only their agreement.
-    let proven = run(&moto, &s3, &["prove-human", HUMAN_OK]);
+    let proven = run(&moto, s3, &["prove-human", HUMAN_OK]);
     assert_eq!(proven.code, Some(0), "{}{}", proven.stdout, proven.stderr);
     assert_eq!(
         proven.stdout.matches("PASS").count(),
@@ -255,7 +202,7 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
     );
     let count = run(
         &moto,
-        &s3,
+        s3,
         &[
             "query",
             "--format",
@@ -264,7 +211,7 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
         ],
     );
     assert_eq!(count.stdout, "n\n6\n", "{}", count.stderr);
-    let agent = run(&moto, &s3, &["who", AGENT_B1]);
+    let agent = run(&moto, s3, &["who", AGENT_B1]);
     assert!(
         agent
             .stdout
@@ -274,29 +221,30 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
     );
 
     // Tampering in the bucket is caught as it is on disk: the file holding
-    // the human action, modified in one prefix, deleted in another.
-    let who = run(&moto, &s3, &["who", "--format", "json", HUMAN_OK]);
+    // the human action modified, then the first entry of its chain deleted.
+    let who = run(&moto, s3, &["who", "--format", "json", HUMAN_OK]);
     let rows: serde_json::Value = serde_json::from_str(&who.stdout).expect("who json");
     let file = rows[0]["file"].as_str().expect("file column").to_owned();
-    upload(&moto, "modified", dir.path(), &file, "");
-    let r = run(
-        &moto,
-        &format!("s3://{BUCKET}/modified"),
-        &["prove-human", HUMAN_OK],
-    );
+    let rt = runtime();
+    let mut bytes = rt
+        .block_on(read(bucket.store.as_ref(), &bucket.path(&file)))
+        .unwrap()
+        .to_vec();
+    bytes[0] ^= 1;
+    rt.block_on(
+        bucket
+            .store
+            .put(&bucket.path(&file), PutPayload::from(bytes)),
+    )
+    .unwrap();
+    let r = run(&moto, s3, &["prove-human", HUMAN_OK]);
     assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("FAIL  file"), "{}", r.stdout);
     assert!(r.stdout.contains("sha256"), "{}", r.stdout);
 
-    // Without the first entry of its collector's manifest, the chain no
-    // longer verifies, and nothing vouches for the file.
-    let manifest = format!("manifest/{c_id}/{:020}.json", 0);
-    upload(&moto, "unvouched", dir.path(), "", &manifest);
-    let r = run(
-        &moto,
-        &format!("s3://{BUCKET}/unvouched"),
-        &["prove-human", HUMAN_OK],
-    );
+    let first = bucket.path(&format!("manifest/{c_id}/{:020}.json", 0));
+    rt.block_on(bucket.store.delete(&first)).unwrap();
+    let r = run(&moto, s3, &["prove-human", HUMAN_OK]);
     assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("FAIL  file"), "{}", r.stdout);
     assert!(r.stdout.contains("chain broken"), "{}", r.stdout);

@@ -9,13 +9,14 @@ use clap::{ArgGroup, Args};
 use super::activity::{Range, Subject};
 use super::output::{self, Format};
 use super::{activity, prove, who, Engine, QueryError};
-use crate::store::{self, Location, RemoteOptions};
+use crate::config::Config;
+use crate::store::{self, Location};
 
 /// The dataset the answer commands read: the collector's data directory,
 /// or the bucket prefix its sealed files and manifests are uploaded to.
 /// Credentials, region and endpoint of a bucket come from the standard
 /// `AWS_*` variables (`AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for an
-/// S3-compatible server on loopback).
+/// S3-compatible server on loopback), or from `--config`'s `[store.remote]`.
 #[derive(Args, Debug)]
 pub struct DataArgs {
     /// Dataset: a directory, or `s3://bucket/prefix`.
@@ -31,19 +32,34 @@ pub struct DataArgs {
     /// holds the WAL.
     #[arg(long, env = "AUDIT_COLLECTOR_STORE_URL")]
     pub store_url: Option<String>,
+    /// The collector's TOML config: `[store] url` (below --store-url) and
+    /// `[store.remote]` (endpoint, region, plain HTTP), as `verify` reads it.
+    #[arg(long, env = "AUDIT_COLLECTOR_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 impl DataArgs {
     /// Where the dataset is.
     pub fn location(&self) -> Result<Location, QueryError> {
-        let url = self.store_url.as_deref().unwrap_or(&self.data_dir);
+        let cfg = match &self.config {
+            Some(path) => Config::from_file(path).map_err(|e| QueryError::BadLocation {
+                location: path.display().to_string(),
+                reason: e.to_string(),
+            })?,
+            None => Config::default(),
+        };
+        let url = self
+            .store_url
+            .as_deref()
+            .or(cfg.store.url.as_deref())
+            .unwrap_or(&self.data_dir);
         if !store::is_remote(url) {
             let dir = std::path::Path::new(url.strip_prefix("file://").unwrap_or(url));
             if !dir.is_dir() {
                 return Err(QueryError::MissingDataDir(dir.to_owned()));
             }
         }
-        Ok(Location::parse(url, &RemoteOptions::default())?)
+        Ok(Location::parse(url, &cfg.store.remote)?)
     }
 
     /// Opens the query engine over the dataset.
