@@ -15,9 +15,9 @@ use audit_schema::{ActorKind, AuditRecord};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
-pub mod pki;
 pub mod load;
 pub mod moto;
+pub mod pki;
 
 /// Path of the collector binary, built on demand when the test runner
 /// did not build it (tests of this package cannot see other packages' bins).
