@@ -230,3 +230,83 @@ fn three_collectors_share_a_bucket_through_a_sigkill_and_verify_catches_tamperin
         "{found:?}"
     );
 }
+
+#[test]
+fn sealed_objects_carry_object_lock_from_the_retention_policy() {
+    let moto = Moto::start();
+    moto.create_locked_bucket("locked");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        "[store]\nurl = \"s3://locked/trail\"\nobject_lock = \"governance\"\n\
+         [retention]\nmin_days = 30\n\
+         legal_holds = [{ from = \"2000-01-01\", to = \"2100-01-01\", reason = \"case 7\" }]\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let c = Collector::start_with_env(
+        &data,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--collector-id",
+            "locked1",
+        ],
+        &env,
+    );
+    let now = chrono::Utc::now();
+    let t = now.timestamp_nanos_opt().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut client = LogsServiceClient::connect(c.grpc_url()).await.unwrap();
+        let batch: Vec<_> = (0..5).map(|i| record(format!("l-{i}"), t + i)).collect();
+        client.export(request(&batch)).await.unwrap();
+    });
+    drop(rt);
+    assert!(c.terminate());
+    let loc = moto.location("locked", "trail");
+    let rt = runtime();
+    let files = rt.block_on(loc.list("audit")).unwrap();
+    let entries = rt.block_on(loc.list("manifest")).unwrap();
+    assert!(!files.is_empty() && !entries.is_empty());
+    // Header lines are lowercased.
+    let until = (now.date_naive() + chrono::Days::new(31)).format("%Y-%m-%dt00:00:00");
+    // moto checks that a request is signed, not the signature.
+    let auth = (
+        "Authorization",
+        "AWS4-HMAC-SHA256 Credential=test/20261201/us-east-1/s3/aws4_request, \
+         SignedHeaders=host, Signature=0",
+    );
+    let head = |rel: &str| {
+        let (status, head) = moto
+            .request("HEAD", &format!("/locked/trail/{rel}"), &[auth])
+            .expect("moto answers");
+        assert_eq!(status, 200, "{rel}");
+        head
+    };
+    let has = |head: &[String], line: &str| head.iter().any(|h| h.starts_with(line));
+    for rel in &files {
+        let head = head(rel);
+        assert!(
+            has(&head, "x-amz-object-lock-mode: governance"),
+            "{rel}: {head:?}"
+        );
+        assert!(
+            has(
+                &head,
+                &format!("x-amz-object-lock-retain-until-date: {until}")
+            ),
+            "{rel} retained min_days past its newest row: {head:?}"
+        );
+        assert!(
+            has(&head, "x-amz-object-lock-legal-hold: on"),
+            "{rel}: {head:?}"
+        );
+    }
+    let head = head(&entries[0]);
+    assert!(has(&head, "x-amz-object-lock-mode: governance"), "{head:?}");
+    assert!(!has(&head, "x-amz-object-lock-legal-hold: on"), "{head:?}");
+}

@@ -97,18 +97,47 @@ impl Moto {
         Location::from_store(store, prefix.into(), &format!("s3://{bucket}/{prefix}"))
     }
 
+    /// Creates a bucket with S3 Object Lock enabled.
+    pub fn create_locked_bucket(&self, bucket: &str) {
+        let lock = [("x-amz-bucket-object-lock-enabled", "true")];
+        let status = self.request("PUT", &format!("/{bucket}"), &lock);
+        assert_eq!(status.map(|r| r.0), Some(200), "create bucket {bucket}");
+    }
+
     /// One bodyless request; the status, or `None` if nobody answered.
     pub fn http(&self, method: &str, path: &str) -> Option<u16> {
+        self.request(method, path, &[]).map(|r| r.0)
+    }
+
+    /// One bodyless request with extra headers; the status and the
+    /// response's header lines, lowercased.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<(u16, Vec<String>)> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n",
             self.port
         );
         s.write_all(req.as_bytes()).ok()?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).ok()?;
-        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+        let mut text = String::new();
+        // HEAD answers have no body: read until the server closes.
+        let _ = s.read_to_string(&mut text);
+        let mut lines = text.split("\r\n");
+        let status = lines.next()?.get(9..12)?.parse().ok()?;
+        let head = lines
+            .take_while(|l| !l.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        Some((status, head))
     }
 }
 

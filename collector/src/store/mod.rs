@@ -34,9 +34,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::ClientConfigKey;
 use object_store::ObjectStore;
 use serde::Deserialize;
 
@@ -254,11 +255,25 @@ impl Location {
         let Kind::S3 { bucket, options } = &self.kind else {
             return None;
         };
+        let mut headers = headers;
+        // S3 wants an integrity header on uploads that carry Object Lock
+        // settings: the checksum below is sent as `x-amz-checksum-sha256`,
+        // and this names its algorithm as the AWS SDKs do.
+        headers.insert(
+            "x-amz-sdk-checksum-algorithm",
+            object_store::HeaderValue::from_static("SHA256"),
+        );
+        let builder = s3_builder(bucket, options);
+        // Client options are replaced as a whole: carry plain-HTTP over
+        // (set by `allow_http` or AWS_ALLOW_HTTP).
+        let allow_http = builder
+            .get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
+            .is_some_and(|v| v == "true");
         let client = object_store::ClientOptions::new()
-            .with_allow_http(options.allow_http)
+            .with_allow_http(allow_http)
             .with_default_headers(headers);
         Some(
-            s3_builder(bucket, options)
+            builder
                 .with_client_options(client)
                 .with_checksum_algorithm(object_store::aws::Checksum::SHA256)
                 .build()
