@@ -163,6 +163,21 @@ pub async fn http_post(
     content_type: &str,
     encoding: Option<&str>,
 ) -> HttpAnswer {
+    try_http_post(client, addr, body, content_type, encoding)
+        .await
+        .expect("post")
+}
+
+/// One `POST /v1/logs`; `Err` when the connection failed. A collector that
+/// refuses a request before reading its body may close the connection
+/// while the client is still sending it.
+pub async fn try_http_post(
+    client: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    body: Vec<u8>,
+    content_type: &str,
+    encoding: Option<&str>,
+) -> Result<HttpAnswer, reqwest::Error> {
     let mut req = client
         .post(format!("http://{addr}/v1/logs"))
         .header("content-type", content_type)
@@ -170,7 +185,7 @@ pub async fn http_post(
     if let Some(e) = encoding {
         req = req.header("content-encoding", e);
     }
-    let resp = req.send().await.expect("post");
+    let resp = req.send().await?;
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -178,9 +193,9 @@ pub async fn http_post(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-    HttpAnswer {
+    Ok(HttpAnswer {
         status,
         retry_after,
         body,
-    }
+    })
 }
