@@ -204,7 +204,12 @@ fn http_accepts_protobuf_and_json_and_answers_spec_status_codes() {
         assert_eq!(health.status(), 200);
         let metrics = client.get(format!("{}/metrics", c.http_url())).send().await.unwrap();
         let text = metrics.text().await.unwrap();
-        assert!(text.contains("audit_collector_records_refused_total 1\n"), "{text}");
+        assert!(
+            text.contains(
+                "audit_collector_records_refused_total{reason=\"agent_without_agent_id\"} 1\n"
+            ),
+            "{text}"
+        );
     });
     assert!(c.terminate());
     let rows = read_audit(dir.path()).unwrap();

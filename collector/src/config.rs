@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use audit_schema::Rules;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ingest::IngestConfig;
 
@@ -57,7 +57,7 @@ pub enum ConfigError {
 }
 
 /// Storage settings.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Seal when this many rows are buffered.
@@ -103,7 +103,7 @@ impl Default for StoreConfig {
 
 /// Who may write. With neither setting, any client that reaches the port
 /// can write (bind to loopback, as the default does, or set tokens).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// File of `name:token` lines (see [`crate::auth`]).
@@ -128,18 +128,47 @@ impl AuthConfig {
     }
 }
 
+/// How the collector writes its own logs on stderr.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line (`timestamp`, `level`, `fields.message`, …).
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("log format {s:?}: expected `text` or `json`")),
+        }
+    }
+}
+
 /// Everything `serve` needs.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Data directory.
     pub data_dir: PathBuf,
     /// Collector id; generated once and kept in `DIR/collector_id` when unset.
     pub collector_id: Option<String>,
-    /// OTLP/gRPC listen address; `None` disables it.
+    /// OTLP/gRPC listen address; `None` (`"off"` in the file) disables it.
+    #[serde(deserialize_with = "listen_addr")]
     pub otlp_grpc: Option<SocketAddr>,
-    /// OTLP/HTTP listen address (also `/healthz`, `/metrics`); `None` disables it.
+    /// OTLP/HTTP listen address (also `/healthz`, `/readyz`, `/metrics`
+    /// unless `admin_listen` is set); `None` (`"off"` in the file) disables it.
+    #[serde(deserialize_with = "listen_addr")]
     pub otlp_http: Option<SocketAddr>,
+    /// Separate listen address for `/healthz`, `/readyz` and `/metrics`
+    /// (then they are not served on the OTLP/HTTP port); `None` (or `"off"`): on the OTLP/HTTP port.
+    #[serde(deserialize_with = "listen_addr")]
+    pub admin_listen: Option<SocketAddr>,
     /// Largest request accepted, bytes, as sent and after decompression.
     pub max_request_bytes: usize,
     /// Requests served at once, both protocols together; more are refused
@@ -151,6 +180,8 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// Seconds to let in-flight requests finish at shutdown before closing connections.
     pub shutdown_timeout_secs: u64,
+    /// Format of the collector's own logs on stderr.
+    pub log_format: LogFormat,
     /// Dual-key rules.
     pub rules: Rules,
     /// Client authentication.
@@ -163,6 +194,19 @@ pub struct Config {
     pub retention: crate::retention::RetentionPolicy,
 }
 
+/// `"HOST:PORT"` or `"off"`, as the flags take it.
+fn listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{s:?}: expected HOST:PORT (e.g. 127.0.0.1:4317) or \"off\""
+        ))
+    })
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -170,10 +214,12 @@ impl Default for Config {
             collector_id: None,
             otlp_grpc: Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
             otlp_http: Some(SocketAddr::from(([127, 0, 0, 1], 4318))),
+            admin_listen: None,
             max_request_bytes: 16 << 20,
             max_in_flight_requests: 64,
             request_timeout_secs: 30,
             shutdown_timeout_secs: 10,
+            log_format: LogFormat::Text,
             rules: Rules::default(),
             auth: AuthConfig::default(),
             tls: crate::tls::TlsConfig::default(),
@@ -319,5 +365,112 @@ mod tests {
             ..c
         };
         assert!(bad.resolve_collector_id().is_err());
+    }
+}
+
+/// `examples/deploy/collector.toml` documents every key with its default;
+/// these tests keep it so.
+#[cfg(test)]
+mod example {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const EXAMPLE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/deploy/collector.toml"
+    );
+
+    /// Dotted paths of every leaf of a JSON value (`store.seal_rows`).
+    fn paths(v: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
+        match v.as_object() {
+            Some(map) => {
+                for (k, v) in map {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    paths(v, &p, out);
+                }
+            }
+            None => {
+                out.insert(prefix.to_owned());
+            }
+        }
+    }
+
+    /// `key = value` lines of the example, active or commented out, with
+    /// their table: (path, line, whether active).
+    fn documented(text: &str) -> Vec<(String, String, bool)> {
+        let mut table = String::new();
+        let mut out = Vec::new();
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                table = t.to_owned();
+                continue;
+            }
+            let (body, active) = match line.strip_prefix("# ") {
+                Some(b) => (b, false),
+                None => (line, true),
+            };
+            let Some((key, _)) = body.split_once(" = ") else {
+                continue;
+            };
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                continue;
+            }
+            let path = if table.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{table}.{key}")
+            };
+            out.push((path, body.to_owned(), active));
+        }
+        out
+    }
+
+    #[test]
+    fn example_parses_to_the_defaults_but_data_dir() {
+        let cfg = Config::from_file(Path::new(EXAMPLE)).expect("example parses");
+        assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/audit-collector"));
+        let expected = Config {
+            data_dir: cfg.data_dir.clone(),
+            ..Config::default()
+        };
+        assert_eq!(cfg, expected, "a value in the example is not the default");
+    }
+
+    #[test]
+    fn example_names_every_key_and_its_commented_values_are_valid() {
+        let text = std::fs::read_to_string(EXAMPLE).expect("read example");
+        let lines = documented(&text);
+        let named: BTreeSet<String> = lines.iter().map(|(p, _, _)| p.clone()).collect();
+        // Keys without a default serialize as null: they still have a key.
+        let defaults = serde_json::to_value(Config::default()).expect("serialize");
+        let mut keys = BTreeSet::new();
+        paths(&defaults, "", &mut keys);
+        let missing: Vec<&String> = keys.difference(&named).collect();
+        assert!(missing.is_empty(), "keys not in the example: {missing:?}");
+        for (path, line, active) in &lines {
+            if *active {
+                continue;
+            }
+            // A commented example value must be one the collector accepts.
+            let doc = match path.rsplit_once('.') {
+                Some((table, _)) => format!("[{table}]\n{line}\n"),
+                None => format!("{line}\n"),
+            };
+            let parsed: Result<Config, _> = toml::from_str(&doc);
+            assert!(parsed.is_ok(), "{path}: {line:?}: {parsed:?}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_can_be_turned_off_in_the_file() {
+        let c: Config = toml::from_str("otlp_grpc = \"off\"\nadmin_listen = \"127.0.0.1:9464\"\n")
+            .expect("parse");
+        assert_eq!(c.otlp_grpc, None);
+        assert_eq!(c.admin_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(toml::from_str::<Config>("otlp_http = \"nowhere\"\n").is_err());
     }
 }

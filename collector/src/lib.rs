@@ -32,10 +32,13 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod checkpoint;
 pub mod config;
+pub mod health;
 pub mod ingest;
+pub mod logs;
 pub mod manifest;
 pub mod metrics;
 pub mod partition;

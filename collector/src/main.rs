@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use audit_collector::checkpoint::{self, NoteSigner, NoteVerifier};
-use audit_collector::config::Config;
-use audit_collector::server::Server;
+use audit_collector::config::{Config, LogFormat};
+use audit_collector::server::{show, Server};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
@@ -21,20 +21,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
-    /// Log format on stderr.
-    #[arg(
-        long,
-        global = true,
-        env = "AUDIT_COLLECTOR_LOG_FORMAT",
-        default_value = "text"
-    )]
-    log_format: LogFormat,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
+    /// Log format on stderr, `text` or `json` [default: the config's `log_format`, else text].
+    #[arg(long, global = true, env = "AUDIT_COLLECTOR_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -152,9 +141,12 @@ struct ServeArgs {
     /// OTLP/gRPC listen address, or `off` [default: 127.0.0.1:4317].
     #[arg(long, env = "AUDIT_COLLECTOR_OTLP_GRPC")]
     otlp_grpc: Option<String>,
-    /// OTLP/HTTP listen address (also /healthz, /metrics), or `off` [default: 127.0.0.1:4318].
+    /// OTLP/HTTP listen address (also /healthz, /readyz, /metrics unless --admin-listen), or `off` [default: 127.0.0.1:4318].
     #[arg(long, env = "AUDIT_COLLECTOR_OTLP_HTTP")]
     otlp_http: Option<String>,
+    /// Separate listen address for /healthz, /readyz and /metrics (then not on the OTLP/HTTP port), or `off` [default: off].
+    #[arg(long, env = "AUDIT_COLLECTOR_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// TOML config file; flags and environment variables override it.
     #[arg(long, env = "AUDIT_COLLECTOR_CONFIG")]
     config: Option<PathBuf>,
@@ -191,8 +183,12 @@ struct ServeArgs {
     /// PEM CA certificate(s); clients must present a certificate it issued (mutual TLS).
     #[arg(long, env = "AUDIT_COLLECTOR_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
-    /// Action pattern that requires consent (`*` wildcard); repeatable, adds to the config's.
-    #[arg(long = "dangerous-action")]
+    /// Action pattern that requires consent (`*` wildcard); repeatable (the variable: comma-separated), adds to the config's.
+    #[arg(
+        long = "dangerous-action",
+        env = "AUDIT_COLLECTOR_DANGEROUS_ACTIONS",
+        value_delimiter = ','
+    )]
     dangerous_actions: Vec<String>,
 }
 
@@ -218,6 +214,9 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(a) = &args.otlp_http {
         cfg.otlp_http = listen_addr("otlp-http", a)?;
+    }
+    if let Some(a) = &args.admin_listen {
+        cfg.admin_listen = listen_addr("admin-listen", a)?;
     }
     if let Some(id) = &args.collector_id {
         cfg.collector_id = Some(id.clone());
@@ -280,22 +279,25 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let cfg = config(&args)?;
+async fn serve(cfg: Config) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir.clone();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %data_dir.display(),
+        "collector starting"
+    );
     let stop = shutdown_signal()?;
     let server = Server::start(cfg).await?;
-    let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
     // One stdout line that scripts and tests wait for (ports may be ephemeral).
     println!(
-        "listening otlp_grpc={} otlp_http={} collector_id={} data_dir={}",
+        "listening otlp_grpc={} otlp_http={} admin={} collector_id={} data_dir={}",
         show(server.grpc_addr),
         show(server.http_addr),
+        show(server.admin_addr),
         server.collector_id,
         data_dir.display()
     );
     let _ = std::io::stdout().flush();
-    tracing::info!(grpc = %show(server.grpc_addr), http = %show(server.http_addr), collector_id = %server.collector_id, "collector started");
     stop.await;
     tracing::info!("signal received: draining and sealing");
     server.shutdown().await?;
@@ -487,7 +489,9 @@ fn retention(args: RetentionArgs) -> anyhow::Result<bool> {
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Colour codes would corrupt JSON lines.
+    let ansi =
+        matches!(format, LogFormat::Text) && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => tracing_subscriber::registry().with(filter).with(fmt).init(),
@@ -500,7 +504,19 @@ fn init_logs(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    // `serve` reads its config first: the file may choose the log format.
+    let serve_cfg = match &cli.cmd {
+        Cmd::Serve(args) => match config(args) {
+            Ok(cfg) => Some(cfg),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let configured = serve_cfg.as_ref().map(|c| c.log_format);
+    init_logs(cli.log_format.or(configured).unwrap_or_default());
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -509,7 +525,10 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.cmd {
-        Cmd::Serve(args) => rt.block_on(serve(*args)).map(|()| true),
+        Cmd::Serve(_) => match serve_cfg {
+            Some(cfg) => rt.block_on(serve(cfg)).map(|()| true),
+            None => Ok(false),
+        },
         Cmd::Verify(args) => verify(args),
         Cmd::Checkpoint(args) => checkpoint(args),
         Cmd::Keygen(args) => keygen(args),

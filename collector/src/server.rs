@@ -3,7 +3,6 @@
 //! in-flight requests finish, seal, exit.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -11,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
+use crate::health::{Health, Phase};
 use crate::ingest::{Ingest, IngestError};
 use crate::metrics::Metrics;
 use crate::receive::grpc::GrpcLogs;
@@ -47,12 +47,15 @@ pub struct Server {
     pub grpc_addr: Option<SocketAddr>,
     /// Bound OTLP/HTTP address, if enabled.
     pub http_addr: Option<SocketAddr>,
+    /// Bound admin address (`/healthz`, `/readyz`, `/metrics`), if separate.
+    pub admin_addr: Option<SocketAddr>,
     /// This collector's id.
     pub collector_id: String,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Liveness and readiness.
+    pub health: Arc<Health>,
     ingest: Arc<Ingest>,
-    ready: Arc<AtomicBool>,
     drain_timeout: std::time::Duration,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -70,6 +73,25 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
+/// Shows an optional address as the listening line and logs do.
+pub fn show(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "off".to_owned(), |a| a.to_string())
+}
+
+/// The admin listener: plain HTTP (keep it on loopback or a pod-internal port).
+fn serve_admin(
+    listener: TcpListener,
+    app: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let result = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+        log_failure("admin HTTP", result.await);
+    })
+}
+
 impl Server {
     /// Recovers the store, binds the listeners and starts serving.
     pub async fn start(cfg: Config) -> Result<Server, ServeError> {
@@ -85,10 +107,40 @@ impl Server {
         }
         let ingest_cfg = cfg.ingest(&collector_id)?;
         let metrics = Arc::new(Metrics::default());
+        let health = Arc::new(Health::new(
+            metrics.clone(),
+            ingest_cfg.queue_depth,
+            ingest_cfg.max_buffered_rows,
+        ));
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        // The admin listener comes up before recovery, so that a probe sees
+        // "alive, not ready" while a large WAL is replayed.
+        let mut admin_addr = None;
+        if let Some(addr) = cfg.admin_listen {
+            let listener = bind(addr).await?;
+            admin_addr = listener.local_addr().ok();
+            tracing::info!(addr = %show(admin_addr), "admin listener (healthz, readyz, metrics) bound");
+            tasks.push(serve_admin(
+                listener,
+                crate::admin::router(health.clone()),
+                stopped.clone(),
+            ));
+        }
         let m = metrics.clone();
-        let ingest = tokio::task::spawn_blocking(move || Ingest::start(ingest_cfg, m))
+        let recovered = tokio::task::spawn_blocking(move || Ingest::start(ingest_cfg, m))
             .await
-            .map_err(|e| IngestError::Storage(format!("recovery panicked: {e}")))??;
+            .map_err(|e| IngestError::Storage(format!("recovery panicked: {e}")));
+        let ingest = match recovered {
+            Ok(Ok(ingest)) => ingest,
+            Ok(Err(e)) | Err(e) => {
+                let _ = stop.send(true);
+                for t in &tasks {
+                    t.abort();
+                }
+                return Err(e.into());
+            }
+        };
         let ingest = Arc::new(ingest);
         let receiver = Arc::new(Receiver {
             ingest: ingest.clone(),
@@ -98,9 +150,6 @@ impl Server {
             in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight_requests)),
         });
         let request_timeout = std::time::Duration::from_secs(cfg.request_timeout_secs);
-        let ready = Arc::new(AtomicBool::new(true));
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
         let mut grpc_addr = None;
         if let Some(addr) = cfg.otlp_grpc {
             let listener = bind(addr).await?;
@@ -135,12 +184,16 @@ impl Server {
         if let Some(addr) = cfg.otlp_http {
             let listener = bind(addr).await?;
             http_addr = listener.local_addr().ok();
-            let app = router(HttpState {
+            let mut app = router(HttpState {
                 receiver: receiver.clone(),
-                ready: ready.clone(),
                 max_request_bytes: cfg.max_request_bytes,
                 body_timeout: request_timeout,
             });
+            // Kept on the OTLP port unless they have a listener of their own
+            // (then also behind this port's TLS and client certificates).
+            if admin_addr.is_none() {
+                app = app.merge(crate::admin::router(health.clone()));
+            }
             let mut stopped = stopped.clone();
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -162,13 +215,22 @@ impl Server {
                 }
             });
         }
+        health.set_phase(Phase::Serving);
+        tracing::info!(
+            grpc = %show(grpc_addr),
+            http = %show(http_addr),
+            admin = %show(admin_addr),
+            collector_id = %collector_id,
+            "serving"
+        );
         Ok(Server {
             grpc_addr,
             http_addr,
+            admin_addr,
             collector_id,
             metrics,
+            health,
             ingest,
-            ready,
             drain_timeout: std::time::Duration::from_secs(cfg.shutdown_timeout_secs),
             stop,
             tasks,
@@ -177,7 +239,7 @@ impl Server {
 
     /// Stops accepting, waits for in-flight requests, seals everything.
     pub async fn shutdown(self) -> Result<(), ServeError> {
-        self.ready.store(false, Ordering::Relaxed);
+        self.health.set_phase(Phase::Stopping);
         let _ = self.stop.send(true);
         let mut tasks = self.tasks;
         let drain = async {

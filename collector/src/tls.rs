@@ -51,7 +51,7 @@ pub const ALPN_GRPC: &[&[u8]] = &[b"h2"];
 pub const ALPN_HTTP: &[&[u8]] = &[b"http/1.1"];
 
 /// TLS settings of both receivers; TLS is off when `cert_file` is unset.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain of the collector, leaf first.

@@ -106,6 +106,29 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// A fixed snake_case word for this rule, for metrics labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Problem::NoActor => "no_actor",
+            Problem::UnknownActorKind(_) => "unknown_actor_kind",
+            Problem::AgentWithoutAgentId => "agent_without_agent_id",
+            Problem::AgentWithoutOwner => "agent_without_owner",
+            Problem::HumanWithoutOwner => "human_without_owner",
+            Problem::HumanWithAgentId => "human_with_agent_id",
+            Problem::DangerousWithoutConsent => "dangerous_without_consent",
+            Problem::NoAction => "no_action",
+            Problem::NoStartTime => "no_start_time",
+            Problem::UnknownOutcome(_) => "unknown_outcome",
+            Problem::TooManyAttributes { .. } => "too_many_attributes",
+            Problem::KeyTooLong { .. } => "key_too_long",
+            Problem::ValueTooLong { .. } => "value_too_long",
+            Problem::TooDeep { .. } => "too_deep",
+            Problem::TimeOutOfRange { .. } => "time_out_of_range",
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -2,6 +2,7 @@
 //! ports, in a temporary data dir.
 #![allow(dead_code)]
 
+pub mod prometheus;
 pub mod wire;
 
 use std::io::{BufRead, BufReader};
@@ -56,6 +57,8 @@ pub struct Collector {
     pub child: Child,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// The separate admin listener (`--admin-listen`), if any.
+    pub admin: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub collector_id: String,
 }
@@ -95,6 +98,10 @@ impl Collector {
         Collector {
             grpc: field("otlp_grpc").parse().expect("grpc addr"),
             http: field("otlp_http").parse().expect("http addr"),
+            admin: line
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix("admin="))
+                .and_then(|a| a.parse().ok()),
             collector_id: field("collector_id"),
             data_dir: data_dir.to_owned(),
             child,
@@ -137,6 +144,33 @@ impl Drop for Collector {
     }
 }
 
+/// An agent's `db.write` by `agt_ops` for `owner` (empty: a refused record).
+pub fn agent_action(event: &str, owner: &str) -> AuditRecord {
+    AuditRecord {
+        event_id: event.into(),
+        start_time_ns: 1_764_300_000_000_000_000,
+        end_time_ns: None,
+        actor_kind: ActorKind::Agent,
+        agent_id: Some("agt_ops".into()),
+        agent_name: None,
+        agent_credential_id: None,
+        owner_id: owner.into(),
+        initiator_id: None,
+        task_id: None,
+        action: "db.write".into(),
+        target: None,
+        outcome: "ok".into(),
+        scopes: vec![],
+        consent_id: None,
+        inputs_sha256: None,
+        service_name: "ops".into(),
+        service_instance_id: None,
+        trace_id: None,
+        span_id: None,
+        attributes: Default::default(),
+    }
+}
+
 /// An OTLP request of one human `users.delete` record with event id
 /// `event`; `forged_client` puts a value where the collector stamps the
 /// authenticated client's name (it must be replaced).
@@ -146,27 +180,13 @@ pub fn audit_request(event: &str, forged_client: Option<&str>) -> ExportLogsServ
         attributes.insert(audit_collector::auth::CLIENT_ATTR.to_owned(), f.to_owned());
     }
     let r = AuditRecord {
-        event_id: event.into(),
-        start_time_ns: 1_764_300_000_000_000_000,
-        end_time_ns: None,
         actor_kind: ActorKind::Human,
         agent_id: None,
-        agent_name: None,
-        agent_credential_id: None,
-        owner_id: "usr_alice".into(),
-        initiator_id: None,
-        task_id: None,
         action: "users.delete".into(),
         target: Some("usr_9".into()),
-        outcome: "ok".into(),
-        scopes: vec![],
-        consent_id: None,
-        inputs_sha256: None,
         service_name: "billing".into(),
-        service_instance_id: None,
-        trace_id: None,
-        span_id: None,
         attributes: attributes.into_iter().collect(),
+        ..agent_action(event, "usr_alice")
     };
     let res = ResourceInfo {
         service_name: Some("billing".into()),

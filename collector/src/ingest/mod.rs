@@ -89,6 +89,17 @@ pub enum IngestError {
     Storage(String),
 }
 
+impl IngestError {
+    /// A fixed word for metrics labels and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::Overloaded => "overloaded",
+            IngestError::ShuttingDown => "shutting_down",
+            IngestError::Storage(_) => "storage_error",
+        }
+    }
+}
+
 /// Settings of the store.
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
@@ -204,7 +215,14 @@ impl Ingest {
             return Ok(Committed::default());
         }
         let (done, rx) = oneshot::channel();
-        match self.tx.try_send(Msg::Append(Job { batch, done })) {
+        // Counted before the send so that the writer's decrement (when it
+        // takes the job) can never come first.
+        Metrics::add(&self.metrics.queue_depth, 1);
+        let sent = self.tx.try_send(Msg::Append(Job { batch, done }));
+        if sent.is_err() {
+            Metrics::sub(&self.metrics.queue_depth, 1);
+        }
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 Metrics::add(&self.metrics.overloaded_total, 1);

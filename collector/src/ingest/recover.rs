@@ -19,6 +19,7 @@ impl Writer {
         if let Some(r) = &remote {
             r.clean_pushed(&manifest, root);
         }
+        count_stored(&manifest, &metrics);
         let sealed_seq = manifest.last_seq().unwrap_or(0);
         let wal_dir = root.join("wal").join(&cfg.collector_id);
         let now = Instant::now();
@@ -66,10 +67,34 @@ impl Writer {
             // stay local and are pushed on the retry ticks.
             w.push_logged();
         }
+        tracing::info!(
+            rows = recovered,
+            seq_last = w.sealed_seq,
+            manifest_entries = w.manifest.entries().len(),
+            "recovery finished"
+        );
         // A first digest (or one for the time the collector was down) now.
         w.digest_if_due();
         Ok(w)
     }
+}
+
+/// What the manifest says is stored and what retention deleted, so that
+/// the gauges and counters start from the data dir's state, not from zero.
+fn count_stored(manifest: &Manifest, metrics: &Metrics) {
+    let (mut stored, mut deleted, mut deletions) = (0u64, 0u64, 0u64);
+    for e in manifest.entries() {
+        match &e.body {
+            Body::Seal { files, .. } => stored += files.iter().map(|f| f.bytes).sum::<u64>(),
+            Body::Delete { file, .. } => {
+                deleted += file.bytes;
+                deletions += 1;
+            }
+            Body::Digest { .. } => {}
+        }
+    }
+    Metrics::set(&metrics.stored_bytes, stored.saturating_sub(deleted));
+    Metrics::set(&metrics.retention_deletions_total, deletions);
 }
 
 /// Event ids of audit files sealed within the dedup window, so that a

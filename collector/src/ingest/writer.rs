@@ -73,7 +73,10 @@ impl Writer {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Append(job) => jobs.push(job),
+                    Msg::Append(job) => {
+                        Metrics::sub(&self.metrics.queue_depth, 1);
+                        jobs.push(job)
+                    }
                     Msg::Shutdown(tx) => shutdown = Some(tx),
                 }
                 if jobs.len() < 512 && shutdown.is_none() {
@@ -106,6 +109,7 @@ impl Writer {
             return;
         }
         if self.wal_broken {
+            Metrics::set(&self.metrics.store_failing, 1);
             for job in jobs {
                 let _ = job.done.send(Err(IngestError::Storage(
                     "WAL unusable after a failed write; restart the collector".into(),
@@ -156,7 +160,9 @@ impl Writer {
             answers.push((job.done, Committed { stored, duplicates }));
         }
         if result.is_ok() {
+            let started = Instant::now();
             result = self.wal.sync().map_err(|e| storage("WAL fsync", e));
+            self.metrics.wal_fsync_seconds.observe(started.elapsed());
             Metrics::add(&self.metrics.wal_fsyncs_total, 1);
         }
         if let Err(e) = result {
@@ -169,12 +175,15 @@ impl Writer {
                 self.seen.remove(&id);
             }
             Metrics::add(&self.metrics.storage_errors_total, answers.len() as u64);
+            Metrics::set(&self.metrics.store_failing, 1);
             tracing::error!(error = %e, "WAL commit failed; clients will retry");
             for (done, _) in answers {
                 let _ = done.send(Err(IngestError::Storage(e.to_string())));
             }
             return;
         }
+        Metrics::set(&self.metrics.store_failing, 0);
+        Metrics::add(&self.metrics.wal_bytes_total, self.wal.len() - start_len);
         for frame in frames {
             Metrics::add(
                 &self.metrics.actions_stored_total,
@@ -190,6 +199,7 @@ impl Writer {
         if self.oldest.is_none() && self.buffered() > 0 {
             self.oldest = Some(now);
         }
+        Metrics::set(&self.metrics.buffered_rows, self.buffered() as u64);
         for (done, c) in answers {
             Metrics::add(&self.metrics.duplicates_total, c.duplicates as u64);
             let _ = done.send(Ok(c));
@@ -295,6 +305,7 @@ impl Writer {
             }
         };
         let rows: u64 = files.iter().map(|f| f.rows).sum();
+        let bytes: u64 = files.iter().map(|f| f.bytes).sum();
         let body = Body::Seal {
             seq_first: self.sealed_seq + 1,
             seq_last: self.next_seq - 1,
@@ -308,8 +319,17 @@ impl Writer {
         self.sealed_seq = self.next_seq - 1;
         Metrics::add(&self.metrics.sealed_files_total, files.len() as u64);
         Metrics::add(&self.metrics.sealed_rows_total, rows);
+        Metrics::add(&self.metrics.sealed_bytes_total, bytes);
+        Metrics::add(&self.metrics.stored_bytes, bytes);
+        Metrics::set(&self.metrics.buffered_rows, 0);
         self.oldest = None;
-        tracing::debug!(files = files.len(), rows, "sealed");
+        tracing::info!(
+            files = files.len(),
+            rows,
+            bytes,
+            seq_last = self.sealed_seq,
+            "sealed"
+        );
         if self.remote.is_some() {
             // Committed locally; the rows leave the WAL once in the store.
             self.unpushed_segments.extend(old_segments);

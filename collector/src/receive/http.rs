@@ -1,5 +1,6 @@
 //! OTLP/HTTP logs receiver: `POST /v1/logs` with protobuf or JSON bodies
-//! (optionally gzip or zstd), plus the sidecar's `/healthz` and `/metrics`.
+//! (optionally gzip or zstd). The server adds [`crate::admin`]'s routes
+//! (`/healthz`, `/readyz`, `/metrics`) unless they have their own listener.
 //!
 //! Status codes follow the OTLP/HTTP spec: 200 with `partial_success` when
 //! some records are refused, 400 for an undecodable body (including invalid
@@ -9,7 +10,6 @@
 //! queue full) and 503 (too many requests in flight, shutting down, storage
 //! error) with `Retry-After` when the client should retry.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
@@ -46,8 +46,6 @@ pub struct RpcStatus {
 pub struct HttpState {
     /// The receiver.
     pub receiver: Arc<Receiver>,
-    /// False once shutdown began (health turns 503 so balancers drain).
-    pub ready: Arc<AtomicBool>,
     /// Largest accepted body, as sent and after decompression.
     pub max_request_bytes: usize,
     /// Deadline for receiving a request's body.
@@ -58,25 +56,7 @@ pub struct HttpState {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/v1/logs", post(export))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
         .with_state(state)
-}
-
-async fn healthz(State(s): State<HttpState>) -> Response {
-    if s.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    }
-}
-
-async fn metrics(State(s): State<HttpState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.receiver.metrics.render(),
-    )
-        .into_response()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -49,6 +49,8 @@ pub struct Checked {
     pub batch: Batch,
     /// Records refused.
     pub refused: i64,
+    /// Records refused, by reason (a fixed word, for metrics).
+    pub refused_by: std::collections::BTreeMap<&'static str, u64>,
     /// One message per refused record, the first few.
     pub messages: Vec<String>,
 }
@@ -96,7 +98,10 @@ pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
                         match rules.check_with(draft, found) {
                             Ok(record) => out.batch.actions.push(record),
                             Err(rejection) => {
-                                out.refuse(format!("record {n} refused: {rejection}"));
+                                out.refuse(
+                                    rejection.problems.first().map_or("rules", |p| p.code()),
+                                    format!("record {n} refused: {rejection}"),
+                                );
                                 out.batch
                                     .violations
                                     .push(refused_action(&rejection, limits));
@@ -123,18 +128,24 @@ pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
                             out.batch.violations.push(v);
                         } else {
                             let row = refused_violation(v, &problems, limits);
-                            out.refuse(format!("record {n} refused: {}", row.reason));
+                            out.refuse(
+                                problems.first().map_or("violation", |p| p.code()),
+                                format!("record {n} refused: {}", row.reason),
+                            );
                             out.batch.violations.push(row);
                         }
                     }
-                    Decoded::NotAudit { event_name } => out.refuse(format!(
-                        "record {n} refused: event_name {:?} is not an audit record \
+                    Decoded::NotAudit { event_name } => out.refuse(
+                        "not_audit",
+                        format!(
+                            "record {n} refused: event_name {:?} is not an audit record \
                          (expected {:?} or {:?}; attribute {:?} is the wire name of the action)",
-                        clip(&event_name, QUOTE_BYTES),
-                        wire::EVENT_ACTION,
-                        wire::EVENT_VIOLATION,
-                        Field::Action.wire(),
-                    )),
+                            clip(&event_name, QUOTE_BYTES),
+                            wire::EVENT_ACTION,
+                            wire::EVENT_VIOLATION,
+                            Field::Action.wire(),
+                        ),
+                    ),
                 }
             }
         }
@@ -222,8 +233,9 @@ impl Checked {
         }
     }
 
-    fn refuse(&mut self, message: String) {
+    fn refuse(&mut self, reason: &'static str, message: String) {
         self.refused += 1;
+        *self.refused_by.entry(reason).or_default() += 1;
         if self.messages.len() < MAX_MESSAGES {
             self.messages
                 .push(clip(&message, MAX_MESSAGE_BYTES).to_owned());
@@ -304,12 +316,22 @@ impl Receiver {
         Metrics::add(&self.metrics.records_received_total, received as u64);
         let mut checked = check(req, &self.rules);
         checked.stamp_client(client);
-        self.ingest
-            .submit(std::mem::take(&mut checked.batch))
-            .await?;
-        Metrics::add(&self.metrics.records_refused_total, checked.refused as u64);
-        if checked.refused > 0 {
-            tracing::info!(refused = checked.refused, first = %checked.messages[0], "refused records");
+        if let Err(e) = self.ingest.submit(std::mem::take(&mut checked.batch)).await {
+            self.metrics.requests_throttled.add(e.reason(), 1);
+            crate::logs::throttled(e.reason(), &e.to_string());
+            return Err(e);
+        }
+        for (reason, n) in &checked.refused_by {
+            self.metrics.records_refused.add(reason, *n);
+        }
+        if let Some(first) = checked.messages.first() {
+            tracing::info!(
+                refused = checked.refused,
+                received,
+                client = client.unwrap_or(""),
+                first = %first,
+                "refused records"
+            );
         }
         Ok(checked.response())
     }

@@ -26,7 +26,7 @@ use crate::manifest::FileEntry;
 use crate::retention::LegalHold;
 
 /// S3 Object Lock retention mode.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum LockMode {
     /// Users with `s3:BypassGovernanceRetention` may still delete.

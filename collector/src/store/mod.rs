@@ -49,7 +49,7 @@ pub mod put;
 
 /// Options of a remote location that are not in its URL. Unset values fall
 /// back to the `AWS_*` environment variables, then to the crate's defaults.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemoteOptions {
     /// Endpoint of an S3-compatible service (MinIO, Ceph, R2, a test
