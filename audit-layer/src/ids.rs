@@ -40,6 +40,9 @@ fn install_fork_handler() {
 }
 
 fn seed() -> u64 {
+    // Installed before the first state exists: a fork before any seed has
+    // nothing to duplicate.
+    install_fork_handler();
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
         // No OS randomness: time, thread and address still differ between
@@ -56,7 +59,6 @@ fn seed() -> u64 {
 
 /// The next 64 random bits of this thread (wyrand).
 fn next_u64() -> u64 {
-    install_fork_handler();
     let generation = FORK_GENERATION.load(Ordering::Relaxed);
     RNG.with(|cell| {
         let mut state = match cell.get() {
