@@ -5,35 +5,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use audit_schema::otlp::{encode_action, ResourceInfo};
-use audit_schema::{ActorKind, AuditRecord};
+use audit_schema::AuditRecord;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
-/// An agent action with id `id` at `t` (ns).
+/// An agent action with id `id` at `t` (ns), by `agt_load` for `usr_ops`.
 pub fn record(id: String, t: i64) -> AuditRecord {
     AuditRecord {
         event_id: id,
         start_time_ns: t,
-        end_time_ns: None,
-        actor_kind: ActorKind::Agent,
         agent_id: Some("agt_load".into()),
-        agent_name: None,
-        agent_credential_id: None,
-        owner_id: "usr_ops".into(),
-        initiator_id: None,
-        task_id: None,
-        action: "db.write".into(),
-        target: None,
-        outcome: "ok".into(),
-        scopes: vec![],
-        consent_id: None,
-        inputs_sha256: None,
         service_name: "loader".into(),
-        service_instance_id: None,
-        trace_id: None,
-        span_id: None,
-        attributes: Default::default(),
+        ..super::agent_action("", "usr_ops")
     }
 }
 
