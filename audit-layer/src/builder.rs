@@ -194,6 +194,18 @@ impl AuditLayerBuilder {
         self
     }
 
+    /// Largest export request, in encoded bytes (default 16 MiB, the
+    /// collector's default `max_request_bytes`): larger batches are sent
+    /// in several requests. Set it to the collector's `max_request_bytes`
+    /// when that is lower, to save a round trip; a request the collector
+    /// still finds too large is sent again in halves, and only a single
+    /// record too large by itself is refused (counted in
+    /// [`AuditStatus::refused`](crate::AuditStatus::refused)).
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_request_bytes = bytes.max(1);
+        self
+    }
+
     /// How long a record may wait for companions before its batch is sent (default 200 ms).
     pub fn linger(mut self, linger: Duration) -> Self {
         self.settings.linger = linger;

@@ -16,6 +16,14 @@
 //! [`AuditStatus::refused`], the first one is logged with its reason, and
 //! [`AuditStatus::last_refusal`] keeps the latest reason.
 //!
+//! A request never encodes to more than
+//! [`max_request_bytes`](crate::AuditLayerBuilder::max_request_bytes)
+//! (the collector's default cap) when it can be cut: a larger batch goes in
+//! several. When the collector still answers "too large" (gRPC
+//! `RESOURCE_EXHAUSTED` without `RetryInfo`, HTTP 413), the request is sent
+//! again in halves, recursively; only a single record too large by itself
+//! is refused. Records are neither lost with their batch nor resent forever.
+//!
 //! Everything else is retried, without a deadline: exponential backoff from
 //! 100 ms to [`max_backoff`](crate::AuditLayerBuilder::max_backoff) with
 //! jitter, or exactly the collector's hint when it gives one (HTTP
@@ -57,11 +65,14 @@
 //! are the builder's names for the certificate variables.
 
 mod config;
+mod deliver;
 mod grpc;
 mod http;
 mod memory;
 mod spool;
 mod tls;
+
+use deliver::Sent;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -144,11 +155,35 @@ impl Item {
 /// A failed export attempt.
 #[derive(Debug)]
 pub(crate) struct Failure {
-    /// Worth another try (else the collector refused the batch for good).
-    pub retryable: bool,
+    /// What the failure means for the records sent.
+    pub kind: FailureKind,
     /// The collector's hint (`Retry-After`, `RetryInfo`).
     pub retry_after: Option<Duration>,
     pub message: String,
+}
+
+/// How a failed request is handled (the transports decide which applies;
+/// [`deliver`] acts on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    /// Worth another try, after the hint or a backoff.
+    Transient,
+    /// The collector refused the batch for good (malformed).
+    Refused,
+    /// The request is over the collector's size cap: sent again in halves,
+    /// down to single records; a single record still too large is refused.
+    TooLarge,
+}
+
+impl Failure {
+    /// A failure worth another try.
+    pub fn transient(message: String) -> Failure {
+        Failure {
+            kind: FailureKind::Transient,
+            retry_after: None,
+            message,
+        }
+    }
 }
 
 /// Why the audit path cannot take a record now.
@@ -339,6 +374,7 @@ pub(crate) struct WorkerSettings {
     pub batch_size: usize,
     pub linger: Duration,
     pub max_backoff: Duration,
+    pub max_request_bytes: usize,
     pub shutdown_timeout: Duration,
     pub spool_dir: Option<PathBuf>,
     pub spool_max_bytes: u64,
@@ -352,6 +388,7 @@ impl Default for WorkerSettings {
             batch_size: 512,
             linger: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
+            max_request_bytes: audit_schema::limits::DEFAULT_MAX_REQUEST_BYTES,
             shutdown_timeout: Duration::from_secs(5),
             spool_dir: None,
             spool_max_bytes: 256 << 20,
@@ -438,6 +475,7 @@ pub(crate) fn spawn(
                 settings: worker_settings,
                 spool,
                 in_hand: None,
+                spool_head_done: None,
                 backoff: Duration::ZERO,
                 warned_spool: false,
             };
@@ -456,16 +494,6 @@ pub(crate) fn spawn(
     Ok((Sink::Queue(shared), guard))
 }
 
-/// The outcome of one export attempt.
-enum Sent {
-    /// Acknowledged (`n` records, `refused` of them refused).
-    Acked,
-    /// Refused as a whole, for good.
-    Refused,
-    /// Try again after this long.
-    Retry(Duration),
-}
-
 struct Worker {
     runtime: tokio::runtime::Runtime,
     transport: Transport,
@@ -474,8 +502,12 @@ struct Worker {
     settings: WorkerSettings,
     spool: Option<Spool>,
     /// A batch taken from memory, not yet acknowledged nor spooled, and
-    /// how many of its records are the exporter's own reports.
+    /// how many of its records are the exporter's own reports (they lead
+    /// the batch: see [`Worker::take_batch`]).
     in_hand: Option<(Vec<LogRecord>, u64)>,
+    /// How many leading records of the spool's head segment are settled
+    /// (`None`: the head was not read yet, its lost records not counted).
+    spool_head_done: Option<usize>,
     backoff: Duration,
     warned_spool: bool,
 }
@@ -504,8 +536,8 @@ impl Worker {
             if self.spool.as_ref().is_some_and(|s| !s.is_empty()) {
                 self.spill_queue();
                 match self.send_spool_head(shutdown) {
-                    Sent::Acked | Sent::Refused => {}
-                    Sent::Retry(wait) => {
+                    Sent::Done => {}
+                    Sent::Retry { wait, .. } => {
                         if shutdown.is_some() {
                             // Durable on disk; the next start resends it.
                             return self.finish();
@@ -521,12 +553,18 @@ impl Worker {
                     continue;
                 }
             }
-            let (batch, reports) = self.in_hand.take().unwrap_or_default();
+            let (mut batch, mut reports) = self.in_hand.take().unwrap_or_default();
             let n = batch.len() as u64;
             let resource = self.resource.clone();
-            match self.export(resource, batch.clone(), n, shutdown) {
-                Sent::Acked | Sent::Refused => self.resolved(n - reports),
-                Sent::Retry(wait) => {
+            match self.deliver(&resource, &batch, shutdown) {
+                Sent::Done => self.resolved(n - reports),
+                Sent::Retry { wait, done } => {
+                    // The settled head of the batch is not sent again; the
+                    // exporter's own reports, uncounted, lead the batch.
+                    batch.drain(..done);
+                    let settled_reports = reports.min(done as u64);
+                    reports -= settled_reports;
+                    self.resolved(done as u64 - settled_reports);
                     if self.spill(&batch) {
                         // Spool mode: the loop now sends from the spool,
                         // where every record counts.
@@ -585,6 +623,9 @@ impl Worker {
 
     /// Waits for the first record, then up to `linger` for companions
     /// (unless a flush or shutdown asks for speed); takes up to `batch_size`.
+    /// The exporter's own reports lead the batch: they are the only records
+    /// pushed to the front of the queue (`report_drops`), and what is put
+    /// back keeps its order.
     fn take_batch(&mut self) -> Option<(Vec<LogRecord>, u64)> {
         let mut st = self.shared.lock();
         st.wake_at = 1;
@@ -724,43 +765,55 @@ impl Worker {
 
     fn send_spool_head(&mut self, shutdown: Option<Instant>) -> Sent {
         let Some(spool) = self.spool.as_ref() else {
-            return Sent::Acked;
+            return Sent::Done;
         };
         let batch = match spool.head() {
             Some(Ok(b)) => b,
             Some(Err(e)) => {
                 eprintln!("audit-layer: cannot read the spool: {e}");
-                return Sent::Retry(self.next_backoff(None));
+                let wait = self.next_backoff(None);
+                return Sent::Retry { wait, done: 0 };
             }
-            None => return Sent::Acked,
+            None => return Sent::Done,
         };
-        if batch.lost > 0 {
-            self.status().add_export_failures(batch.lost);
-            eprintln!(
-                "audit-layer: {} spooled audit records failed their checksum and are lost; \
-                 counted in AuditStatus::export_failures",
-                batch.lost
-            );
-        }
+        // Counted once per segment, not at every read of a head that
+        // waits for the collector.
+        let done = match self.spool_head_done {
+            Some(done) => done.min(batch.records.len()),
+            None => {
+                if batch.lost > 0 {
+                    self.status().add_export_failures(batch.lost);
+                    eprintln!(
+                        "audit-layer: {} spooled audit records failed their checksum and are \
+                         lost; counted in AuditStatus::export_failures",
+                        batch.lost
+                    );
+                }
+                0
+            }
+        };
         let n = batch.records.len() as u64;
         let resource = if batch.resource == Resource::default() {
             self.resource.clone()
         } else {
             batch.resource
         };
-        let sent = if n == 0 {
-            Sent::Acked
-        } else {
-            self.export(resource, batch.records, n, shutdown)
-        };
-        if matches!(sent, Sent::Acked | Sent::Refused) {
-            let spool = self.spool.as_mut().expect("spool");
-            if let Err(e) = spool.pop_head() {
-                eprintln!("audit-layer: cannot remove a delivered spool segment: {e}");
+        let sent = self.deliver(&resource, &batch.records[done..], shutdown);
+        match sent {
+            Sent::Done => {
+                self.spool_head_done = None;
+                let spool = self.spool.as_mut().expect("spool");
+                if let Err(e) = spool.pop_head() {
+                    eprintln!("audit-layer: cannot remove a delivered spool segment: {e}");
+                }
+                let (r, b) = (spool.records(), spool.bytes());
+                self.status().set_spool(r, b);
+                self.resolved(n + batch.lost);
             }
-            let (r, b) = (spool.records(), spool.bytes());
-            self.status().set_spool(r, b);
-            self.resolved(n + batch.lost);
+            // The segment leaves the spool only whole; its settled records
+            // are not sent again by this process (a restart resends them,
+            // which the collector's deduplication absorbs).
+            Sent::Retry { done: more, .. } => self.spool_head_done = Some(done + more),
         }
         sent
     }
@@ -780,74 +833,6 @@ impl Worker {
             // The collector knows best; a hint far in the future is capped.
             Some(h) => h.min(Duration::from_secs(60)),
             None => jitter(self.backoff),
-        }
-    }
-
-    /// One attempt; accounts for acknowledged and refused records.
-    fn export(
-        &mut self,
-        resource: Resource,
-        records: Vec<LogRecord>,
-        n: u64,
-        shutdown: Option<Instant>,
-    ) -> Sent {
-        let body = request(resource, records);
-        let transport = &mut self.transport;
-        let result = self.runtime.block_on(async {
-            match shutdown {
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(left, transport.export(body)).await {
-                        Ok(r) => r,
-                        Err(_) => Err(Failure {
-                            retryable: true,
-                            retry_after: None,
-                            message: "shutdown deadline passed".to_owned(),
-                        }),
-                    }
-                }
-                None => transport.export(body).await,
-            }
-        });
-        match result {
-            Ok(response) => {
-                self.backoff = Duration::ZERO;
-                self.status().set_last_error(None);
-                let partial = response.partial_success.unwrap_or_default();
-                let refused = u64::try_from(partial.rejected_log_records)
-                    .unwrap_or(0)
-                    .min(n);
-                self.status().add_exported(n - refused);
-                if refused > 0 {
-                    self.refused(refused, n, partial.error_message);
-                }
-                self.report_drops();
-                Sent::Acked
-            }
-            Err(f) if !f.retryable => {
-                self.refused(n, n, f.message);
-                Sent::Refused
-            }
-            Err(f) => {
-                self.status().add_retries(1);
-                self.status().set_last_error(Some(f.message));
-                Sent::Retry(self.next_backoff(f.retry_after))
-            }
-        }
-    }
-
-    fn refused(&self, refused: u64, n: u64, reason: String) {
-        self.status().add_refused(refused);
-        let reason = if reason.trim().is_empty() {
-            "(no reason given)".to_owned()
-        } else {
-            reason
-        };
-        if self.status().set_last_refusal(reason.clone()) {
-            eprintln!(
-                "audit-layer: the collector refused {refused} of {n} audit records: {reason} \
-                 (logged once; see AuditStatus::refused and AuditStatus::last_refusal)"
-            );
         }
     }
 

@@ -25,6 +25,11 @@ use crate::rules::Problem;
 /// hostile value is not echoed back (or stored in a violation row) whole.
 pub const QUOTE_BYTES: usize = 64;
 
+/// The collector's default `max_request_bytes`: the largest OTLP request
+/// (protobuf, as decoded) it takes. The layer cuts its requests to this
+/// size unless told the collector's own setting.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
+
 /// Per-record bounds (see the module docs for the defaults).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -12,7 +12,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use super::tls::TlsPem;
-use super::Failure;
+use super::{Failure, FailureKind};
 use crate::builder::BuildError;
 
 /// Validated settings; the channel itself is made on the worker thread,
@@ -79,16 +79,87 @@ impl Grpc {
         for (k, v) in &self.metadata {
             request.metadata_mut().insert(k.clone(), v.clone());
         }
-        match self.client.export(request).await {
-            Ok(response) => Ok(response.into_inner()),
-            Err(status) => Err(Failure {
-                // Only a malformed request is refused for good; anything
-                // else (including a misconfigured endpoint) makes records
-                // wait, not disappear.
-                retryable: status.code() != Code::InvalidArgument,
-                retry_after: status.get_details_retry_info().and_then(|r| r.retry_delay),
-                message: format!("gRPC {:?}: {}", status.code(), status.message()),
-            }),
+        self.client
+            .export(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| classify(&status))
+    }
+}
+
+/// What an error status means for the records sent.
+///
+/// The OTLP spec retries only `CANCELLED`, `DEADLINE_EXCEEDED`, `ABORTED`,
+/// `OUT_OF_RANGE`, `UNAVAILABLE`, `DATA_LOSS`, and `RESOURCE_EXHAUSTED`
+/// when the server sends a `RetryInfo` (a throttle); anything else drops
+/// the batch. We diverge on purpose for an audit trail:
+/// - `UNAUTHENTICATED`, `PERMISSION_DENIED`, `NOT_FOUND`, `UNIMPLEMENTED`
+///   and other codes of a misconfigured endpoint or token make records
+///   wait (and spool), not disappear: fixing the configuration delivers them.
+/// - `RESOURCE_EXHAUSTED` without `RetryInfo` is what the collector (and
+///   grpc-go / tonic servers) answer for a message over their size cap.
+///   Dropping the batch would lose audit records and resending it as is
+///   would wedge the queue, so it is [`FailureKind::TooLarge`]: sent again
+///   in halves, and only a single record still too large is refused.
+/// - Only `INVALID_ARGUMENT` (a malformed request) is refused as a whole.
+pub(crate) fn classify(status: &tonic::Status) -> Failure {
+    let retry_info = status.get_details_retry_info();
+    let kind = match status.code() {
+        Code::InvalidArgument => FailureKind::Refused,
+        Code::ResourceExhausted if retry_info.is_none() => FailureKind::TooLarge,
+        _ => FailureKind::Transient,
+    };
+    Failure {
+        kind,
+        retry_after: retry_info.and_then(|r| r.retry_delay),
+        message: format!("gRPC {:?}: {}", status.code(), status.message()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tonic::{Code, Status};
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    use super::{classify, FailureKind};
+
+    #[test]
+    fn resource_exhausted_without_retry_info_is_too_large() {
+        let f = classify(&Status::resource_exhausted("message over 1024 bytes"));
+        assert_eq!(f.kind, FailureKind::TooLarge);
+        assert_eq!(f.retry_after, None);
+        assert!(
+            f.message.contains("message over 1024 bytes"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn resource_exhausted_with_retry_info_is_a_throttle_with_its_hint() {
+        let hint = Duration::from_millis(1500);
+        let details = ErrorDetails::with_retry_info(Some(hint));
+        let status = Status::with_error_details(Code::ResourceExhausted, "slow down", details);
+        let f = classify(&status);
+        assert_eq!(f.kind, FailureKind::Transient);
+        assert_eq!(f.retry_after, Some(hint));
+    }
+
+    #[test]
+    fn invalid_argument_is_refused_and_misconfiguration_waits() {
+        assert_eq!(
+            classify(&Status::invalid_argument("bad")).kind,
+            FailureKind::Refused
+        );
+        for status in [
+            Status::unavailable("down"),
+            Status::unauthenticated("token"),
+            Status::permission_denied("no"),
+            Status::unimplemented("wrong endpoint"),
+        ] {
+            assert_eq!(classify(&status).kind, FailureKind::Transient, "{status:?}");
         }
     }
 }

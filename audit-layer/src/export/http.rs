@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use prost::Message;
 
 use super::tls::TlsPem;
-use super::Failure;
+use super::{Failure, FailureKind};
 use crate::builder::BuildError;
 
 /// Largest response body read (a `partial_success` message, an error).
@@ -126,13 +126,10 @@ impl Http {
         let answer = tokio::time::timeout(self.timeout, self.post(body.encode_to_vec()))
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
-        let (status, headers, bytes) = answer.map_err(|e| Failure {
-            // Connection refused or reset, TLS failures, timeouts: worth
-            // another try (a certificate may be fixed without a restart).
-            retryable: true,
-            retry_after: None,
-            message: format!("POST {url}: {e}"),
-        })?;
+        // Connection refused or reset, TLS failures, timeouts: worth
+        // another try (a certificate may be fixed without a restart).
+        let (status, headers, bytes) =
+            answer.map_err(|e| Failure::transient(format!("POST {url}: {e}")))?;
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
@@ -143,18 +140,28 @@ impl Http {
             return Ok(ExportLogsServiceResponse::decode(bytes.as_ref()).unwrap_or_default());
         }
         Err(Failure {
-            // Only a malformed request is refused for good (400, 413);
-            // anything else (429, 5xx, and a misconfigured 404 or 401)
-            // makes records wait, not disappear.
-            retryable: !matches!(
-                status,
-                StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE
-            ),
+            kind: classify(status),
             retry_after,
             message: format!(
                 "POST {url}: HTTP {status}: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(512)])
             ),
         })
+    }
+}
+
+/// What an HTTP error status means for the records sent.
+///
+/// The OTLP spec retries only 429, 502, 503 and 504 and drops the batch on
+/// any other status. We diverge on purpose for an audit trail: only a
+/// malformed request (400) is refused as a whole; a request over the
+/// collector's size cap (413) is sent again in halves, down to single
+/// records ([`FailureKind::TooLarge`]); anything else (429, 5xx, and a
+/// misconfigured 401, 403 or 404) makes records wait, not disappear.
+fn classify(status: StatusCode) -> FailureKind {
+    match status {
+        StatusCode::BAD_REQUEST => FailureKind::Refused,
+        StatusCode::PAYLOAD_TOO_LARGE => FailureKind::TooLarge,
+        _ => FailureKind::Transient,
     }
 }
