@@ -319,30 +319,19 @@ pub(crate) fn violation_record(
     time_ns: i64,
     resource: &ResourceInfo,
 ) -> ViolationRecord {
-    let d = &rejection.draft;
     ViolationRecord {
-        event_id: ids::event_id(),
-        time_ns,
-        detected_by: "layer".to_owned(),
-        missing: rejection.missing(),
-        reason: rejection.reason(),
         span_target: Some(meta.target().to_owned()),
         span_name: Some(meta.name().to_owned()),
         code_file: meta.file().map(str::to_owned),
         code_line: meta.line().map(i64::from),
-        action: d.action.clone(),
-        actor_kind: d.actor_kind.clone(),
-        agent_id: d.agent_id.clone(),
-        owner_id: d.owner_id.clone(),
-        service_name: d
-            .service_name
-            .clone()
-            .or_else(|| resource.service_name.clone())
-            .unwrap_or_else(|| audit_schema::wire::UNKNOWN_SERVICE.to_owned()),
-        service_instance_id: d.service_instance_id.clone(),
-        trace_id: d.trace_id.clone(),
-        span_id: d.span_id.clone(),
-        attributes: d.attributes.clone(),
+        attributes: rejection.draft.attributes.clone(),
+        ..ViolationRecord::refused(
+            rejection,
+            "layer",
+            ids::event_id(),
+            time_ns,
+            resource.service_name.as_deref(),
+        )
     }
 }
 

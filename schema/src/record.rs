@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::rules::Rejection;
 use crate::wire::Field;
 
 /// Human or AI: a column, never a guess.
@@ -130,6 +131,45 @@ pub struct ViolationRecord {
     pub span_id: Option<String>,
     /// Every other field, stringified.
     pub attributes: BTreeMap<String, String>,
+}
+
+impl ViolationRecord {
+    /// The row that records a refused draft, the one definition the layer
+    /// and the collector share: the fields at fault and why (`missing`,
+    /// `reason`), and who and what the draft named, as given. The service is
+    /// the draft's, else `service`, else [`wire::UNKNOWN_SERVICE`](crate::wire::UNKNOWN_SERVICE).
+    /// Callsite, attributes and anything else the detector knows are the
+    /// caller's to add.
+    pub fn refused(
+        rejection: &Rejection,
+        detected_by: &str,
+        event_id: String,
+        time_ns: i64,
+        service: Option<&str>,
+    ) -> ViolationRecord {
+        let d = &rejection.draft;
+        ViolationRecord {
+            event_id,
+            time_ns,
+            detected_by: detected_by.to_owned(),
+            missing: rejection.missing(),
+            reason: rejection.reason(),
+            action: d.action.clone(),
+            actor_kind: d.actor_kind.clone(),
+            agent_id: d.agent_id.clone(),
+            owner_id: d.owner_id.clone(),
+            service_name: d
+                .service_name
+                .as_deref()
+                .or(service)
+                .unwrap_or(crate::wire::UNKNOWN_SERVICE)
+                .to_owned(),
+            service_instance_id: d.service_instance_id.clone(),
+            trace_id: d.trace_id.clone(),
+            span_id: d.span_id.clone(),
+            ..ViolationRecord::default()
+        }
+    }
 }
 
 /// What the collector adds to every stored row.
@@ -288,5 +328,41 @@ mod tests {
         d.set(Field::EndTime, "soon".into());
         assert_eq!(d.end_time_ns, None);
         assert_eq!(d.attributes["audit.end_time_unix_nano"], "soon");
+    }
+
+    #[test]
+    fn a_refused_draft_becomes_a_row_naming_what_was_missing_and_who_was_named() {
+        let mut d = Draft {
+            start_time_ns: Some(1_764_000_000_000_000_000),
+            trace_id: Some("ab".into()),
+            ..Draft::default()
+        };
+        d.set(Field::AgentId, "agt_1".into());
+        d.set(Field::Action, "db.write".into());
+        d.attributes.insert("amount".into(), "3".into());
+        let rejection = crate::Rules::default().check(d).expect_err("no owner");
+        let row = ViolationRecord::refused(&rejection, "layer", "ev".into(), 7, Some("billing"));
+        assert_eq!((row.event_id.as_str(), row.time_ns), ("ev", 7));
+        assert_eq!(row.detected_by, "layer");
+        assert_eq!(row.missing, [Field::OwnerId.wire()]);
+        assert_eq!(row.reason, rejection.reason());
+        assert_eq!(row.agent_id.as_deref(), Some("agt_1"));
+        assert_eq!(row.action.as_deref(), Some("db.write"));
+        assert_eq!(row.trace_id.as_deref(), Some("ab"));
+        assert_eq!(
+            row.service_name, "billing",
+            "the caller's service when the draft has none"
+        );
+        assert!(
+            row.attributes.is_empty(),
+            "attributes are the caller's to add"
+        );
+
+        let mut named = rejection.clone();
+        named.draft.service_name = Some("ledger".into());
+        let row = ViolationRecord::refused(&named, "collector", "ev".into(), 7, Some("billing"));
+        assert_eq!(row.service_name, "ledger", "the draft's service wins");
+        let row = ViolationRecord::refused(&rejection, "collector", "ev".into(), 7, None);
+        assert_eq!(row.service_name, crate::wire::UNKNOWN_SERVICE);
     }
 }

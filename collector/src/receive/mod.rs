@@ -158,32 +158,17 @@ pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
 /// own time is not believable.
 fn refused_action(rejection: &Rejection, limits: &Limits) -> ViolationRecord {
     let d = &rejection.draft;
+    let time_ns = d
+        .start_time_ns
+        .filter(|t| limits.time_ok(*t))
+        .unwrap_or_else(crate::now_ns);
     let mut row = ViolationRecord {
-        event_id: new_event_id(),
-        time_ns: d
-            .start_time_ns
-            .filter(|t| limits.time_ok(*t))
-            .unwrap_or_else(crate::now_ns),
-        detected_by: "collector".into(),
-        missing: rejection.missing(),
-        reason: rejection.reason(),
-        action: d.action.clone(),
-        actor_kind: d.actor_kind.clone(),
-        agent_id: d.agent_id.clone(),
-        owner_id: d.owner_id.clone(),
-        service_name: d
-            .service_name
-            .clone()
-            .unwrap_or_else(|| wire::UNKNOWN_SERVICE.into()),
-        service_instance_id: d.service_instance_id.clone(),
-        trace_id: d.trace_id.clone(),
-        span_id: d.span_id.clone(),
         attributes: [(
             "audit.refused_event_id".to_owned(),
             d.event_id.clone().unwrap_or_default(),
         )]
         .into(),
-        ..ViolationRecord::default()
+        ..ViolationRecord::refused(rejection, "collector", new_event_id(), time_ns, None)
     };
     limits.clip_violation(&mut row);
     row
