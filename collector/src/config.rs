@@ -178,6 +178,14 @@ pub struct Config {
     /// Seconds a request may take: receiving an HTTP body (then 408), or a
     /// whole gRPC call (then `CANCELLED`; a client's shorter `grpc-timeout` wins).
     pub request_timeout_secs: u64,
+    /// Seconds an HTTP client has to send a request's line and headers,
+    /// counted from the connection's start or its previous response (so it
+    /// also closes idle keep-alive connections); a gRPC client, to send the
+    /// HTTP/2 preface. Then the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once on the OTLP listeners together; past it a
+    /// new connection is closed at once.
+    pub max_connections: usize,
     /// Seconds to let in-flight requests finish at shutdown before closing connections.
     pub shutdown_timeout_secs: u64,
     /// Format of the collector's own logs on stderr.
@@ -218,6 +226,8 @@ impl Default for Config {
             max_request_bytes: 16 << 20,
             max_in_flight_requests: 64,
             request_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            max_connections: 512,
             shutdown_timeout_secs: 10,
             log_format: LogFormat::Text,
             rules: Rules::default(),
@@ -288,9 +298,15 @@ impl Config {
     /// The store settings for a resolved collector id.
     pub fn ingest(&self, collector_id: &str) -> Result<IngestConfig, ConfigError> {
         let s = &self.store;
-        if self.max_in_flight_requests == 0 || self.request_timeout_secs == 0 {
+        if self.max_in_flight_requests == 0
+            || self.request_timeout_secs == 0
+            || self.header_read_timeout_secs == 0
+            || self.max_connections == 0
+        {
             return Err(ConfigError::Invalid(
-                "max_in_flight_requests and request_timeout_secs must be > 0".into(),
+                "max_in_flight_requests, max_connections, request_timeout_secs and \
+                 header_read_timeout_secs must be > 0"
+                    .into(),
             ));
         }
         if s.seal_rows == 0 || s.queue_depth == 0 || s.max_buffered_rows < s.seal_rows {

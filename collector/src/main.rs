@@ -12,6 +12,8 @@ use audit_collector::config::{Config, LogFormat};
 use audit_collector::server::{show, Server};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod limit_flags;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "audit-collector",
@@ -190,6 +192,8 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     dangerous_actions: Vec<String>,
+    #[command(flatten)]
+    limits: limit_flags::LimitFlags,
 }
 
 fn listen_addr(flag: &str, value: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -254,6 +258,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     cfg.rules
         .dangerous_actions
         .extend(args.dangerous_actions.iter().cloned());
+    args.limits.apply(&mut cfg);
     Ok(cfg)
 }
 

@@ -72,6 +72,8 @@ metrics! {
         tls_handshake_failures_total: "Connections dropped in the TLS handshake (no, unknown or expired client certificate; plaintext; timeout).",
         overloaded_total: "Requests answered with a retryable overload error (write queue or buffer full).",
         shed_total: "Requests refused at once because max_in_flight_requests were being served.",
+        connections_refused_total: "Connections to the OTLP listeners closed at once because max_connections were open.",
+        header_read_timeouts_total: "Connections closed because a request's head (HTTP, idle keep-alive included) or the HTTP/2 preface (gRPC) did not arrive within header_read_timeout_secs.",
         storage_errors_total: "Requests answered with a retryable storage error.",
         wal_fsyncs_total: "WAL group commits (one fsync each).",
         wal_bytes_total: "Bytes appended to the WAL (frames with their headers).",
@@ -84,6 +86,7 @@ metrics! {
         stored_bytes: "Bytes of this collector's sealed files that retention has not deleted.",
         buffered_rows: "Rows durable in the WAL and not yet sealed into Parquet.",
         queue_depth: "Requests waiting for the writer thread.",
+        connections_open: "Connections open on the OTLP listeners.",
         store_failing: "1 while the last WAL write or fsync failed (the store refuses writes), else 0.",
     }
 }

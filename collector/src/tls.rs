@@ -270,17 +270,11 @@ pub struct TlsPeer {
     pub client: Option<String>,
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsIncoming>>
-    for TlsPeer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsIncoming>) -> TlsPeer {
+impl TlsPeer {
+    /// The client of a finished TLS connection.
+    pub fn of(stream: &TlsStream<TcpStream>) -> TlsPeer {
         TlsPeer {
-            client: stream
-                .io()
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(client_name),
+            client: stream.get_ref().1.peer_certificates().and_then(client_name),
         }
     }
 }

@@ -1,9 +1,18 @@
 //! `serve`: wires the store and the receivers, and shuts them down in the
 //! order that keeps every acknowledged record: stop accepting, let
 //! in-flight requests finish, seal, exit.
+//!
+//! Slow and idle clients: the HTTP listeners are bounded in [`http`]
+//! (header read timeout, idle keep-alive); every listener's open
+//! connections are capped in [`conns`]; the gRPC listener is bounded in
+//! [`grpc_server`].
+
+mod conns;
+mod http;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -16,7 +25,23 @@ use crate::metrics::Metrics;
 use crate::receive::grpc::GrpcLogs;
 use crate::receive::http::{router, HttpState};
 use crate::receive::Receiver;
-use crate::tls::{self, TlsError, TlsIncoming, TlsPeer};
+use crate::tls::{self, TlsError, TlsIncoming};
+use conns::{ConnLimit, HTTP2_PREFACE_BYTES};
+use http::HttpLimits;
+
+/// Connections the admin listener keeps open at once: probes and scrapes
+/// are few, and a flood of the OTLP ports must not starve them.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// HTTP/2 PING interval on gRPC connections: a peer that does not answer
+/// within [`GRPC_KEEPALIVE_TIMEOUT`] (dead, half-open, or not speaking
+/// HTTP/2 at all) is disconnected.
+const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// See [`GRPC_KEEPALIVE_INTERVAL`].
+const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams one gRPC connection may have open (the HTTP/2 recommended
+/// minimum); past `max_in_flight_requests` (all connections together)
+/// requests are refused anyway.
+const GRPC_MAX_STREAMS: u32 = 100;
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +81,7 @@ pub struct Server {
     /// Liveness and readiness.
     pub health: Arc<Health>,
     ingest: Arc<Ingest>,
-    drain_timeout: std::time::Duration,
+    drain_timeout: Duration,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -78,17 +103,30 @@ pub fn show(addr: Option<SocketAddr>) -> String {
     addr.map_or_else(|| "off".to_owned(), |a| a.to_string())
 }
 
-/// The admin listener: plain HTTP (keep it on loopback or a pod-internal port).
-fn serve_admin(
-    listener: TcpListener,
-    app: axum::Router,
-    mut stopped: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let result = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        });
-        log_failure("admin HTTP", result.await);
+/// The gRPC server's settings for slow and idle clients. HTTP/2 has no
+/// header read timeout: a connection must send the client preface within
+/// `header_read_timeout` (see [`conns`]); after that, PINGs find dead
+/// peers, `request_timeout` bounds each call once its headers are in, and
+/// the connection cap bounds the rest.
+fn grpc_server(request_timeout: Duration) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .timeout(request_timeout)
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(GRPC_MAX_STREAMS)
+}
+
+/// Capped connections of a gRPC listener, each with its preface deadline.
+fn admitted<IO>(
+    incoming: impl tokio_stream::Stream<Item = std::io::Result<IO>>,
+    limit: ConnLimit,
+    header_read_timeout: Duration,
+) -> impl tokio_stream::Stream<Item = std::io::Result<conns::Admitted<IO>>> {
+    use tokio_stream::StreamExt;
+    let first_bytes = Some((HTTP2_PREFACE_BYTES, header_read_timeout));
+    incoming.filter_map(move |accepted| match accepted {
+        Ok(io) => limit.admit(io, first_bytes).map(Ok),
+        Err(e) => Some(Err(e)),
     })
 }
 
@@ -113,6 +151,7 @@ impl Server {
             ingest_cfg.max_buffered_rows,
         ));
         let (stop, stopped) = watch::channel(false);
+        let header_read_timeout = Duration::from_secs(cfg.header_read_timeout_secs);
         let mut tasks = Vec::new();
         // The admin listener comes up before recovery, so that a probe sees
         // "alive, not ready" while a large WAL is replayed.
@@ -121,11 +160,19 @@ impl Server {
             let listener = bind(addr).await?;
             admin_addr = listener.local_addr().ok();
             tracing::info!(addr = %show(admin_addr), "admin listener (healthz, readyz, metrics) bound");
-            tasks.push(serve_admin(
+            // Plain HTTP: keep it on loopback or a pod-internal port.
+            let limits = HttpLimits {
+                header_read_timeout,
+                // Not in the metrics, which are of the OTLP listeners.
+                connections: ConnLimit::new(ADMIN_MAX_CONNECTIONS, None),
+            };
+            tasks.push(tokio::spawn(http::serve(
                 listener,
                 crate::admin::router(health.clone()),
+                limits,
+                metrics.clone(),
                 stopped.clone(),
-            ));
+            )));
         }
         let m = metrics.clone();
         let recovered = tokio::task::spawn_blocking(move || Ingest::start(ingest_cfg, m))
@@ -149,7 +196,9 @@ impl Server {
             tokens,
             in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight_requests)),
         });
-        let request_timeout = std::time::Duration::from_secs(cfg.request_timeout_secs);
+        let request_timeout = Duration::from_secs(cfg.request_timeout_secs);
+        // One cap for both OTLP listeners, as for requests in flight.
+        let connections = ConnLimit::new(cfg.max_connections, Some(metrics.clone()));
         let mut grpc_addr = None;
         if let Some(addr) = cfg.otlp_grpc {
             let listener = bind(addr).await?;
@@ -159,12 +208,12 @@ impl Server {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            let server = tonic::transport::Server::builder()
-                .timeout(request_timeout)
-                .add_service(svc);
+            let server = grpc_server(request_timeout).add_service(svc);
+            let limit = connections.clone();
             tasks.push(match grpc_tls.clone() {
                 None => {
                     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                    let incoming = admitted(incoming, limit, header_read_timeout);
                     tokio::spawn(async move {
                         let result = server.serve_with_incoming_shutdown(incoming, shutdown);
                         log_failure("gRPC", result.await);
@@ -173,6 +222,7 @@ impl Server {
                 Some(tls) => {
                     let incoming = TlsIncoming::new(listener, tls, metrics.clone())
                         .map_err(|source| ServeError::Bind { addr, source })?;
+                    let incoming = admitted(incoming, limit, header_read_timeout);
                     tokio::spawn(async move {
                         let result = server.serve_with_incoming_shutdown(incoming, shutdown);
                         log_failure("gRPC", result.await);
@@ -194,24 +244,17 @@ impl Server {
             if admin_addr.is_none() {
                 app = app.merge(crate::admin::router(health.clone()));
             }
-            let mut stopped = stopped.clone();
-            let shutdown = async move {
-                let _ = stopped.wait_for(|s| *s).await;
+            let limits = HttpLimits {
+                header_read_timeout,
+                connections: connections.clone(),
             };
+            let (m, stopped) = (metrics.clone(), stopped.clone());
             tasks.push(match http_tls.clone() {
-                None => tokio::spawn(async move {
-                    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-                    log_failure("HTTP", result.await);
-                }),
+                None => tokio::spawn(http::serve(listener, app, limits, m, stopped)),
                 Some(tls) => {
                     let incoming = TlsIncoming::new(listener, tls, metrics.clone())
                         .map_err(|source| ServeError::Bind { addr, source })?;
-                    // The handlers read the client certificate's name from it.
-                    let app = app.into_make_service_with_connect_info::<TlsPeer>();
-                    tokio::spawn(async move {
-                        let result = axum::serve(incoming, app).with_graceful_shutdown(shutdown);
-                        log_failure("HTTP", result.await);
-                    })
+                    tokio::spawn(http::serve(incoming, app, limits, m, stopped))
                 }
             });
         }
@@ -231,7 +274,7 @@ impl Server {
             metrics,
             health,
             ingest,
-            drain_timeout: std::time::Duration::from_secs(cfg.shutdown_timeout_secs),
+            drain_timeout: Duration::from_secs(cfg.shutdown_timeout_secs),
             stop,
             tasks,
         })
@@ -247,10 +290,11 @@ impl Server {
                 let _ = t.await;
             }
         };
-        // Idle keep-alive connections would hold a graceful drain open
-        // forever; past the timeout they are cut. A request cut mid-flight
-        // was never acknowledged, so its client retries (and dedup absorbs
-        // it if it did reach the WAL).
+        // Idle HTTP/1 keep-alive connections close at once and HTTP/2 ones
+        // on GOAWAY; what still runs past the timeout (a slow body, a call
+        // not finished) is cut. A request cut mid-flight was never
+        // acknowledged, so its client retries (and dedup absorbs it if it
+        // did reach the WAL).
         if tokio::time::timeout(self.drain_timeout, drain)
             .await
             .is_err()

@@ -1,0 +1,110 @@
+//! The HTTP/1 listeners (OTLP/HTTP and admin), served by hyper directly:
+//! `axum::serve` sets no header read timeout, so a client that opens a
+//! connection and sends nothing, or trickles its request line and headers,
+//! would hold the connection forever.
+//!
+//! Here every connection must send each request's complete head within
+//! `header_read_timeout`, counted from when the server starts waiting for
+//! it: right after the connection is accepted, and again after each
+//! response on a keep-alive connection (so an idle keep-alive connection is
+//! closed after the same time). Bodies are bounded by the receiver's own
+//! `request_timeout_secs`. Connections past the [`ConnLimit`] are closed at
+//! once. At shutdown no connection is accepted any more, requests in flight
+//! finish, and idle keep-alive connections are closed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::serve::Listener;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
+use tower_service::Service;
+
+use super::conns::ConnLimit;
+use crate::metrics::Metrics;
+use crate::tls::TlsPeer;
+
+/// What a handler may learn about the connection a request came on.
+pub trait Peer {
+    /// The TLS client, for `ConnectInfo<TlsPeer>`; `None` on plain TCP.
+    fn tls_peer(&self) -> Option<TlsPeer>;
+}
+
+impl Peer for TcpStream {
+    fn tls_peer(&self) -> Option<TlsPeer> {
+        None
+    }
+}
+
+impl Peer for TlsStream<TcpStream> {
+    fn tls_peer(&self) -> Option<TlsPeer> {
+        Some(TlsPeer::of(self))
+    }
+}
+
+/// How one HTTP listener treats its connections.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// Time a client has to send a request's head (see the module docs).
+    pub header_read_timeout: Duration,
+    /// The cap on open connections.
+    pub connections: ConnLimit,
+}
+
+/// Serves `app` on `listener` until `stopped` turns true, then drains.
+pub async fn serve<L>(
+    mut listener: L,
+    app: axum::Router,
+    limits: HttpLimits,
+    metrics: Arc<Metrics>,
+    mut stopped: watch::Receiver<bool>,
+) where
+    L: Listener,
+    L::Io: Peer,
+{
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let io = tokio::select! {
+            _ = stopped.wait_for(|s| *s) => break,
+            (io, _) = listener.accept() => io,
+        };
+        let Some(io) = limits.connections.admit(io, None) else {
+            continue;
+        };
+        let peer = io.get_ref().tls_peer();
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: axum::http::Request<Incoming>| {
+            if let Some(peer) = &peer {
+                req.extensions_mut().insert(ConnectInfo(peer.clone()));
+            }
+            // A `Router` is always ready: `call` needs no `poll_ready` first.
+            let mut app = app.clone();
+            async move { Ok::<_, Infallible>(app.call(req).await.unwrap_or_else(|e| match e {})) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                if e.is_timeout() {
+                    Metrics::add(&metrics.header_read_timeouts_total, 1);
+                }
+                tracing::debug!(error = %e, "HTTP connection closed");
+            }
+        });
+    }
+    // Stop accepting before draining: new clients are refused by the
+    // kernel rather than left waiting in the backlog.
+    drop(listener);
+    graceful.shutdown().await;
+}
