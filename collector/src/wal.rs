@@ -4,8 +4,8 @@
 //! The log is a directory of segments `wal-<first_seq>.log`. A segment is a
 //! run of frames `[len: u32 LE][crc32: u32 LE][payload]`. A frame is only
 //! acknowledged after `fsync`, so after a crash every acknowledged frame is
-//! whole; a torn tail (short or checksum-failing frame) is cut off on replay,
-//! never parsed as data.
+//! whole; a torn tail (short or checksum-failing frame) of the last segment
+//! is cut off on replay (its bytes kept beside it), never parsed as data.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -31,6 +31,8 @@ pub struct Replay {
     pub frames: Vec<Vec<u8>>,
     /// Bytes of a torn tail that were cut off.
     pub torn_bytes: u64,
+    /// Where the cut-off bytes were kept.
+    pub torn_saved: Option<PathBuf>,
 }
 
 fn segment_name(first_seq: u64) -> String {
@@ -148,7 +150,16 @@ pub fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 }
 
 /// Reads a segment's whole frames and cuts off a torn tail in place.
-pub fn replay(path: &Path) -> io::Result<Replay> {
+///
+/// Only the segment being written when the collector stopped (`last`) can
+/// end in a torn write: older ones were fsynced before the next was
+/// created. So a bad frame in an older segment is corruption, and an error
+/// (the operator decides; nothing is cut). In the last segment the bytes
+/// from the first bad frame on are cut, but first copied to
+/// `<segment>.torn-<offset>`: a crash leaves only unacknowledged bytes
+/// there, while a flipped bit mid-file would leave acknowledged frames
+/// behind it, and those must not be destroyed by a restart.
+pub fn replay(path: &Path, last: bool) -> io::Result<Replay> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
     let mut replay = Replay::default();
@@ -164,10 +175,30 @@ pub fn replay(path: &Path) -> io::Result<Replay> {
         at = end;
     }
     if at < data.len() {
+        if !last {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "bad frame at byte {at} of {}, which is not the last segment: \
+                     corruption, not a torn write",
+                    path.display()
+                ),
+            ));
+        }
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".torn-{at}"));
+        let saved = PathBuf::from(name);
+        let mut f = File::create(&saved)?;
+        f.write_all(&data[at..])?;
+        f.sync_all()?;
         replay.torn_bytes = (data.len() - at) as u64;
+        replay.torn_saved = Some(saved);
         let f = OpenOptions::new().write(true).open(path)?;
         f.set_len(at as u64)?;
         f.sync_all()?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
     }
     Ok(replay)
 }
@@ -183,7 +214,7 @@ mod tests {
         wal.append(b"one").unwrap();
         wal.append(b"two").unwrap();
         wal.sync().unwrap();
-        let r = replay(wal.path()).unwrap();
+        let r = replay(wal.path(), true).unwrap();
         assert_eq!(r.frames, [b"one".to_vec(), b"two".to_vec()]);
         assert_eq!(r.torn_bytes, 0);
     }
@@ -202,25 +233,54 @@ mod tests {
         f.write_all(&0u32.to_le_bytes()).unwrap();
         f.write_all(b"abc").unwrap();
         drop(f);
-        let r = replay(&path).unwrap();
+        let r = replay(&path, true).unwrap();
         assert_eq!(r.frames, [b"whole".to_vec()]);
         assert_eq!(r.torn_bytes, 11);
         assert_eq!(fs::metadata(&path).unwrap().len(), 13, "tail cut in place");
+        let saved = r.torn_saved.expect("the cut bytes are kept");
+        assert_eq!(fs::read(saved).unwrap().len(), 11);
+        // The kept tail is not a segment: the next start does not replay it.
+        assert_eq!(segments(dir.path()).unwrap().len(), 1);
     }
 
-    #[test]
-    fn corrupted_frame_fails_its_checksum() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::create(dir.path(), 1).unwrap();
+    /// A segment of frames `first` and `second`, with byte `at` flipped
+    /// (negative: from the end); its path and new bytes.
+    fn flipped(dir: &Path, at: isize) -> (PathBuf, Vec<u8>) {
+        let mut wal = Wal::create(dir, 1).unwrap();
         wal.append(b"first").unwrap();
         wal.append(b"second").unwrap();
         wal.sync().unwrap();
         let path = wal.path().to_owned();
         let mut bytes = fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        fs::write(&path, bytes).unwrap();
-        assert_eq!(replay(&path).unwrap().frames, [b"first".to_vec()]);
+        let i = if at < 0 {
+            bytes.len() - at.unsigned_abs()
+        } else {
+            at.unsigned_abs()
+        };
+        bytes[i] ^= 0xff;
+        fs::write(&path, &bytes).unwrap();
+        (path, bytes)
+    }
+
+    #[test]
+    fn corrupted_frame_fails_its_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = flipped(dir.path(), -1);
+        assert_eq!(replay(&path, true).unwrap().frames, [b"first".to_vec()]);
+    }
+
+    #[test]
+    fn a_bad_frame_in_an_older_segment_is_an_error_and_nothing_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, bytes) = flipped(dir.path(), HEADER as isize + 1);
+        let e = replay(&path, false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("byte 0"), "{e}");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            bytes,
+            "the segment is left as it was"
+        );
     }
 
     #[test]

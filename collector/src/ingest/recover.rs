@@ -165,10 +165,18 @@ pub(super) fn read_unsealed(wal_dir: &Path, sealed_seq: u64) -> Result<Unsealed,
         violations: Vec::new(),
         max_seq: 0,
     };
-    for (_, path) in wal::segments(wal_dir).map_err(|e| storage("wal", e))? {
-        let replay = wal::replay(&path).map_err(|e| storage(&path.display().to_string(), e))?;
-        if replay.torn_bytes > 0 {
-            tracing::warn!(segment = %path.display(), bytes = replay.torn_bytes, "cut a torn WAL tail (never acknowledged)");
+    let segments = wal::segments(wal_dir).map_err(|e| storage("wal", e))?;
+    let last = segments.len().saturating_sub(1);
+    for (i, (_, path)) in segments.into_iter().enumerate() {
+        let replay =
+            wal::replay(&path, i == last).map_err(|e| storage(&path.display().to_string(), e))?;
+        if let Some(saved) = &replay.torn_saved {
+            tracing::warn!(
+                segment = %path.display(),
+                bytes = replay.torn_bytes,
+                saved = %saved.display(),
+                "cut a torn WAL tail (unacknowledged after a crash; kept beside the segment)"
+            );
         }
         for bytes in replay.frames {
             let frame = decode_frame(&bytes)
