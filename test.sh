@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs the Python side (an OTLP
 # client and Parquet readers that are not ours), builds, runs the Rust
-# tests (which start the real collector on loopback), then the Python ones.
+# tests (which start the real collector on loopback), fuzzes each fuzz
+# target briefly, then runs the Python tests.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 cargo build --workspace --all-targets
 cargo test --workspace
+# Each cargo-fuzz target for a short, bounded run (installs cargo-fuzz if needed).
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}" fuzz/run.sh
 python3 -m pytest -q tests/python

@@ -36,6 +36,8 @@ pub mod admin;
 pub mod auth;
 pub mod checkpoint;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod ingest;
 pub mod logs;

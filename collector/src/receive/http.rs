@@ -59,9 +59,12 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
+/// How an OTLP/HTTP body is encoded (from `Content-Type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `application/x-protobuf`.
     Protobuf,
+    /// `application/json` (OTLP's JSON mapping).
     Json,
 }
 
@@ -185,13 +188,7 @@ async fn export(
             return error(format, status, code, e.to_string());
         }
     };
-    let req = match format {
-        Format::Protobuf => ExportLogsServiceRequest::decode(&raw[..])
-            .map_err(|e| format!("undecodable OTLP protobuf: {e}")),
-        Format::Json => serde_json::from_slice::<ExportLogsServiceRequest>(&raw)
-            .map_err(|e| format!("undecodable OTLP JSON: {e}")),
-    };
-    let req = match req {
+    let req = match parse(format, &raw) {
         Ok(r) => r,
         Err(m) => return bad(m),
     };
@@ -220,5 +217,15 @@ async fn export(
             tonic::Code::Unavailable,
             e.to_string(),
         ),
+    }
+}
+
+/// A decompressed body as an OTLP logs request, or why it is not one.
+pub fn parse(format: Format, raw: &[u8]) -> Result<ExportLogsServiceRequest, String> {
+    match format {
+        Format::Protobuf => ExportLogsServiceRequest::decode(raw)
+            .map_err(|e| format!("undecodable OTLP protobuf: {e}")),
+        Format::Json => serde_json::from_slice::<ExportLogsServiceRequest>(raw)
+            .map_err(|e| format!("undecodable OTLP JSON: {e}")),
     }
 }
