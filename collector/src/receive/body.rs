@@ -65,26 +65,49 @@ impl Encoding {
     }
 }
 
+/// Bytes of a body over the cap read and discarded before the 413 goes out.
+/// Answering while the client still sends, then closing, makes the kernel
+/// reset the connection, and the client usually loses the 413 with it: it
+/// sees a network error and resends the same request, which never fits
+/// (audit-layer splits a request only on the 413). Draining costs bandwidth
+/// the client was spending anyway, bounded here and by the body deadline,
+/// and no memory.
+const DRAIN_BYTES: usize = 64 << 20;
+
 /// Receives a body of at most `max` bytes within `deadline`.
 pub async fn receive(body: Body, max: usize, deadline: Duration) -> Result<Vec<u8>, BodyError> {
+    let mut frames = body.into_data_stream();
+    let mut over = false;
     let read = async {
         let mut out = Vec::new();
-        let mut frames = body.into_data_stream();
         while let Some(chunk) = frames.next().await {
             let chunk = chunk.map_err(|e| BodyError::Unreadable(e.to_string()))?;
             if out.len() + chunk.len() > max {
-                return Err(BodyError::TooLarge {
-                    max,
-                    decompressed: false,
-                });
+                over = true;
+                break;
             }
             out.extend_from_slice(&chunk);
         }
+        if over {
+            let mut drained = 0usize;
+            while drained < DRAIN_BYTES {
+                match frames.next().await {
+                    Some(Ok(chunk)) => drained += chunk.len(),
+                    _ => break,
+                }
+            }
+        }
         Ok(out)
     };
-    tokio::time::timeout(deadline, read)
-        .await
-        .unwrap_or(Err(BodyError::Timeout(deadline)))
+    let read = tokio::time::timeout(deadline, read).await;
+    if over {
+        // Over the cap is the answer, even when the drain ran out of time.
+        return Err(BodyError::TooLarge {
+            max,
+            decompressed: false,
+        });
+    }
+    read.unwrap_or(Err(BodyError::Timeout(deadline)))
 }
 
 /// Largest zstd window accepted for a `max`-byte body, as a power of two:
