@@ -2,17 +2,22 @@
 //! environment they take effect (the config file's keys are covered by
 //! tests/hostile.rs); slow, silent and idle connections are closed after
 //! the header read timeout while valid clients are served; connections past
-//! the cap are closed at once; shutdown closes idle keep-alive connections.
+//! the cap are closed at once; shutdown finishes requests in flight and
+//! closes idle keep-alive connections.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use audit_collector::partition::read_audit;
 use audit_schema::otlp::encode_action;
+use common::pki::{client_config, https, Ca};
+use common::raw::{
+    closed_by_collector, connect, metric, metric_reaches, raw_post, trickle_until_closed,
+};
 use common::wire::{action, channel, grpc_raw, http_post, request, try_http_post};
 use common::Collector;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -78,97 +83,6 @@ fn limit_flag_and_variable_refuse_records_the_defaults_accept() {
         .collect();
     let want: BTreeSet<String> = ["ok-0", "ok-1"].map(String::from).into();
     assert_eq!(stored, want, "the rest of the batch is kept");
-}
-
-/// Reads until the collector closes `s` (EOF or reset), returning what it
-/// sent first (a response, HTTP/2 settings); `None` if `s` is still open
-/// after `bound`, a generous bound only there so that a failure cannot hang.
-fn closed_by_collector(s: &mut TcpStream, bound: Duration) -> Option<Vec<u8>> {
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("read timeout");
-    let deadline = Instant::now() + bound;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return Some(got),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => return Some(got),
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-    }
-}
-
-/// Sends one more header byte every 100 ms, as a slowloris client does,
-/// until the collector closes the connection; false if it is still open after `bound`.
-fn trickle_until_closed(mut s: TcpStream, bound: Duration) -> bool {
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("read timeout");
-    let deadline = Instant::now() + bound;
-    if s.write_all(b"POST /v1/logs HTTP/1.1\r\nX-Slow: ").is_err() {
-        return true;
-    }
-    let mut buf = [0u8; 1024];
-    while Instant::now() < deadline {
-        if s.write_all(b"a").is_err() {
-            return true;
-        }
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => return true,
-        }
-    }
-    false
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect")
-}
-
-/// A complete `POST /v1/logs` of one record, keeping the connection open.
-fn raw_post(event: &str) -> Vec<u8> {
-    let body = request(vec![encode_action(&action(event))]).encode_to_vec();
-    let mut req = format!(
-        "POST /v1/logs HTTP/1.1\r\nHost: collector\r\nContent-Type: {PROTOBUF}\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(&body);
-    req
-}
-
-/// A counter or gauge from the admin listener's `/metrics`.
-fn metric(admin: SocketAddr, name: &str) -> u64 {
-    let mut s = connect(admin);
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-        .expect("send");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("read timeout");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("metrics");
-    let line = format!("\naudit_collector_{name} ");
-    text.split_once(&line)
-        .and_then(|(_, rest)| rest.lines().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {text}"))
-}
-
-/// Waits (bounded) until a metric reaches `at_least`; its last value.
-fn metric_reaches(admin: SocketAddr, name: &str, at_least: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = metric(admin, name);
-        if v >= at_least || Instant::now() > deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn stored(data: &std::path::Path) -> BTreeSet<String> {
@@ -364,5 +278,62 @@ fn connections_past_the_cap_are_closed_and_shutdown_finishes_requests_and_closes
     let want: BTreeSet<String> = ["kept-alive", "after-cap", "in-flight"]
         .map(String::from)
         .into();
+    assert_eq!(stored(&data), want);
+}
+
+#[test]
+fn over_tls_the_same_bounds_hold_once_the_handshake_is_done() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let ca = Ca::new(dir.path(), "ours");
+    let server = ca.server();
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8").to_owned();
+    let (cert, key) = (path(&server.cert), path(&server.key));
+    let c = Collector::start(
+        &data,
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--header-read-timeout-secs",
+            "1",
+        ],
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        let tls = |addr: SocketAddr, alpn: &'static [u8]| {
+            let config = client_config(&ca.cert(), None, alpn);
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+                tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .expect("handshake")
+            }
+        };
+        let mut head = tls(c.http, b"http/1.1").await;
+        head.write_all(b"POST /v1/logs HTTP/1.1\r\nHost: collector\r\n")
+            .await
+            .expect("send");
+        let silent_h2 = tls(c.grpc, b"h2").await;
+        for (what, mut s) in [("partial headers", head), ("silent HTTP/2", silent_h2)] {
+            // EOF, or an error for a close without close_notify: either way closed.
+            let closed = tokio::time::timeout(BOUND, async {
+                let _ = s.read_to_end(&mut Vec::new()).await;
+            })
+            .await;
+            assert!(closed.is_ok(), "{what}: still open");
+        }
+        let body = request(vec![encode_action(&action("tls-after"))]).encode_to_vec();
+        let config = client_config(&ca.cert(), None, b"http/1.1");
+        let answer = https(c.http, config, "/v1/logs", Some((PROTOBUF, &body))).await;
+        assert_eq!(answer.map(|(status, _)| status), Ok(200));
+    });
+    drop(rt);
+    assert!(c.terminate(), "clean exit");
+    let want: BTreeSet<String> = ["tls-after"].map(String::from).into();
     assert_eq!(stored(&data), want);
 }

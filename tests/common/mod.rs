@@ -19,6 +19,7 @@ use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 pub mod load;
 pub mod moto;
 pub mod pki;
+pub mod raw;
 
 /// Path of the collector binary, built on demand when the test runner
 /// did not build it (tests of this package cannot see other packages' bins).

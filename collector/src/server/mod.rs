@@ -2,10 +2,10 @@
 //! order that keeps every acknowledged record: stop accepting, let
 //! in-flight requests finish, seal, exit.
 //!
-//! Slow and idle clients: the HTTP listeners are bounded in [`http`]
+//! Slow and idle clients: the HTTP listeners are bounded in `server/http.rs`
 //! (header read timeout, idle keep-alive); every listener's open
-//! connections are capped in [`conns`]; the gRPC listener is bounded in
-//! [`grpc_server`].
+//! connections are capped in `server/conns.rs`; the gRPC listener's
+//! settings are in `grpc_server` below.
 
 mod conns;
 mod http;
