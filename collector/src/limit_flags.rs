@@ -106,6 +106,25 @@ mod tests {
     }
 
     #[test]
+    fn the_defaults_the_help_states_are_the_configs() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        let mut seen = 0;
+        for arg in Cli::command().get_arguments() {
+            let long = arg.get_long().expect("long flag");
+            let doc = arg.get_help().expect("help").to_string();
+            let stated = doc
+                .split_once("[default: ")
+                .and_then(|(_, d)| d.split([']', ',']).next())
+                .unwrap_or_else(|| panic!("--{long} states no default: {help}"));
+            let flag = format!("--{long}={stated}");
+            assert_eq!(applied(&[&flag]), Config::default(), "{flag}");
+            seen += 1;
+        }
+        assert_eq!(seen, 13);
+    }
+
+    #[test]
     fn every_flag_sets_its_config_key() {
         let cfg = applied(&[
             "--max-request-bytes=1001",
