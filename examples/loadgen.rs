@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use audit_schema::otlp::{encode_action, ResourceInfo};
 use audit_schema::{ActorKind, AuditRecord};
-use bytes::{BufMut, Bytes};
+use audit_trail::raw_grpc::{PreEncoded, EXPORT_PATH};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -29,10 +30,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use prost::Message;
 use tonic::client::Grpc;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
+use tonic::Code;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Protocol {
@@ -126,44 +126,6 @@ fn encode_all(args: &Args, run: &str) -> Vec<(u64, Bytes)> {
     }
     out
 }
-
-/// A gRPC codec whose requests are already-encoded protobuf.
-#[derive(Clone, Copy, Debug, Default)]
-struct PreEncoded;
-
-impl Encoder for PreEncoded {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for PreEncoded {
-    type Item = ExportLogsServiceResponse;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        ExportLogsServiceResponse::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
-    }
-}
-
-impl Codec for PreEncoded {
-    type Encode = Bytes;
-    type Decode = ExportLogsServiceResponse;
-    type Encoder = PreEncoded;
-    type Decoder = PreEncoded;
-    fn encoder(&mut self) -> PreEncoded {
-        PreEncoded
-    }
-    fn decoder(&mut self) -> PreEncoded {
-        PreEncoded
-    }
-}
-
-const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// What the workers count; the last line prints them.
 #[derive(Debug, Default)]

@@ -223,7 +223,7 @@ impl Default for Config {
             otlp_grpc: Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
             otlp_http: Some(SocketAddr::from(([127, 0, 0, 1], 4318))),
             admin_listen: None,
-            max_request_bytes: 16 << 20,
+            max_request_bytes: audit_schema::limits::DEFAULT_MAX_REQUEST_BYTES,
             max_in_flight_requests: 64,
             request_timeout_secs: 30,
             header_read_timeout_secs: 10,

@@ -6,17 +6,15 @@ use std::time::Duration;
 
 use audit_schema::otlp::ResourceInfo;
 use audit_schema::{ActorKind, AuditRecord};
+use audit_trail::raw_grpc::{PreEncoded, EXPORT_PATH};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::CompressionEncoding;
 use tonic::transport::Channel;
 use tonic::Status;
-
-/// The OTLP logs export method.
-pub const EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// A valid agent action.
 pub fn action(event_id: &str) -> AuditRecord {
@@ -63,49 +61,6 @@ pub fn request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
     }
 }
 
-/// Sends the request bytes as they are; decodes the answer as OTLP.
-#[derive(Clone, Copy, Default)]
-pub struct RawCodec;
-
-/// See [`RawCodec`].
-pub struct RawEncoder;
-
-/// See [`RawCodec`].
-pub struct ResponseDecoder;
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        // `EncodeBuf` is a `BufMut`; the trait comes through prost.
-        prost::bytes::BufMut::put_slice(dst, &item);
-        Ok(())
-    }
-}
-
-impl Decoder for ResponseDecoder {
-    type Item = ExportLogsServiceResponse;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        ExportLogsServiceResponse::decode(src)
-            .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
-    }
-}
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = ExportLogsServiceResponse;
-    type Encoder = RawEncoder;
-    type Decoder = ResponseDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> ResponseDecoder {
-        ResponseDecoder
-    }
-}
-
 /// A connected gRPC channel.
 pub async fn channel(addr: std::net::SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
@@ -131,12 +86,12 @@ pub async fn grpc_raw(
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
-    let mut req = tonic::Request::new(body);
+    let mut req = tonic::Request::new(bytes::Bytes::from(body));
     for (k, v) in metadata {
         req.metadata_mut()
             .insert(*k, v.parse().expect("metadata value"));
     }
-    grpc.unary(req, EXPORT.parse().expect("path"), RawCodec)
+    grpc.unary(req, EXPORT_PATH.parse().expect("path"), PreEncoded)
         .await
         .map(tonic::Response::into_inner)
 }
