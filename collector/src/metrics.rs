@@ -1,6 +1,6 @@
 //! The collector's metrics, exposed in Prometheus' text format on `/metrics`.
 //!
-//! Plain counters and gauges are fields declared once in [`metrics!`];
+//! Plain counters and gauges are fields declared once in `metrics!`;
 //! the few metrics with a label (refusals and throttling, by reason) and the
 //! fsync latency histogram are fields of their own types below. Label
 //! values are `&'static str` chosen by the code, never taken from a
