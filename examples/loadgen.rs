@@ -3,9 +3,9 @@
 //! of B, counting what the endpoint acknowledged. Requests are encoded
 //! before the clock starts (about 300 bytes per record held in memory), so
 //! the figure is the endpoint's. A request the endpoint throttles (429/503,
-//! UNAVAILABLE, RESOURCE_EXHAUSTED) is counted and sent again after a short
-//! pause, so the loadgen can also drive an endpoint beyond its capacity. The
-//! last line is the result:
+//! UNAVAILABLE, RESOURCE_EXHAUSTED with a RetryInfo) is counted and sent
+//! again after a short pause, so the loadgen can also drive an endpoint
+//! beyond its capacity. The last line is the result:
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --endpoint http://127.0.0.1:4317 \
@@ -33,6 +33,7 @@ use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
+use tonic_types::StatusExt;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Protocol {
@@ -132,8 +133,9 @@ fn encode_all(args: &Args, run: &str) -> Vec<(u64, Bytes)> {
 struct Counters {
     sent: AtomicU64,
     acked: AtomicU64,
-    /// Answers asking to retry later (HTTP 429/503, gRPC UNAVAILABLE or
-    /// RESOURCE_EXHAUSTED); the request is sent again after a pause.
+    /// Answers asking to retry later (HTTP 429/503, gRPC UNAVAILABLE, or
+    /// RESOURCE_EXHAUSTED with a RetryInfo); the request is sent again
+    /// after a pause.
     throttled: AtomicU64,
 }
 
@@ -153,7 +155,13 @@ async fn send_grpc(client: &mut Grpc<Channel>, body: &Bytes) -> anyhow::Result<A
         .await
     {
         Ok(r) => Ok(Answer::Done(r.into_inner())),
-        Err(s) if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) => {
+        // RESOURCE_EXHAUSTED is a throttle only with a RetryInfo; without
+        // one it is "too large", which no resend fixes (OTLP spec).
+        Err(s)
+            if s.code() == Code::Unavailable
+                || (s.code() == Code::ResourceExhausted
+                    && s.get_details_retry_info().is_some()) =>
+        {
             Ok(Answer::Throttled)
         }
         Err(s) => Err(s.into()),
