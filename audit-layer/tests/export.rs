@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
 use tracing_subscriber::layer::SubscriberExt;
@@ -23,6 +24,17 @@ enum Answer {
     Refuse(i64),
     /// HTTP 503 / gRPC UNAVAILABLE for the first `n` requests, then accept.
     UnavailableFirst(usize),
+    /// "Too large" (HTTP 413 / gRPC RESOURCE_EXHAUSTED without RetryInfo)
+    /// for a request of more than this many records; the second request
+    /// that fits fails retryably once (the collector went away mid-batch).
+    TooLargeOver(usize),
+}
+
+/// Why the fake collector did not take a request.
+#[derive(Debug)]
+enum Fail {
+    Unavailable,
+    TooLarge,
 }
 
 #[derive(Clone)]
@@ -34,18 +46,30 @@ struct State {
     down: Arc<AtomicBool>,
     /// When each request arrived.
     times: Arc<Mutex<Vec<Instant>>>,
+    /// [`Answer::TooLargeOver`] failed its one request.
+    blipped: Arc<AtomicBool>,
 }
 
 impl State {
-    /// `Ok(rejected)` to accept (partially), `Err(())` to fail retryably.
-    fn handle(&self, req: ExportLogsServiceRequest) -> Result<i64, ()> {
+    /// `Ok(rejected)` to accept (partially), else why not.
+    fn handle(&self, req: ExportLogsServiceRequest) -> Result<i64, Fail> {
         self.times.lock().unwrap().push(Instant::now());
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
-            return Err(());
+            return Err(Fail::Unavailable);
         }
         match self.answer {
-            Answer::UnavailableFirst(k) if n < k => return Err(()),
+            Answer::UnavailableFirst(k) if n < k => return Err(Fail::Unavailable),
+            Answer::TooLargeOver(k) => {
+                let records = req.resource_logs[0].scope_logs[0].log_records.len();
+                if records > k {
+                    return Err(Fail::TooLarge);
+                }
+                let taken = self.requests.lock().unwrap().len();
+                if taken == 1 && !self.blipped.swap(true, Ordering::SeqCst) {
+                    return Err(Fail::Unavailable);
+                }
+            }
             _ => {}
         }
         self.requests.lock().unwrap().push(req);
@@ -84,8 +108,9 @@ impl LogsService for State {
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         match self.handle(request.into_inner()) {
             Ok(rejected) => Ok(tonic::Response::new(response(rejected))),
+            Err(Fail::TooLarge) => Err(tonic::Status::resource_exhausted("message too large")),
             // As the real collector does: UNAVAILABLE with a RetryInfo.
-            Err(()) => Err(
+            Err(Fail::Unavailable) => Err(
                 <tonic::Status as tonic_types::StatusExt>::with_error_details(
                     tonic::Code::Unavailable,
                     "busy",
@@ -154,6 +179,7 @@ impl Collector {
             answer,
             down: Arc::default(),
             times: Arc::default(),
+            blipped: Arc::default(),
         };
         // Bound with std: the async test calls this from inside a runtime,
         // where block_on is not allowed.
@@ -204,7 +230,8 @@ async fn http_export(
             axum::http::StatusCode::OK,
             response(rejected).encode_to_vec(),
         ),
-        Err(()) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Vec::new()),
+        Err(Fail::TooLarge) => (axum::http::StatusCode::PAYLOAD_TOO_LARGE, Vec::new()),
+        Err(Fail::Unavailable) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Vec::new()),
     }
     .into_response_with_retry_after()
 }
@@ -379,6 +406,79 @@ fn retryable_failures_are_retried_until_accepted() {
                 "grpc {grpc}: retried after {gap:?}"
             );
         }
+    }
+}
+
+/// The `n` attribute of every record received, in arrival order.
+fn ns(records: &[LogRecord]) -> Vec<String> {
+    records
+        .iter()
+        .flat_map(|r| &r.attributes)
+        .filter(|kv| kv.key == "n")
+        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.clone()),
+            any_value::Value::IntValue(i) => Some(i.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A fake collector of each protocol giving `answer`, a builder sending to
+/// it, and whether it is the gRPC one.
+fn both_protocols(answer: Answer) -> Vec<(Collector, AuditLayerBuilder, bool)> {
+    [true, false]
+        .into_iter()
+        .map(|grpc| {
+            if grpc {
+                let c = Collector::grpc(answer);
+                let b = builder().otlp_grpc(&c.url);
+                (c, b, grpc)
+            } else {
+                let c = Collector::http(answer);
+                let b = builder().otlp_http(&c.url);
+                (c, b, grpc)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn too_large_batches_are_halved_and_a_failure_midway_resends_only_the_rest() {
+    for (collector, b, grpc) in both_protocols(Answer::TooLargeOver(2)) {
+        let (layer, guard) = b.linger(Duration::from_secs(1)).build().unwrap();
+        let status = guard.status();
+        emit(layer, 8, 0);
+        shutdown(guard);
+        // 8 → 4 → 2 taken (0, 1); the next 2 fail once; the rest (2..8)
+        // is halved again: 3 → 1, 2; 3 → 1, 2. Records 0 and 1 are not
+        // sent twice, and nothing is counted twice.
+        let want: Vec<String> = (0..8).map(|n| n.to_string()).collect();
+        assert_eq!(ns(&collector.state.records()), want, "grpc: {grpc}");
+        assert_eq!(
+            (status.exported(), status.refused(), status.retries()),
+            (8, 0, 1),
+            "grpc: {grpc}"
+        );
+    }
+}
+
+#[test]
+fn a_single_record_too_large_is_refused_with_the_reason() {
+    for (collector, b, grpc) in both_protocols(Answer::TooLargeOver(0)) {
+        let (layer, guard) = b.linger(Duration::from_secs(1)).build().unwrap();
+        let status = guard.status();
+        emit(layer, 2, 0);
+        shutdown(guard);
+        assert!(collector.state.records().is_empty());
+        // 2, then 1 and 1: three answers, no retry.
+        assert_eq!(collector.state.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            (status.exported(), status.refused(), status.retries()),
+            (0, 2, 0),
+            "grpc: {grpc}"
+        );
+        let reason = status.last_refusal().unwrap_or_default();
+        assert!(reason.contains("too large"), "grpc {grpc}: {reason}");
     }
 }
 
