@@ -25,8 +25,9 @@ enum Answer {
     /// HTTP 503 / gRPC UNAVAILABLE for the first `n` requests, then accept.
     UnavailableFirst(usize),
     /// "Too large" (HTTP 413 / gRPC RESOURCE_EXHAUSTED without RetryInfo)
-    /// for a request of more than this many records; the second request
-    /// that fits fails retryably once (the collector went away mid-batch).
+    /// for a request of more than this many records; after an odd number
+    /// of requests taken, the next one that fits fails retryably once (the
+    /// collector went away mid-batch).
     TooLargeOver(usize),
 }
 
@@ -46,8 +47,8 @@ struct State {
     down: Arc<AtomicBool>,
     /// When each request arrived.
     times: Arc<Mutex<Vec<Instant>>>,
-    /// [`Answer::TooLargeOver`] failed its one request.
-    blipped: Arc<AtomicBool>,
+    /// After how many requests taken [`Answer::TooLargeOver`] failed one.
+    failed_at: Arc<Mutex<std::collections::BTreeSet<usize>>>,
 }
 
 impl State {
@@ -66,7 +67,7 @@ impl State {
                     return Err(Fail::TooLarge);
                 }
                 let taken = self.requests.lock().unwrap().len();
-                if taken == 1 && !self.blipped.swap(true, Ordering::SeqCst) {
+                if taken % 2 == 1 && self.failed_at.lock().unwrap().insert(taken) {
                     return Err(Fail::Unavailable);
                 }
             }
@@ -179,7 +180,7 @@ impl Collector {
             answer,
             down: Arc::default(),
             times: Arc::default(),
-            blipped: Arc::default(),
+            failed_at: Arc::default(),
         };
         // Bound with std: the async test calls this from inside a runtime,
         // where block_on is not allowed.
@@ -449,16 +450,45 @@ fn too_large_batches_are_halved_and_a_failure_midway_resends_only_the_rest() {
         let status = guard.status();
         emit(layer, 8, 0);
         shutdown(guard);
-        // 8 → 4 → 2 taken (0, 1); the next 2 fail once; the rest (2..8)
-        // is halved again: 3 → 1, 2; 3 → 1, 2. Records 0 and 1 are not
-        // sent twice, and nothing is counted twice.
+        // 8 → 4 → 2 taken (0, 1); (2, 3) fails once; the rest (2..8) is
+        // halved again: 3 → 1 taken (2), 2 taken (3, 4); 3 → (5) fails
+        // once; the rest (5..8): 1, 2 taken. Nothing sent or counted twice.
         let want: Vec<String> = (0..8).map(|n| n.to_string()).collect();
         assert_eq!(ns(&collector.state.records()), want, "grpc: {grpc}");
         assert_eq!(
             (status.exported(), status.refused(), status.retries()),
-            (8, 0, 1),
+            (8, 0, 2),
             "grpc: {grpc}"
         );
+    }
+}
+
+#[test]
+fn a_spooled_segment_delivered_in_parts_resends_only_the_rest() {
+    for (collector, b, grpc) in both_protocols(Answer::TooLargeOver(2)) {
+        let spool = tempdir("split");
+        let (layer, guard) = b
+            .linger(Duration::from_secs(1))
+            .spool_dir(&spool)
+            .build()
+            .unwrap();
+        let status = guard.status();
+        emit(layer, 8, 0);
+        // A flush, not a shutdown: a shutdown leaves a segment that meets a
+        // failure in the spool for the next start.
+        guard.flush(Duration::from_secs(20)).unwrap();
+        shutdown(guard);
+        // As above, but the first failure spools the rest (2..8), and the
+        // second failure happens while sending that segment: (2, 3, 4) are
+        // settled, (5, 6, 7) are sent again, once.
+        let want: Vec<String> = (0..8).map(|n| n.to_string()).collect();
+        assert_eq!(ns(&collector.state.records()), want, "grpc: {grpc}");
+        assert_eq!(
+            (status.exported(), status.retries(), status.spooled()),
+            (8, 2, 0),
+            "grpc: {grpc}"
+        );
+        std::fs::remove_dir_all(&spool).unwrap();
     }
 }
 
