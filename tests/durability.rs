@@ -511,9 +511,16 @@ fn a_full_disk_is_a_retryable_error_and_the_collector_recovers_when_space_return
         .enable_all()
         .build()
         .unwrap();
+    // 10 records of over 4 KiB each: the WAL write needs new pages, so it
+    // cannot fit in the slack of a page the segment already has (with small
+    // records it could, and then the "full" disk accepted the write).
     let batch = |tag: &str| -> Vec<AuditRecord> {
         (0..10)
-            .map(|i| record(format!("{tag}-{i}"), 1_764_300_000_000_000_000 + i))
+            .map(|i| {
+                let mut r = record(format!("{tag}-{i}"), 1_764_300_000_000_000_000 + i);
+                r.attributes.insert("padding".into(), "p".repeat(4096));
+                r
+            })
             .collect()
     };
     let export = |b: &[AuditRecord]| {
