@@ -15,7 +15,8 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use super::{request, Failure, FailureKind, Worker};
+use super::super::{Failure, FailureKind};
+use super::{request, Worker};
 
 /// Bytes the length prefixes of `ResourceLogs` and `ScopeLogs` can grow by
 /// as records are added (two varints, 1 to 5 bytes each), with margin.

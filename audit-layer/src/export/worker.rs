@@ -1,0 +1,502 @@
+//! The worker thread: takes batches from the queue (or the spool, oldest
+//! first), sends them, backs off, spills to the spool during an outage, and
+//! reports drops once delivery resumes.
+
+mod deliver;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use audit_schema::otlp::ResourceInfo;
+use audit_schema::ViolationRecord;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use deliver::Sent;
+
+use super::{
+    grpc, Failure, FlushGuard, Http, Item, Shared, Sink, Spool, TransportConfig, WhenFull,
+    WorkerSettings, DROPPED_COUNT, DROPPED_SPAN, SCOPE_NAME,
+};
+use crate::stats::AuditStatus;
+
+enum Transport {
+    Grpc(grpc::Grpc),
+    Http(Box<Http>),
+}
+
+impl Transport {
+    async fn export(
+        &mut self,
+        body: ExportLogsServiceRequest,
+    ) -> Result<ExportLogsServiceResponse, Failure> {
+        match self {
+            Transport::Grpc(g) => g.export(body).await,
+            Transport::Http(h) => h.export(body).await,
+        }
+    }
+}
+
+/// Starts the worker thread; returns the layer's sink and the guard.
+pub(crate) fn spawn(
+    transport: TransportConfig,
+    resource: ResourceInfo,
+    settings: WorkerSettings,
+    status: AuditStatus,
+) -> std::io::Result<(Sink, FlushGuard)> {
+    // Opened here so that a locked or unusable spool is a build error.
+    let spool = match &settings.spool_dir {
+        Some(dir) => Some(Spool::open(dir, settings.spool_max_bytes)?),
+        None => None,
+    };
+    let shared = Arc::new(Shared::new(&settings, status.clone()));
+    if let Some(s) = &spool {
+        shared.lock().accepted += s.records();
+        status.set_spool(s.records(), s.bytes());
+    }
+    let (done_tx, done_rx) = mpsc::channel();
+    let worker_shared = shared.clone();
+    let worker_settings = settings.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("audit-layer-export".to_owned())
+        .spawn(move || {
+            // The exporter's own dependencies (tonic, hyper, h2) emit tracing
+            // events; they must not flow back into the application's
+            // subscriber, which contains this very layer.
+            let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::new());
+            let transport = {
+                let _ctx = runtime.enter();
+                match transport {
+                    TransportConfig::Grpc(g) => Transport::Grpc(g.connect()),
+                    TransportConfig::Http(h) => Transport::Http(h),
+                }
+            };
+            let mut worker = Worker {
+                runtime,
+                transport,
+                resource: resource.to_resource(),
+                shared: worker_shared,
+                settings: worker_settings,
+                spool,
+                in_hand: None,
+                spool_head_done: None,
+                backoff: Duration::ZERO,
+                warned_spool: false,
+            };
+            worker.run();
+            let _ = done_tx.send(());
+        })?;
+    let guard = FlushGuard::running(
+        shared.clone(),
+        done_rx,
+        thread,
+        status,
+        settings.shutdown_timeout,
+    );
+    Ok((Sink::Queue(shared), guard))
+}
+
+struct Worker {
+    runtime: tokio::runtime::Runtime,
+    transport: Transport,
+    resource: Resource,
+    shared: Arc<Shared>,
+    settings: WorkerSettings,
+    spool: Option<Spool>,
+    /// A batch taken from memory, not yet acknowledged nor spooled, and
+    /// how many of its records are the exporter's own reports (they lead
+    /// the batch: see [`Worker::take_batch`]).
+    in_hand: Option<(Vec<LogRecord>, u64)>,
+    /// How many leading records of the spool's head segment are settled
+    /// (`None`: the head was not read yet, its lost records not counted).
+    spool_head_done: Option<usize>,
+    backoff: Duration,
+    warned_spool: bool,
+}
+
+impl Worker {
+    fn status(&self) -> &AuditStatus {
+        &self.shared.status
+    }
+
+    fn shutdown(&self) -> Option<Instant> {
+        self.shared.lock().shutdown
+    }
+
+    fn run(&mut self) {
+        loop {
+            let shutdown = self.shutdown();
+            if let Some(deadline) = shutdown {
+                let idle = self.in_hand.is_none()
+                    && self.shared.lock().items.is_empty()
+                    && self.spool.as_ref().is_none_or(Spool::is_empty);
+                if idle || Instant::now() >= deadline {
+                    return self.finish();
+                }
+            }
+            // Oldest first: what waits on disk goes before what is in memory.
+            if self.spool.as_ref().is_some_and(|s| !s.is_empty()) {
+                self.spill_queue();
+                match self.send_spool_head(shutdown) {
+                    Sent::Done => {}
+                    Sent::Retry { wait, .. } => {
+                        if shutdown.is_some() {
+                            // Durable on disk; the next start resends it.
+                            return self.finish();
+                        }
+                        self.wait_spooling(wait);
+                    }
+                }
+                continue;
+            }
+            if self.in_hand.is_none() {
+                self.in_hand = self.take_batch();
+                if self.in_hand.is_none() {
+                    continue;
+                }
+            }
+            let (mut batch, mut reports) = self.in_hand.take().unwrap_or_default();
+            let n = batch.len() as u64;
+            let resource = self.resource.clone();
+            match self.deliver(&resource, &batch, shutdown) {
+                Sent::Done => self.resolved(n - reports),
+                Sent::Retry { wait, done } => {
+                    // The settled head of the batch is not sent again; the
+                    // exporter's own reports, uncounted, lead the batch.
+                    batch.drain(..done);
+                    let settled_reports = reports.min(done as u64);
+                    reports -= settled_reports;
+                    self.resolved(done as u64 - settled_reports);
+                    if self.spill(&batch) {
+                        // Spool mode: the loop now sends from the spool,
+                        // where every record counts.
+                        self.shared.lock().accepted += reports;
+                        continue;
+                    }
+                    self.in_hand = Some((batch, reports));
+                    if shutdown.is_some() && self.spool.is_some() {
+                        // The spool is full: nothing more can be kept.
+                        return self.finish();
+                    }
+                    self.wait(wait);
+                }
+            }
+        }
+    }
+
+    /// Stops: what is still in hand or queued goes to the spool when there
+    /// is one and it has room; the rest is counted as failed.
+    fn finish(&mut self) {
+        let mut rest: Vec<LogRecord> = self.in_hand.take().unwrap_or_default().0;
+        {
+            let mut st = self.shared.lock();
+            rest.extend(st.items.drain(..).map(|i| i.encode()));
+            st.worker_gone = true;
+            st.closed = true;
+        }
+        for chunk in rest.chunks(self.settings.batch_size.max(1)) {
+            if !self.spill(chunk) {
+                let n = chunk.len() as u64;
+                self.status().add_export_failures(n);
+                self.resolved(n);
+                eprintln!(
+                    "audit-layer: {n} audit records could not be delivered before shutdown \
+                     and no spool could take them; counted in AuditStatus::export_failures"
+                );
+            }
+        }
+        if let Some(s) = &self.spool {
+            if !s.is_empty() {
+                eprintln!(
+                    "audit-layer: {} audit records wait in the spool {}; they are sent when \
+                     the application starts again with the same spool directory",
+                    s.records(),
+                    self.settings
+                        .spool_dir
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new("?"))
+                        .display()
+                );
+            }
+        }
+        self.status().set_queued(0);
+        self.shared.progress.notify_all();
+    }
+
+    /// Waits for the first record, then up to `linger` for companions
+    /// (unless a flush or shutdown asks for speed); takes up to `batch_size`.
+    /// The exporter's own reports lead the batch: they are the only records
+    /// pushed to the front of the queue (`report_drops`), and what is put
+    /// back keeps its order.
+    fn take_batch(&mut self) -> Option<(Vec<LogRecord>, u64)> {
+        let mut st = self.shared.lock();
+        st.wake_at = 1;
+        while st.items.is_empty() {
+            if st.shutdown.is_some() {
+                st.wake_at = 0;
+                return None;
+            }
+            st = self
+                .shared
+                .work
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let linger_until = Instant::now() + self.settings.linger;
+        st.wake_at = self.settings.batch_size;
+        while st.items.len() < self.settings.batch_size
+            && !st.flush_requested
+            && st.shutdown.is_none()
+        {
+            let left = linger_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self.shared.wait_work(st, left);
+        }
+        st.wake_at = 0;
+        let n = st.items.len().min(self.settings.batch_size);
+        let items: Vec<Item> = st.items.drain(..n).collect();
+        if st.items.is_empty() {
+            st.flush_requested = false;
+        }
+        self.status().set_queued(st.items.len() as u64);
+        drop(st);
+        self.shared.progress.notify_all();
+        let reports = items.iter().filter(|i| i.is_report()).count() as u64;
+        Some((items.iter().map(Item::encode).collect(), reports))
+    }
+
+    /// Sleeps `d`, waking early when a shutdown starts; during a shutdown,
+    /// never past its deadline.
+    fn wait(&self, d: Duration) {
+        let mut st = self.shared.lock();
+        let in_shutdown = st.shutdown;
+        let mut deadline = Instant::now() + d;
+        if let Some(s) = in_shutdown {
+            deadline = deadline.min(s);
+        }
+        loop {
+            if in_shutdown.is_none() && st.shutdown.is_some() {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self.shared.wait_work(st, left);
+        }
+    }
+
+    /// In spool mode: waits `d` before the next attempt, moving what the
+    /// application queues meanwhile to the spool every `linger`, so that
+    /// memory stays free while the spool has room.
+    fn wait_spooling(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            self.wait(left.min(self.settings.linger.max(Duration::from_millis(5))));
+            self.spill_queue();
+            if Instant::now() >= until || self.shutdown().is_some() {
+                return;
+            }
+        }
+    }
+
+    /// Writes `batch` to the spool; false when there is none or it is full.
+    fn spill(&mut self, batch: &[LogRecord]) -> bool {
+        let Some(spool) = self.spool.as_mut() else {
+            return false;
+        };
+        match spool.append(&self.resource, batch) {
+            Ok(true) => {
+                let (r, b) = (spool.records(), spool.bytes());
+                self.status().set_spool(r, b);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                if !self.warned_spool {
+                    self.warned_spool = true;
+                    eprintln!("audit-layer: cannot write to the spool: {e}");
+                }
+                false
+            }
+        }
+    }
+
+    /// In spool mode, moves what is queued in memory to the spool (while it
+    /// has room), so that memory stays free and order is kept.
+    fn spill_queue(&mut self) {
+        loop {
+            let items: Vec<Item> = {
+                let mut st = self.shared.lock();
+                let n = st.items.len().min(self.settings.batch_size);
+                if n == 0 {
+                    return;
+                }
+                st.items.drain(..n).collect()
+            };
+            let batch: Vec<LogRecord> = items.iter().map(Item::encode).collect();
+            if !self.spill(&batch) {
+                // No room: put them back at the front, in order.
+                let mut st = self.shared.lock();
+                for item in items.into_iter().rev() {
+                    st.items.push_front(item);
+                }
+                return;
+            }
+            let mut st = self.shared.lock();
+            st.accepted += items.iter().filter(|i| i.is_report()).count() as u64;
+            self.status().set_queued(st.items.len() as u64);
+            st.flush_requested &= !st.items.is_empty();
+            drop(st);
+            self.shared.progress.notify_all();
+        }
+    }
+
+    fn send_spool_head(&mut self, shutdown: Option<Instant>) -> Sent {
+        let Some(spool) = self.spool.as_ref() else {
+            return Sent::Done;
+        };
+        let batch = match spool.head() {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                eprintln!("audit-layer: cannot read the spool: {e}");
+                let wait = self.next_backoff(None);
+                return Sent::Retry { wait, done: 0 };
+            }
+            None => return Sent::Done,
+        };
+        // Counted once per segment, not at every read of a head that
+        // waits for the collector.
+        let done = match self.spool_head_done {
+            Some(done) => done.min(batch.records.len()),
+            None => {
+                if batch.lost > 0 {
+                    self.status().add_export_failures(batch.lost);
+                    eprintln!(
+                        "audit-layer: {} spooled audit records failed their checksum and are \
+                         lost; counted in AuditStatus::export_failures",
+                        batch.lost
+                    );
+                }
+                0
+            }
+        };
+        let n = batch.records.len() as u64;
+        let resource = if batch.resource == Resource::default() {
+            self.resource.clone()
+        } else {
+            batch.resource
+        };
+        let sent = self.deliver(&resource, &batch.records[done..], shutdown);
+        match sent {
+            Sent::Done => {
+                self.spool_head_done = None;
+                let spool = self.spool.as_mut().expect("spool");
+                if let Err(e) = spool.pop_head() {
+                    eprintln!("audit-layer: cannot remove a delivered spool segment: {e}");
+                }
+                let (r, b) = (spool.records(), spool.bytes());
+                self.status().set_spool(r, b);
+                self.resolved(n + batch.lost);
+            }
+            // The segment leaves the spool only whole; its settled records
+            // are not sent again by this process (a restart resends them,
+            // which the collector's deduplication absorbs).
+            Sent::Retry { done: more, .. } => self.spool_head_done = Some(done + more),
+        }
+        sent
+    }
+
+    fn resolved(&self, n: u64) {
+        self.shared.lock().resolved += n;
+        self.shared.progress.notify_all();
+    }
+
+    fn next_backoff(&mut self, hint: Option<Duration>) -> Duration {
+        self.backoff = if self.backoff.is_zero() {
+            Duration::from_millis(100)
+        } else {
+            (self.backoff * 2).min(self.settings.max_backoff)
+        };
+        match hint {
+            // The collector knows best; a hint far in the future is capped.
+            Some(h) => h.min(Duration::from_secs(60)),
+            None => jitter(self.backoff),
+        }
+    }
+
+    /// Delivery works again: report what was dropped meanwhile, first.
+    fn report_drops(&self) {
+        let n = self.shared.unreported_drops.swap(0, Ordering::Relaxed);
+        if n == 0 {
+            return;
+        }
+        let policy = match self.shared.when_full {
+            WhenFull::FailClosed => "fail_closed (over the hard cap)",
+            WhenFull::Block(_) => "block (timed out)",
+            WhenFull::Drop => "drop",
+        };
+        let info = ResourceInfo::from_resource(Some(&self.resource));
+        let v = ViolationRecord {
+            event_id: crate::ids::event_id(),
+            time_ns: crate::layer::now_ns(),
+            detected_by: "layer".to_owned(),
+            missing: vec![DROPPED_COUNT.to_owned()],
+            reason: format!(
+                "audit-layer dropped {n} audit records: the queue and spool were full \
+                 (policy {policy})"
+            ),
+            span_name: Some(DROPPED_SPAN.to_owned()),
+            service_name: info
+                .service_name
+                .unwrap_or_else(|| audit_schema::wire::UNKNOWN_SERVICE.to_owned()),
+            service_instance_id: info.service_instance_id,
+            attributes: BTreeMap::from([
+                (DROPPED_COUNT.to_owned(), n.to_string()),
+                ("audit.dropped.policy".to_owned(), policy.to_owned()),
+            ]),
+            ..ViolationRecord::default()
+        };
+        self.shared.lock().items.push_front(Item::Report(v));
+    }
+}
+
+/// `base` with full jitter in `[base/2, base]`.
+fn jitter(base: Duration) -> Duration {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    let frac = f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX);
+    base.mul_f64(0.5 + frac / 2.0)
+}
+
+fn request(resource: Resource, log_records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: SCOPE_NAME.to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    ..InstrumentationScope::default()
+                }),
+                log_records,
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    }
+}
