@@ -177,24 +177,33 @@ fn a_layer_told_the_cap_splits_before_sending_into_fewer_fuller_requests() {
     );
 }
 
-/// A request many times the cap: the collector answers 413 while the layer
-/// is still sending. The answer must reach the layer (the collector reads
-/// the rest of the body before closing): a connection reset instead would
-/// look like an outage, and the layer would resend the same request.
+/// A request many times the cap: the collector answers "too large" while
+/// the layer is still sending. The answer must reach the layer (over HTTP
+/// the collector reads the rest of the body before closing): a connection
+/// reset instead would look like an outage, and the layer would resend the
+/// same request.
 #[test]
-fn http_413_reaches_a_client_still_sending_a_large_body() {
+fn too_large_reaches_a_client_still_sending_a_large_request() {
     let shape = Shape {
         cap: 64 << 10,
         records: 1000,
         filler: 8000,
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = start_collector(dir.path(), shape.cap);
-    let url = format!("{}/v1/logs", c.http_url());
-    let stats = emit_through_layer(shape, |b| b.otlp_http(url));
-    assert_eq!(
-        stats.0.retries, 0,
-        "every answer was a 413 or a 200: {stats:?}"
-    );
-    assert_all_stored_once_and_the_huge_one_refused(shape.records, &stats, c);
+    for grpc in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = start_collector(dir.path(), shape.cap);
+        let (grpc_url, http_url) = (c.grpc_url(), format!("{}/v1/logs", c.http_url()));
+        let stats = emit_through_layer(shape, |b| {
+            if grpc {
+                b.otlp_grpc(grpc_url)
+            } else {
+                b.otlp_http(http_url)
+            }
+        });
+        assert_eq!(
+            stats.0.retries, 0,
+            "grpc {grpc}: only 413 / RESOURCE_EXHAUSTED or success: {stats:?}"
+        );
+        assert_all_stored_once_and_the_huge_one_refused(shape.records, &stats, c);
+    }
 }
