@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Receive OTLP and store audit records until SIGTERM/SIGINT.
+    /// Receive OTLP and store audit records until SIGTERM/SIGINT (SIGHUP reloads the TLS files).
     Serve(Box<ServeArgs>),
     /// Recompute hashes, the manifest chain and seq continuity; exit 1 if anything is wrong.
     Verify(VerifyArgs),
@@ -185,6 +185,16 @@ struct ServeArgs {
     /// PEM CA certificate(s); clients must present a certificate it issued (mutual TLS).
     #[arg(long, env = "AUDIT_COLLECTOR_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
+    /// PEM CRL(s) of the client CA: a revoked client certificate fails the handshake; repeatable (the variable: comma-separated), replaces the config's.
+    #[arg(
+        long = "tls-client-crl",
+        env = "AUDIT_COLLECTOR_TLS_CLIENT_CRL",
+        value_delimiter = ','
+    )]
+    tls_client_crl: Vec<PathBuf>,
+    /// Seconds between checks of the TLS files for changes (also reloaded on SIGHUP); 0: only on SIGHUP [default: 60].
+    #[arg(long, env = "AUDIT_COLLECTOR_TLS_RELOAD_INTERVAL_SECS")]
+    tls_reload_interval_secs: Option<u64>,
     /// Action pattern that requires consent (`*` wildcard); repeatable (the variable: comma-separated), adds to the config's.
     #[arg(
         long = "dangerous-action",
@@ -255,6 +265,12 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             *setting = Some(path.clone());
         }
     }
+    if !args.tls_client_crl.is_empty() {
+        cfg.tls.client_crl_files = args.tls_client_crl.clone();
+    }
+    if let Some(s) = args.tls_reload_interval_secs {
+        cfg.tls.reload_interval_secs = s;
+    }
     cfg.rules
         .dangerous_actions
         .extend(args.dangerous_actions.iter().cloned());
@@ -284,6 +300,14 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// SIGHUP, installed before start like [`shutdown_signal`] (its default
+/// action would end the process): each one reloads the TLS files.
+#[cfg(unix)]
+fn reload_signal() -> anyhow::Result<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    signal(SignalKind::hangup()).context("installing SIGHUP handler")
+}
+
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir.clone();
     tracing::info!(
@@ -292,6 +316,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         "collector starting"
     );
     let stop = shutdown_signal()?;
+    #[cfg(unix)]
+    let mut hup = reload_signal()?;
     let server = Server::start(cfg).await?;
     // One stdout line that scripts and tests wait for (ports may be ephemeral).
     println!(
@@ -303,6 +329,21 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         data_dir.display()
     );
     let _ = std::io::stdout().flush();
+    #[cfg(unix)]
+    {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = hup.recv() => {
+                    if !server.reload_tls() {
+                        tracing::info!("SIGHUP: TLS is off, nothing to reload");
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
     stop.await;
     tracing::info!("signal received: draining and sealing");
     server.shutdown().await?;

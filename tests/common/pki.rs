@@ -1,17 +1,19 @@
 //! Certificates made in the test: a CA, a server certificate for
-//! 127.0.0.1 and client certificates (valid, expired, from another CA),
-//! written as PEM files, plus raw TLS clients that use them.
+//! 127.0.0.1, client certificates (valid, expired, from another CA) and
+//! CRLs, written as PEM files, plus raw TLS clients that use them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::client::TlsStream;
 
 /// A certificate authority that issues certificates into `dir`.
 pub struct Ca {
@@ -25,7 +27,12 @@ pub struct Ca {
 pub struct Pair {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The certificate's serial number (what a CRL names).
+    pub serial: u64,
 }
+
+/// Serial numbers, unique in the test process.
+static SERIALS: AtomicU64 = AtomicU64::new(1);
 
 /// How long a certificate is valid, relative to now.
 #[derive(Clone, Copy, Debug)]
@@ -90,6 +97,8 @@ impl Ca {
         let mut params = CertificateParams::new(sans).expect("params");
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![usage];
+        let serial = SERIALS.fetch_add(1, Ordering::Relaxed);
+        params.serial_number = Some(SerialNumber::from(serial));
         let now = time::OffsetDateTime::now_utc();
         let day = time::Duration::days(1);
         (params.not_before, params.not_after) = match validity {
@@ -102,10 +111,44 @@ impl Ca {
         let pair = Pair {
             cert: self.dir.join(format!("{stem}.pem")),
             key: self.dir.join(format!("{stem}.key")),
+            serial,
         };
         std::fs::write(&pair.cert, cert.pem()).expect("write cert");
         std::fs::write(&pair.key, key.serialize_pem()).expect("write key");
         pair
+    }
+}
+
+impl Ca {
+    /// A CRL of this CA revoking `revoked`, written to `DIR/NAME-crl.pem`;
+    /// `Validity::Expired` makes one whose next update was a day ago.
+    pub fn crl(&self, revoked: &[&Pair], validity: Validity) -> PathBuf {
+        let now = time::OffsetDateTime::now_utc();
+        let day = time::Duration::days(1);
+        let (this_update, next_update) = match validity {
+            Validity::Current => (now - day, now + day),
+            Validity::Expired => (now - day * 2, now - day),
+        };
+        let params = CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from(SERIALS.fetch_add(1, Ordering::Relaxed)),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|p| RevokedCertParams {
+                    serial_number: SerialNumber::from(p.serial),
+                    revocation_time: now - day,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).expect("sign crl");
+        let path = self.dir.join(format!("{}-crl.pem", self.name));
+        std::fs::write(&path, crl.pem().expect("crl pem")).expect("write crl");
+        path
     }
 }
 
@@ -137,6 +180,21 @@ pub fn client_config(ca: &Path, identity: Option<&Pair>, alpn: &[u8]) -> Arc<rus
     Arc::new(config)
 }
 
+/// A TLS connection to `addr` (as `127.0.0.1`), handshake done.
+pub async fn tls_connect(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<TlsStream<tokio::net::TcpStream>, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let name = ServerName::try_from("127.0.0.1").expect("server name");
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))
+}
+
 /// One HTTP/1.1 request over TLS on a fresh connection (`body`: content
 /// type and bytes, for a POST; else a GET): the status code and body, or
 /// why there was none (handshake refused, connection closed).
@@ -146,14 +204,18 @@ pub async fn https(
     path: &str,
     body: Option<(&str, &[u8])>,
 ) -> Result<(u16, String), String> {
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let name = ServerName::try_from("127.0.0.1").expect("server name");
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
+    let tls = tls_connect(addr, config).await?;
+    request(tls, addr, path, body).await
+}
+
+/// One HTTP/1.1 request (see [`https`]) on a connection already open; the
+/// connection is closed after the answer.
+pub async fn request(
+    mut tls: TlsStream<tokio::net::TcpStream>,
+    addr: std::net::SocketAddr,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+) -> Result<(u16, String), String> {
     let (method, content_type, body) = match body {
         Some((ct, b)) => ("POST", ct, b),
         None => ("GET", "text/plain", &[][..]),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError};
@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::receive::grpc::GrpcLogs;
 use crate::receive::http::{router, HttpState};
 use crate::receive::Receiver;
-use crate::tls::{self, TlsError, TlsIncoming};
+use crate::tls::{Reloader, TlsError, TlsIncoming};
 use conns::{ConnLimit, HTTP2_PREFACE_BYTES};
 use http::HttpLimits;
 
@@ -84,6 +84,8 @@ pub struct Server {
     drain_timeout: Duration,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Asks the TLS reloader for a reload; `None` when TLS is off.
+    tls_reload: Option<Arc<Notify>>,
 }
 
 fn log_failure<E: std::fmt::Display>(what: &str, result: Result<(), E>) {
@@ -136,8 +138,7 @@ impl Server {
         let collector_id = cfg.resolve_collector_id()?;
         let tokens = cfg.auth.load()?;
         // Read before the store starts, so bad TLS settings stop nothing half-way.
-        let grpc_tls = cfg.tls.server_config(tls::ALPN_GRPC)?;
-        let http_tls = cfg.tls.server_config(tls::ALPN_HTTP)?;
+        let tls = cfg.tls.load()?;
         if tokens.is_none() && cfg.tls.client_ca_file.is_none() {
             tracing::warn!(
                 "neither client tokens nor client certificates required: any client that reaches the OTLP ports can write"
@@ -189,6 +190,11 @@ impl Server {
             }
         };
         let ingest = Arc::new(ingest);
+        let reloader = tls.map(|l| Reloader::new(cfg.tls.clone(), l, metrics.clone()));
+        let (grpc_tls, http_tls) = match &reloader {
+            Some(r) => (Some(r.grpc.clone()), Some(r.http.clone())),
+            None => (None, None),
+        };
         let receiver = Arc::new(Receiver {
             ingest: ingest.clone(),
             rules: cfg.rules.clone(),
@@ -258,6 +264,11 @@ impl Server {
                 }
             });
         }
+        let tls_reload = reloader.map(|r| {
+            let requested = Arc::new(Notify::new());
+            tasks.push(tokio::spawn(r.run(requested.clone(), stopped.clone())));
+            requested
+        });
         health.set_phase(Phase::Serving);
         tracing::info!(
             grpc = %show(grpc_addr),
@@ -277,7 +288,20 @@ impl Server {
             drain_timeout: Duration::from_secs(cfg.shutdown_timeout_secs),
             stop,
             tasks,
+            tls_reload,
         })
+    }
+
+    /// Reads the TLS files again now (SIGHUP), whether or not they changed;
+    /// the outcome is logged and counted. `false` when TLS is off.
+    pub fn reload_tls(&self) -> bool {
+        match &self.tls_reload {
+            Some(requested) => {
+                requested.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Stops accepting, waits for in-flight requests, seals everything.
