@@ -102,7 +102,7 @@ pub const SCOPE_NAME: &str = "audit-layer";
 /// memory queue is full because the collector is unreachable and the spool
 /// is full (or there is no spool).
 ///
-/// | policy | the gate ([`crate::gate`]) | a privileged span closing |
+/// | policy | the gate ([`gate`](mod@crate::gate)) | a privileged span closing |
 /// |---|---|---|
 /// | `FailClosed` (default) | refuses: [`GateError::AuditUnavailable`](crate::GateError::AuditUnavailable), the action never runs | kept in memory up to twice the queue capacity (the action already ran), then dropped and reported |
 /// | `Block(t)` | waits up to `t` for room, then refuses with [`GateError::TimedOut`](crate::GateError::TimedOut) | waits up to `t`, then dropped and reported |

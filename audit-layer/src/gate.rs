@@ -269,7 +269,7 @@ impl<'a> Privileged<'a> {
 }
 
 /// `actor` does `action` to `target`: runs the gate (see the [module
-/// docs](crate::gate)). On `Ok`, do the work while the guard lives; on
+/// docs](mod@crate::gate)). On `Ok`, do the work while the guard lives; on
 /// `Err`, refuse the operation.
 pub fn gate(actor: &Actor, action: &str, target: &str) -> Result<GateGuard, GateError> {
     Privileged::new(actor, action).target(target).open()

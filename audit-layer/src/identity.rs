@@ -1,4 +1,4 @@
-//! Identity lifecycle actions, recorded through the [gate](crate::gate) like
+//! Identity lifecycle actions, recorded through the [gate](mod@crate::gate) like
 //! any privileged action: the same attribution check, the same health
 //! check under the [`WhenFull`](crate::WhenFull) policy, one audit row each.
 //!

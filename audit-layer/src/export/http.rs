@@ -9,7 +9,7 @@ use hyper::{Method, Request, StatusCode, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -18,6 +18,10 @@ use prost::Message;
 use super::tls::TlsPem;
 use super::{Failure, FailureKind};
 use crate::builder::BuildError;
+
+/// How long an idle connection is kept for reuse: below the collector's
+/// default `header_read_timeout_secs` (10).
+const IDLE: Duration = Duration::from_secs(5);
 
 /// Largest response body read (a `partial_success` message, an error).
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -85,7 +89,14 @@ impl Http {
             .enable_http1()
             .wrap_connector(tcp);
         Ok(Http {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            // The collector closes a keep-alive connection that has been idle
+            // for its header read timeout (10 s by default); dropping ours
+            // sooner keeps a request from racing that close on a reused
+            // connection (it would be retried, but only after a backoff).
+            client: Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(IDLE)
+                .build(connector),
             uri,
             headers: map,
             timeout,
