@@ -19,6 +19,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
 /// A collector requiring client certificates of `ca`, checked against `crl`.
 fn start(data: &Path, ca: &Ca, crl: &Path) -> Collector {
     let server = ca.server();
@@ -71,6 +78,11 @@ fn a_revoked_client_is_refused_on_both_protocols_and_its_peers_still_write() {
         assert_eq!(both(&c, &ca_file, &good, events).await, [true, true]);
     });
     assert_eq!(metric(admin, "requests_total"), 2, "only the good client's");
+    let expires = metric(admin, "tls_crl_next_update_timestamp_seconds");
+    assert!(
+        expires > now_secs(),
+        "the CRL's next update, a day ahead: {expires}"
+    );
     let failures = metric(admin, "tls_handshake_failures_total");
     assert!(failures >= 2, "the revoked client's handshakes: {failures}");
     assert!(c.terminate());
@@ -110,6 +122,11 @@ fn a_crl_past_its_next_update_refuses_every_client() {
         assert_eq!(both(&c, &ca_file, &good, events).await, [false, false]);
     });
     assert_eq!(metric(admin, "requests_total"), 0);
+    let expired = metric(admin, "tls_crl_next_update_timestamp_seconds");
+    assert!(
+        (1..now_secs()).contains(&expired),
+        "the gauge shows the CRL's past next update: {expired}"
+    );
     assert!(c.terminate());
     assert!(stored_clients(&data).is_empty());
 }

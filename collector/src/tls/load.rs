@@ -13,7 +13,7 @@ use rustls::server::{danger::ClientCertVerifier, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
 
-use super::{TlsConfig, TlsError, ALPN_GRPC, ALPN_HTTP};
+use super::{der, TlsConfig, TlsError, ALPN_GRPC, ALPN_HTTP};
 
 /// Both listeners' configurations, built from one reading of the files.
 #[derive(Clone, Debug)]
@@ -22,6 +22,9 @@ pub struct Loaded {
     pub grpc: Arc<ServerConfig>,
     /// The OTLP/HTTP listener's (ALPN `http/1.1`).
     pub http: Arc<ServerConfig>,
+    /// The earliest `nextUpdate` of the client CRLs, seconds since the
+    /// epoch; `None` without CRLs.
+    pub crl_next_update: Option<i64>,
     /// SHA-256 over every file's bytes.
     pub(super) digest: [u8; 32],
 }
@@ -124,9 +127,12 @@ impl FileSet {
         // the collector never depends on which crypto backend another
         // crate in the binary enabled.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = match client_auth {
-            [] => None,
-            [ca, crls @ ..] => Some(client_verifier(ca, crls, &provider)?),
+        let (verifier, crl_next_update) = match client_auth {
+            [] => (None, None),
+            [ca, crls @ ..] => {
+                let (verifier, next_update) = client_verifier(ca, crls, &provider)?;
+                (Some(verifier), next_update)
+            }
         };
         let config = |alpn: &[&[u8]]| -> Result<Arc<ServerConfig>, TlsError> {
             let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -146,6 +152,7 @@ impl FileSet {
         Ok(Loaded {
             grpc: config(ALPN_GRPC)?,
             http: config(ALPN_HTTP)?,
+            crl_next_update,
             digest: self.digest(),
         })
     }
@@ -153,11 +160,12 @@ impl FileSet {
 
 /// Client certificates must chain to a CA of `ca`; with CRLs, they must
 /// also be known not to be revoked (see [`TlsConfig::client_crl_files`]).
+/// Also the CRLs' earliest next update.
 fn client_verifier(
     ca: &File,
     crl_files: &[File],
     provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+) -> Result<(Arc<dyn ClientCertVerifier>, Option<i64>), TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in ca.pems::<CertificateDer<'static>>("CERTIFICATE")? {
         roots.add(cert).map_err(|e| ca.error()(e.to_string()))?;
@@ -165,6 +173,7 @@ fn client_verifier(
     let roots = Arc::new(roots);
     let builder = || WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
     let mut crls = Vec::new();
+    let mut next_update: Option<i64> = None;
     for file in crl_files {
         let these = file.pems::<CertificateRevocationListDer<'static>>("X509 CRL")?;
         // Parsed alone first, so that a bad CRL is reported with its file.
@@ -172,6 +181,20 @@ fn client_verifier(
             .with_crls(these.iter().cloned())
             .build()
             .map_err(|e| file.error()(e.to_string()))?;
+        for crl in &these {
+            let next = der::crl_next_update(crl);
+            if next.is_some_and(|t| t <= crate::now_ns() / 1_000_000_000) {
+                // Loaded anyway (a reload must not be stuck on the old
+                // files), but every handshake it covers will fail: say so once.
+                tracing::warn!(
+                    file = %file.path.display(),
+                    "client CRL is past its next update: the client certificates it covers are refused until a fresh CRL is loaded"
+                );
+            }
+            if let Some(t) = next {
+                next_update = Some(next_update.map_or(t, |n| n.min(t)));
+            }
+        }
         crls.extend(these);
     }
     let mut verifier = builder();
@@ -181,9 +204,10 @@ fn client_verifier(
         // update may miss revocations made since (see docs/decisions.md).
         verifier = verifier.with_crls(crls).enforce_revocation_expiration();
     }
-    verifier
+    let verifier = verifier
         .build()
-        .map_err(|e| TlsError::Rustls(format!("client_ca_file: {e}")))
+        .map_err(|e| TlsError::Rustls(format!("client_ca_file: {e}")))?;
+    Ok((verifier, next_update))
 }
 
 /// Reads the files and builds both configurations; `None` when TLS is off.

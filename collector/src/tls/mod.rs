@@ -24,6 +24,7 @@
 //! ```
 
 mod accept;
+mod der;
 mod load;
 mod peer;
 mod reload;

@@ -3,6 +3,8 @@
 
 use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
+
+use super::der::der;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -38,25 +40,6 @@ pub fn client_name(chain: &[CertificateDer<'_>]) -> Option<String> {
                 format!("cert-{}", &digest[..16])
             }),
     )
-}
-
-/// One DER element: (tag, contents, what follows). `None` when malformed.
-fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
 /// The subject's first common name (OID 2.5.4.3) of a certificate the

@@ -42,6 +42,15 @@ impl LiveConfig {
     }
 }
 
+/// `tls_crl_next_update_timestamp_seconds`: when the earliest CRL in use
+/// expires (0 without CRLs), for an alert before clients are refused.
+fn set_crl_gauge(metrics: &Metrics, loaded: &Loaded) {
+    let at = loaded
+        .crl_next_update
+        .map_or(0, |t| u64::try_from(t).unwrap_or(0));
+    Metrics::set(&metrics.tls_crl_next_update_timestamp_seconds, at);
+}
+
 /// Re-reads the TLS files and swaps both listeners' configurations.
 #[derive(Debug)]
 pub struct Reloader {
@@ -61,6 +70,7 @@ pub struct Reloader {
 impl Reloader {
     /// Serves `loaded` (read from `settings`) until a reload replaces it.
     pub fn new(settings: TlsConfig, loaded: Loaded, metrics: Arc<Metrics>) -> Reloader {
+        set_crl_gauge(&metrics, &loaded);
         Reloader {
             settings,
             grpc: LiveConfig::new(loaded.grpc),
@@ -87,6 +97,7 @@ impl Reloader {
         }
         match files.and_then(|f| f.map(|f| f.build()).transpose()) {
             Ok(Some(loaded)) => {
+                set_crl_gauge(&self.metrics, &loaded);
                 self.grpc.replace(loaded.grpc);
                 self.http.replace(loaded.http);
                 self.in_use = loaded.digest;
