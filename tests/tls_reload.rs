@@ -6,22 +6,12 @@
 
 mod common;
 
-use std::future::Future;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
 use common::pki::{client_config, request, tls_connect, Ca, Pair};
 use common::raw::{metric, metric_reaches};
+use common::reload::{eventually, runtime, sighup};
 use common::tls_clients::{arg, grpc_tls, http_tls, stored_clients, PROTOBUF};
 use common::{audit_request, Collector};
 use prost::Message;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// Puts `from`'s certificate and key where the collector reads them, each
 /// by a rename of a complete file, as an operator (or Kubernetes) would.
@@ -30,25 +20,6 @@ fn install(from: &Pair, live: &Pair) {
         let tmp = dst.with_extension("new");
         std::fs::copy(src, &tmp).expect("copy");
         std::fs::rename(&tmp, dst).expect("rename");
-    }
-}
-
-fn sighup(c: &Collector) {
-    let pid = c.child.id().to_string();
-    let status = Command::new("kill").args(["-HUP", &pid]).status();
-    assert!(status.is_ok_and(|s| s.success()), "kill -HUP");
-}
-
-/// Retries `attempt` until it succeeds, for at most 30 s.
-async fn eventually<F, Fut>(what: &str, mut attempt: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !attempt().await {
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

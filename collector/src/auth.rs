@@ -9,6 +9,13 @@
 //! Token list format (file or `AUDIT_COLLECTOR_TOKENS`): one `name:token` per
 //! line or comma-separated; `#` starts a comment line.
 //!
+//! A tokens file is read again every `auth.reload_interval_secs` when its
+//! bytes changed, and on SIGHUP ([`TokensFile`], see [`crate::reload`]):
+//! requests after that are checked against the new list, so a token is
+//! revoked or rotated without a restart. A file that does not load keeps
+//! the previous list. Tokens given inline (`AUDIT_COLLECTOR_TOKENS`) are
+//! not reloaded: the environment of a running process cannot change.
+//!
 //! ```
 //! use audit_collector::auth::Tokens;
 //! let tokens = Tokens::parse("billing:s3cr3t-billing-token, ops:another-long-token").unwrap();
@@ -18,9 +25,15 @@
 //! ```
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use crate::metrics::Metrics;
+use crate::reload::{Live, Source, Watcher};
 
 /// Attribute set on every stored row to the name of the authenticated client
 /// (overwriting any value the client sent, so it cannot be forged).
@@ -135,11 +148,15 @@ impl Tokens {
 
     /// Reads a token list from a file.
     pub fn from_file(path: &Path) -> Result<Tokens, TokensError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TokensError::Read {
+        Tokens::from_bytes(path, &read_file(path)?)
+    }
+
+    fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Tokens, TokensError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| TokensError::Read {
             path: path.display().to_string(),
-            source,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
-        Tokens::parse(&text)
+        Tokens::parse(text)
     }
 
     /// The client name for an `authorization` header value.
@@ -153,6 +170,93 @@ impl Tokens {
             .get(&digest(token.trim()))
             .map(String::as_str)
             .ok_or(AuthFailure::Unknown)
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, TokensError> {
+    std::fs::read(path).map_err(|source| TokensError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The tokens requests are checked against, as they are at that moment.
+pub type LiveTokens = Live<Tokens>;
+
+/// Reloads a tokens file into its [`LiveTokens`].
+pub type TokensReloader = Watcher<TokensFile>;
+
+/// The accepted tokens, and what reloads them when they come from a file.
+#[derive(Debug)]
+pub struct ClientTokens {
+    /// What the receivers check each request against.
+    pub live: LiveTokens,
+    /// `None` for inline tokens, which are never reloaded.
+    pub reloader: Option<TokensReloader>,
+}
+
+impl ClientTokens {
+    /// Tokens given inline: fixed for the life of the process.
+    pub fn fixed(tokens: Tokens) -> ClientTokens {
+        ClientTokens {
+            live: Live::new(tokens),
+            reloader: None,
+        }
+    }
+
+    /// Tokens read from `path` now, and again every `every` (if not zero)
+    /// when its bytes changed, or when the reloader is asked to.
+    pub fn watch(
+        path: &Path,
+        every: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<ClientTokens, TokensError> {
+        let bytes = read_file(path)?;
+        let live = Live::new(Tokens::from_bytes(path, &bytes)?);
+        let file = TokensFile {
+            path: path.to_owned(),
+            live: live.clone(),
+        };
+        let reloader = Watcher::new(file, TokensFile::digest(&bytes), every, metrics);
+        Ok(ClientTokens {
+            live,
+            reloader: Some(reloader),
+        })
+    }
+}
+
+/// A tokens file and the list in use from it.
+#[derive(Debug)]
+pub struct TokensFile {
+    path: PathBuf,
+    live: LiveTokens,
+}
+
+impl Source for TokensFile {
+    type Files = Vec<u8>;
+    type Error = TokensError;
+    const WHAT: &'static str = "tokens file";
+
+    fn read(&self) -> Result<Option<Vec<u8>>, TokensError> {
+        read_file(&self.path).map(Some)
+    }
+
+    fn digest(bytes: &Vec<u8>) -> [u8; 32] {
+        Sha256::digest(bytes).into()
+    }
+
+    fn apply(&mut self, bytes: &Vec<u8>) -> Result<(), TokensError> {
+        let tokens = Tokens::from_bytes(&self.path, bytes)?;
+        tracing::info!(path = %self.path.display(), clients = tokens.by_digest.len(), "tokens file loaded");
+        self.live.replace(tokens);
+        Ok(())
+    }
+
+    fn counters(metrics: &Metrics) -> (&AtomicU64, &AtomicU64) {
+        (
+            &metrics.tokens_reloads_total,
+            &metrics.tokens_reload_failures_total,
+        )
     }
 }
 
@@ -203,5 +307,40 @@ mod tests {
         ));
         let shown = format!("{t:?}");
         assert!(!shown.contains("aaaa"), "{shown}");
+    }
+
+    #[test]
+    fn a_changed_tokens_file_is_swapped_in_and_a_bad_one_keeps_the_old_list() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "a:aaaaaaaaaaaaaaaa\n").expect("write");
+        let metrics = Arc::new(Metrics::default());
+        let tokens = ClientTokens::watch(&path, Duration::ZERO, metrics.clone()).expect("load");
+        let mut r = tokens.reloader.expect("a file is reloadable");
+        let check = |t: &str| {
+            let auth = format!("Bearer {t}");
+            tokens.live.current().check(Some(&auth)).map(str::to_owned)
+        };
+        let counts = || {
+            (
+                metrics.tokens_reloads_total.load(Ordering::Relaxed),
+                metrics.tokens_reload_failures_total.load(Ordering::Relaxed),
+            )
+        };
+        assert!(!r.check(false), "unchanged file is not reloaded");
+        std::fs::write(&path, "b:bbbbbbbbbbbbbbbb\n").expect("write");
+        assert!(r.check(false));
+        assert_eq!(check("aaaaaaaaaaaaaaaa"), Err(AuthFailure::Unknown));
+        assert_eq!(check("bbbbbbbbbbbbbbbb").as_deref(), Ok("b"));
+        for bad in ["b:short\n", "", "# none\n"] {
+            std::fs::write(&path, bad).expect("write");
+            assert!(!r.check(false), "{bad:?} is refused");
+            assert!(!r.check(false), "the same bad file is not retried");
+        }
+        std::fs::remove_file(&path).expect("rm");
+        assert!(!r.check(true), "unreadable: refused even on SIGHUP");
+        assert_eq!(counts(), (1, 4));
+        assert_eq!(check("bbbbbbbbbbbbbbbb").as_deref(), Ok("b"));
     }
 }

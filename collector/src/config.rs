@@ -103,26 +103,48 @@ impl Default for StoreConfig {
 
 /// Who may write. With neither setting, any client that reaches the port
 /// can write (bind to loopback, as the default does, or set tokens).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// File of `name:token` lines (see [`crate::auth`]).
     pub tokens_file: Option<PathBuf>,
     /// The same list inline, comma-separated; meant for `AUDIT_COLLECTOR_TOKENS`.
+    /// Never reloaded.
     pub tokens: Option<String>,
+    /// Seconds between checks of `tokens_file` for changes (a change applies
+    /// to the next requests); 0: only on SIGHUP.
+    pub reload_interval_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            tokens_file: None,
+            tokens: None,
+            reload_interval_secs: 60,
+        }
+    }
 }
 
 impl AuthConfig {
     /// The accepted tokens, or `None` when authentication is off.
-    pub fn load(&self) -> Result<Option<crate::auth::Tokens>, ConfigError> {
-        use crate::auth::Tokens;
+    pub fn load(
+        &self,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Result<Option<crate::auth::ClientTokens>, ConfigError> {
+        use crate::auth::{ClientTokens, Tokens};
         let invalid = |e: crate::auth::TokensError| ConfigError::Invalid(format!("auth: {e}"));
+        let every = std::time::Duration::from_secs(self.reload_interval_secs);
         match (&self.tokens_file, &self.tokens) {
             (Some(_), Some(_)) => Err(ConfigError::Invalid(
                 "auth: set tokens_file or tokens, not both".into(),
             )),
-            (Some(path), None) => Tokens::from_file(path).map(Some).map_err(invalid),
-            (None, Some(list)) => Tokens::parse(list).map(Some).map_err(invalid),
+            (Some(path), None) => ClientTokens::watch(path, every, metrics)
+                .map(Some)
+                .map_err(invalid),
+            (None, Some(list)) => Tokens::parse(list)
+                .map(|t| Some(ClientTokens::fixed(t)))
+                .map_err(invalid),
             (None, None) => Ok(None),
         }
     }

@@ -47,6 +47,7 @@ pub mod partition;
 #[cfg(feature = "sql")]
 pub mod query;
 pub mod receive;
+pub mod reload;
 pub mod retention;
 pub mod server;
 pub mod store;

@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Receive OTLP and store audit records until SIGTERM/SIGINT (SIGHUP reloads the TLS files).
+    /// Receive OTLP and store audit records until SIGTERM/SIGINT (SIGHUP reloads the TLS and tokens files).
     Serve(Box<ServeArgs>),
     /// Recompute hashes, the manifest chain and seq continuity; exit 1 if anything is wrong.
     Verify(VerifyArgs),
@@ -176,6 +176,9 @@ struct ServeArgs {
     /// Client tokens inline, `name:token,name:token` (prefer the environment variable to the flag).
     #[arg(long, env = "AUDIT_COLLECTOR_TOKENS", hide_env_values = true)]
     tokens: Option<String>,
+    /// Seconds between checks of --tokens-file for changes (also reloaded on SIGHUP; inline tokens never are); 0: only on SIGHUP [default: 60].
+    #[arg(long, env = "AUDIT_COLLECTOR_TOKENS_RELOAD_INTERVAL_SECS")]
+    tokens_reload_interval_secs: Option<u64>,
     /// PEM certificate chain; turns on TLS on both OTLP listeners (needs --tls-key).
     #[arg(long, env = "AUDIT_COLLECTOR_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -256,6 +259,9 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(t) = &args.tokens {
         cfg.auth.tokens = Some(t.clone());
     }
+    if let Some(s) = args.tokens_reload_interval_secs {
+        cfg.auth.reload_interval_secs = s;
+    }
     for (flag, setting) in [
         (&args.tls_cert, &mut cfg.tls.cert_file),
         (&args.tls_key, &mut cfg.tls.key_file),
@@ -301,7 +307,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 /// SIGHUP, installed before start like [`shutdown_signal`] (its default
-/// action would end the process): each one reloads the TLS files.
+/// action would end the process): each one reloads the TLS and tokens files.
 #[cfg(unix)]
 fn reload_signal() -> anyhow::Result<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -336,8 +342,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             tokio::select! {
                 _ = &mut stop => break,
                 _ = hup.recv() => {
-                    if !server.reload_tls() {
-                        tracing::info!("SIGHUP: TLS is off, nothing to reload");
+                    if !server.reload() {
+                        tracing::info!("SIGHUP: no TLS nor tokens file, nothing to reload");
                     }
                 }
             }

@@ -20,6 +20,7 @@ pub mod load;
 pub mod moto;
 pub mod pki;
 pub mod raw;
+pub mod reload;
 pub mod tls_clients;
 
 /// Path of the collector binary, built on demand when the test runner

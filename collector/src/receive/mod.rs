@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::{AuthFailure, Tokens, CLIENT_ATTR};
+use crate::auth::{AuthFailure, LiveTokens, CLIENT_ATTR};
 use crate::ingest::{Batch, Ingest, IngestError};
 use crate::metrics::Metrics;
 
@@ -33,8 +33,9 @@ pub struct Receiver {
     pub rules: Rules,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// Accepted bearer tokens; `None` lets any client write.
-    pub tokens: Option<Tokens>,
+    /// Accepted bearer tokens, as the last reload left them; `None` lets
+    /// any client write.
+    pub tokens: Option<LiveTokens>,
     /// One permit per request being served, both protocols together.
     pub in_flight: Arc<Semaphore>,
 }
@@ -275,7 +276,7 @@ impl Receiver {
         let Some(tokens) = &self.tokens else {
             return Ok(certificate);
         };
-        match tokens.check(authorization) {
+        match tokens.current().check(authorization) {
             Ok(name) => Ok(Some(name.to_owned())),
             Err(e) => {
                 Metrics::add(&self.metrics.unauthenticated_total, 1);

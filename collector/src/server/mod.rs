@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::receive::grpc::GrpcLogs;
 use crate::receive::http::{router, HttpState};
 use crate::receive::Receiver;
-use crate::tls::{Reloader, TlsError, TlsIncoming};
+use crate::tls::{TlsError, TlsIncoming};
 use conns::{ConnLimit, HTTP2_PREFACE_BYTES};
 use http::HttpLimits;
 
@@ -84,8 +84,8 @@ pub struct Server {
     drain_timeout: Duration,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    /// Asks the TLS reloader for a reload; `None` when TLS is off.
-    tls_reload: Option<Arc<Notify>>,
+    /// Asks each reloader (TLS files, tokens file) for a reload.
+    reloads: Vec<Arc<Notify>>,
 }
 
 fn log_failure<E: std::fmt::Display>(what: &str, result: Result<(), E>) {
@@ -136,8 +136,9 @@ impl Server {
     /// Recovers the store, binds the listeners and starts serving.
     pub async fn start(cfg: Config) -> Result<Server, ServeError> {
         let collector_id = cfg.resolve_collector_id()?;
-        let tokens = cfg.auth.load()?;
-        // Read before the store starts, so bad TLS settings stop nothing half-way.
+        let metrics = Arc::new(Metrics::default());
+        // Read before the store starts, so bad settings stop nothing half-way.
+        let tokens = cfg.auth.load(metrics.clone())?;
         let tls = cfg.tls.load()?;
         if tokens.is_none() && cfg.tls.client_ca_file.is_none() {
             tracing::warn!(
@@ -145,7 +146,6 @@ impl Server {
             );
         }
         let ingest_cfg = cfg.ingest(&collector_id)?;
-        let metrics = Arc::new(Metrics::default());
         let health = Arc::new(Health::new(
             metrics.clone(),
             ingest_cfg.queue_depth,
@@ -190,9 +190,13 @@ impl Server {
             }
         };
         let ingest = Arc::new(ingest);
-        let reloader = tls.map(|l| Reloader::new(cfg.tls.clone(), l, metrics.clone()));
+        let reloader = tls.map(|l| crate::tls::reloader(cfg.tls.clone(), l, metrics.clone()));
         let (grpc_tls, http_tls) = match &reloader {
-            Some(r) => (Some(r.grpc.clone()), Some(r.http.clone())),
+            Some(r) => (Some(r.source().grpc.clone()), Some(r.source().http.clone())),
+            None => (None, None),
+        };
+        let (tokens, tokens_reloader) = match tokens {
+            Some(t) => (Some(t.live), t.reloader),
             None => (None, None),
         };
         let receiver = Arc::new(Receiver {
@@ -264,11 +268,17 @@ impl Server {
                 }
             });
         }
-        let tls_reload = reloader.map(|r| {
+        let mut reloads = Vec::new();
+        if let Some(r) = reloader {
             let requested = Arc::new(Notify::new());
             tasks.push(tokio::spawn(r.run(requested.clone(), stopped.clone())));
-            requested
-        });
+            reloads.push(requested);
+        }
+        if let Some(r) = tokens_reloader {
+            let requested = Arc::new(Notify::new());
+            tasks.push(tokio::spawn(r.run(requested.clone(), stopped.clone())));
+            reloads.push(requested);
+        }
         health.set_phase(Phase::Serving);
         tracing::info!(
             grpc = %show(grpc_addr),
@@ -288,20 +298,18 @@ impl Server {
             drain_timeout: Duration::from_secs(cfg.shutdown_timeout_secs),
             stop,
             tasks,
-            tls_reload,
+            reloads,
         })
     }
 
-    /// Reads the TLS files again now (SIGHUP), whether or not they changed;
-    /// the outcome is logged and counted. `false` when TLS is off.
-    pub fn reload_tls(&self) -> bool {
-        match &self.tls_reload {
-            Some(requested) => {
-                requested.notify_one();
-                true
-            }
-            None => false,
+    /// Reads the TLS files and the tokens file again now (SIGHUP), whether
+    /// or not they changed; each outcome is logged and counted. `false`
+    /// when there is nothing to reload (TLS off, no tokens file).
+    pub fn reload(&self) -> bool {
+        for requested in &self.reloads {
+            requested.notify_one();
         }
+        !self.reloads.is_empty()
     }
 
     /// Stops accepting, waits for in-flight requests, seals everything.

@@ -101,7 +101,7 @@ pub(super) fn read(cfg: &TlsConfig) -> Result<Option<FileSet>, TlsError> {
 }
 
 /// Every TLS file's bytes: cert, key, then client CA and CRLs if set.
-pub(super) struct FileSet(Vec<File>);
+pub struct FileSet(Vec<File>);
 
 impl FileSet {
     /// SHA-256 over every file, each with its length, so that moving bytes

@@ -34,9 +34,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use accept::{TlsIncoming, HANDSHAKE_TIMEOUT};
-pub use load::Loaded;
+pub use load::{FileSet, Loaded};
 pub use peer::{client_name, TlsPeer};
-pub use reload::{LiveConfig, Reloader};
+pub use reload::{reloader, LiveConfig, Reloader, TlsFiles};
 
 /// ALPN of the gRPC listener.
 pub const ALPN_GRPC: &[&[u8]] = &[b"h2"];
