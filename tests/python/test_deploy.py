@@ -3,18 +3,22 @@ manifest parses and has what a sidecar needs, the systemd unit is hardened,
 and both start the collector with exactly the flags, variables and config
 they pass it (rewritten only to use temp dirs and loopback :0 ports)."""
 
+import http.client
 import os
 import pathlib
 import re
 import shlex
 import shutil
 import signal
+import ssl
 import subprocess
 import threading
 import urllib.request
 
 import pytest
 import yaml
+
+import throwaway_pki
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "examples" / "deploy"
@@ -44,9 +48,9 @@ def localize(value, tmp):
     return re.sub(r"\b\d+\.\d+\.\d+\.\d+:\d+\b", "127.0.0.1:0", value)
 
 
-def run_collector(argv, env, tmp):
+def run_collector(argv, env, tmp, check=None):
     """Starts the collector as given, waits for its listening line, checks
-    /readyz, then SIGTERM and a clean exit."""
+    /readyz (and `check(listening fields)`), then SIGTERM and a clean exit."""
     for d in HOST_DIRS:
         (tmp / d.strip("/")).mkdir(parents=True, exist_ok=True)
     argv = [localize(a, tmp) for a in argv] + ["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"]
@@ -66,6 +70,8 @@ def run_collector(argv, env, tmp):
         probe = fields["admin"] if fields.get("admin", "off") != "off" else fields["otlp_http"]
         with urllib.request.urlopen(f"http://{probe}/readyz", timeout=10) as resp:
             assert resp.status == 200
+        if check:
+            check(fields)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
@@ -142,6 +148,30 @@ def test_k8s_sidecar_has_probes_limits_and_a_locked_down_container(k8s):
     assert pod["securityContext"].get("runAsUser", 0) != 0
     data_mounts = [m for m in c["volumeMounts"] if m["mountPath"] == "/var/lib/audit-collector"]
     assert data_mounts and not data_mounts[0].get("readOnly"), "the data dir must be writable"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for container in pod["containers"]:
+        for m in container.get("volumeMounts", []):
+            v = volumes[m["name"]]
+            if "secret" in v or "configMap" in v:
+                assert m.get("readOnly") is True, f"{container['name']}: {m['name']} must be read-only"
+
+
+def https_export(addr, pki_dir, token, client_cert=True):
+    """One empty OTLP/HTTP export to the collector as the app makes it: to
+    `localhost` over TLS, trusting the CA, with its client certificate and
+    token. The HTTP status."""
+    ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    if client_cert:
+        ctx.load_cert_chain(pki_dir / "client.crt", pki_dir / "client.key")
+    conn = http.client.HTTPSConnection("localhost", int(addr.rsplit(":", 1)[1]), context=ctx, timeout=10)
+    headers = {"content-type": "application/x-protobuf"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    try:
+        conn.request("POST", "/v1/logs", body=b"", headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def test_k8s_sidecar_starts_the_collector_with_its_args_env_and_config(k8s, tmp_path):
@@ -156,7 +186,15 @@ def test_k8s_sidecar_starts_the_collector_with_its_args_env_and_config(k8s, tmp_
     for e in c["env"]:
         assert e["name"] in envs or e["name"] == "RUST_LOG", f"{e['name']}: not a variable serve reads"
         env[e["name"]] = e["value"]
-    # Lay out the mounted ConfigMap and Secret files where the pod would see them.
+    # Lay out the mounted ConfigMap and Secret files where the pod would see
+    # them; the certificates and CRL the manifest leaves to the operator
+    # (placeholders) come from a throwaway CA.
+    pki = throwaway_pki.issue()
+    pki_dir = tmp_path / "pki"
+    pki_dir.mkdir()
+    for name, text in pki.items():
+        (pki_dir / name).write_text(text)
+    stand_ins = {"tls.crt": pki["tls.crt"], "tls.key": pki["tls.key"], "ca.crt": pki["ca.crt"], "clients-ca.crl": pki["crl"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     for m in c["volumeMounts"]:
         v = volumes[m["name"]]
@@ -170,8 +208,21 @@ def test_k8s_sidecar_starts_the_collector_with_its_args_env_and_config(k8s, tmp_
         target = pathlib.Path(localize(m["mountPath"], tmp_path))
         target.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
+            if "REPLACE-ME" in text:
+                text = stand_ins[name]
             (target / name).write_text(localize(text, tmp_path))
-    run_collector(args, env, tmp_path)
+    [app] = [a for a in pod["containers"] if a is not c]
+    [ref] = [e["valueFrom"]["secretKeyRef"] for e in app["env"] if e["name"] == "AUDIT_TOKEN"]
+    token = k8s[("Secret", ref["name"])]["stringData"][ref["key"]]
+
+    def app_exports(fields):
+        addr = fields["otlp_http"]
+        assert https_export(addr, pki_dir, token) == 200, "the app's certificate and token"
+        assert https_export(addr, pki_dir, "not-the-apps-token-0123456789") == 401
+        with pytest.raises(OSError):
+            https_export(addr, pki_dir, token, client_cert=False)
+
+    run_collector(args, env, tmp_path, check=app_exports)
 
 
 # --- systemd ----------------------------------------------------------------
