@@ -12,7 +12,8 @@
 //! - [`manifest`]: the hash-chained list of sealed files.
 //! - [`store`]: where sealed files and manifests live (a directory or a bucket).
 //!
-//! Who may write: [`auth`] (bearer tokens) and [`tls`] (TLS, mutual TLS).
+//! Who may write: [`auth`] (bearer tokens) and [`tls`] (TLS, mutual TLS),
+//! both reloaded from their files by [`reload`] (interval and SIGHUP).
 //!
 //! Answering questions (feature `sql`, on by default): `query` (free SQL
 //! with DataFusion), `who`, `activity`, `prove-human`; see the `query`

@@ -12,7 +12,7 @@
 //! time, so a client that fails one or never finishes it costs neither the
 //! accept loop nor other clients anything; each failure is counted in
 //! `tls_handshake_failures_total`. The files are read again when they
-//! change and on SIGHUP ([`reload`]).
+//! change and on SIGHUP ([`crate::reload`]).
 //!
 //! ```toml
 //! [tls]
