@@ -2,7 +2,8 @@
 //! next `--tokens-reload-interval-secs` check) a token removed from the
 //! file is refused with 401 / UNAUTHENTICATED over both protocols and
 //! writes nothing, a token added is accepted, and a malformed file keeps
-//! the previous tokens and is counted as a failed reload.
+//! the previous tokens and is counted as a failed reload. The interval
+//! check is run on a file laid out as a Kubernetes Secret volume is.
 
 mod common;
 
@@ -127,20 +128,39 @@ fn sighup_revokes_removed_tokens_adds_new_ones_and_a_malformed_file_keeps_the_ol
     assert_eq!(stored, expected, "refused requests wrote nothing");
 }
 
+/// Writes `text` as a Kubernetes Secret volume holds `tokens`: the file is
+/// a symlink to `..data/tokens`, and an update writes a new timestamped
+/// directory and swaps the `..data` symlink to it by a rename.
+fn kubelet_update(volume: &Path, generation: u32, text: &str) {
+    let version = volume.join(format!("..2026_12_01_{generation:02}"));
+    std::fs::create_dir(&version).expect("version dir");
+    std::fs::write(version.join("tokens"), text).expect("write tokens");
+    let tmp = volume.join("..data_tmp");
+    std::os::unix::fs::symlink(version.file_name().expect("name"), &tmp).expect("symlink");
+    std::fs::rename(&tmp, volume.join("..data")).expect("swap ..data");
+    let link = volume.join("tokens");
+    if !link.exists() {
+        std::os::unix::fs::symlink("..data/tokens", &link).expect("symlink tokens");
+    }
+}
+
 #[test]
-fn a_changed_tokens_file_is_picked_up_by_the_interval_check() {
+fn a_secret_volume_update_is_picked_up_by_the_interval_check() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("tokens");
-    write_tokens(&tokens, &format!("billing:{BILLING}\n"));
-    let c = start(dir.path(), &tokens, "1");
-    write_tokens(&tokens, &format!("ci:{CI}\n"));
-    runtime().block_on(async {
+    let volume = dir.path().join("secret");
+    std::fs::create_dir(&volume).expect("volume");
+    kubelet_update(&volume, 1, &format!("billing:{BILLING}\n"));
+    let c = start(dir.path(), &volume.join("tokens"), "1");
+    kubelet_update(&volume, 2, &format!("ci:{CI}\n"));
+    let rt = runtime();
+    rt.block_on(async {
         eventually("the interval check loads ci's token", || async {
             http(&c, CI, &event(1)).await == 200
         })
         .await;
         assert_eq!(http(&c, BILLING, &event(0xf1)).await, 401);
     });
+    drop(rt); // closes the client connections it pooled
     assert!(c.terminate());
     assert_eq!(
         stored_clients(&dir.path().join("data")),
