@@ -72,7 +72,7 @@ metrics! {
         tls_handshake_failures_total: "Connections dropped in the TLS handshake (no, unknown, expired or revoked client certificate; plaintext; timeout).",
         tls_reloads_total: "TLS files reloaded (changed files, or SIGHUP): new handshakes use them.",
         tls_reload_failures_total: "TLS reloads refused (unreadable or unusable files); the previous certificates stay in use.",
-        tokens_reloads_total: "Tokens files reloaded (changed file, or SIGHUP): later requests are checked against it.",
+        tokens_reloads_total: "Tokens file reloaded (changed file, or SIGHUP): later requests are checked against the new tokens.",
         tokens_reload_failures_total: "Tokens file reloads refused (unreadable, malformed or empty file); the previous tokens stay in use.",
         overloaded_total: "Requests answered with a retryable overload error (write queue or buffer full).",
         shed_total: "Requests refused at once because max_in_flight_requests were being served.",
