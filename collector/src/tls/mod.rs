@@ -8,7 +8,7 @@
 //! yet valid, not meant for client authentication, revoked by a CRL) fails
 //! the handshake and never reaches a receiver.
 //!
-//! Handshakes run in their own tasks ([`accept`]), bounded in number and in
+//! Handshakes run in their own tasks (`accept`), bounded in number and in
 //! time, so a client that fails one or never finishes it costs neither the
 //! accept loop nor other clients anything; each failure is counted in
 //! `tls_handshake_failures_total`. The files are read again when they
