@@ -1,5 +1,5 @@
 //! The collector's settings: a TOML file, overridden by environment
-//! variables and flags (see `main.rs`), with defaults for everything.
+//! variables and flags (see `serve_flags.rs`), with defaults for everything.
 //!
 //! ```toml
 //! data_dir = "./audit-data"
