@@ -23,6 +23,15 @@ pub mod raw;
 pub mod reload;
 pub mod tls_clients;
 
+/// The event ids of the actions stored under `data` (sealed Parquet).
+pub fn stored_ids(data: &Path) -> std::collections::BTreeSet<String> {
+    audit_collector::partition::read_audit(data)
+        .expect("read audit")
+        .into_iter()
+        .map(|(r, _, _)| r.event_id)
+        .collect()
+}
+
 /// Path of the collector binary, built on demand when the test runner
 /// did not build it (tests of this package cannot see other packages' bins).
 pub fn collector_bin() -> PathBuf {
