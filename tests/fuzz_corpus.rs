@@ -19,6 +19,7 @@ use audit_collector::fuzzing;
 use audit_collector::ingest::{Ingest, IngestConfig};
 use audit_collector::metrics::Metrics;
 use audit_collector::receive::check;
+use audit_collector::wal;
 use audit_schema::otlp::encode_action;
 use audit_schema::Rules;
 use common::wire::{action, request};
@@ -182,7 +183,7 @@ fn write_seeds() {
         .map(|e| e.expect("wal entry").path())
         .find(|p| p.extension().is_some_and(|x| x == "log"))
         .expect("a WAL segment");
-    let bytes = std::fs::read(segment).expect("segment");
+    let bytes = std::fs::read(&segment).expect("segment");
     let raw = |b: &[u8]| [&[0u8][..], b].concat();
     std::fs::write(wal.join("seed-whole"), raw(&bytes)).expect("seed");
     std::fs::write(wal.join("seed-torn"), raw(&bytes[..bytes.len() - 7])).expect("seed");
@@ -192,23 +193,9 @@ fn write_seeds() {
     std::fs::write(wal.join("seed-bad-crc"), raw(&flipped)).expect("seed");
     // The framed mode (odd first byte): payloads split at 0xFF 0xFE, each
     // written as a well-formed frame, so mutations reach the frame decoder.
-    let payloads = frames(&bytes);
+    let payloads = wal::replay(&segment, true).expect("replay").frames;
     let mut framed = vec![1u8];
     framed.extend(payloads.join(&[0xFF, 0xFE][..]));
     std::fs::write(wal.join("seed-framed"), framed).expect("seed");
     std::mem::forget(ingest);
-}
-
-/// The payloads of a segment's whole frames (`[len][crc][payload]`).
-fn frames(mut seg: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while seg.len() >= 8 {
-        let len = u32::from_le_bytes(seg[..4].try_into().expect("4 bytes")) as usize;
-        if seg.len() < 8 + len {
-            break;
-        }
-        out.push(seg[8..8 + len].to_vec());
-        seg = &seg[8 + len..];
-    }
-    out
 }

@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::receive::body::{self, Encoding};
 use crate::receive::http::{self, Format};
 use crate::receive::{check, Checked};
+use crate::wal::Wal;
 
 /// Bytes as an OTLP/HTTP body → decompression → `ExportLogsServiceRequest`
 /// → the receivers' checks, through the same functions the receivers call.
@@ -99,23 +100,20 @@ fn scratch() -> PathBuf {
 pub fn wal_recovery(data: &[u8]) -> Option<u64> {
     static RUN: AtomicU64 = AtomicU64::new(0);
     let (&mode, rest) = data.split_first()?;
-    let segment = if mode % 2 == 0 {
-        rest.to_vec()
-    } else {
-        let mut out = Vec::new();
-        for payload in split(rest, &[0xFF, 0xFE]) {
-            out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-            out.extend_from_slice(payload);
-        }
-        out
-    };
     let n = RUN.fetch_add(1, Ordering::Relaxed);
     let dir = scratch().join(format!("audit-fuzz-{}-{n}", std::process::id()));
-    let wal_dir = dir.join("wal").join("fuzz");
-    if std::fs::create_dir_all(&wal_dir).is_err()
-        || std::fs::write(wal_dir.join("wal-00000000000000000001.log"), &segment).is_err()
-    {
+    // The segment is made by the WAL itself (its name, its frame format);
+    // only the raw mode then overwrites its bytes.
+    let written = Wal::create(&dir.join("wal").join("fuzz"), 1).and_then(|mut wal| {
+        if mode % 2 == 0 {
+            std::fs::write(wal.path(), rest)
+        } else {
+            split(rest, &[0xFF, 0xFE])
+                .into_iter()
+                .try_for_each(|payload| wal.append(payload))
+        }
+    });
+    if written.is_err() {
         let _ = std::fs::remove_dir_all(&dir);
         return None;
     }
