@@ -8,12 +8,11 @@ mod common;
 mod answer_dataset;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use answer_dataset::*;
 use chrono::{DateTime, Utc};
-use common::{collector_bin, Collector};
+use common::Collector;
 use serde_json::Value;
 
 struct Dataset {
@@ -42,23 +41,8 @@ fn dataset() -> &'static Dataset {
     })
 }
 
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str]) -> Out {
-    let o = Command::new(collector_bin())
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run audit-collector");
-    Out {
-        ok: o.status.success(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+fn run(args: &[&str]) -> common::CliOut {
+    common::cli(args, &[])
 }
 
 fn json(args: &[&str]) -> Vec<Value> {

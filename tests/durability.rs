@@ -17,9 +17,14 @@ use common::{collector_bin, Collector};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 
 fn verify(dir: &Path) -> (bool, String) {
+    verify_with(dir, &[])
+}
+
+fn verify_with(dir: &Path, extra: &[&str]) -> (bool, String) {
     let out = Command::new(collector_bin())
         .args(["verify", "--format", "json", "--data-dir"])
         .arg(dir)
+        .args(extra)
         .output()
         .expect("run verify");
     (
@@ -272,15 +277,7 @@ fn verify_reports_a_missing_data_dir_clearly() {
 }
 
 fn send(c: &Collector, batch: &[AuditRecord]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut client = LogsServiceClient::connect(c.grpc_url()).await.unwrap();
-        let resp = client.export(request(batch)).await.unwrap().into_inner();
-        assert_eq!(resp.partial_success, None);
-    });
+    common::load::send(&c.grpc_url(), batch)
 }
 
 #[test]
@@ -405,6 +402,12 @@ fn run(args: &[&str], dir: &Path) -> (bool, String) {
 #[test]
 fn retention_deletes_expired_keeps_held_refuses_too_early_and_verify_tells_policy_from_tampering() {
     let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (private, public) = (keys.path().join("op.key"), keys.path().join("op.pub"));
+    let (sk, pk) = audit_collector::checkpoint::generate("operator").unwrap();
+    std::fs::write(&private, sk).unwrap();
+    std::fs::write(&public, pk).unwrap();
+    let private = private.to_str().unwrap();
     let c = Collector::start(dir.path(), &["--seal-rows", "1"]);
     for age in [100, 70, 40, 5] {
         send(&c, &[record(format!("age-{age}"), days_ago(age))]);
@@ -414,7 +417,17 @@ fn retention_deletes_expired_keeps_held_refuses_too_early_and_verify_tells_polic
         format!("{}..{}", d.pred_opt().unwrap(), d.succ_opt().unwrap())
     };
     // While the collector runs, it owns its manifest.
-    let (ok, out) = run(&["retention", "--max-days", "60", "--apply"], dir.path());
+    let (ok, out) = run(
+        &[
+            "retention",
+            "--max-days",
+            "60",
+            "--apply",
+            "--operator-key",
+            private,
+        ],
+        dir.path(),
+    );
     assert!(!ok && out.contains("is running"), "{out}");
     assert!(c.terminate());
 
@@ -438,6 +451,8 @@ fn retention_deletes_expired_keeps_held_refuses_too_early_and_verify_tells_polic
             "--before",
             &too_early,
             "--apply",
+            "--operator-key",
+            private,
         ],
         dir.path(),
     );
@@ -449,6 +464,15 @@ fn retention_deletes_expired_keeps_held_refuses_too_early_and_verify_tells_polic
 
     let (ok, out) = run(
         &[&["retention", "--apply"][..], &policy[..]].concat(),
+        dir.path(),
+    );
+    assert!(
+        !ok && out.contains("needs --operator-key"),
+        "deleting needs the operator's key: {out}"
+    );
+    let signed = ["--operator-key", private];
+    let (ok, out) = run(
+        &[&["retention", "--apply"][..], &policy[..], &signed[..]].concat(),
         dir.path(),
     );
     assert!(ok, "{out}");
@@ -465,11 +489,17 @@ fn retention_deletes_expired_keeps_held_refuses_too_early_and_verify_tells_polic
     );
 
     let (ok, out) = verify(dir.path());
+    assert!(
+        !ok && out.contains("delete_unauthorized"),
+        "without the operator's public key no deletion is valid: {out}"
+    );
+    let op = ["--operator-key", public.to_str().unwrap()];
+    let (ok, out) = verify_with(dir.path(), &op);
     assert!(ok, "a policy deletion is not tampering: {out}");
     assert!(out.contains("\"deleted\": 1"), "{out}");
     // Deleting another file by hand still is.
     std::fs::remove_file(&parquet_files(dir.path())[0]).unwrap();
-    let (ok, out) = verify(dir.path());
+    let (ok, out) = verify_with(dir.path(), &op);
     assert!(!ok && out.contains("file_missing"), "{out}");
 }
 

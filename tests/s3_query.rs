@@ -260,7 +260,7 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
     assert!(
         empty
             .stderr
-            .contains("nothing is stored under s3://audit/nothing-here"),
+            .contains("s3://audit/nothing-here is not an audit dataset"),
         "{}",
         empty.stderr
     );

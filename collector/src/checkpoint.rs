@@ -125,14 +125,24 @@ impl NoteSigner {
         let head = hex::decode(head_hex)
             .map_err(|e| CheckpointError::Malformed(format!("head hash is not hex: {e}")))?;
         let body = format!("{origin}\n{size}\n{}\n", B64.encode(head));
-        let sig: Signature = self.key.sign(body.as_bytes());
+        Ok(format!("{body}\n{}", self.signature_line(&body)))
+    }
+
+    /// The signature line of a note whose text is `text` (ending in a
+    /// newline): `— NAME base64(key hash ‖ signature)` and a newline.
+    pub fn signature_line(&self, text: &str) -> String {
+        let sig: Signature = self.key.sign(text.as_bytes());
         let mut blob = key_hash(&self.name, &self.key.verifying_key().to_bytes()).to_vec();
         blob.extend_from_slice(&sig.to_bytes());
-        Ok(format!(
-            "{body}\n\u{2014} {} {}\n",
-            self.name,
-            B64.encode(blob)
-        ))
+        format!("\u{2014} {} {}\n", self.name, B64.encode(blob))
+    }
+
+    /// The public key, in the note verifier format.
+    pub fn verifier(&self) -> NoteVerifier {
+        NoteVerifier {
+            name: self.name.clone(),
+            key: self.key.verifying_key(),
+        }
     }
 }
 
@@ -164,30 +174,7 @@ impl NoteVerifier {
             .split_once("\n\n")
             .ok_or_else(|| malformed("no blank line between text and signatures"))?;
         let body = format!("{body}\n");
-        let want_hash = key_hash(&self.name, &self.key.to_bytes());
-        let mut verified = false;
-        for line in sigs.lines() {
-            let Some(rest) = line.strip_prefix("\u{2014} ") else {
-                continue;
-            };
-            let Some((name, b64)) = rest.split_once(' ') else {
-                continue;
-            };
-            let Ok(blob) = B64.decode(b64) else { continue };
-            if name != self.name || blob.len() != 68 || blob[..4] != want_hash {
-                continue;
-            }
-            let mut sig = [0u8; 64];
-            sig.copy_from_slice(&blob[4..]);
-            if self
-                .key
-                .verify_strict(body.as_bytes(), &Signature::from_bytes(&sig))
-                .is_ok()
-            {
-                verified = true;
-            }
-        }
-        if !verified {
+        if !self.signed(&body, sigs) {
             return Err(CheckpointError::BadSignature(self.name.clone()));
         }
         let mut lines = body.lines();
@@ -208,6 +195,38 @@ impl NoteVerifier {
             size,
             head_hex: hex::encode(head),
         })
+    }
+}
+
+impl NoteVerifier {
+    /// Whether one of the signature lines in `sigs` is this key's valid
+    /// signature of `text` (the note text, ending in a newline).
+    pub fn signed(&self, text: &str, sigs: &str) -> bool {
+        let want_hash = key_hash(&self.name, &self.key.to_bytes());
+        sigs.lines().any(|line| {
+            let Some((name, b64)) = line
+                .strip_prefix("\u{2014} ")
+                .and_then(|rest| rest.split_once(' '))
+            else {
+                return false;
+            };
+            let Ok(blob) = B64.decode(b64) else {
+                return false;
+            };
+            if name != self.name || blob.len() != 68 || blob[..4] != want_hash {
+                return false;
+            }
+            let mut sig = [0u8; 64];
+            sig.copy_from_slice(&blob[4..]);
+            self.key
+                .verify_strict(text.as_bytes(), &Signature::from_bytes(&sig))
+                .is_ok()
+        })
+    }
+
+    /// The key's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 

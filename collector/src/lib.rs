@@ -37,6 +37,7 @@ pub mod admin;
 pub mod auth;
 pub mod checkpoint;
 pub mod config;
+pub mod dataset;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
@@ -45,6 +46,7 @@ pub mod logs;
 pub mod manifest;
 pub mod metrics;
 pub mod partition;
+pub mod policy_chain;
 #[cfg(feature = "sql")]
 pub mod query;
 pub mod receive;

@@ -9,9 +9,11 @@ use anyhow::Context;
 use audit_collector::checkpoint::{self, NoteSigner, NoteVerifier};
 use audit_collector::config::{Config, LogFormat};
 use audit_collector::server::{show, Server};
+use audit_collector::store;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod limit_flags;
+mod operator_flags;
 mod serve_flags;
 
 use serve_flags::{config, ServeArgs};
@@ -42,6 +44,8 @@ enum Cmd {
     Keygen(KeygenArgs),
     /// Show (then with --apply, perform) the deletions the retention policy allows.
     Retention(RetentionArgs),
+    /// Place or release a legal hold, signed by the operator's key.
+    Hold(operator_flags::HoldArgs),
     /// Run one read-only SQL statement over the tables `audit` and `violations`.
     #[cfg(feature = "sql")]
     Query(audit_collector::query::cli::QueryArgs),
@@ -77,9 +81,13 @@ struct RetentionArgs {
     /// Delete files whose newest row is before this day (refused inside min_days).
     #[arg(long)]
     before: Option<chrono::NaiveDate>,
-    /// Perform the deletions (otherwise only show them).
+    /// Perform the deletions (otherwise only show them); needs --operator-key.
     #[arg(long)]
     apply: bool,
+    /// The operator's private key file (`PRIVATE+KEY+…`): the policy is
+    /// recorded signed with it, and deletions are valid only under it.
+    #[arg(long)]
+    operator_key: Option<PathBuf>,
     /// Output format.
     #[arg(long, default_value = "table")]
     format: OutputFormat,
@@ -135,6 +143,10 @@ struct VerifyArgs {
     /// Public key file to check the checkpoints with.
     #[arg(long)]
     public_key: Option<PathBuf>,
+    /// Operator public key file (repeatable; also --config's [retention]
+    /// operator_keys): deletions are valid only under a policy one signed.
+    #[arg(long = "operator-key")]
+    operator_keys: Vec<PathBuf>,
 }
 
 /// Installs the SIGTERM/SIGINT handlers now, before readiness is announced:
@@ -215,13 +227,26 @@ fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
-    if let Some(url) = args.store_url.as_ref().or(cfg.store.url.as_ref()) {
+    let opts = audit_collector::verify::Options {
+        operator_keys: operator_flags::verifiers(
+            &args.operator_keys,
+            &cfg.retention.operator_keys,
+        )?,
+    };
+    // `--data-dir s3://…` works as it does for the answer commands.
+    let data_url = args.data_dir.to_str().filter(|d| store::is_remote(d));
+    if let Some(url) = args
+        .store_url
+        .as_deref()
+        .or(cfg.store.url.as_deref())
+        .or(data_url)
+    {
         anyhow::ensure!(
             args.checkpoints.is_empty(),
             "--checkpoint is checked against a data dir; verify the store without it"
         );
         let loc = cfg.location(url)?;
-        let report = audit_collector::verify::verify_store(&loc)?;
+        let report = audit_collector::verify::verify_store(&loc, &opts)?;
         return print_report(&report, args.format);
     }
     anyhow::ensure!(
@@ -229,7 +254,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
         "data dir {} does not exist",
         args.data_dir.display()
     );
-    let mut report = audit_collector::verify::verify(&args.data_dir);
+    let mut report = audit_collector::verify::verify(&args.data_dir, &opts)?;
     if let Some(pk) = &args.public_key {
         let key =
             std::fs::read_to_string(pk).with_context(|| format!("reading {}", pk.display()))?;
@@ -267,6 +292,10 @@ fn print_report(
                 report.entries,
                 report.files,
                 report.rows
+            );
+            println!(
+                "{}",
+                audit_collector::dataset::describe(&report.sealed_through)
             );
         }
     }
@@ -320,6 +349,7 @@ fn retention(args: RetentionArgs) -> anyhow::Result<bool> {
         "data dir {} does not exist",
         args.data_dir.display()
     );
+    audit_collector::dataset::require_local(&args.data_dir)?;
     let mut policy = match &args.config {
         Some(path) => Config::from_file(path)?.retention,
         None => retention::RetentionPolicy::default(),
@@ -352,7 +382,18 @@ fn retention(args: RetentionArgs) -> anyhow::Result<bool> {
             (None, Some(m)) => format!("retention: older than max_days {m}"),
             (None, None) => "retention: finishing recorded deletions".to_owned(),
         };
-        Some(retention::apply(&args.data_dir, &plan, &reason)?)
+        let key = args.operator_key.as_deref().context(
+            "retention --apply needs --operator-key: a deletion is valid only under a policy the operator signed",
+        )?;
+        let signer = operator_flags::signer(key)?;
+        operator_flags::check_listed(&signer, &policy.operator_keys)?;
+        let auth = retention::Authority {
+            signer: &signer,
+            min_days: policy.min_days,
+            max_days: policy.max_days,
+            before: args.before,
+        };
+        Some(retention::apply(&args.data_dir, &plan, &reason, &auth)?)
     } else {
         None
     };
@@ -438,6 +479,7 @@ fn main() -> ExitCode {
         Cmd::Checkpoint(args) => checkpoint(args),
         Cmd::Keygen(args) => keygen(args),
         Cmd::Retention(args) => retention(args),
+        Cmd::Hold(args) => operator_flags::hold(args),
         #[cfg(feature = "sql")]
         Cmd::Query(args) => rt.block_on(args.run()).map_err(Into::into),
         #[cfg(feature = "sql")]

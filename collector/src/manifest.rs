@@ -65,6 +65,11 @@ pub enum Body {
         period_end_ns: i64,
         /// Seals appended during the period.
         seals: u64,
+        /// Rows acknowledged but not yet sealed when the digest was taken
+        /// (a digest seals first, so normally none). Left out of the JSON,
+        /// and so of the hash, when zero: older entries keep their hashes.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        unsealed: u64,
     },
     /// A sealed file deleted by the retention policy, recorded before the
     /// file goes so that `verify` can tell policy from tampering.
@@ -74,6 +79,15 @@ pub enum Body {
         /// Why (the policy that applied).
         reason: String,
     },
+    /// A retention policy signed by an operator key: what later `delete`
+    /// entries may remove ([`crate::policy_chain`]).
+    Policy(crate::policy_chain::Policy),
+    /// A legal hold placed or released, signed by an operator key.
+    Hold(crate::policy_chain::Hold),
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The content that is hashed: everything but the hash itself.
@@ -232,7 +246,7 @@ impl Manifest {
     pub fn last_seq(&self) -> Option<u64> {
         self.entries.iter().rev().find_map(|e| match &e.body {
             Body::Seal { seq_last, .. } => Some(*seq_last),
-            Body::Digest { .. } | Body::Delete { .. } => None,
+            _ => None,
         })
     }
 

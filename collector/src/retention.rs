@@ -4,13 +4,17 @@
 //! Each deletion is appended to the collector's manifest (hash-chained)
 //! *before* the file is unlinked, so `verify` tells a policy deletion from
 //! a missing file. A crash between the two leaves a recorded deletion whose
-//! file is still there; the next run finishes it.
+//! file is still there; the next run finishes it. The policy itself is
+//! recorded first, signed by the operator's key, and legal holds are
+//! signed entries too ([`crate::policy_chain`]): a deletion no signed
+//! policy allows is a `verify` finding, whoever appended it.
 //!
 //! ```toml
 //! [retention]
 //! min_days = 30        # never delete anything younger, whatever is asked
 //! max_days = 400       # delete once the newest row of a file is older
 //! legal_holds = [{ from = "2026-01-01", to = "2026-03-31", reason = "case 1142" }]
+//! operator_keys = ["operator+1a2b3c4d+AQ…"]   # public keys from `keygen`
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +24,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Days, NaiveDate};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::NoteSigner;
 use crate::manifest::{self, Body, FileEntry, Manifest};
+use crate::policy_chain::{self, Hold, Policy};
 
 /// A date range (inclusive) whose data must not be deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -46,6 +52,11 @@ pub struct RetentionPolicy {
     pub max_days: Option<u64>,
     /// Ranges that block deletion.
     pub legal_holds: Vec<LegalHold>,
+    /// Operator public keys (note format, `NAME+HASH+DATA`): `verify`
+    /// accepts a deletion only under a policy one of them signed, and
+    /// `retention --apply` refuses a key not among them. Empty: no
+    /// deletion is valid.
+    pub operator_keys: Vec<String>,
 }
 
 impl Default for RetentionPolicy {
@@ -54,6 +65,7 @@ impl Default for RetentionPolicy {
             min_days: 30,
             max_days: None,
             legal_holds: Vec::new(),
+            operator_keys: Vec::new(),
         }
     }
 }
@@ -158,6 +170,14 @@ pub fn plan(
     };
     let all = manifest::read_all(root).map_err(io(root.join("manifest").display().to_string()))?;
     for (collector_id, entries) in all {
+        // Holds recorded in the chain keep their files whatever the
+        // config says; the config's add to them.
+        let holds: Vec<LegalHold> = policy
+            .legal_holds
+            .iter()
+            .cloned()
+            .chain(crate::policy_chain::active_holds(&entries))
+            .collect();
         let deleted: BTreeSet<&str> = entries
             .iter()
             .filter_map(|e| match &e.body {
@@ -188,11 +208,7 @@ pub fn plan(
                     continue;
                 }
                 let (first, last) = (day(f.time_min_ns), c.newest_day);
-                match policy
-                    .legal_holds
-                    .iter()
-                    .find(|h| first <= h.to && h.from <= last)
-                {
+                match holds.iter().find(|h| first <= h.to && h.from <= last) {
                     Some(h) => out.held.push((
                         c,
                         format!("legal hold {}..{} {}", h.from, h.to, h.reason)
@@ -228,8 +244,65 @@ pub fn lock(root: &Path, collector_id: &str) -> Result<File, RetentionError> {
     }
 }
 
-/// Carries out a plan: record each deletion, then unlink the file.
-pub fn apply(root: &Path, plan: &Plan, reason: &str) -> Result<usize, RetentionError> {
+/// The operator's signature over the policy a run applies.
+#[derive(Debug)]
+pub struct Authority<'a> {
+    /// The operator's key.
+    pub signer: &'a NoteSigner,
+    /// The policy's minimum.
+    pub min_days: u64,
+    /// The policy's maximum.
+    pub max_days: Option<u64>,
+    /// A one-off cut-off day.
+    pub before: Option<NaiveDate>,
+}
+
+/// Records a signed policy in a manifest unless the newest one recorded
+/// has the same terms.
+fn record_policy(m: &mut Manifest, id: &str, auth: &Authority<'_>) -> std::io::Result<()> {
+    let policy = Policy::signed(
+        auth.signer,
+        id,
+        m.head(),
+        auth.min_days,
+        auth.max_days,
+        auth.before,
+    );
+    if policy_chain::last_policy(m.entries()).is_some_and(|p| p.same_terms(&policy)) {
+        return Ok(());
+    }
+    m.append(crate::now_ns(), Body::Policy(policy)).map(|_| ())
+}
+
+/// Appends a signed legal hold statement to every collector's manifest
+/// (each under its lock); returns the collector ids.
+pub fn record_hold(
+    root: &Path,
+    signer: &NoteSigner,
+    hold: &Hold,
+) -> Result<Vec<String>, RetentionError> {
+    let all = manifest::read_all(root).map_err(io(root.join("manifest").display().to_string()))?;
+    let mut done = Vec::new();
+    for id in all.into_keys() {
+        let _lock = lock(root, &id)?;
+        let path = manifest::manifest_path(root, &id);
+        let mut m = Manifest::open(&path).map_err(io(path.display().to_string()))?;
+        let signed = hold.clone().signed(signer, &id, m.head());
+        m.append(crate::now_ns(), Body::Hold(signed))
+            .map_err(io(format!("recording legal hold {}", hold.id)))?;
+        done.push(id);
+    }
+    Ok(done)
+}
+
+/// Carries out a plan: record the operator-signed policy, then each
+/// deletion, then unlink the file.
+pub fn apply(
+    root: &Path,
+    plan: &Plan,
+    reason: &str,
+    auth: &Authority<'_>,
+) -> Result<usize, RetentionError> {
     let mut by_collector: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
     for c in &plan.delete {
         by_collector.entry(&c.collector_id).or_default().push(c);
@@ -239,6 +312,7 @@ pub fn apply(root: &Path, plan: &Plan, reason: &str) -> Result<usize, RetentionE
         let _lock = lock(root, id)?;
         let path = manifest::manifest_path(root, id);
         let mut m = Manifest::open(&path).map_err(io(path.display().to_string()))?;
+        record_policy(&mut m, id, auth).map_err(io("recording the signed retention policy"))?;
         for c in files {
             if !c.pending {
                 let body = Body::Delete {

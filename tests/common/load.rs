@@ -41,6 +41,19 @@ pub fn request(records: &[AuditRecord]) -> ExportLogsServiceRequest {
     }
 }
 
+/// One export of `batch` over gRPC to `url`, which must store all of it.
+pub fn send(url: &str, batch: &[AuditRecord]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = LogsServiceClient::connect(url.to_owned()).await.unwrap();
+        let resp = client.export(request(batch)).await.unwrap().into_inner();
+        assert_eq!(resp.partial_success, None);
+    });
+}
+
 /// Sends batches until `stop`, recording the ids of acknowledged ones.
 pub fn load(url: String, prefix: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<String>>>) {
     let rt = tokio::runtime::Builder::new_current_thread()

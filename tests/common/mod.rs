@@ -52,6 +52,28 @@ pub fn collector_bin() -> PathBuf {
     bin
 }
 
+/// What a command of the collector binary printed, and whether it exited 0.
+pub struct CliOut {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `audit-collector ARGS` with `env` added, logging at warn.
+pub fn cli(args: &[&str], env: &[(&str, String)]) -> CliOut {
+    let o = Command::new(collector_bin())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run audit-collector");
+    CliOut {
+        ok: o.status.success(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
 /// `audit-collector serve` on ephemeral loopback ports for both protocols.
 pub fn serve_command(data_dir: &Path) -> Command {
     let mut cmd = Command::new(collector_bin());

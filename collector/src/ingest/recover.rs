@@ -90,7 +90,7 @@ fn count_stored(manifest: &Manifest, metrics: &Metrics) {
                 deleted += file.bytes;
                 deletions += 1;
             }
-            Body::Digest { .. } => {}
+            _ => {}
         }
     }
     Metrics::set(&metrics.stored_bytes, stored.saturating_sub(deleted));

@@ -251,7 +251,7 @@ impl Remote {
 fn files_of(entry: &Entry) -> &[FileEntry] {
     match &entry.body {
         Body::Seal { files, .. } => files,
-        Body::Digest { .. } | Body::Delete { .. } => &[],
+        _ => &[],
     }
 }
 

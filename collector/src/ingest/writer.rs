@@ -234,6 +234,9 @@ impl Writer {
         if !self.until_digest().is_zero() {
             return;
         }
+        // Sealing first makes the digest's time a point up to which every
+        // acknowledged row is readable ("sealed through" in answers).
+        self.seal_logged();
         let seals = self
             .manifest
             .entries()
@@ -248,6 +251,7 @@ impl Writer {
             period_start_ns: self.last_digest_ns,
             period_end_ns: end,
             seals,
+            unsealed: self.buffered() as u64,
         };
         match self.manifest.append(end, body) {
             Ok(_) => {

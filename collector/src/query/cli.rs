@@ -10,6 +10,7 @@ use super::activity::{Range, Subject};
 use super::output::{self, Format};
 use super::{activity, prove, who, Engine, QueryError};
 use crate::config::Config;
+use crate::dataset::{self, SealedThrough};
 use crate::store::{self, Location};
 
 /// The dataset the answer commands read: the collector's data directory,
@@ -62,9 +63,22 @@ impl DataArgs {
         Ok(Location::parse(url, &cfg.store.remote)?)
     }
 
-    /// Opens the query engine over the dataset.
-    pub async fn engine(&self) -> Result<Engine, QueryError> {
-        Engine::open(self.location()?).await
+    /// Opens the query engine over the dataset, once it is known to be one
+    /// (a manifest is there), with how far its sealed rows reach.
+    pub async fn engine(&self) -> Result<(Engine, Vec<SealedThrough>), QueryError> {
+        let location = self.location()?;
+        let sealed = dataset::require(&location).await?;
+        Ok((Engine::open(location).await?, sealed))
+    }
+}
+
+/// Says how far the answer reaches: a line of the table, or on stderr when
+/// stdout is JSON or CSV for a program to read.
+fn sealed_note(o: &mut dyn Write, format: Format, sealed: &[SealedThrough]) -> std::io::Result<()> {
+    let line = dataset::describe(sealed);
+    match format {
+        Format::Table => writeln!(o, "{line}"),
+        Format::Json | Format::Csv => writeln!(std::io::stderr(), "{line}"),
     }
 }
 
@@ -148,9 +162,11 @@ fn out() -> std::io::StdoutLock<'static> {
 impl QueryArgs {
     /// Runs the statement and prints its result.
     pub async fn run(self) -> Result<bool, QueryError> {
-        let engine = self.data.engine().await?;
+        let (engine, sealed) = self.data.engine().await?;
         let (schema, batches) = engine.sql_with_schema(&self.sql).await?;
-        output::write(&mut out(), self.format, &schema, &batches)?;
+        let mut o = out();
+        output::write(&mut o, self.format, &schema, &batches)?;
+        sealed_note(&mut o, self.format, &sealed)?;
         Ok(true)
     }
 }
@@ -162,7 +178,7 @@ impl WhoArgs {
             writeln!(out(), "{}", who::sql(&self.event_id))?;
             return Ok(true);
         }
-        let engine = self.data.engine().await?;
+        let (engine, sealed) = self.data.engine().await?;
         let answer = who::who(&engine, &self.event_id).await?;
         let mut o = out();
         match self.format {
@@ -181,6 +197,7 @@ impl WhoArgs {
                 output::write(&mut o, f, &schema, &answer.batches)?;
             }
         }
+        sealed_note(&mut o, self.format, &sealed)?;
         Ok(true)
     }
 }
@@ -199,9 +216,11 @@ impl ActivityArgs {
             writeln!(out(), "{}", activity::sql(&subject, range))?;
             return Ok(true);
         }
-        let engine = self.data.engine().await?;
+        let (engine, sealed) = self.data.engine().await?;
         let (schema, batches) = activity::activity(&engine, &subject, range).await?;
-        output::write(&mut out(), self.format, &schema, &batches)?;
+        let mut o = out();
+        output::write(&mut o, self.format, &schema, &batches)?;
+        sealed_note(&mut o, self.format, &sealed)?;
         Ok(true)
     }
 }
@@ -209,13 +228,18 @@ impl ActivityArgs {
 impl ProveArgs {
     /// Prints each check; true (exit 0) only when all hold.
     pub async fn run(self) -> Result<bool, QueryError> {
-        let engine = self.data.engine().await?;
+        let (engine, sealed) = self.data.engine().await?;
         let window = chrono::Duration::seconds(i64::from(self.window_secs));
         let proof = prove::prove_human(&engine, &self.event_id, window).await?;
         let mut o = out();
         match self.format {
             Format::Json => {
-                let s = serde_json::to_string_pretty(&proof).map_err(std::io::Error::other)?;
+                let mut v = serde_json::to_value(&proof).map_err(std::io::Error::other)?;
+                if let Some(obj) = v.as_object_mut() {
+                    let s = serde_json::to_value(&sealed).map_err(std::io::Error::other)?;
+                    obj.insert("sealed_through".into(), s);
+                }
+                let s = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
                 writeln!(o, "{s}")?;
             }
             Format::Csv => {
@@ -242,6 +266,9 @@ impl ProveArgs {
                 };
                 writeln!(o, "{verdict}")?;
             }
+        }
+        if self.format != Format::Json {
+            sealed_note(&mut o, self.format, &sealed)?;
         }
         Ok(proof.human)
     }

@@ -46,6 +46,9 @@ pub enum QueryError {
         "nothing is stored under {0}: check the bucket and prefix (the collector's store URL)"
     )]
     EmptyLocation(String),
+    /// The location holds no collector manifest: not a dataset.
+    #[error(transparent)]
+    Dataset(#[from] crate::dataset::DatasetError),
     /// A location could not be turned into a table location.
     #[error("cannot use {location} as a table location: {reason}")]
     BadLocation {

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::ingest::walk;
 use crate::manifest::{self, Body, Entry, GENESIS};
 use crate::partition;
+use crate::policy_chain::Replay;
 
 /// One thing found wrong.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -44,6 +45,9 @@ pub struct Report {
     pub deleted: usize,
     /// Digest entries.
     pub digests: usize,
+    /// Per collector, the time up to which everything it acknowledged is
+    /// sealed, so covered by this verification (RFC 3339).
+    pub sealed_through: Vec<crate::dataset::SealedThrough>,
     /// Everything wrong; empty means intact.
     pub findings: Vec<Finding>,
 }
@@ -52,6 +56,14 @@ impl Report {
     /// Whether nothing was found wrong.
     pub fn intact(&self) -> bool {
         self.findings.is_empty()
+    }
+
+    fn note_sealed(&mut self, collector_id: String, entries: &[Entry]) {
+        let through = crate::dataset::sealed_through_ns(entries).map(crate::dataset::rfc3339);
+        self.sealed_through.push(crate::dataset::SealedThrough {
+            collector_id,
+            through,
+        });
     }
 
     fn add(&mut self, kind: &'static str, path: impl Into<String>, detail: impl Into<String>) {
@@ -63,8 +75,18 @@ impl Report {
     }
 }
 
-/// Verifies the data dir `root`.
-pub fn verify(root: &Path) -> Report {
+/// What `verify` trusts beyond the data itself.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Operator keys: a deletion is valid only under a retention policy
+    /// one of them signed; none given, no deletion is valid.
+    pub operator_keys: Vec<crate::checkpoint::NoteVerifier>,
+}
+
+/// Verifies the data dir `root`; a directory without any manifest is
+/// refused, not reported intact.
+pub fn verify(root: &Path, opts: &Options) -> Result<Report, crate::dataset::DatasetError> {
+    crate::dataset::require_local(root)?;
     let mut report = Report::default();
     let mut listed: BTreeSet<String> = BTreeSet::new();
     let manifest_dir = root.join("manifest");
@@ -100,7 +122,13 @@ pub fn verify(root: &Path) -> Report {
                     });
                     check_file(f, &path, content, seqs, report)
                 };
-                check_chain(&name, &entries, &mut listed, &mut report, &mut check);
+                let id = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+                let chain = Chain {
+                    id: id.unwrap_or_default(),
+                    name,
+                    entries: &entries,
+                };
+                chain.check(opts, &mut listed, &mut report, &mut check);
             }
             Err(e) => report.add("manifest_unreadable", &name, e.to_string()),
         }
@@ -120,7 +148,7 @@ pub fn verify(root: &Path) -> Report {
             }
         }
     }
-    report
+    Ok(report)
 }
 
 /// Checks a manifest against a verified checkpoint kept elsewhere: the
@@ -181,12 +209,42 @@ enum Unread {
     Failed(String),
 }
 
+/// One collector's chain, as read.
+struct Chain<'a> {
+    id: String,
+    name: String,
+    entries: &'a [Entry],
+}
+
+impl Chain<'_> {
+    /// Checks the chain, its files and its policy; notes how far it sealed.
+    fn check(
+        self,
+        opts: &Options,
+        listed: &mut BTreeSet<String>,
+        report: &mut Report,
+        check_file: &mut CheckFile<'_>,
+    ) {
+        let mut replay = Replay::new(&self.id, &opts.operator_keys, crate::now_ns());
+        check_chain(
+            &self.name,
+            self.entries,
+            listed,
+            report,
+            check_file,
+            &mut replay,
+        );
+        report.note_sealed(self.id, self.entries);
+    }
+}
+
 fn check_chain(
     name: &str,
     entries: &[Entry],
     listed: &mut BTreeSet<String>,
     report: &mut Report,
     check_file: &mut CheckFile<'_>,
+    replay: &mut Replay<'_>,
 ) {
     let mut prev = GENESIS.to_owned();
     let mut next_seq = 1u64;
@@ -220,6 +278,9 @@ fn check_chain(
             report.add("entry_edited", &at, "content does not match its hash");
         }
         prev = e.hash.clone();
+        for (kind, detail) in replay.step(e) {
+            report.add(kind, &at, detail);
+        }
         match &e.body {
             Body::Seal {
                 seq_first,
@@ -300,6 +361,7 @@ fn check_chain(
                     );
                 }
             }
+            Body::Policy(_) | Body::Hold(_) => {}
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::{check_chain, check_file, Report, Unread};
+use super::{check_file, Chain, Options, Report, Unread};
 use crate::manifest::FileEntry;
 use crate::partition;
 use crate::store::chain;
@@ -24,6 +24,9 @@ pub enum VerifyStoreError {
         #[source]
         source: object_store::Error,
     },
+    /// Nothing under the prefix's `manifest/`: not a dataset.
+    #[error(transparent)]
+    NotADataset(#[from] crate::dataset::DatasetError),
     /// The client's runtime could not start.
     #[error("cannot start the store client: {0}")]
     Runtime(std::io::Error),
@@ -31,7 +34,7 @@ pub enum VerifyStoreError {
 
 /// Verifies the dataset at `loc`, in the store layout (a bucket shared by
 /// any number of collectors). Blocking: call it outside an async runtime.
-pub fn verify_store(loc: &Location) -> Result<Report, VerifyStoreError> {
+pub fn verify_store(loc: &Location, opts: &Options) -> Result<Report, VerifyStoreError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -43,6 +46,9 @@ pub fn verify_store(loc: &Location) -> Result<Report, VerifyStoreError> {
     let mut report = Report::default();
     let mut listed = BTreeSet::new();
     let chains = rt.block_on(chain::read_all(loc)).map_err(store_err)?;
+    if chains.is_empty() {
+        return Err(crate::dataset::DatasetError::NoManifest(loc.url.clone()).into());
+    }
     for (id, stored) in chains {
         report.manifests += 1;
         let name = format!("manifest/{id}");
@@ -71,7 +77,12 @@ pub fn verify_store(loc: &Location) -> Result<Report, VerifyStoreError> {
                 });
             check_file(f, Path::new(&f.path), content, seqs, report)
         };
-        check_chain(&name, &entries, &mut listed, &mut report, &mut check);
+        let chain = Chain {
+            id,
+            name,
+            entries: &entries,
+        };
+        chain.check(opts, &mut listed, &mut report, &mut check);
     }
     for dataset in ["audit", "violations"] {
         let rels = rt.block_on(loc.list(dataset)).map_err(store_err)?;
