@@ -10,10 +10,13 @@ use audit_collector::checkpoint::{self, NoteSigner};
 use audit_collector::manifest::{self, Body, Entry, FileEntry, Manifest};
 use audit_collector::policy_chain::{Hold, HoldAction, Policy};
 use audit_collector::store::chain;
-use audit_schema::AuditRecord;
+use audit_schema::otlp::{encode_action, encode_violation};
+use audit_schema::{AuditRecord, ViolationRecord};
 use common::load::record;
 use common::moto::Moto;
 use common::{CliOut, Collector};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 
 fn run_env(args: &[&str], env: &[(&'static str, String)]) -> CliOut {
     common::cli(args, env)
@@ -387,4 +390,76 @@ fn a_forged_deletion_in_a_bucket_is_unauthorized() {
     let (ok, found) = verify_json(&["--store-url", url], &env);
     assert!(!ok);
     assert_eq!(kinds(&found), ["delete_unauthorized"], "{found:?}");
+}
+
+/// An action, a violation the layer reported, and an action the collector
+/// refuses (no accountable owner), in one request.
+fn mixed_request() -> ExportLogsServiceRequest {
+    let mut req = common::load::request(&[record("act-1".into(), days_ago(0))]);
+    let violation = ViolationRecord {
+        event_id: "viol-1".into(),
+        time_ns: days_ago(0),
+        detected_by: "layer".into(),
+        missing: vec!["audit.owner.id".into()],
+        reason: "no accountable owner".into(),
+        service_name: "loader".into(),
+        ..Default::default()
+    };
+    let refused = common::agent_action("refused-1", "");
+    let logs = &mut req.resource_logs[0].scope_logs[0].log_records;
+    logs.push(encode_violation(&violation));
+    logs.push(encode_action(&refused));
+    req
+}
+
+fn send_mixed(c: &Collector) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let resp = rt.block_on(async {
+        let mut client = LogsServiceClient::connect(c.grpc_url()).await.unwrap();
+        client.export(mixed_request()).await.unwrap().into_inner()
+    });
+    let rejected = resp.partial_success.map(|p| p.rejected_log_records);
+    assert_eq!(rejected, Some(1), "the owner-less action is refused");
+}
+
+#[test]
+fn resent_actions_and_violations_are_stored_once_after_their_seal_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), &["--seal-rows", "1"]);
+    send_mixed(&c);
+    // Sealed by now (one row seals): the resend is found in the files.
+    send_mixed(&c);
+    assert!(c.terminate());
+    let c = Collector::start(dir.path(), &["--seal-rows", "1"]);
+    send_mixed(&c);
+    assert!(c.terminate());
+
+    assert_eq!(
+        common::stored_ids(dir.path())
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["act-1"]
+    );
+    let violations = audit_collector::partition::read_violations(dir.path()).unwrap();
+    let mut by: Vec<(String, String)> = violations
+        .into_iter()
+        .map(|(v, _, _)| {
+            let refused = v.attributes.get("audit.refused_event_id").cloned();
+            (v.detected_by, refused.unwrap_or(v.event_id))
+        })
+        .collect();
+    by.sort();
+    assert_eq!(
+        by,
+        [
+            ("collector".to_owned(), "refused-1".to_owned()),
+            ("layer".to_owned(), "viol-1".to_owned())
+        ],
+        "one row per violation, however often it was sent"
+    );
+    let (ok, found) = verify_json(&["--data-dir", dir.path().to_str().unwrap()], &[]);
+    assert!(ok, "{found:?}");
 }

@@ -38,6 +38,7 @@ pub mod auth;
 pub mod checkpoint;
 pub mod config;
 pub mod dataset;
+pub mod dedup;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;

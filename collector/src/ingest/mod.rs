@@ -20,7 +20,6 @@
 //! seal's files and manifest entry are in the store; see the `remote`
 //! module for the order of uploads and what a crash at each step leaves.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};

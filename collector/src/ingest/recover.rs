@@ -2,6 +2,7 @@
 
 use super::remote::Remote;
 use super::*;
+use crate::dedup::Dedup;
 
 impl Writer {
     pub(super) fn recover(cfg: IngestConfig, metrics: Arc<Metrics>) -> Result<Writer, IngestError> {
@@ -23,13 +24,19 @@ impl Writer {
         let sealed_seq = manifest.last_seq().unwrap_or(0);
         let wal_dir = root.join("wal").join(&cfg.collector_id);
         let now = Instant::now();
-        let mut seen = recent_event_ids(root, &manifest, remote.as_ref(), cfg.dedup_window, now);
+        let (mut actions_seen, mut violations_seen) =
+            recent_files(root, &manifest, remote.as_ref(), cfg.dedup_window);
         let Unsealed {
             actions,
             violations,
             max_seq,
         } = read_unsealed(&wal_dir, sealed_seq)?;
-        seen.extend(actions.iter().map(|(r, _)| (r.event_id.clone(), now)));
+        for (r, _) in &actions {
+            actions_seen.insert(r.event_id.clone());
+        }
+        for (r, _) in &violations {
+            violations_seen.insert(r.event_id.clone());
+        }
         let max_seq = max_seq.max(sealed_seq);
         let recovered = actions.len() + violations.len();
         let wal = Wal::create(&wal_dir, max_seq + 1).map_err(|e| storage("wal", e))?;
@@ -45,7 +52,8 @@ impl Writer {
             oldest: (recovered > 0).then(Instant::now),
             actions,
             violations,
-            seen,
+            actions_seen,
+            violations_seen,
             last_prune: now,
             last_digest_ns: 0,
             wal_broken: false,
@@ -97,40 +105,42 @@ fn count_stored(manifest: &Manifest, metrics: &Metrics) {
     Metrics::set(&metrics.retention_deletions_total, deletions);
 }
 
-/// Event ids of audit files sealed within the dedup window, so that a
-/// client resending after a restart still gets no duplicate rows.
-fn recent_event_ids(
+/// The files sealed within the dedup window, actions and violations, each
+/// remembered by the range of its ids (read once here, then dropped), so
+/// that a client resending after a restart still gets no duplicate rows.
+fn recent_files(
     root: &Path,
     manifest: &Manifest,
     remote: Option<&Remote>,
     window: Duration,
-    now: Instant,
-) -> HashMap<String, Instant> {
+) -> (Dedup, Dedup) {
+    let mut actions = Dedup::new(window, crate::dedup::DEFAULT_CACHE_BYTES);
+    let mut violations = Dedup::new(window, crate::dedup::DEFAULT_CACHE_BYTES);
     let since = now_ns().saturating_sub(i64::try_from(window.as_nanos()).unwrap_or(i64::MAX));
-    let mut seen = HashMap::new();
     for entry in manifest.entries().iter().filter(|e| e.time_ns >= since) {
         let Body::Seal { files, .. } = &entry.body else {
             continue;
         };
-        // Remembered as of the seal, so they leave the window on time.
-        let age = Duration::from_nanos(u64::try_from(now_ns() - entry.time_ns).unwrap_or(0));
-        let at = now.checked_sub(age).unwrap_or(now);
-        for f in files.iter().filter(|f| f.path.starts_with("audit/")) {
-            let ids = match remote {
-                Some(r) => r.read_event_ids(root, &f.path),
-                None => {
-                    crate::partition::read_event_ids(&root.join(&f.path)).map_err(|e| e.to_string())
-                }
+        for f in files {
+            let ids = super::writer::read_sealed(root, remote, &f.path).and_then(|bytes| {
+                crate::partition::read_event_ids_bytes(bytes, Path::new(&f.path))
+                    .map_err(|e| e.to_string())
+            });
+            let seen = if f.path.starts_with("audit/") {
+                &mut actions
+            } else {
+                &mut violations
             };
             match ids {
-                Ok(ids) => seen.extend(ids.into_iter().map(|id| (id, at))),
+                // Remembered as of the seal, so they leave the window on time.
+                Ok(ids) => seen.add_file(entry.time_ns, f.path.clone(), &ids),
                 Err(e) => {
                     tracing::warn!(file = %f.path, error = %e, "cannot read event ids for deduplication")
                 }
             }
         }
     }
-    seen
+    (actions, violations)
 }
 
 /// WAL frame payload format: a tag byte, then the body. Tag 1: postcard

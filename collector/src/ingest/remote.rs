@@ -181,16 +181,10 @@ impl Remote {
 
     /// The `event_id`s of a sealed audit file, from the local copy if it
     /// is still there, else from the store.
-    pub(super) fn read_event_ids(&self, root: &Path, rel: &str) -> Result<Vec<String>, String> {
-        let local = root.join(rel);
-        if local.exists() {
-            return crate::partition::read_event_ids(&local).map_err(|e| e.to_string());
-        }
-        let bytes = self
-            .rt
+    pub(super) fn read_bytes(&self, rel: &str) -> Result<bytes::Bytes, String> {
+        self.rt
             .block_on(put::read(self.loc.store.as_ref(), &self.loc.path(rel)))
-            .map_err(|e| e.to_string())?;
-        crate::partition::read_event_ids_bytes(bytes, Path::new(rel)).map_err(|e| e.to_string())
+            .map_err(|e| format!("{rel}: {e}"))
     }
 
     fn check_stored(&self, f: &FileEntry) -> Result<(), IngestError> {

@@ -3,6 +3,7 @@
 use super::recover::{encode_frame, file_entry, read_unsealed, remove_uncommitted_files};
 use super::remote::Remote;
 use super::*;
+use crate::dedup::Dedup;
 
 /// Owns the WAL, the unsealed buffer and the manifest; runs on its own thread.
 pub(super) struct Writer {
@@ -19,7 +20,10 @@ pub(super) struct Writer {
     pub(super) actions: Vec<(AuditRecord, Stamp)>,
     pub(super) violations: Vec<(ViolationRecord, Stamp)>,
     pub(super) oldest: Option<Instant>,
-    pub(super) seen: HashMap<String, Instant>,
+    /// Action ids stored within the dedup window.
+    pub(super) actions_seen: Dedup,
+    /// Violation ids stored within the dedup window.
+    pub(super) violations_seen: Dedup,
     pub(super) last_prune: Instant,
     /// End of the period the last digest covered, ns.
     pub(super) last_digest_ns: i64,
@@ -140,15 +144,31 @@ impl Writer {
             };
             let mut duplicates = 0;
             for r in job.batch.actions {
-                if self.seen.contains_key(&r.event_id) {
+                if is_duplicate(
+                    &mut self.actions_seen,
+                    &r.event_id,
+                    &self.cfg.data_dir,
+                    self.remote.as_ref(),
+                ) {
                     duplicates += 1;
                     continue;
                 }
-                self.seen.insert(r.event_id.clone(), now);
-                new_ids.push(r.event_id.clone());
+                self.actions_seen.insert(r.event_id.clone());
+                new_ids.push((false, r.event_id.clone()));
                 frame.actions.push((r, self.stamp(received)));
             }
             for r in job.batch.violations {
+                if is_duplicate(
+                    &mut self.violations_seen,
+                    &r.event_id,
+                    &self.cfg.data_dir,
+                    self.remote.as_ref(),
+                ) {
+                    duplicates += 1;
+                    continue;
+                }
+                self.violations_seen.insert(r.event_id.clone());
+                new_ids.push((true, r.event_id.clone()));
                 frame.violations.push((r, self.stamp(received)));
             }
             let stored = frame.actions.len() + frame.violations.len();
@@ -171,8 +191,13 @@ impl Writer {
                 self.wal_broken = true;
             }
             self.next_seq = start_seq;
-            for id in new_ids {
-                self.seen.remove(&id);
+            for (violation, id) in new_ids {
+                let seen = if violation {
+                    &mut self.violations_seen
+                } else {
+                    &mut self.actions_seen
+                };
+                seen.forget(&id);
             }
             Metrics::add(&self.metrics.storage_errors_total, answers.len() as u64);
             Metrics::set(&self.metrics.store_failing, 1);
@@ -219,8 +244,9 @@ impl Writer {
         if self.last_prune.elapsed() < Duration::from_secs(60) {
             return;
         }
-        let window = self.cfg.dedup_window;
-        self.seen.retain(|_, t| t.elapsed() < window);
+        let now = now_ns();
+        self.actions_seen.prune(now);
+        self.violations_seen.prune(now);
         self.last_prune = Instant::now();
     }
 
@@ -321,6 +347,14 @@ impl Writer {
             return Err(storage("manifest append", e));
         }
         self.sealed_seq = self.next_seq - 1;
+        let rels = files
+            .iter()
+            .map(|f| f.path.to_string_lossy().replace('\\', "/"));
+        let (audit, violations): (Vec<String>, Vec<String>) =
+            rels.partition(|rel| rel.starts_with("audit/"));
+        let sealed_at = now_ns();
+        self.actions_seen.sealed(sealed_at, audit);
+        self.violations_seen.sealed(sealed_at, violations);
         Metrics::add(&self.metrics.sealed_files_total, files.len() as u64);
         Metrics::add(&self.metrics.sealed_rows_total, rows);
         Metrics::add(&self.metrics.sealed_bytes_total, bytes);
@@ -377,6 +411,27 @@ impl Writer {
                 self.wal_broken = true;
             }
         }
+    }
+}
+
+/// Whether `id` was stored within the window, reading sealed files (local,
+/// else from the store) when its range says it may be in one.
+fn is_duplicate(seen: &mut Dedup, id: &str, root: &Path, remote: Option<&Remote>) -> bool {
+    seen.contains(id, &|rel| read_sealed(root, remote, rel))
+}
+
+/// A sealed file's bytes: the local copy, else the store's.
+pub(super) fn read_sealed(
+    root: &Path,
+    remote: Option<&Remote>,
+    rel: &str,
+) -> Result<bytes::Bytes, String> {
+    match fs::read(root.join(rel)) {
+        Ok(b) => Ok(b.into()),
+        Err(e) => match remote {
+            Some(r) if e.kind() == std::io::ErrorKind::NotFound => r.read_bytes(rel),
+            _ => Err(format!("{rel}: {e}")),
+        },
     }
 }
 

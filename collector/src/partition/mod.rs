@@ -224,8 +224,9 @@ mod read;
 mod write;
 
 pub use read::{
-    data_files, is_data_file_name, read_audit, read_audit_bytes, read_audit_file, read_event_ids,
-    read_event_ids_bytes, read_violations, read_violations_bytes, read_violations_file,
+    bloom_read_options, data_files, is_data_file_name, read_audit, read_audit_bytes,
+    read_audit_file, read_event_ids, read_event_ids_bytes, read_violations, read_violations_bytes,
+    read_violations_file,
 };
 pub use write::PartitionWriter;
 

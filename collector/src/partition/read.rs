@@ -298,6 +298,18 @@ fn read_from<T, S: ChunkReader + 'static>(
     Ok(out)
 }
 
+/// Options of a file reader that loads the bloom filters too (the one on
+/// `event_id` says whether an id may be in a row group without its pages).
+pub fn bloom_read_options() -> parquet::file::serialized_reader::ReadOptions {
+    parquet::file::serialized_reader::ReadOptionsBuilder::new()
+        .with_reader_properties(
+            parquet::file::properties::ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build()
+}
+
 /// The `event_id` column of one file, read alone (recovery rebuilds its
 /// deduplication window from recent files without decoding whole rows).
 pub fn read_event_ids(path: &Path) -> Result<Vec<String>, PartitionError> {

@@ -1,9 +1,8 @@
 //! Tests of the partition writer and readers.
 use super::write::hour_of;
 use super::*;
-use parquet::file::properties::ReaderProperties;
 use parquet::file::reader::FileReader;
-use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+use parquet::file::serialized_reader::SerializedFileReader;
 
 /// ns since the epoch of a UTC date and time.
 fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, ns: u32) -> i64 {
@@ -112,14 +111,7 @@ fn file_sha256(path: &Path) -> String {
 }
 
 fn reader(path: &Path) -> SerializedFileReader<File> {
-    let options = ReadOptionsBuilder::new()
-        .with_reader_properties(
-            ReaderProperties::builder()
-                .set_read_bloom_filter(true)
-                .build(),
-        )
-        .build();
-    SerializedFileReader::new_with_options(File::open(path).unwrap(), options).unwrap()
+    SerializedFileReader::new_with_options(File::open(path).unwrap(), bloom_read_options()).unwrap()
 }
 
 const T0: (i32, u32, u32) = (2026, 11, 28);

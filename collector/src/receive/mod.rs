@@ -60,6 +60,23 @@ fn new_event_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// The id of the collector's violation row about a refused record: derived
+/// from the refused record's own id (a UUIDv8 of its SHA-256), so that a
+/// client resending the same refused record leaves one row, deduplicated
+/// like any other; a record without an id gets a fresh one.
+fn refusal_id(refused_event_id: &str) -> String {
+    use sha2::Digest;
+    if refused_event_id.trim().is_empty() {
+        return new_event_id();
+    }
+    let digest = sha2::Sha256::digest(format!("audit-collector refusal\n{refused_event_id}"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
 /// Longest refusal message per record in `partial_success`: reasons quote
 /// at most a few bytes of any value, but many problems add up.
 const MAX_MESSAGE_BYTES: usize = 1024;
@@ -169,7 +186,13 @@ fn refused_action(rejection: &Rejection, limits: &Limits) -> ViolationRecord {
             d.event_id.clone().unwrap_or_default(),
         )]
         .into(),
-        ..ViolationRecord::refused(rejection, "collector", new_event_id(), time_ns, None)
+        ..ViolationRecord::refused(
+            rejection,
+            "collector",
+            refusal_id(d.event_id.as_deref().unwrap_or_default()),
+            time_ns,
+            None,
+        )
     };
     limits.clip_violation(&mut row);
     row
@@ -183,7 +206,7 @@ fn refused_violation(v: ViolationRecord, problems: &[Problem], limits: &Limits) 
         draft: Box::default(),
     };
     let mut row = ViolationRecord {
-        event_id: new_event_id(),
+        event_id: refusal_id(&v.event_id),
         time_ns: Some(v.time_ns)
             .filter(|t| limits.time_ok(*t))
             .unwrap_or_else(crate::now_ns),
