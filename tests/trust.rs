@@ -463,3 +463,173 @@ fn resent_actions_and_violations_are_stored_once_after_their_seal_and_a_restart(
     let (ok, found) = verify_json(&["--data-dir", dir.path().to_str().unwrap()], &[]);
     assert!(ok, "{found:?}");
 }
+
+/// `verify --format json` over a data dir, the whole report.
+fn report(args: &[&str]) -> (bool, serde_json::Value) {
+    let o = run(&[&["verify", "--format", "json"][..], args].concat());
+    let report = serde_json::from_str(&o.stdout)
+        .unwrap_or_else(|e| panic!("verify printed JSON ({e}): {}{}", o.stdout, o.stderr));
+    (o.ok, report)
+}
+
+fn finding_kinds(report: &serde_json::Value, list: &str) -> Vec<String> {
+    report[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_witness_catches_a_cut_tail_and_a_rewritten_chain_without_a_checkpoint_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let witness = tempfile::tempdir().unwrap();
+    let (data, w) = (dir.path(), witness.path().to_str().unwrap());
+    let flags = [
+        "--witness-dir",
+        w,
+        "--digest-interval-secs",
+        "1",
+        "--seal-rows",
+        "1",
+    ];
+    let c = Collector::start(data, &flags);
+    send(&c, &[record("w-1".into(), days_ago(0))]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    send(&c, &[record("w-2".into(), days_ago(0))]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let id = c.collector_id.clone();
+    assert!(c.terminate());
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = data.join("keys").join(format!("{id}.key"));
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the generated private key is private");
+    }
+    let config = dir.path().join("verify.toml");
+    std::fs::write(&config, format!("[store]\nwitness_dir = {w:?}\n")).unwrap();
+    let root = data.to_str().unwrap();
+    let by_config = ["--data-dir", root, "--config", config.to_str().unwrap()];
+    let (ok, r) = report(&by_config);
+    assert!(ok, "{r}");
+    assert!(
+        r["witnessed"].as_u64().unwrap() >= 3,
+        "a checkpoint per digest: {r}"
+    );
+
+    // Cut the last entry (a digest: no file goes with it) cleanly.
+    let path = manifest::manifest_path(data, &id);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = lines[..lines.len() - 1].join("\n") + "\n";
+    std::fs::write(&path, &cut).unwrap();
+    let (ok, r) = report(&["--data-dir", root]);
+    assert!(ok, "without the witness a clean cut looks intact: {r}");
+    let (ok, r) = report(&by_config);
+    assert!(!ok);
+    assert_eq!(finding_kinds(&r, "findings"), ["manifest_truncated"], "{r}");
+
+    // Rewrite the chain consistently from its first digest on.
+    std::fs::write(&path, &text).unwrap();
+    let mut entries = manifest::read(&path).unwrap().0;
+    let first_digest = entries
+        .iter()
+        .position(|e| matches!(e.body, Body::Digest { .. }))
+        .unwrap();
+    if let Body::Digest { seals, .. } = &mut entries[first_digest].body {
+        *seals += 7;
+    }
+    let mut prev = entries[first_digest].prev.clone();
+    for e in &mut entries[first_digest..] {
+        e.prev = prev;
+        e.hash = e.compute_hash();
+        prev = e.hash.clone();
+    }
+    let rewritten: String = entries
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    std::fs::write(&path, rewritten).unwrap();
+    let (ok, r) = report(&["--data-dir", root]);
+    assert!(ok, "a consistent rewrite passes the chain alone: {r}");
+    let (ok, r) = report(&by_config);
+    assert!(!ok);
+    let kinds = finding_kinds(&r, "findings");
+    assert!(
+        !kinds.is_empty() && kinds.iter().all(|k| k == "checkpoint_mismatch"),
+        "{r}"
+    );
+}
+
+#[test]
+fn downtime_after_a_sigkill_is_a_coverage_gap_and_activity_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let flags = ["--digest-interval-secs", "1", "--seal-rows", "1"];
+    let mut c = Collector::start(data, &flags);
+    send(&c, &[record("before".into(), days_ago(0))]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    c.child.kill().unwrap();
+    let _ = c.child.wait();
+    let killed = chrono::Utc::now();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let c = Collector::start(data, &flags);
+    let restarted = chrono::Utc::now();
+    send(&c, &[record("after".into(), days_ago(0))]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert!(c.terminate());
+
+    let root = data.to_str().unwrap();
+    let (ok, r) = report(&["--data-dir", root]);
+    assert!(ok, "a gap is a warning, not tampering: {r}");
+    assert_eq!(finding_kinds(&r, "warnings"), ["coverage_gap"], "{r}");
+    let detail = r["warnings"][0]["detail"].as_str().unwrap();
+    let secs: i64 = detail
+        .rsplit_once(" s)")
+        .and_then(|(head, _)| head.rsplit_once('(')?.1.parse().ok())
+        .unwrap_or_else(|| panic!("seconds in {detail:?}"));
+    assert!((4..=20).contains(&secs), "about the downtime: {detail}");
+
+    let (from, to) = (
+        (killed - chrono::Duration::seconds(1)).to_rfc3339(),
+        (restarted + chrono::Duration::seconds(1)).to_rfc3339(),
+    );
+    let args = [
+        "activity",
+        "--data-dir",
+        root,
+        "--agent",
+        "agt_load",
+        "--from",
+        &from,
+        "--to",
+        &to,
+    ];
+    let o = run(&args);
+    assert!(o.ok, "{}", o.stderr);
+    assert!(o.stdout.contains("NOT COVERED: collector"), "{}", o.stdout);
+    let json = run(&[&args[..], &["--format", "json"][..]].concat());
+    assert!(
+        json.ok && json.stderr.contains("NOT COVERED"),
+        "{}",
+        json.stderr
+    );
+    // A window the collector was listening through says nothing of the kind.
+    let listening = (restarted + chrono::Duration::milliseconds(100)).to_rfc3339();
+    let later = (restarted + chrono::Duration::seconds(1)).to_rfc3339();
+    let o = run(&[
+        "activity",
+        "--data-dir",
+        root,
+        "--agent",
+        "agt_load",
+        "--from",
+        &listening,
+        "--to",
+        &later,
+    ]);
+    assert!(o.ok && !o.stdout.contains("NOT COVERED"), "{}", o.stdout);
+}

@@ -11,6 +11,7 @@
 //! audit-collector/c0a1b2              <- origin
 //! 42                                  <- number of manifest entries
 //! 3q2+7w==...                         <- base64 of entry 41's hash
+//! hash-chain head, not a Merkle tree root   <- extension line, always
 //!
 //! — audit-key Ab12Cd...               <- key name, base64(key hash ‖ signature)
 //! ```
@@ -19,6 +20,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
+
+/// Extension line of every checkpoint: its third line is the head of a
+/// linear hash chain, not an RFC 6962 Merkle tree root, so transparency-log
+/// witnesses cannot check consistency proofs against it (`verify` checks
+/// consistency by replaying the chain; see docs/decisions.md).
+pub const CHAIN_NOTE: &str = "hash-chain head, not a Merkle tree root";
 
 /// Signature algorithm byte of Ed25519 in note keys.
 const ALG_ED25519: u8 = 1;
@@ -124,7 +131,7 @@ impl NoteSigner {
     pub fn sign(&self, origin: &str, size: u64, head_hex: &str) -> Result<String, CheckpointError> {
         let head = hex::decode(head_hex)
             .map_err(|e| CheckpointError::Malformed(format!("head hash is not hex: {e}")))?;
-        let body = format!("{origin}\n{size}\n{}\n", B64.encode(head));
+        let body = format!("{origin}\n{size}\n{}\n{CHAIN_NOTE}\n", B64.encode(head));
         Ok(format!("{body}\n{}", self.signature_line(&body)))
     }
 
@@ -228,6 +235,19 @@ impl NoteVerifier {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The key in the note verifier format, `NAME+HASH+DATA`.
+    pub fn to_note_key(&self) -> String {
+        let public = self.key.to_bytes();
+        let mut data = vec![ALG_ED25519];
+        data.extend_from_slice(&public);
+        format!(
+            "{}+{}+{}",
+            self.name,
+            hex::encode(key_hash(&self.name, &public)),
+            B64.encode(data)
+        )
+    }
 }
 
 /// Origin line of a collector's checkpoints.
@@ -266,6 +286,8 @@ mod tests {
         assert!(private.starts_with("PRIVATE+KEY+k+"));
         assert!(public.starts_with("k+"));
         assert!(NoteSigner::parse(&public).is_err());
+        let signer = NoteSigner::parse(&private).unwrap();
+        assert_eq!(signer.verifier().to_note_key(), public);
         assert!(generate("bad name").is_err());
     }
 }

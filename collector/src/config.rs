@@ -82,6 +82,12 @@ pub struct StoreConfig {
     /// retained for the `[retention]` policy's `min_days`, legal holds set
     /// from its `legal_holds`; unset uploads without lock headers.
     pub object_lock: Option<crate::store::lock::LockMode>,
+    /// A directory outside the data dir (another disk or mount) where a
+    /// signed checkpoint of the manifest head is written at every digest.
+    pub witness_dir: Option<PathBuf>,
+    /// The collector's private key for witness checkpoints; unset, one is
+    /// generated under `data_dir/keys/` at first start.
+    pub signing_key: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -97,6 +103,8 @@ impl Default for StoreConfig {
             url: None,
             remote: crate::store::RemoteOptions::default(),
             object_lock: None,
+            witness_dir: None,
+            signing_key: None,
         }
     }
 }
@@ -363,6 +371,13 @@ impl Config {
             max_buffered_rows: s.max_buffered_rows,
             dedup_window: Duration::from_secs(s.dedup_window_hours * 3600),
             digest_interval: Duration::from_secs(s.digest_interval_secs.max(1)),
+            witness: s
+                .witness_dir
+                .clone()
+                .map(|dir| crate::witness::WitnessConfig {
+                    dir,
+                    signing_key: s.signing_key.clone(),
+                }),
         })
     }
 }

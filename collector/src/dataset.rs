@@ -95,6 +95,48 @@ pub struct SealedThrough {
     /// Everything it acknowledged before this time is sealed (RFC 3339);
     /// `None` when it has sealed nothing yet.
     pub through: Option<String>,
+    /// Windows it recorded nobody was listening (`gap` entries); read from
+    /// a local manifest only (over a bucket, `verify` reports them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
+}
+
+/// A window nobody was listening.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    /// Start (RFC 3339).
+    pub from: String,
+    /// End (RFC 3339).
+    pub to: String,
+    #[serde(skip)]
+    from_ns: i64,
+    #[serde(skip)]
+    to_ns: i64,
+}
+
+impl SealedThrough {
+    /// The gaps overlapping `[from_ns, to_ns)`.
+    pub fn gaps_in(&self, from_ns: i64, to_ns: i64) -> impl Iterator<Item = &Gap> {
+        self.gaps
+            .iter()
+            .filter(move |g| g.from_ns < to_ns && from_ns < g.to_ns)
+    }
+}
+
+/// Says, for an answer over `[from_ns, to_ns)`, each window in it nobody
+/// was listening: such an answer's "no rows" there proves nothing.
+pub fn uncovered(sealed: &[SealedThrough], from_ns: i64, to_ns: i64) -> Vec<String> {
+    sealed
+        .iter()
+        .flat_map(|s| {
+            s.gaps_in(from_ns, to_ns).map(|g| {
+                format!(
+                    "NOT COVERED: collector {} was not listening from {} to {}; no rows there is not proof of absence",
+                    s.collector_id, g.from, g.to
+                )
+            })
+        })
+        .collect()
 }
 
 /// The time up to which a chain's rows are all sealed, ns.
@@ -112,9 +154,22 @@ pub fn rfc3339(ns: i64) -> String {
 }
 
 fn through(collector_id: String, entries: &[Entry]) -> SealedThrough {
+    let gaps = entries
+        .iter()
+        .filter_map(|e| match e.body {
+            Body::Gap { from_ns, to_ns, .. } => Some(Gap {
+                from: rfc3339(from_ns),
+                to: rfc3339(to_ns),
+                from_ns,
+                to_ns,
+            }),
+            _ => None,
+        })
+        .collect();
     SealedThrough {
         collector_id,
         through: sealed_through_ns(entries).map(rfc3339),
+        gaps,
     }
 }
 
@@ -155,6 +210,7 @@ pub async fn require(loc: &Location) -> Result<Vec<SealedThrough>, DatasetError>
         out.push(SealedThrough {
             collector_id: id,
             through: found.map(rfc3339),
+            gaps: Vec::new(),
         });
     }
     Ok(out)

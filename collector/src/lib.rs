@@ -58,6 +58,7 @@ pub mod store;
 pub mod tls;
 pub mod verify;
 pub mod wal;
+pub mod witness;
 
 /// Now, in ns since the epoch.
 pub fn now_ns() -> i64 {

@@ -140,9 +140,14 @@ struct VerifyArgs {
     /// Signed checkpoints kept elsewhere (from `checkpoint`); detects a cut-off tail.
     #[arg(long = "checkpoint", requires = "public_key")]
     checkpoints: Vec<PathBuf>,
-    /// Public key file to check the checkpoints with.
+    /// Public key file to check the checkpoints with (also the witness's,
+    /// instead of the key pinned in it).
     #[arg(long)]
     public_key: Option<PathBuf>,
+    /// The collectors' witness directory [default: --config's [store] witness_dir]:
+    /// every checkpoint in it is checked, catching a cut-off tail or a rewritten chain.
+    #[arg(long, env = "AUDIT_COLLECTOR_WITNESS_DIR")]
+    witness: Option<PathBuf>,
     /// Operator public key file (repeatable; also --config's [retention]
     /// operator_keys): deletions are valid only under a policy one signed.
     #[arg(long = "operator-key")]
@@ -242,8 +247,8 @@ fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
         .or(data_url)
     {
         anyhow::ensure!(
-            args.checkpoints.is_empty(),
-            "--checkpoint is checked against a data dir; verify the store without it"
+            args.checkpoints.is_empty() && args.witness.is_none(),
+            "--checkpoint and --witness are checked against a data dir (the collector's local manifest keeps the whole chain); verify the store without them"
         );
         let loc = cfg.location(url)?;
         let report = audit_collector::verify::verify_store(&loc, &opts)?;
@@ -255,10 +260,19 @@ fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
         args.data_dir.display()
     );
     let mut report = audit_collector::verify::verify(&args.data_dir, &opts)?;
-    if let Some(pk) = &args.public_key {
-        let key =
-            std::fs::read_to_string(pk).with_context(|| format!("reading {}", pk.display()))?;
-        let verifier = NoteVerifier::parse(&key)?;
+    let key = match &args.public_key {
+        Some(pk) => {
+            let key =
+                std::fs::read_to_string(pk).with_context(|| format!("reading {}", pk.display()))?;
+            Some(NoteVerifier::parse(&key)?)
+        }
+        None => None,
+    };
+    if let Some(dir) = args.witness.as_ref().or(cfg.store.witness_dir.as_ref()) {
+        audit_collector::verify::check_witness(&args.data_dir, dir, key.as_ref(), &mut report)
+            .with_context(|| format!("reading the witness {}", dir.display()))?;
+    }
+    if let Some(verifier) = &key {
         for path in &args.checkpoints {
             let note = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -280,6 +294,9 @@ fn print_report(
         OutputFormat::Table => {
             for f in &report.findings {
                 println!("{:<18} {}  {}", f.kind, f.path, f.detail);
+            }
+            for w in &report.warnings {
+                println!("warning: {:<18} {}  {}", w.kind, w.path, w.detail);
             }
             println!(
                 "{}: {} manifest(s), {} entries, {} files, {} rows",

@@ -84,6 +84,17 @@ pub enum Body {
     Policy(crate::policy_chain::Policy),
     /// A legal hold placed or released, signed by an operator key.
     Hold(crate::policy_chain::Hold),
+    /// Nothing was listening: appended at a start that comes more than a
+    /// digest interval (plus slack) after the last digest. The window runs
+    /// from the last entry before (the last sign of life) to the start.
+    Gap {
+        /// Index of the last digest before the gap.
+        last_digest: u64,
+        /// Time of the last entry before the gap, ns.
+        from_ns: i64,
+        /// When the collector started again, ns.
+        to_ns: i64,
+    },
 }
 
 fn is_zero(n: &u64) -> bool {

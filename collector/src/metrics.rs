@@ -85,6 +85,8 @@ metrics! {
         sealed_rows_total: "Rows sealed into Parquet.",
         sealed_bytes_total: "Bytes of Parquet files sealed.",
         retention_deletions_total: "Sealed files deleted by the retention policy, as recorded in this collector's manifest.",
+        witness_checkpoints_total: "Signed checkpoints of the manifest head written to the witness.",
+        witness_failures_total: "Checkpoints that could not be written to the witness (retried at the next digest; ingest goes on).",
     }
     gauges {
         stored_bytes: "Bytes of this collector's sealed files that retention has not deleted.",

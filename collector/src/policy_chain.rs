@@ -293,7 +293,7 @@ impl<'a> Replay<'a> {
                     ));
                 }
             }
-            Body::Digest { .. } => {}
+            Body::Digest { .. } | Body::Gap { .. } => {}
         }
         out
     }

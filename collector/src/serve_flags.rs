@@ -41,6 +41,12 @@ pub struct ServeArgs {
     /// Append a digest entry to the manifest this often, seconds, even when idle [default: 3600].
     #[arg(long, env = "AUDIT_COLLECTOR_DIGEST_INTERVAL_SECS")]
     digest_interval_secs: Option<u64>,
+    /// Directory outside the data dir where a signed checkpoint of the manifest head goes at every digest.
+    #[arg(long, env = "AUDIT_COLLECTOR_WITNESS_DIR")]
+    witness_dir: Option<PathBuf>,
+    /// The collector's private key for witness checkpoints [default: generated once in DIR/keys/].
+    #[arg(long, env = "AUDIT_COLLECTOR_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
     /// Seal when this many rows are buffered [default: 200000].
     #[arg(long, env = "AUDIT_COLLECTOR_SEAL_ROWS")]
     seal_rows: Option<usize>,
@@ -126,6 +132,12 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(d) = args.digest_interval_secs {
         cfg.store.digest_interval_secs = d;
+    }
+    if let Some(d) = &args.witness_dir {
+        cfg.store.witness_dir = Some(d.clone());
+    }
+    if let Some(k) = &args.signing_key {
+        cfg.store.signing_key = Some(k.clone());
     }
     if let Some(r) = args.seal_rows {
         cfg.store.seal_rows = r;

@@ -121,6 +121,8 @@ pub struct IngestConfig {
     /// Where sealed files and manifest entries go; `None` keeps them in
     /// `data_dir` (the WAL stays there either way).
     pub remote: Option<RemoteTarget>,
+    /// Where a signed checkpoint of the manifest head goes at every digest.
+    pub witness: Option<crate::witness::WitnessConfig>,
 }
 
 /// An object store that receives every seal.
@@ -145,6 +147,7 @@ impl IngestConfig {
             dedup_window: Duration::from_secs(24 * 3600),
             digest_interval: Duration::from_secs(3600),
             remote: None,
+            witness: None,
         }
     }
 }

@@ -40,6 +40,18 @@ impl Writer {
         let max_seq = max_seq.max(sealed_seq);
         let recovered = actions.len() + violations.len();
         let wal = Wal::create(&wal_dir, max_seq + 1).map_err(|e| storage("wal", e))?;
+        let witness = match &cfg.witness {
+            Some(w) => {
+                let w = crate::witness::Witness::open(w, root, &cfg.collector_id)
+                    .map_err(|e| IngestError::Storage(e.to_string()))?;
+                tracing::info!(
+                    public_key = w.public_key(),
+                    "signing a checkpoint to the witness at every digest"
+                );
+                Some(w)
+            }
+            None => None,
+        };
         let mut w = Writer {
             _lock: lock,
             partitions: PartitionWriter::new(root.clone(), cfg.collector_id.clone()),
@@ -60,8 +72,11 @@ impl Writer {
             remote,
             unpushed_segments: Vec::new(),
             push_retry_at: None,
+            witness,
         };
         w.last_digest_ns = w.manifest.last_digest_ns().unwrap_or(0);
+        // Before the recovery seal, whose entry would hide the last sign of life.
+        w.note_gap();
         if recovered > 0 {
             tracing::info!(
                 rows = recovered,

@@ -36,6 +36,8 @@ pub(super) struct Writer {
     pub(super) unpushed_segments: Vec<PathBuf>,
     /// When a failed push is tried again.
     pub(super) push_retry_at: Option<Instant>,
+    /// Where each digest's checkpoint goes, if anywhere.
+    pub(super) witness: Option<crate::witness::Witness>,
 }
 
 /// Wait before pushing again after a push gave up.
@@ -283,8 +285,57 @@ impl Writer {
             Ok(_) => {
                 self.last_digest_ns = end;
                 self.push_logged();
+                self.witness_checkpoint();
             }
             Err(e) => tracing::error!(error = %e, "digest append failed; retrying next tick"),
+        }
+    }
+
+    /// At start: if the last digest is older than the interval plus slack,
+    /// records the window nobody was listening as a `gap` entry, so that an
+    /// empty answer over it is not taken for proof of absence.
+    pub(super) fn note_gap(&mut self) {
+        let entries = self.manifest.entries();
+        let Some(last_digest) = entries
+            .iter()
+            .rposition(|e| matches!(e.body, Body::Digest { .. }))
+        else {
+            return;
+        };
+        let interval = i64::try_from(self.cfg.digest_interval.as_nanos()).unwrap_or(i64::MAX);
+        let slack = (interval / 10).max(1_000_000_000);
+        let now = now_ns();
+        if now.saturating_sub(self.last_digest_ns) <= interval.saturating_add(slack) {
+            return;
+        }
+        let from_ns = entries
+            .last()
+            .map_or(self.last_digest_ns, |e| e.time_ns.max(self.last_digest_ns));
+        let body = Body::Gap {
+            last_digest: last_digest as u64,
+            from_ns,
+            to_ns: now,
+        };
+        match self.manifest.append(now, body) {
+            Ok(_) => tracing::warn!(
+                from = %crate::dataset::rfc3339(from_ns),
+                to = %crate::dataset::rfc3339(now),
+                "coverage gap: nothing was listening since the last digest; recorded in the manifest"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot record the coverage gap"),
+        }
+    }
+
+    /// Writes the signed checkpoint of the manifest head to the witness; a
+    /// failure is counted and logged, and ingest goes on.
+    fn witness_checkpoint(&mut self) {
+        let Some(w) = &self.witness else { return };
+        match w.record(&self.manifest) {
+            Ok(()) => Metrics::add(&self.metrics.witness_checkpoints_total, 1),
+            Err(e) => {
+                Metrics::add(&self.metrics.witness_failures_total, 1);
+                tracing::error!(error = %e, "cannot write the checkpoint to the witness; retrying at the next digest");
+            }
         }
     }
 

@@ -75,7 +75,11 @@ impl DataArgs {
 /// Says how far the answer reaches: a line of the table, or on stderr when
 /// stdout is JSON or CSV for a program to read.
 fn sealed_note(o: &mut dyn Write, format: Format, sealed: &[SealedThrough]) -> std::io::Result<()> {
-    let line = dataset::describe(sealed);
+    note(o, format, &dataset::describe(sealed))
+}
+
+/// A line about the answer: part of a table, on stderr beside JSON or CSV.
+fn note(o: &mut dyn Write, format: Format, line: &str) -> std::io::Result<()> {
     match format {
         Format::Table => writeln!(o, "{line}"),
         Format::Json | Format::Csv => writeln!(std::io::stderr(), "{line}"),
@@ -220,6 +224,10 @@ impl ActivityArgs {
         let (schema, batches) = activity::activity(&engine, &subject, range).await?;
         let mut o = out();
         output::write(&mut o, self.format, &schema, &batches)?;
+        let ns = |t: chrono::DateTime<chrono::Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        for line in dataset::uncovered(&sealed, ns(range.from), ns(range.to)) {
+            note(&mut o, self.format, &line)?;
+        }
         sealed_note(&mut o, self.format, &sealed)?;
         Ok(true)
     }

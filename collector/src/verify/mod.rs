@@ -48,8 +48,13 @@ pub struct Report {
     /// Per collector, the time up to which everything it acknowledged is
     /// sealed, so covered by this verification (RFC 3339).
     pub sealed_through: Vec<crate::dataset::SealedThrough>,
+    /// Checkpoints found in the witness and checked.
+    pub witnessed: usize,
     /// Everything wrong; empty means intact.
     pub findings: Vec<Finding>,
+    /// What is not wrong but limits what the data proves (a window nobody
+    /// was listening, a witness lacking a collector).
+    pub warnings: Vec<Finding>,
 }
 
 impl Report {
@@ -63,6 +68,15 @@ impl Report {
         self.sealed_through.push(crate::dataset::SealedThrough {
             collector_id,
             through,
+            gaps: Vec::new(),
+        });
+    }
+
+    fn warn(&mut self, kind: &'static str, path: impl Into<String>, detail: impl Into<String>) {
+        self.warnings.push(Finding {
+            kind,
+            path: path.into(),
+            detail: detail.into(),
         });
     }
 
@@ -164,13 +178,19 @@ pub fn check_checkpoint(root: &Path, cp: &crate::checkpoint::Checkpoint, report:
     };
     let path = manifest::manifest_path(root, collector_id);
     let name = format!("manifest/{collector_id}.jsonl");
-    let entries = match manifest::read(&path) {
-        Ok((entries, _)) => entries,
-        Err(e) => {
-            report.add("manifest_unreadable", &name, e.to_string());
-            return;
-        }
-    };
+    match manifest::read(&path) {
+        Ok((entries, _)) => check_checkpoint_entries(&name, &entries, cp, report),
+        Err(e) => report.add("manifest_unreadable", &name, e.to_string()),
+    }
+}
+
+/// [`check_checkpoint`] against entries already read.
+pub(crate) fn check_checkpoint_entries(
+    name: &str,
+    entries: &[Entry],
+    cp: &crate::checkpoint::Checkpoint,
+    report: &mut Report,
+) {
     let size = usize::try_from(cp.size).unwrap_or(usize::MAX);
     if size == 0 {
         return;
@@ -178,7 +198,7 @@ pub fn check_checkpoint(root: &Path, cp: &crate::checkpoint::Checkpoint, report:
     match entries.get(size - 1) {
         None => report.add(
             "manifest_truncated",
-            &name,
+            name,
             format!(
                 "the signed checkpoint counts {} entries; the manifest has {}",
                 cp.size,
@@ -187,7 +207,7 @@ pub fn check_checkpoint(root: &Path, cp: &crate::checkpoint::Checkpoint, report:
         ),
         Some(e) if e.hash != cp.head_hex => report.add(
             "checkpoint_mismatch",
-            &name,
+            name,
             format!(
                 "entry {} hash differs from the signed checkpoint (history rewritten)",
                 size - 1
@@ -361,6 +381,16 @@ fn check_chain(
                     );
                 }
             }
+            Body::Gap { from_ns, to_ns, .. } => report.warn(
+                "coverage_gap",
+                &at,
+                format!(
+                    "nothing was listening from {} to {} ({} s): no rows there is not proof of absence",
+                    crate::dataset::rfc3339(*from_ns),
+                    crate::dataset::rfc3339(*to_ns),
+                    (to_ns - from_ns) / 1_000_000_000
+                ),
+            ),
             Body::Policy(_) | Body::Hold(_) => {}
         }
     }
@@ -418,4 +448,6 @@ fn check_file(
 }
 
 mod remote;
+mod witnessed;
 pub use remote::{verify_store, VerifyStoreError};
+pub use witnessed::check_witness;
