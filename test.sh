@@ -7,6 +7,18 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+# The lean sidecar: the binary without the query crate. Neither it nor the
+# collector library may pull in DataFusion.
+cargo build --bin audit-collector --no-default-features
+for spec in "-p audit-collector" "-p audit-trail --no-default-features"; do
+    # shellcheck disable=SC2086
+    tree=$(cargo tree -e normal $spec)
+    if grep -q datafusion <<<"$tree"; then
+        echo "test.sh: cargo tree $spec depends on datafusion" >&2
+        exit 1
+    fi
+done
+# Then everything, the full binary (with the query crate) last.
 cargo build --workspace --all-targets
 cargo test --workspace
 # Each cargo-fuzz target for a short, bounded run (installs cargo-fuzz if needed).

@@ -13,7 +13,7 @@ ROWS=${1:-10000000}
 DIR=${2:-/tmp/audit-bench-answer}
 RUNS=${RUNS:-3}
 
-cargo build --release -q -p audit-collector --bin audit-collector
+cargo build --release -q --bin audit-collector
 cargo build --release -q --example gen_dataset
 BIN=target/release/audit-collector
 python3 -m pip install --quiet --disable-pip-version-check "duckdb>=2.0,<3"

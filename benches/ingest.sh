@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 records=${1:-200000}; conc=${2:-8}; batch=${3:-500}
 # The lean sidecar (no DataFusion): what runs in production beside the app.
-cargo build --release -q -p audit-collector --no-default-features --bin audit-collector
-cargo build --release -q --example loadgen
+cargo build --release -q --no-default-features --bin audit-collector
+cargo build --release -q --no-default-features --example loadgen
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore rotel
 rotel=$(python3 -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')
 loadgen() { ./target/release/examples/loadgen --endpoint "http://$1" --protocol "$2" \

@@ -11,8 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gens=${1:-3}; records=${2:-400000}; clients=${3:-32}; depth=${4:-1024}
-cargo build --release -q -p audit-collector --no-default-features --bin audit-collector
-cargo build --release -q --example loadgen
+cargo build --release -q --no-default-features --bin audit-collector
+cargo build --release -q --no-default-features --example loadgen
 data=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data.out" "$data.toml" "$data".lg*' EXIT
 printf '[store]\nqueue_depth = %s\n' "$depth" > "$data.toml"

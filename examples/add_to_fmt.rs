@@ -2,7 +2,7 @@
 //! lines change. Run a collector first, then this:
 //!
 //! ```text
-//! cargo run -p audit-collector -- serve &        # OTLP on 127.0.0.1:4317/4318
+//! cargo run --bin audit-collector -- serve &        # OTLP on 127.0.0.1:4317/4318
 //! cargo run --example add_to_fmt
 //! ```
 //!

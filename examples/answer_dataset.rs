@@ -1,6 +1,6 @@
 //! A small dataset with answers known in advance, written through the real
 //! layer and a real collector: the fixture of the answerability tests
-//! (`tests/answerability.rs` includes this file; `tests/python/test_analysts.py`
+//! (`tests/e2e/answerability.rs` includes this file; `tests/python/test_analysts.py`
 //! runs it).
 //!
 //! ```text

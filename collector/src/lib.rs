@@ -15,11 +15,11 @@
 //! Who may write: [`auth`] (bearer tokens) and [`tls`] (TLS, mutual TLS),
 //! both reloaded from their files by [`reload`] (interval and SIGHUP).
 //!
-//! Answering questions (feature `sql`, on by default): `query` (free SQL
-//! with DataFusion), `who`, `activity`, `prove-human`; see the `query`
-//! module. `cargo build -p audit-collector --no-default-features` builds a
-//! lean sidecar without DataFusion (serve, verify, checkpoint, keygen,
-//! retention).
+//! Answering questions (`query`, `who`, `activity`, `prove-human`) is the
+//! `audit-query` crate's, with DataFusion; this library has no SQL engine.
+//! The `audit-collector` binary composes both; built with
+//! `--no-default-features` it is the lean sidecar (serve, verify,
+//! checkpoint, keygen, retention) without DataFusion.
 //!
 //! Running one in-process (the binary does the same from flags):
 //!
@@ -39,20 +39,19 @@ pub mod checkpoint;
 pub mod config;
 pub mod dataset;
 pub mod dedup;
+pub mod fsio;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
 pub mod ingest;
-pub mod logs;
 pub mod manifest;
 pub mod metrics;
 pub mod partition;
 pub mod policy_chain;
-#[cfg(feature = "sql")]
-pub mod query;
 pub mod receive;
 pub mod reload;
 pub mod retention;
+pub mod self_log;
 pub mod server;
 pub mod store;
 pub mod tls;

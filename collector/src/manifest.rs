@@ -234,7 +234,7 @@ impl Manifest {
             file.sync_all()?;
         }
         if let Some(dir) = path.parent() {
-            crate::wal::sync_dir(dir)?;
+            crate::fsio::sync_dir(dir)?;
         }
         Ok(Manifest {
             path: path.to_owned(),

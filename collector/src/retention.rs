@@ -329,7 +329,7 @@ pub fn apply(
                 Err(e) => return Err(io(format!("deleting {}", c.file.path))(e)),
             }
             if let Some(dir) = file.parent() {
-                crate::wal::sync_dir(dir).map_err(io(dir.display().to_string()))?;
+                crate::fsio::sync_dir(dir).map_err(io(dir.display().to_string()))?;
             }
             done += 1;
         }

@@ -6,10 +6,48 @@
 //! acknowledged after `fsync`, so after a crash every acknowledged frame is
 //! whole; a torn tail (short or checksum-failing frame) of the last segment
 //! is cut off on replay (its bytes kept beside it), never parsed as data.
+//!
+//! A frame's payload is a [`Frame`]: the rows of one request, stamped,
+//! tagged with its format so that a later format can be told apart.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+
+use audit_schema::{AuditRecord, Stamp, ViolationRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::fsio::sync_dir;
+
+/// One WAL frame's payload: the rows of one request, stamped.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Frame {
+    /// Actions, with the seq and receive time the collector gave them.
+    pub actions: Vec<(AuditRecord, Stamp)>,
+    /// Violations, likewise.
+    pub violations: Vec<(ViolationRecord, Stamp)>,
+}
+
+/// Payload format tag 1: postcard (compact binary serde) of [`Frame`].
+const FRAME_POSTCARD: u8 = 1;
+
+impl Frame {
+    /// The payload bytes: a format tag, then the body.
+    pub fn encode(&self) -> io::Result<Vec<u8>> {
+        let mut out = vec![FRAME_POSTCARD];
+        postcard::to_io(self, &mut out).map_err(io::Error::other)?;
+        Ok(out)
+    }
+
+    /// Reads a payload written by [`Frame::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Frame, String> {
+        match bytes.split_first() {
+            Some((&FRAME_POSTCARD, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+            Some((tag, _)) => Err(format!("unknown frame format {tag}")),
+            None => Err("empty frame".into()),
+        }
+    }
+}
 
 const HEADER: usize = 8;
 /// Frames larger than this are corrupt by definition (a request is capped far lower).
@@ -37,11 +75,6 @@ pub struct Replay {
 
 fn segment_name(first_seq: u64) -> String {
     format!("wal-{first_seq:020}.log")
-}
-
-/// Fsyncs a directory so that a create, rename or unlink inside it is durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 impl Wal {

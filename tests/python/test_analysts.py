@@ -37,7 +37,7 @@ def data(tmp_path_factory):
     )
     info = json.loads(out.stdout.strip().splitlines()[-1])
     if not BIN.exists():
-        subprocess.run(["cargo", "build", "-p", "audit-collector"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--bin", "audit-collector"], cwd=ROOT, check=True)
     con = duckdb.connect()
     con.execute(f"SET file_search_path = '{parent}'")
     for stmt in BLOCKS["duckdb-views"].strip().split(";"):

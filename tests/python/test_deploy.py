@@ -28,7 +28,7 @@ HOST_DIRS = ("/etc/audit-collector", "/var/lib/audit-collector")
 
 def collector_bin():
     if not BIN.exists():
-        subprocess.run(["cargo", "build", "-p", "audit-collector"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--bin", "audit-collector"], cwd=ROOT, check=True)
     return BIN
 
 

@@ -28,7 +28,7 @@ def data(tmp_path_factory):
         env={**os.environ, "RUST_LOG": "warn"},
     )
     if not BIN.exists():
-        subprocess.run(["cargo", "build", "-p", "audit-collector"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--bin", "audit-collector"], cwd=ROOT, check=True)
     root = str(parent / "audit-data")
     con = duckdb.connect()
     for stmt in VIEWS.replace("s3://bucket/prefix", root).split(";"):

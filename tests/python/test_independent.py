@@ -53,7 +53,7 @@ AUDIT_TYPES = {
 class Collector:
     def __init__(self, data_dir):
         if not BIN.exists():
-            subprocess.run(["cargo", "build", "-p", "audit-collector"], cwd=ROOT, check=True)
+            subprocess.run(["cargo", "build", "--bin", "audit-collector"], cwd=ROOT, check=True)
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "--data-dir", str(data_dir),
              "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"],

@@ -20,28 +20,21 @@
 //! seal's files and manifest entry are in the store; see the `remote`
 //! module for the order of uploads and what a crash at each step leaves.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use audit_schema::{AuditRecord, Stamp, ViolationRecord};
-use serde::{Deserialize, Serialize};
+use audit_schema::{AuditRecord, ViolationRecord};
 use tokio::sync::oneshot;
 
-use crate::manifest::{self, Body, FileEntry, Manifest};
 use crate::metrics::Metrics;
-use crate::now_ns;
-use crate::partition::{PartitionWriter, SealedFile};
-use crate::wal::{self, Wal};
 
 mod recover;
 mod remote;
 mod writer;
 
-pub use recover::walk;
 use writer::Writer;
 
 /// Records that passed the checks, ready to store.
@@ -160,13 +153,6 @@ struct Job {
 enum Msg {
     Append(Job),
     Shutdown(oneshot::Sender<Result<(), IngestError>>),
-}
-
-/// One WAL frame: the rows of one request, stamped.
-#[derive(Serialize, Deserialize)]
-struct Frame {
-    actions: Vec<(AuditRecord, Stamp)>,
-    violations: Vec<(ViolationRecord, Stamp)>,
 }
 
 /// Handle to the store's writer thread.

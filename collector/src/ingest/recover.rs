@@ -1,8 +1,23 @@
-//! Start-up recovery and the WAL frame format.
+//! Start-up recovery: the manifest, the WAL rows no seal covers, and the
+//! files an interrupted seal left.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit_schema::{AuditRecord, Stamp, ViolationRecord};
 
 use super::remote::Remote;
-use super::*;
+use super::writer::Writer;
+use super::{storage, IngestConfig, IngestError};
 use crate::dedup::Dedup;
+use crate::fsio::walk;
+use crate::manifest::{self, Body, FileEntry, Manifest};
+use crate::metrics::Metrics;
+use crate::now_ns;
+use crate::partition::{PartitionWriter, SealedFile};
+use crate::wal::{self, Frame, Wal};
 
 impl Writer {
     pub(super) fn recover(cfg: IngestConfig, metrics: Arc<Metrics>) -> Result<Writer, IngestError> {
@@ -158,24 +173,6 @@ fn recent_files(
     (actions, violations)
 }
 
-/// WAL frame payload format: a tag byte, then the body. Tag 1: postcard
-/// (compact binary serde) of [`Frame`].
-const FRAME_POSTCARD: u8 = 1;
-
-pub(super) fn encode_frame(frame: &Frame) -> Result<Vec<u8>, IngestError> {
-    let mut out = vec![FRAME_POSTCARD];
-    postcard::to_io(frame, &mut out).map_err(|e| storage("encode WAL frame", e))?;
-    Ok(out)
-}
-
-fn decode_frame(bytes: &[u8]) -> Result<Frame, String> {
-    match bytes.split_first() {
-        Some((&FRAME_POSTCARD, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
-        Some((tag, _)) => Err(format!("unknown frame format {tag}")),
-        None => Err("empty frame".into()),
-    }
-}
-
 /// Rows in the WAL that no committed seal covers.
 pub(super) struct Unsealed {
     pub(super) actions: Vec<(AuditRecord, Stamp)>,
@@ -204,7 +201,7 @@ pub(super) fn read_unsealed(wal_dir: &Path, sealed_seq: u64) -> Result<Unsealed,
             );
         }
         for bytes in replay.frames {
-            let frame = decode_frame(&bytes)
+            let frame = Frame::decode(&bytes)
                 .map_err(|e| storage(&format!("{}: undecodable frame", path.display()), e))?;
             for (r, s) in frame.actions {
                 u.max_seq = u.max_seq.max(s.seq);
@@ -272,25 +269,4 @@ pub(super) fn remove_uncommitted_files(
         }
     }
     Ok(())
-}
-
-/// All files under `dir`, recursively; a missing dir has none.
-pub fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }

@@ -1,9 +1,23 @@
 //! The writer thread: group commit, sealing, digests.
 
-use super::recover::{encode_frame, file_entry, read_unsealed, remove_uncommitted_files};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit_schema::{AuditRecord, Stamp, ViolationRecord};
+
+use super::recover::{file_entry, read_unsealed, remove_uncommitted_files};
 use super::remote::Remote;
-use super::*;
+use super::{storage, Committed, IngestConfig, IngestError, Job, Msg};
 use crate::dedup::Dedup;
+use crate::fsio;
+use crate::manifest::{Body, Manifest};
+use crate::metrics::Metrics;
+use crate::now_ns;
+use crate::partition::{PartitionWriter, SealedFile};
+use crate::wal::{Frame, Wal};
 
 /// Owns the WAL, the unsealed buffer and the manifest; runs on its own thread.
 pub(super) struct Writer {
@@ -175,7 +189,9 @@ impl Writer {
             }
             let stored = frame.actions.len() + frame.violations.len();
             if result.is_ok() && stored > 0 {
-                result = encode_frame(&frame)
+                result = frame
+                    .encode()
+                    .map_err(|e| storage("encode WAL frame", e))
                     .and_then(|b| self.wal.append(&b).map_err(|e| storage("WAL append", e)));
             }
             frames.push(frame);
@@ -494,6 +510,6 @@ fn remove_segments(segments: &[PathBuf]) {
         }
     }
     if let Some(dir) = segments.first().and_then(|p| p.parent()) {
-        let _ = wal::sync_dir(dir);
+        let _ = fsio::sync_dir(dir);
     }
 }

@@ -260,81 +260,27 @@ fn write_temp(
         .inner
         .into_inner()
         .map_err(|e| io_err("write", tmp)(e.into_error()))?;
-    set_read_only(&file).map_err(io_err("make read-only", tmp))?;
+    fsio::set_read_only(&file).map_err(io_err("make read-only", tmp))?;
     file.sync_all().map_err(io_err("fsync", tmp))?;
     Ok((hex::encode(sink.hasher.finalize()), sink.bytes))
 }
 
-/// Gives `tmp` the name `path`, failing with `AlreadyExists` rather than
-/// replacing a file.
+/// Gives `tmp` the name `path` (never replacing a file), as a partition error.
 fn publish(tmp: &Path, path: &Path) -> Result<(), PartitionError> {
-    match fs::hard_link(tmp, path) {
-        Ok(()) => fs::remove_file(tmp).map_err(io_err("remove temp file", tmp)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(PartitionError::AlreadyExists {
+    fsio::publish(tmp, path).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => PartitionError::AlreadyExists {
             path: path.to_owned(),
-        }),
-        // No hard links on this file system: check, then rename.
-        Err(_) => {
-            if fs::symlink_metadata(path).is_ok() {
-                return Err(PartitionError::AlreadyExists {
-                    path: path.to_owned(),
-                });
-            }
-            fs::rename(tmp, path).map_err(io_err("rename temp file to", path))
-        }
-    }
+        },
+        _ => io_err("publish temp file as", path)(e),
+    })
 }
 
-#[cfg(unix)]
-fn set_read_only(file: &File) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(fs::Permissions::from_mode(0o444))
-}
-
-#[cfg(not(unix))]
-fn set_read_only(file: &File) -> io::Result<()> {
-    let mut perms = file.metadata()?.permissions();
-    perms.set_readonly(true);
-    file.set_permissions(perms)
-}
-
-#[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<(), PartitionError> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
+    fsio::sync_dir(dir).map_err(io_err("fsync directory", dir))
 }
 
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<(), PartitionError> {
-    Ok(())
-}
-
-/// Creates `dir` and any missing parents, fsyncing the parent of each new
-/// directory so that the new entries are durable.
 fn create_dir_synced(dir: &Path) -> Result<(), PartitionError> {
-    let mut missing = Vec::new();
-    for d in dir.ancestors() {
-        if d.as_os_str().is_empty() || d.is_dir() {
-            break;
-        }
-        missing.push(d);
-    }
-    for d in missing.into_iter().rev() {
-        match fs::create_dir(d) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                return Err(io_err("create directory", d)(e))
-            }
-            _ => {}
-        }
-        sync_dir(d.parent().unwrap_or(Path::new("")))?;
-    }
-    Ok(())
+    fsio::create_dir_synced(dir).map_err(io_err("create directory", dir))
 }
 
 // ---------------------------------------------------------------------------

@@ -327,7 +327,7 @@ impl Receiver {
         checked.stamp_client(client);
         if let Err(e) = self.ingest.submit(std::mem::take(&mut checked.batch)).await {
             self.metrics.requests_throttled.add(e.reason(), 1);
-            crate::logs::throttled(e.reason(), &e.to_string());
+            crate::self_log::throttled(e.reason(), &e.to_string());
             return Err(e);
         }
         for (reason, n) in &checked.refused_by {

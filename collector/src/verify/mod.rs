@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::ingest::walk;
+use crate::fsio::walk;
 use crate::manifest::{self, Body, Entry, GENESIS};
 use crate::partition;
 use crate::policy_chain::Replay;

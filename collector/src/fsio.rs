@@ -1,0 +1,144 @@
+//! File-system durability helpers shared by the WAL, the partition writer,
+//! the manifest and retention: what it takes for a create, rename or unlink
+//! to survive a power loss, in one place.
+//!
+//! A file's own `fsync` does not make its directory entry durable: after a
+//! power loss a renamed or newly created file can be missing although its
+//! data was synced. Every step that publishes or removes a name therefore
+//! ends with [`sync_dir`] on the directory that holds it.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Fsyncs a directory so that a create, rename or unlink inside it is
+/// durable. An empty path is the current directory (the parent of a
+/// relative file name).
+#[cfg(unix)]
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Directories cannot be opened for fsync here; renames are as durable as
+/// the platform makes them.
+#[cfg(not(unix))]
+pub fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// Creates `dir` and any missing parents, fsyncing the parent of each new
+/// directory so that the new entries are durable.
+pub fn create_dir_synced(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    for d in dir.ancestors() {
+        if d.as_os_str().is_empty() || d.is_dir() {
+            break;
+        }
+        missing.push(d);
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        sync_dir(d.parent().unwrap_or(Path::new("")))?;
+    }
+    Ok(())
+}
+
+/// Gives `tmp` the name `path`, failing with [`io::ErrorKind::AlreadyExists`]
+/// rather than replacing a file: a sealed file is never overwritten. The
+/// caller fsyncs the directory afterwards.
+pub fn publish(tmp: &Path, path: &Path) -> io::Result<()> {
+    match fs::hard_link(tmp, path) {
+        Ok(()) => fs::remove_file(tmp),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        // No hard links on this file system: check, then rename.
+        Err(_) => {
+            if fs::symlink_metadata(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists", path.display()),
+                ));
+            }
+            fs::rename(tmp, path)
+        }
+    }
+}
+
+/// Makes a file read-only for everyone (0444 on Unix).
+#[cfg(unix)]
+pub fn set_read_only(file: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o444))
+}
+
+/// Makes a file read-only.
+#[cfg(not(unix))]
+pub fn set_read_only(file: &File) -> io::Result<()> {
+    let mut perms = file.metadata()?.permissions();
+    perms.set_readonly(true);
+    file.set_permissions(perms)
+}
+
+/// All files under `dir`, recursively, sorted; a missing dir has none.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, target) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("t"),
+        );
+        fs::write(&a, "first").unwrap();
+        fs::write(&b, "second").unwrap();
+        publish(&a, &target).unwrap();
+        assert!(!a.exists(), "the temp name is gone once published");
+        let e = publish(&b, &target).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_to_string(&target).unwrap(), "first");
+    }
+
+    #[test]
+    fn walk_finds_nested_files_in_order_and_nothing_in_a_missing_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        create_dir_synced(&dir.path().join("x/y")).unwrap();
+        fs::write(dir.path().join("x/y/2"), "").unwrap();
+        fs::write(dir.path().join("x/1"), "").unwrap();
+        let found: Vec<_> = walk(dir.path())
+            .into_iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().to_owned())
+            .collect();
+        assert_eq!(found, [PathBuf::from("x/1"), PathBuf::from("x/y/2")]);
+        assert!(walk(&dir.path().join("missing")).is_empty());
+    }
+}

@@ -1,0 +1,283 @@
+//! The `query`, `who`, `activity` and `prove-human` subcommands: flags and
+//! printing. `main.rs` only dispatches to [`QueryArgs::run`] and friends;
+//! each returns whether the answer was affirmative (the exit code).
+
+use std::io::Write;
+
+use clap::{ArgGroup, Args};
+
+use super::activity::{Range, Subject};
+use super::output::{self, Format};
+use super::{activity, prove, who, Engine, QueryError};
+use audit_collector::config::Config;
+use audit_collector::dataset::{self, SealedThrough};
+use audit_collector::store::{self, Location};
+
+/// The dataset the answer commands read: the collector's data directory,
+/// or the bucket prefix its sealed files and manifests are uploaded to.
+/// Credentials, region and endpoint of a bucket come from the standard
+/// `AWS_*` variables (`AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for an
+/// S3-compatible server on loopback), or from `--config`'s `[store.remote]`.
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// Dataset: a directory, or `s3://bucket/prefix`.
+    #[arg(
+        long = "data-dir",
+        visible_alias = "data",
+        env = "AUDIT_COLLECTOR_DATA_DIR",
+        default_value = "./audit-data"
+    )]
+    pub data_dir: String,
+    /// The collector's object store (`s3://bucket/prefix`); wins over
+    /// --data-dir, as it does for `serve`, where the data dir then only
+    /// holds the WAL.
+    #[arg(long, env = "AUDIT_COLLECTOR_STORE_URL")]
+    pub store_url: Option<String>,
+    /// The collector's TOML config: `[store] url` (below --store-url) and
+    /// `[store.remote]` (endpoint, region, plain HTTP), as `verify` reads it.
+    #[arg(long, env = "AUDIT_COLLECTOR_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl DataArgs {
+    /// Where the dataset is.
+    pub fn location(&self) -> Result<Location, QueryError> {
+        let cfg = match &self.config {
+            Some(path) => Config::from_file(path).map_err(|e| QueryError::BadLocation {
+                location: path.display().to_string(),
+                reason: e.to_string(),
+            })?,
+            None => Config::default(),
+        };
+        let url = self
+            .store_url
+            .as_deref()
+            .or(cfg.store.url.as_deref())
+            .unwrap_or(&self.data_dir);
+        if !store::is_remote(url) {
+            let dir = std::path::Path::new(url.strip_prefix("file://").unwrap_or(url));
+            if !dir.is_dir() {
+                return Err(QueryError::MissingDataDir(dir.to_owned()));
+            }
+        }
+        Ok(Location::parse(url, &cfg.store.remote)?)
+    }
+
+    /// Opens the query engine over the dataset, once it is known to be one
+    /// (a manifest is there), with how far its sealed rows reach.
+    pub async fn engine(&self) -> Result<(Engine, Vec<SealedThrough>), QueryError> {
+        let location = self.location()?;
+        let sealed = dataset::require(&location).await?;
+        Ok((Engine::open(location).await?, sealed))
+    }
+}
+
+/// Says how far the answer reaches: a line of the table, or on stderr when
+/// stdout is JSON or CSV for a program to read.
+fn sealed_note(o: &mut dyn Write, format: Format, sealed: &[SealedThrough]) -> std::io::Result<()> {
+    note(o, format, &dataset::describe(sealed))
+}
+
+/// A line about the answer: part of a table, on stderr beside JSON or CSV.
+fn note(o: &mut dyn Write, format: Format, line: &str) -> std::io::Result<()> {
+    match format {
+        Format::Table => writeln!(o, "{line}"),
+        Format::Json | Format::Csv => writeln!(std::io::stderr(), "{line}"),
+    }
+}
+
+/// `query --data-dir DIR|s3://BUCKET/PREFIX "SQL"`.
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// Where the dataset is.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Output format.
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+    /// One SQL statement over the tables `audit` and `violations` (read only).
+    pub sql: String,
+}
+
+/// `who --data-dir DIR EVENT_ID`.
+#[derive(Args, Debug)]
+pub struct WhoArgs {
+    /// Where the dataset is.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Output format.
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+    /// Print the SQL this runs (for DuckDB or any engine) instead of running it.
+    #[arg(long)]
+    pub show_sql: bool,
+    /// The action's event id.
+    pub event_id: String,
+}
+
+/// `activity --agent ID | --owner ID --from T1 --to T2`.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("subject").required(true).args(["agent", "owner"])))]
+pub struct ActivityArgs {
+    /// Where the dataset is.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Output format.
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+    /// Agent principal id (all its credentials).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Accountable human: every action they answer for.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Start, inclusive (RFC 3339, e.g. 2026-11-28T03:00:00Z).
+    #[arg(long)]
+    pub from: String,
+    /// End, exclusive (RFC 3339).
+    #[arg(long)]
+    pub to: String,
+    /// Print the SQL this runs (for DuckDB or any engine) instead of running it.
+    #[arg(long)]
+    pub show_sql: bool,
+}
+
+/// `prove-human --data-dir DIR EVENT_ID`.
+#[derive(Args, Debug)]
+pub struct ProveArgs {
+    /// Where the dataset is.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Output format (`csv` prints the checks as rows).
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+    /// Seconds before the start and after the end of the action in which a
+    /// violation for the same service makes the proof fail.
+    #[arg(long, default_value_t = 300)]
+    pub window_secs: u32,
+    /// The action's event id.
+    pub event_id: String,
+}
+
+fn out() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
+
+impl QueryArgs {
+    /// Runs the statement and prints its result.
+    pub async fn run(self) -> Result<bool, QueryError> {
+        let (engine, sealed) = self.data.engine().await?;
+        let (schema, batches) = engine.sql_with_schema(&self.sql).await?;
+        let mut o = out();
+        output::write(&mut o, self.format, &schema, &batches)?;
+        sealed_note(&mut o, self.format, &sealed)?;
+        Ok(true)
+    }
+}
+
+impl WhoArgs {
+    /// Prints who did it; an unknown event id is an error.
+    pub async fn run(self) -> Result<bool, QueryError> {
+        if self.show_sql {
+            writeln!(out(), "{}", who::sql(&self.event_id))?;
+            return Ok(true);
+        }
+        let (engine, sealed) = self.data.engine().await?;
+        let answer = who::who(&engine, &self.event_id).await?;
+        let mut o = out();
+        match self.format {
+            Format::Table => {
+                for r in &answer.rows {
+                    writeln!(o, "{}", who::headline(r))?;
+                }
+                if answer.rows.len() > 1 {
+                    writeln!(o, "WARNING: {} rows carry this event_id", answer.rows.len())?;
+                }
+                writeln!(o)?;
+                output::write_vertical(&mut o, &answer.batches, &[])?;
+            }
+            f => {
+                let schema = answer.batches[0].schema();
+                output::write(&mut o, f, &schema, &answer.batches)?;
+            }
+        }
+        sealed_note(&mut o, self.format, &sealed)?;
+        Ok(true)
+    }
+}
+
+impl ActivityArgs {
+    /// Prints every action of the subject in the range, in order.
+    pub async fn run(self) -> Result<bool, QueryError> {
+        let range = Range::parse(&self.from, &self.to)?;
+        let subject = match (self.agent, self.owner) {
+            (Some(a), _) => Subject::Agent(a),
+            (None, Some(o)) => Subject::Owner(o),
+            // clap's required group rules this out.
+            (None, None) => unreachable!("--agent or --owner is required"),
+        };
+        if self.show_sql {
+            writeln!(out(), "{}", activity::sql(&subject, range))?;
+            return Ok(true);
+        }
+        let (engine, sealed) = self.data.engine().await?;
+        let (schema, batches) = activity::activity(&engine, &subject, range).await?;
+        let mut o = out();
+        output::write(&mut o, self.format, &schema, &batches)?;
+        let ns = |t: chrono::DateTime<chrono::Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        for line in dataset::uncovered(&sealed, ns(range.from), ns(range.to)) {
+            note(&mut o, self.format, &line)?;
+        }
+        sealed_note(&mut o, self.format, &sealed)?;
+        Ok(true)
+    }
+}
+
+impl ProveArgs {
+    /// Prints each check; true (exit 0) only when all hold.
+    pub async fn run(self) -> Result<bool, QueryError> {
+        let (engine, sealed) = self.data.engine().await?;
+        let window = chrono::Duration::seconds(i64::from(self.window_secs));
+        let proof = prove::prove_human(&engine, &self.event_id, window).await?;
+        let mut o = out();
+        match self.format {
+            Format::Json => {
+                let mut v = serde_json::to_value(&proof).map_err(std::io::Error::other)?;
+                if let Some(obj) = v.as_object_mut() {
+                    let s = serde_json::to_value(&sealed).map_err(std::io::Error::other)?;
+                    obj.insert("sealed_through".into(), s);
+                }
+                let s = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
+                writeln!(o, "{s}")?;
+            }
+            Format::Csv => {
+                writeln!(o, "check,pass,detail")?;
+                for c in &proof.checks {
+                    writeln!(
+                        o,
+                        "{},{},\"{}\"",
+                        c.check,
+                        c.pass,
+                        c.detail.replace('"', "\"\"")
+                    )?;
+                }
+            }
+            Format::Table => {
+                for c in &proof.checks {
+                    let mark = if c.pass { "PASS" } else { "FAIL" };
+                    writeln!(o, "{mark}  {:<10} {}", c.check, c.detail)?;
+                }
+                let verdict = if proof.human {
+                    "PROVEN: a human acted, no agent was involved"
+                } else {
+                    "NOT PROVEN: see the failing check(s) above"
+                };
+                writeln!(o, "{verdict}")?;
+            }
+        }
+        if self.format != Format::Json {
+            sealed_note(&mut o, self.format, &sealed)?;
+        }
+        Ok(proof.human)
+    }
+}

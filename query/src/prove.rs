@@ -1,0 +1,193 @@
+//! `prove-human EVENT_ID`: the evidence that a human acted and no agent was
+//! involved. Three checks, all required:
+//!
+//! 1. `row`: the row states `actor_kind = 'human'` with `agent_id` null
+//!    (a stated fact: the collector never infers a human).
+//! 2. `file`: the sealed file holding it is listed in a seal entry of its
+//!    collector's manifest, the chain of that manifest verifies up to its
+//!    head, the file was not deleted by retention, its SHA-256 on disk
+//!    matches the seal entry, and it does contain this event id.
+//! 3. `violations`: no violation was recorded for the same service within
+//!    the window around the action (`[start - w, end + w]`).
+
+use chrono::{DateTime, Duration, Utc};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::who::{self, RowFacts};
+use super::{partition_range, quote, ts_literal, Engine, QueryError};
+use audit_collector::manifest::{Body, GENESIS};
+use audit_collector::partition;
+use audit_collector::store::{chain, put, Location};
+
+/// One check's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    /// `row`, `file` or `violations`.
+    pub check: &'static str,
+    /// Whether it holds.
+    pub pass: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// The whole proof.
+#[derive(Clone, Debug, Serialize)]
+pub struct Proof {
+    /// The event asked about.
+    pub event_id: String,
+    /// True only when every check passes.
+    pub human: bool,
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+}
+
+/// The violations check's SQL (also in `docs/analysts.md`).
+pub fn violations_sql(service: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    format!(
+        "SELECT count(*) AS violations\nFROM violations\nWHERE service_name = {}\n  AND time >= {}\n  AND time <= {}\n  AND {}",
+        quote(service),
+        ts_literal(from),
+        ts_literal(to),
+        partition_range(from, to)
+    )
+}
+
+/// Runs the three checks. An unknown event id is an error, not a failed proof.
+pub async fn prove_human(
+    engine: &Engine,
+    event_id: &str,
+    window: Duration,
+) -> Result<Proof, QueryError> {
+    let answer = who::who(engine, event_id).await?;
+    let mut checks = Vec::new();
+    if answer.rows.len() != 1 {
+        // The collector deduplicates by event id; two rows is itself a finding.
+        checks.push(Check {
+            check: "row",
+            pass: false,
+            detail: format!(
+                "{} rows carry this event_id; expected one",
+                answer.rows.len()
+            ),
+        });
+    }
+    let r = &answer.rows[0];
+    checks.push(row_check(r));
+    checks.push(file_check(engine.location(), event_id, r).await);
+    checks.push(violations_check(engine, r, window).await?);
+    Ok(Proof {
+        event_id: event_id.to_owned(),
+        human: checks.iter().all(|c| c.pass),
+        checks,
+    })
+}
+
+fn row_check(r: &RowFacts) -> Check {
+    let pass = r.actor_kind == "human" && r.agent_id.is_none();
+    Check {
+        check: "row",
+        pass,
+        detail: format!(
+            "actor_kind = {:?}, agent_id = {}, owner_id = {:?}",
+            r.actor_kind,
+            r.agent_id
+                .as_deref()
+                .map_or_else(|| "null".to_owned(), |a| format!("{a:?}")),
+            r.owner_id
+        ),
+    }
+}
+
+async fn file_check(location: &Location, event_id: &str, r: &RowFacts) -> Check {
+    let fail = |detail: String| Check {
+        check: "file",
+        pass: false,
+        detail,
+    };
+    let entries = match chain::entries(location, &r.collector_id).await {
+        Ok(e) => e,
+        Err(e) => return fail(format!("manifest: {e}")),
+    };
+    // The chain, entry by entry, as `verify` checks it: position, link to
+    // the previous entry, and each entry's own hash.
+    let mut prev = GENESIS.to_owned();
+    for (i, e) in entries.iter().enumerate() {
+        if e.index != i as u64 || e.prev != prev || e.compute_hash() != e.hash {
+            return fail(format!(
+                "manifest of collector {}: chain broken at entry {i}",
+                r.collector_id
+            ));
+        }
+        prev.clone_from(&e.hash);
+    }
+    let Some(loc) = who::locate_in(&entries, r) else {
+        return fail(format!(
+            "no seal entry of the manifest of collector {} lists a file holding seq {}",
+            r.collector_id, r.seq
+        ));
+    };
+    let path = &loc.file.path;
+    let deleted = entries
+        .iter()
+        .any(|e| matches!(&e.body, Body::Delete { file, .. } if &file.path == path));
+    if deleted {
+        return fail(format!("{path}: deleted by retention"));
+    }
+    // Read once: the digest and the event ids come from the same bytes,
+    // wherever they are kept.
+    let bytes = match put::read(location.store.as_ref(), &location.path(path)).await {
+        Ok(bytes) => bytes,
+        Err(e) => return fail(format!("{path}: {e}")),
+    };
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if sha != loc.file.sha256 {
+        return fail(format!(
+            "{path}: sha256 {sha}, seal entry {} says {}",
+            loc.entry, loc.file.sha256
+        ));
+    }
+    match partition::read_event_ids_bytes(bytes, std::path::Path::new(path)) {
+        Ok(ids) if ids.iter().any(|i| i == event_id) => Check {
+            check: "file",
+            pass: true,
+            detail: format!(
+                "{path}: sha256 matches seal entry {} of an intact chain of {} entries",
+                loc.entry,
+                entries.len()
+            ),
+        },
+        Ok(_) => fail(format!("{path}: does not contain this event id")),
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+async fn violations_check(
+    engine: &Engine,
+    r: &RowFacts,
+    window: Duration,
+) -> Result<Check, QueryError> {
+    let from = r.start - window;
+    let to = r.end.unwrap_or(r.start).max(r.start) + window;
+    let batches = engine
+        .sql(&violations_sql(&r.service_name, from, to))
+        .await?;
+    let mut n = 0i64;
+    for b in &batches {
+        let c = cast(b.column(0), &DataType::Int64)?;
+        n += c.as_primitive::<Int64Type>().iter().flatten().sum::<i64>();
+    }
+    Ok(Check {
+        check: "violations",
+        pass: n == 0,
+        detail: format!(
+            "{n} violation(s) for service {:?} between {} and {}",
+            r.service_name,
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        ),
+    })
+}

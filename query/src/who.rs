@@ -1,0 +1,191 @@
+//! `who EVENT_ID`: human or AI, which agent with which credential, the
+//! accountable human, provenance, authorization, outcome, and where the row
+//! is kept.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit, UInt64Type};
+
+use super::{quote, Engine, QueryError};
+use audit_collector::manifest::{Body, Entry, FileEntry};
+use audit_collector::store::{chain, Location};
+
+/// The columns `who` shows, in order.
+pub const COLUMNS: &str = "event_id, actor_kind, agent_id, agent_name, agent_credential_id, \
+owner_id, initiator_id, task_id, action, target, outcome, scopes, consent_id, \
+inputs_sha256, start_time, end_time, service_name, service_instance_id, trace_id, \
+span_id, received_time, collector_id, seq";
+
+/// The SQL `who` runs (and `docs/analysts.md` shows). The bloom filter on
+/// `event_id` and the column statistics decide which row groups are read.
+pub fn sql(event_id: &str) -> String {
+    format!(
+        "SELECT {COLUMNS}\nFROM audit\nWHERE event_id = {}",
+        quote(event_id)
+    )
+}
+
+/// The answer: the row(s) found (more than one would mean a duplicate),
+/// each with the sealed file that holds it.
+pub struct Answer {
+    /// The rows, as the SQL returned them plus a `file` column.
+    pub batches: Vec<RecordBatch>,
+    /// One per row, in order.
+    pub rows: Vec<RowFacts>,
+}
+
+/// The typed facts of one row that the commands reason about.
+#[derive(Clone, Debug)]
+pub struct RowFacts {
+    /// `actor_kind`.
+    pub actor_kind: String,
+    /// `agent_id`.
+    pub agent_id: Option<String>,
+    /// `agent_name`.
+    pub agent_name: Option<String>,
+    /// `agent_credential_id`.
+    pub credential: Option<String>,
+    /// `owner_id`.
+    pub owner_id: String,
+    /// `service_name`.
+    pub service_name: String,
+    /// `start_time`.
+    pub start: DateTime<Utc>,
+    /// `end_time`, when the span recorded one.
+    pub end: Option<DateTime<Utc>>,
+    /// `collector_id`.
+    pub collector_id: String,
+    /// `seq`.
+    pub seq: u64,
+    /// The sealed file holding the row, per its collector's manifest.
+    pub file: Option<Located>,
+}
+
+/// A file found in a manifest.
+#[derive(Clone, Debug)]
+pub struct Located {
+    /// The seal entry's file record.
+    pub file: FileEntry,
+    /// Index of the seal entry in the chain.
+    pub entry: u64,
+}
+
+/// Runs [`sql`] and locates each row's file.
+pub async fn who(engine: &Engine, event_id: &str) -> Result<Answer, QueryError> {
+    let batches = engine.sql(&sql(event_id)).await?;
+    let mut rows = Vec::new();
+    let mut out = Vec::new();
+    for b in batches {
+        let mut files = Vec::new();
+        for i in 0..b.num_rows() {
+            let mut facts = facts(&b, i)?;
+            facts.file = locate(engine.location(), &facts).await?;
+            files.push(facts.file.as_ref().map(|l| l.file.path.clone()));
+            rows.push(facts);
+        }
+        let mut fields: Vec<_> = b.schema().fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new("file", DataType::Utf8, true)));
+        let mut cols = b.columns().to_vec();
+        cols.push(Arc::new(StringArray::from(files)));
+        out.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?);
+    }
+    if rows.is_empty() {
+        return Err(QueryError::NotFound(event_id.to_owned()));
+    }
+    Ok(Answer { batches: out, rows })
+}
+
+/// A one-line statement of human or AI, for the table output.
+pub fn headline(r: &RowFacts) -> String {
+    match (r.actor_kind.as_str(), &r.agent_id) {
+        ("human", None) => format!(
+            "HUMAN: {} acted themselves (actor_kind = human, no agent id)",
+            r.owner_id
+        ),
+        ("agent", Some(a)) => format!(
+            "AI: agent {a}{} with credential {}, accountable human {}",
+            r.agent_name
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default(),
+            r.credential.as_deref().unwrap_or("(none stated)"),
+            r.owner_id
+        ),
+        (kind, agent) => format!(
+            "INCONSISTENT: actor_kind {kind:?} with agent_id {agent:?} (the collector never writes this)"
+        ),
+    }
+}
+
+fn col_str(b: &RecordBatch, name: &str, row: usize) -> Result<Option<String>, QueryError> {
+    let c = b.column_by_name(name).ok_or_else(|| {
+        datafusion::error::DataFusionError::Internal(format!("column {name} missing"))
+    })?;
+    // Whatever string representation the scan chose (Utf8, Utf8View, dictionary).
+    let c = cast(c, &DataType::Utf8)?;
+    let s = c.as_string::<i32>();
+    Ok((!s.is_null(row)).then(|| s.value(row).to_owned()))
+}
+
+fn col_time(b: &RecordBatch, name: &str, row: usize) -> Result<Option<DateTime<Utc>>, QueryError> {
+    let c = b.column_by_name(name).ok_or_else(|| {
+        datafusion::error::DataFusionError::Internal(format!("column {name} missing"))
+    })?;
+    let c = cast(c, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
+    let t = c.as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>();
+    Ok((!t.is_null(row)).then(|| DateTime::from_timestamp_nanos(t.value(row))))
+}
+
+/// Reads the facts of row `i` of a result that has `who`'s columns.
+pub fn facts(b: &RecordBatch, i: usize) -> Result<RowFacts, QueryError> {
+    let seq_col = b
+        .column_by_name("seq")
+        .ok_or_else(|| datafusion::error::DataFusionError::Internal("column seq missing".into()))?;
+    let seq = cast(seq_col, &DataType::UInt64)?;
+    let missing = |c: &str| datafusion::error::DataFusionError::Internal(format!("{c} is null"));
+    Ok(RowFacts {
+        actor_kind: col_str(b, "actor_kind", i)?.unwrap_or_default(),
+        agent_id: col_str(b, "agent_id", i)?,
+        agent_name: col_str(b, "agent_name", i)?,
+        credential: col_str(b, "agent_credential_id", i)?,
+        owner_id: col_str(b, "owner_id", i)?.unwrap_or_default(),
+        service_name: col_str(b, "service_name", i)?.unwrap_or_default(),
+        start: col_time(b, "start_time", i)?.ok_or_else(|| missing("start_time"))?,
+        end: col_time(b, "end_time", i)?,
+        collector_id: col_str(b, "collector_id", i)?.unwrap_or_default(),
+        seq: seq.as_primitive::<UInt64Type>().value(i),
+        file: None,
+    })
+}
+
+/// Finds, in the row's collector's manifest, the sealed audit file that
+/// covers its `seq` in the partition of its `start_time` (the writer puts a
+/// row in the hour of its event time, and names files after their smallest
+/// seq). Returns the seal entry too; `None` when no seal lists such a file.
+pub async fn locate(location: &Location, r: &RowFacts) -> Result<Option<Located>, QueryError> {
+    let entries = chain::entries(location, &r.collector_id).await?;
+    Ok(locate_in(&entries, r))
+}
+
+/// [`locate`] over entries already read.
+pub fn locate_in(entries: &[Entry], r: &RowFacts) -> Option<Located> {
+    let prefix = format!(
+        "audit/date={}/hour={}/part-{}-",
+        r.start.format("%Y-%m-%d"),
+        r.start.format("%H"),
+        r.collector_id
+    );
+    entries.iter().find_map(|e| match &e.body {
+        Body::Seal { files, .. } => files
+            .iter()
+            .find(|f| f.path.starts_with(&prefix) && f.seq_min <= r.seq && r.seq <= f.seq_max)
+            .map(|f| Located {
+                file: f.clone(),
+                entry: e.index,
+            }),
+        _ => None,
+    })
+}
