@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-20}; records=${2:-1000000}
 # The lean sidecar (no DataFusion): what runs in production beside the app.
-cargo build --release -q -p audit-collector --no-default-features --bin audit-collector
-cargo build --release -q --example loadgen
+cargo build --release -q --no-default-features --bin audit-collector
+cargo build --release -q --no-default-features --example loadgen
 data=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data.out"' EXIT
 ./target/release/audit-collector serve --data-dir "$data" --seal-interval-secs 2 \

@@ -95,8 +95,7 @@ pub struct SealedThrough {
     /// Everything it acknowledged before this time is sealed (RFC 3339);
     /// `None` when it has sealed nothing yet.
     pub through: Option<String>,
-    /// Windows it recorded nobody was listening (`gap` entries); read from
-    /// a local manifest only (over a bucket, `verify` reports them).
+    /// Windows it recorded nobody was listening (`gap` entries).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<Gap>,
 }
@@ -174,8 +173,7 @@ fn through(collector_id: String, entries: &[Entry]) -> SealedThrough {
 }
 
 /// Checks that `loc` is a dataset and says how far each collector's
-/// sealed rows reach. Over a bucket only the newest entry of each chain is
-/// fetched, after one listing.
+/// sealed rows reach, and when nothing was listening.
 pub async fn require(loc: &Location) -> Result<Vec<SealedThrough>, DatasetError> {
     if let Some(dir) = loc.local_dir() {
         require_local(dir)?;
@@ -193,25 +191,16 @@ pub async fn require(loc: &Location) -> Result<Vec<SealedThrough>, DatasetError>
         return Err(DatasetError::NoManifest(loc.url.clone()));
     }
     let mut out = Vec::new();
+    // Every entry: a gap can be anywhere in the chain. One GET per entry,
+    // so a long chain in a bucket is slow to answer from (see README).
     for (id, rels) in chains {
-        // The newest sealing entry is normally the last one or close to it;
-        // walk back a few objects at a time instead of fetching the chain.
-        let mut found = None;
-        let mut end = rels.len();
-        while found.is_none() && end > 0 {
-            let start = end.saturating_sub(8);
-            let tail = chain::fetch(loc, rels[start..end].to_vec())
-                .await
-                .map_err(store_err)?;
-            let entries: Vec<Entry> = tail.into_iter().filter_map(|s| s.entry.ok()).collect();
-            found = sealed_through_ns(&entries);
-            end = start;
-        }
-        out.push(SealedThrough {
-            collector_id: id,
-            through: found.map(rfc3339),
-            gaps: Vec::new(),
-        });
+        let entries: Vec<Entry> = chain::fetch(loc, rels)
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .filter_map(|s| s.entry.ok())
+            .collect();
+        out.push(through(id, &entries));
     }
     Ok(out)
 }

@@ -238,7 +238,9 @@ impl ProveArgs {
     pub async fn run(self) -> Result<bool, QueryError> {
         let (engine, sealed) = self.data.engine().await?;
         let window = chrono::Duration::seconds(i64::from(self.window_secs));
-        let proof = prove::prove_human(&engine, &self.event_id, window).await?;
+        let mut proof = prove::prove_human(&engine, &self.event_id, window).await?;
+        let (from, to) = proof.window_ns;
+        proof.check_coverage(dataset::uncovered(&sealed, from, to));
         let mut o = out();
         match self.format {
             Format::Json => {

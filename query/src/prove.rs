@@ -9,6 +9,9 @@
 //!    matches the seal entry, and it does contain this event id.
 //! 3. `violations`: no violation was recorded for the same service within
 //!    the window around the action (`[start - w, end + w]`).
+//! 4. `coverage` (added by the command, from the manifests): the collector
+//!    was listening throughout that window, so "no violation" means none
+//!    was sent, not that nobody was there to receive one.
 
 use chrono::{DateTime, Duration, Utc};
 use datafusion::arrow::array::AsArray;
@@ -43,6 +46,29 @@ pub struct Proof {
     pub human: bool,
     /// The checks, in order.
     pub checks: Vec<Check>,
+    /// The window the violations check covered, ns (start, end).
+    #[serde(skip)]
+    pub window_ns: (i64, i64),
+}
+
+impl Proof {
+    /// Adds the coverage check: a window in which nothing was listening
+    /// overlaps the violations window, so "no violation" there proves
+    /// nothing; `uncovered` lists those windows (empty: the check passes).
+    pub fn check_coverage(&mut self, uncovered: Vec<String>) {
+        let pass = uncovered.is_empty();
+        let detail = if pass {
+            "the collector was listening throughout the violations window".to_owned()
+        } else {
+            uncovered.join("; ")
+        };
+        self.checks.push(Check {
+            check: "coverage",
+            pass,
+            detail,
+        });
+        self.human &= pass;
+    }
 }
 
 /// The violations check's SQL (also in `docs/analysts.md`).
@@ -78,11 +104,14 @@ pub async fn prove_human(
     let r = &answer.rows[0];
     checks.push(row_check(r));
     checks.push(file_check(engine.location(), event_id, r).await);
-    checks.push(violations_check(engine, r, window).await?);
+    let (from, to) = violations_window(r, window);
+    checks.push(violations_check(engine, r, from, to).await?);
+    let ns = |t: DateTime<Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
     Ok(Proof {
         event_id: event_id.to_owned(),
         human: checks.iter().all(|c| c.pass),
         checks,
+        window_ns: (ns(from), ns(to)),
     })
 }
 
@@ -165,13 +194,20 @@ async fn file_check(location: &Location, event_id: &str, r: &RowFacts) -> Check 
     }
 }
 
+/// `[start - w, end + w]` around the action.
+fn violations_window(r: &RowFacts, window: Duration) -> (DateTime<Utc>, DateTime<Utc>) {
+    (
+        r.start - window,
+        r.end.unwrap_or(r.start).max(r.start) + window,
+    )
+}
+
 async fn violations_check(
     engine: &Engine,
     r: &RowFacts,
-    window: Duration,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
 ) -> Result<Check, QueryError> {
-    let from = r.start - window;
-    let to = r.end.unwrap_or(r.start).max(r.start) + window;
     let batches = engine
         .sql(&violations_sql(&r.service_name, from, to))
         .await?;

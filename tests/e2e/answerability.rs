@@ -276,7 +276,7 @@ fn prove_human_passes_only_for_a_clean_human_action() {
     let ok = run(&["prove-human", "--data-dir", &d, HUMAN_OK]);
     assert!(ok.ok, "{}{}", ok.stdout, ok.stderr);
     assert!(ok.stdout.contains("PROVEN"), "{}", ok.stdout);
-    assert_eq!(ok.stdout.matches("PASS").count(), 3, "{}", ok.stdout);
+    assert_eq!(ok.stdout.matches("PASS").count(), 4, "{}", ok.stdout);
 
     let agent = run(&["prove-human", "--data-dir", &d, AGENT_A1]);
     assert!(!agent.ok);

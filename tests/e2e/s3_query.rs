@@ -195,7 +195,7 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
     assert_eq!(proven.code, Some(0), "{}{}", proven.stdout, proven.stderr);
     assert_eq!(
         proven.stdout.matches("PASS").count(),
-        3,
+        4,
         "{}",
         proven.stdout
     );

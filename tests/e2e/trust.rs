@@ -570,7 +570,12 @@ fn downtime_after_a_sigkill_is_a_coverage_gap_and_activity_says_so() {
     let data = dir.path();
     let flags = ["--digest-interval-secs", "1", "--seal-rows", "1"];
     let mut c = Collector::start(data, &flags);
-    send(&c, &[record("before".into(), days_ago(0))]);
+    let human = AuditRecord {
+        actor_kind: audit_schema::ActorKind::Human,
+        agent_id: None,
+        ..record("human-1".into(), days_ago(0))
+    };
+    send(&c, &[record("before".into(), days_ago(0)), human]);
     std::thread::sleep(std::time::Duration::from_millis(1500));
     c.child.kill().unwrap();
     let _ = c.child.wait();
@@ -632,4 +637,9 @@ fn downtime_after_a_sigkill_is_a_coverage_gap_and_activity_says_so() {
         &later,
     ]);
     assert!(o.ok && !o.stdout.contains("NOT COVERED"), "{}", o.stdout);
+    // No violation near a human action proves nothing if nobody listened.
+    let o = run(&["prove-human", "--data-dir", root, "human-1"]);
+    assert!(!o.ok, "{}", o.stdout);
+    assert!(o.stdout.contains("PASS  row"), "{}", o.stdout);
+    assert!(o.stdout.contains("FAIL  coverage"), "{}", o.stdout);
 }
