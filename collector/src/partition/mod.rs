@@ -66,7 +66,7 @@ use arrow_array::{
 };
 use arrow_schema::{ArrowError, DataType, FieldRef, Schema, SchemaRef};
 use audit_schema::columns::{self, Column};
-use audit_schema::{ActorKind, AuditRecord, Stamp, ViolationRecord};
+use audit_schema::{AuditRecord, Stamp, ViolationRecord};
 use chrono::{DateTime, Datelike, Timelike};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};

@@ -1,6 +1,7 @@
 //! Tests of the partition writer and readers.
 use super::write::hour_of;
 use super::*;
+use audit_schema::ActorKind;
 use parquet::file::properties::ReaderProperties;
 use parquet::file::reader::FileReader;
 use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};

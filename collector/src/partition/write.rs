@@ -1,6 +1,7 @@
 //! Rows to immutable Parquet files.
 
 use super::*;
+use audit_schema::columns::{Cell, ColumnType, Stored};
 
 /// Writes sealed batches of rows as new, immutable Parquet files.
 #[derive(Clone, Debug)]
@@ -340,8 +341,9 @@ fn create_dir_synced(dir: &Path) -> Result<(), PartitionError> {
 // ---------------------------------------------------------------------------
 // Rows → arrays
 
-/// What the generic writer needs to know about a dataset's rows.
-trait Row: Sized {
+/// What the generic writer needs to know about a dataset's rows, beyond
+/// their columns and cells.
+trait Row: Stored {
     const DATASET: Dataset;
     /// `(column, nulls_first)` the rows of a file are sorted by.
     const SORTED_BY: &'static [(&'static str, bool)];
@@ -349,25 +351,41 @@ trait Row: Sized {
     fn event_time(&self) -> i64;
     /// Order of rows inside a file.
     fn cmp_in_file(a: &(Self, Stamp), b: &(Self, Stamp)) -> Ordering;
-    /// The array of column `name`, or `None` if there is no such column.
-    fn column(rows: &[(Self, Stamp)], name: &str, collector_id: &str) -> Option<Col>;
 
-    /// A batch with the schema's columns, in the schema's order.
+    /// A batch with the schema's columns, in the schema's order: the
+    /// record's cells, then the stamp.
     fn batch(
         rows: &[(Self, Stamp)],
         collector_id: &str,
         schema: &SchemaRef,
     ) -> Result<RecordBatch, ArrowError> {
-        let arrays = schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let col = Self::column(rows, f.name(), collector_id).ok_or_else(|| {
-                    ArrowError::SchemaError(format!("no writer for column {}", f.name()))
-                })?;
-                Ok(col.into_array(f.data_type()))
-            })
-            .collect::<Result<Vec<_>, ArrowError>>()?;
+        let own = &Self::COLUMNS[..Self::COLUMNS.len() - columns::STAMP.len()];
+        let mut cols: Vec<Col> = own.iter().map(|c| Col::new(c.ty, rows.len())).collect();
+        for (record, _) in rows {
+            let mut next = cols.iter_mut();
+            record.cells(&mut |cell| {
+                if let Some(col) = next.next() {
+                    col.push(cell);
+                }
+            });
+        }
+        cols.push(Col::Time(
+            rows.iter().map(|r| Some(r.1.received_time_ns)).collect(),
+        ));
+        cols.push(Col::Str(vec![Some(collector_id.to_owned()); rows.len()]));
+        cols.push(Col::UInt(rows.iter().map(|r| r.1.seq).collect()));
+        if cols.len() != schema.fields().len() {
+            return Err(ArrowError::SchemaError(format!(
+                "{} columns written for a schema of {}",
+                cols.len(),
+                schema.fields().len()
+            )));
+        }
+        let arrays = cols
+            .into_iter()
+            .zip(schema.fields().iter())
+            .map(|(col, f)| col.into_array(f.data_type()))
+            .collect();
         RecordBatch::try_new(schema.clone(), arrays)
     }
 }
@@ -382,11 +400,32 @@ enum Col {
     Map(Vec<Vec<(String, String)>>),
 }
 
-fn strs<'a, R: 'a>(rows: &'a [(R, Stamp)], f: impl Fn(&'a R) -> Option<&'a str>) -> Col {
-    Col::Str(rows.iter().map(|r| f(&r.0).map(str::to_owned)).collect())
-}
-
 impl Col {
+    fn new(ty: ColumnType, rows: usize) -> Col {
+        match ty {
+            ColumnType::Utf8 => Col::Str(Vec::with_capacity(rows)),
+            ColumnType::TimestampNs => Col::Time(Vec::with_capacity(rows)),
+            ColumnType::Int64 => Col::Int(Vec::with_capacity(rows)),
+            ColumnType::UInt64 => Col::UInt(Vec::with_capacity(rows)),
+            ColumnType::ListUtf8 => Col::List(Vec::with_capacity(rows)),
+            ColumnType::MapUtf8 => Col::Map(Vec::with_capacity(rows)),
+        }
+    }
+
+    /// Appends one record's cell. Cells and columns come from the same
+    /// table, so their types agree; a cell that did not would be left out
+    /// and `RecordBatch::try_new` would refuse the short column.
+    fn push(&mut self, cell: Cell<'_>) {
+        match (self, cell) {
+            (Col::Str(v), Cell::Str(s)) => v.push(s.map(str::to_owned)),
+            (Col::Time(v), Cell::Time(t)) => v.push(t),
+            (Col::Int(v), Cell::Int(i)) => v.push(i),
+            (Col::List(v), Cell::List(items)) => v.push(items.to_vec()),
+            (Col::Map(v), Cell::Map(m)) => v.push(attrs(m)),
+            _ => {}
+        }
+    }
+
     fn into_array(self, ty: &DataType) -> ArrayRef {
         match self {
             Col::Str(v) => Arc::new(StringArray::from(v)),
@@ -473,36 +512,6 @@ impl Row for AuditRecord {
             b.1.seq,
         ))
     }
-
-    fn column(rows: &[(Self, Stamp)], name: &str, collector_id: &str) -> Option<Col> {
-        Some(match name {
-            "event_id" => strs(rows, |r| Some(r.event_id.as_str())),
-            "start_time" => Col::Time(rows.iter().map(|r| Some(r.0.start_time_ns)).collect()),
-            "end_time" => Col::Time(rows.iter().map(|r| r.0.end_time_ns).collect()),
-            "actor_kind" => strs(rows, |r| Some(r.actor_kind.as_str())),
-            "agent_id" => strs(rows, |r| r.agent_id.as_deref()),
-            "agent_name" => strs(rows, |r| r.agent_name.as_deref()),
-            "agent_credential_id" => strs(rows, |r| r.agent_credential_id.as_deref()),
-            "owner_id" => strs(rows, |r| Some(r.owner_id.as_str())),
-            "initiator_id" => strs(rows, |r| r.initiator_id.as_deref()),
-            "task_id" => strs(rows, |r| r.task_id.as_deref()),
-            "action" => strs(rows, |r| Some(r.action.as_str())),
-            "target" => strs(rows, |r| r.target.as_deref()),
-            "outcome" => strs(rows, |r| Some(r.outcome.as_str())),
-            "scopes" => Col::List(rows.iter().map(|r| r.0.scopes.clone()).collect()),
-            "consent_id" => strs(rows, |r| r.consent_id.as_deref()),
-            "inputs_sha256" => strs(rows, |r| r.inputs_sha256.as_deref()),
-            "service_name" => strs(rows, |r| Some(r.service_name.as_str())),
-            "service_instance_id" => strs(rows, |r| r.service_instance_id.as_deref()),
-            "trace_id" => strs(rows, |r| r.trace_id.as_deref()),
-            "span_id" => strs(rows, |r| r.span_id.as_deref()),
-            "attributes" => Col::Map(rows.iter().map(|r| attrs(&r.0.attributes)).collect()),
-            "received_time" => Col::Time(rows.iter().map(|r| Some(r.1.received_time_ns)).collect()),
-            "collector_id" => Col::Str(vec![Some(collector_id.to_owned()); rows.len()]),
-            "seq" => Col::UInt(rows.iter().map(|r| r.1.seq).collect()),
-            _ => return None,
-        })
-    }
 }
 
 impl Row for ViolationRecord {
@@ -516,32 +525,5 @@ impl Row for ViolationRecord {
 
     fn cmp_in_file(a: &(Self, Stamp), b: &(Self, Stamp)) -> Ordering {
         (&a.0.service_name, a.0.time_ns, a.1.seq).cmp(&(&b.0.service_name, b.0.time_ns, b.1.seq))
-    }
-
-    fn column(rows: &[(Self, Stamp)], name: &str, collector_id: &str) -> Option<Col> {
-        Some(match name {
-            "event_id" => strs(rows, |r| Some(r.event_id.as_str())),
-            "time" => Col::Time(rows.iter().map(|r| Some(r.0.time_ns)).collect()),
-            "detected_by" => strs(rows, |r| Some(r.detected_by.as_str())),
-            "missing" => Col::List(rows.iter().map(|r| r.0.missing.clone()).collect()),
-            "reason" => strs(rows, |r| Some(r.reason.as_str())),
-            "span_target" => strs(rows, |r| r.span_target.as_deref()),
-            "span_name" => strs(rows, |r| r.span_name.as_deref()),
-            "code_file" => strs(rows, |r| r.code_file.as_deref()),
-            "code_line" => Col::Int(rows.iter().map(|r| r.0.code_line).collect()),
-            "action" => strs(rows, |r| r.action.as_deref()),
-            "actor_kind" => strs(rows, |r| r.actor_kind.as_deref()),
-            "agent_id" => strs(rows, |r| r.agent_id.as_deref()),
-            "owner_id" => strs(rows, |r| r.owner_id.as_deref()),
-            "service_name" => strs(rows, |r| Some(r.service_name.as_str())),
-            "service_instance_id" => strs(rows, |r| r.service_instance_id.as_deref()),
-            "trace_id" => strs(rows, |r| r.trace_id.as_deref()),
-            "span_id" => strs(rows, |r| r.span_id.as_deref()),
-            "attributes" => Col::Map(rows.iter().map(|r| attrs(&r.0.attributes)).collect()),
-            "received_time" => Col::Time(rows.iter().map(|r| Some(r.1.received_time_ns)).collect()),
-            "collector_id" => Col::Str(vec![Some(collector_id.to_owned()); rows.len()]),
-            "seq" => Col::UInt(rows.iter().map(|r| r.1.seq).collect()),
-            _ => return None,
-        })
     }
 }
