@@ -21,13 +21,14 @@
 //!
 //! ## Modules, in dependency order
 //!
-//! Each module uses only the ones before it:
+//! Each module uses only the ones before it (the macros of `declare`
+//! expand in `record`, where the tables are):
 //!
 //! 1. `column`: what a stored column is (type, docs, Arrow type, cells);
 //!    public as [`columns`] with the two column lists.
 //! 2. [`record`]: **the field tables**. One row per field declares the
 //!    record structs, [`Draft`], [`Field`], the column lists and the code
-//!    that fills, writes and reads each field (the macros of `declare`).
+//!    that fills, checks, encodes, writes and reads each field.
 //! 3. [`wire`]: the other names of the OTLP wire contract (event names,
 //!    resource and violation keys), with [`Field`]'s table re-exported.
 //! 4. `problem`: [`Problem`] and [`Rejection`], what is wrong with a record.
