@@ -5,10 +5,12 @@
 //! [`Limits`](crate::Limits), the OTLP codec and the README's tables are
 //! all derived from these rows (by the macros in `declare.rs`).
 //!
-//! **Adding a field** is one row here (a `text` field promoted from a span
-//! or an attribute needs nothing else in the code), then the README's
-//! tables, the `audit-layer` crate docs' span-field table and
-//! `docs/external-tables.md`'s DDL, which tests hold to this table.
+//! **Adding a field** is one row here: a `text` field promoted from a span
+//! or an attribute needs nothing else in the code. The docs follow it, and
+//! tests hold them to this table and print the lines to paste: the README's
+//! two tables, the `audit-layer` crate docs' span-field table and
+//! `docs/external-tables.md`'s DDL. The Python end-to-end test keeps its own
+//! list of the columns on purpose (`tests/python/test_independent.py`).
 //!
 //! A [`Draft`] is what a client or the collector has gathered so far: every
 //! field optional. [`crate::rules::Rules::check`] turns a draft into an
