@@ -52,19 +52,17 @@
 //! without ever replacing an existing file ([`PartitionError::AlreadyExists`]),
 //! and its directory fsynced.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::{ListBuilder, MapBuilder, MapFieldNames, StringBuilder};
 use arrow_array::{
-    Array, ArrayRef, Int64Array, ListArray, MapArray, RecordBatch, StringArray, StructArray,
+    Array, Int64Array, ListArray, MapArray, RecordBatch, StringArray, StructArray,
     TimestampNanosecondArray, UInt64Array,
 };
-use arrow_schema::{ArrowError, DataType, FieldRef, Schema, SchemaRef};
+use arrow_schema::{ArrowError, Schema, SchemaRef};
 use audit_schema::columns::{self, Column};
 use audit_schema::{AuditRecord, Stamp, ViolationRecord};
 use chrono::{DateTime, Datelike, Timelike};
@@ -221,6 +219,7 @@ fn schema_err(path: &Path, message: impl Into<String>) -> PartitionError {
 }
 
 mod read;
+mod rows;
 mod write;
 
 pub use read::{
