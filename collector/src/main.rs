@@ -421,7 +421,11 @@ fn main() -> ExitCode {
         _ => None,
     };
     let configured = serve_cfg.as_ref().map(|c| c.log_format);
-    init_logs(cli.log_format.or(configured).unwrap_or_default());
+    init_logs(
+        cli.log_format
+            .or(configured)
+            .unwrap_or(Config::default().log_format),
+    );
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
