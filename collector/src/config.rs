@@ -415,6 +415,32 @@ mod tests {
     }
 
     #[test]
+    fn the_writer_needs_a_local_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Config {
+            data_dir: dir.path().into(),
+            ..Config::default()
+        };
+        let ingest = local.ingest("c1").expect("defaults are valid");
+        let s = &local.store;
+        assert_eq!(
+            (
+                ingest.seal_rows,
+                ingest.queue_depth,
+                ingest.max_buffered_rows
+            ),
+            (s.seal_rows, s.queue_depth, s.max_buffered_rows)
+        );
+        assert_eq!(ingest.dedup_window.as_secs(), s.dedup_window_hours * 3600);
+        let bucket = Config {
+            data_dir: "s3://b/p".into(),
+            ..Config::default()
+        };
+        let err = bucket.ingest("c1").unwrap_err().to_string();
+        assert!(err.contains("--store-url"), "{err}");
+    }
+
+    #[test]
     fn collector_id_is_generated_once_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let c = Config {
