@@ -60,13 +60,9 @@ pub struct RetentionPolicy {
 }
 
 impl Default for RetentionPolicy {
+    /// [`crate::config::Config::default`]'s.
     fn default() -> Self {
-        RetentionPolicy {
-            min_days: 30,
-            max_days: None,
-            legal_holds: Vec::new(),
-            operator_keys: Vec::new(),
-        }
+        crate::config::Config::default().retention
     }
 }
 

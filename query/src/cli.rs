@@ -9,73 +9,22 @@ use clap::{ArgGroup, Args};
 use super::activity::{Range, Subject};
 use super::output::{self, Format};
 use super::{activity, prove, who, Engine, QueryError};
-use audit_collector::config::Config;
-use audit_collector::dataset::{self, SealedThrough};
-use audit_collector::store::{self, Location};
+use audit_collector::coverage::{self, SealedThrough};
+use audit_collector::dataset::DatasetArgs;
 
-/// The dataset the answer commands read: the collector's data directory,
-/// or the bucket prefix its sealed files and manifests are uploaded to.
-/// Credentials, region and endpoint of a bucket come from the standard
-/// `AWS_*` variables (`AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for an
-/// S3-compatible server on loopback), or from `--config`'s `[store.remote]`.
-#[derive(Args, Debug)]
-pub struct DataArgs {
-    /// Dataset: a directory, or `s3://bucket/prefix`.
-    #[arg(
-        long = "data-dir",
-        visible_alias = "data",
-        env = "AUDIT_COLLECTOR_DATA_DIR",
-        default_value = "./audit-data"
-    )]
-    pub data_dir: String,
-    /// The collector's object store (`s3://bucket/prefix`); wins over
-    /// --data-dir, as it does for `serve`, where the data dir then only
-    /// holds the WAL.
-    #[arg(long, env = "AUDIT_COLLECTOR_STORE_URL")]
-    pub store_url: Option<String>,
-    /// The collector's TOML config: `[store] url` (below --store-url) and
-    /// `[store.remote]` (endpoint, region, plain HTTP), as `verify` reads it.
-    #[arg(long, env = "AUDIT_COLLECTOR_CONFIG")]
-    pub config: Option<std::path::PathBuf>,
-}
-
-impl DataArgs {
-    /// Where the dataset is.
-    pub fn location(&self) -> Result<Location, QueryError> {
-        let cfg = match &self.config {
-            Some(path) => Config::from_file(path).map_err(|e| QueryError::BadLocation {
-                location: path.display().to_string(),
-                reason: e.to_string(),
-            })?,
-            None => Config::default(),
-        };
-        let url = self
-            .store_url
-            .as_deref()
-            .or(cfg.store.url.as_deref())
-            .unwrap_or(&self.data_dir);
-        if !store::is_remote(url) {
-            let dir = std::path::Path::new(url.strip_prefix("file://").unwrap_or(url));
-            if !dir.is_dir() {
-                return Err(QueryError::MissingDataDir(dir.to_owned()));
-            }
-        }
-        Ok(Location::parse(url, &cfg.store.remote)?)
-    }
-
-    /// Opens the query engine over the dataset, once it is known to be one
-    /// (a manifest is there), with how far its sealed rows reach.
-    pub async fn engine(&self) -> Result<(Engine, Vec<SealedThrough>), QueryError> {
-        let location = self.location()?;
-        let sealed = dataset::require(&location).await?;
-        Ok((Engine::open(location).await?, sealed))
-    }
+/// Opens the query engine over the dataset the flags name, once it is
+/// known to be one (a manifest is there), with how far its sealed rows
+/// reach and when nothing was listening.
+async fn engine(data: &DatasetArgs) -> Result<(Engine, Vec<SealedThrough>), QueryError> {
+    let location = data.locate()?;
+    let sealed = coverage::require(&location).await?;
+    Ok((Engine::open(location).await?, sealed))
 }
 
 /// Says how far the answer reaches: a line of the table, or on stderr when
 /// stdout is JSON or CSV for a program to read.
 fn sealed_note(o: &mut dyn Write, format: Format, sealed: &[SealedThrough]) -> std::io::Result<()> {
-    note(o, format, &dataset::describe(sealed))
+    note(o, format, &coverage::describe(sealed))
 }
 
 /// A line about the answer: part of a table, on stderr beside JSON or CSV.
@@ -91,7 +40,7 @@ fn note(o: &mut dyn Write, format: Format, line: &str) -> std::io::Result<()> {
 pub struct QueryArgs {
     /// Where the dataset is.
     #[command(flatten)]
-    pub data: DataArgs,
+    pub data: DatasetArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -104,7 +53,7 @@ pub struct QueryArgs {
 pub struct WhoArgs {
     /// Where the dataset is.
     #[command(flatten)]
-    pub data: DataArgs,
+    pub data: DatasetArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -121,7 +70,7 @@ pub struct WhoArgs {
 pub struct ActivityArgs {
     /// Where the dataset is.
     #[command(flatten)]
-    pub data: DataArgs,
+    pub data: DatasetArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -147,7 +96,7 @@ pub struct ActivityArgs {
 pub struct ProveArgs {
     /// Where the dataset is.
     #[command(flatten)]
-    pub data: DataArgs,
+    pub data: DatasetArgs,
     /// Output format (`csv` prints the checks as rows).
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -166,7 +115,7 @@ fn out() -> std::io::StdoutLock<'static> {
 impl QueryArgs {
     /// Runs the statement and prints its result.
     pub async fn run(self) -> Result<bool, QueryError> {
-        let (engine, sealed) = self.data.engine().await?;
+        let (engine, sealed) = engine(&self.data).await?;
         let (schema, batches) = engine.sql_with_schema(&self.sql).await?;
         let mut o = out();
         output::write(&mut o, self.format, &schema, &batches)?;
@@ -182,7 +131,7 @@ impl WhoArgs {
             writeln!(out(), "{}", who::sql(&self.event_id))?;
             return Ok(true);
         }
-        let (engine, sealed) = self.data.engine().await?;
+        let (engine, sealed) = engine(&self.data).await?;
         let answer = who::who(&engine, &self.event_id).await?;
         let mut o = out();
         match self.format {
@@ -220,12 +169,12 @@ impl ActivityArgs {
             writeln!(out(), "{}", activity::sql(&subject, range))?;
             return Ok(true);
         }
-        let (engine, sealed) = self.data.engine().await?;
+        let (engine, sealed) = engine(&self.data).await?;
         let (schema, batches) = activity::activity(&engine, &subject, range).await?;
         let mut o = out();
         output::write(&mut o, self.format, &schema, &batches)?;
         let ns = |t: chrono::DateTime<chrono::Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
-        for line in dataset::uncovered(&sealed, ns(range.from), ns(range.to)) {
+        for line in coverage::uncovered(&sealed, ns(range.from), ns(range.to)) {
             note(&mut o, self.format, &line)?;
         }
         sealed_note(&mut o, self.format, &sealed)?;
@@ -236,11 +185,11 @@ impl ActivityArgs {
 impl ProveArgs {
     /// Prints each check; true (exit 0) only when all hold.
     pub async fn run(self) -> Result<bool, QueryError> {
-        let (engine, sealed) = self.data.engine().await?;
+        let (engine, sealed) = engine(&self.data).await?;
         let window = chrono::Duration::seconds(i64::from(self.window_secs));
         let mut proof = prove::prove_human(&engine, &self.event_id, window).await?;
         let (from, to) = proof.window_ns;
-        proof.check_coverage(dataset::uncovered(&sealed, from, to));
+        proof.check_coverage(coverage::uncovered(&sealed, from, to));
         let mut o = out();
         match self.format {
             Format::Json => {

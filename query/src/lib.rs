@@ -48,8 +48,6 @@ pub mod output;
 pub mod prove;
 pub mod who;
 
-use std::path::PathBuf;
-
 use chrono::{DateTime, Utc};
 
 pub use engine::Engine;
@@ -58,9 +56,9 @@ pub use output::Format;
 /// What went wrong answering a question.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// The data directory is not there.
-    #[error("data dir {} does not exist (pass --data-dir, default ./audit-data)", .0.display())]
-    MissingDataDir(PathBuf),
+    /// The dataset flags name no usable dataset.
+    #[error(transparent)]
+    Dataset(#[from] audit_collector::dataset::DatasetError),
     /// Nothing at all is stored under a bucket prefix.
     #[error(
         "nothing is stored under {0}: check the bucket and prefix (the collector's store URL)"
@@ -68,7 +66,7 @@ pub enum QueryError {
     EmptyLocation(String),
     /// The location holds no collector manifest: not a dataset.
     #[error(transparent)]
-    Dataset(#[from] audit_collector::dataset::DatasetError),
+    NotADataset(#[from] audit_collector::coverage::CoverageError),
     /// A location could not be turned into a table location.
     #[error("cannot use {location} as a table location: {reason}")]
     BadLocation {

@@ -334,8 +334,8 @@ impl Writer {
         };
         match self.manifest.append(now, body) {
             Ok(_) => tracing::warn!(
-                from = %crate::dataset::rfc3339(from_ns),
-                to = %crate::dataset::rfc3339(now),
+                from = %crate::coverage::rfc3339(from_ns),
+                to = %crate::coverage::rfc3339(now),
                 "coverage gap: nothing was listening since the last digest; recorded in the manifest"
             ),
             Err(e) => tracing::error!(error = %e, "cannot record the coverage gap"),

@@ -350,32 +350,26 @@ impl Receiver {
 mod tests {
     use super::*;
     use audit_schema::otlp::encode_action;
-    use audit_schema::{ActorKind, AuditRecord};
+    use audit_schema::{AuditRecord, Draft};
     use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
+    /// An agent action naming `owner` (the empty owner makes a record the
+    /// collector must refuse).
     fn record(owner: &str) -> AuditRecord {
+        let valid = Draft {
+            start_time_ns: Some(1_764_000_000_000_000_000),
+            agent_id: Some("agt_1".into()),
+            owner_id: Some("usr".into()),
+            action: Some("db.drop".into()),
+            service_name: Some("svc".into()),
+            ..Draft::default()
+        };
         AuditRecord {
             event_id: new_event_id(),
-            start_time_ns: 1_764_000_000_000_000_000,
-            end_time_ns: None,
-            actor_kind: ActorKind::Agent,
-            agent_id: Some("agt_1".into()),
-            agent_name: None,
-            agent_credential_id: None,
             owner_id: owner.into(),
-            initiator_id: None,
-            task_id: None,
-            action: "db.drop".into(),
-            target: None,
-            outcome: "ok".into(),
-            scopes: vec![],
-            consent_id: None,
-            inputs_sha256: None,
-            service_name: "svc".into(),
-            service_instance_id: None,
-            trace_id: None,
-            span_id: None,
-            attributes: Default::default(),
+            ..Rules::default()
+                .check(valid)
+                .expect("a complete agent action")
         }
     }
 

@@ -47,7 +47,7 @@ pub struct Report {
     pub digests: usize,
     /// Per collector, the time up to which everything it acknowledged is
     /// sealed, so covered by this verification (RFC 3339).
-    pub sealed_through: Vec<crate::dataset::SealedThrough>,
+    pub sealed_through: Vec<crate::coverage::SealedThrough>,
     /// Checkpoints found in the witness and checked.
     pub witnessed: usize,
     /// Everything wrong; empty means intact.
@@ -64,8 +64,8 @@ impl Report {
     }
 
     fn note_sealed(&mut self, collector_id: String, entries: &[Entry]) {
-        let through = crate::dataset::sealed_through_ns(entries).map(crate::dataset::rfc3339);
-        self.sealed_through.push(crate::dataset::SealedThrough {
+        let through = crate::coverage::sealed_through_ns(entries).map(crate::coverage::rfc3339);
+        self.sealed_through.push(crate::coverage::SealedThrough {
             collector_id,
             through,
             gaps: Vec::new(),
@@ -99,8 +99,8 @@ pub struct Options {
 
 /// Verifies the data dir `root`; a directory without any manifest is
 /// refused, not reported intact.
-pub fn verify(root: &Path, opts: &Options) -> Result<Report, crate::dataset::DatasetError> {
-    crate::dataset::require_local(root)?;
+pub fn verify(root: &Path, opts: &Options) -> Result<Report, crate::coverage::CoverageError> {
+    crate::coverage::require_local(root)?;
     let mut report = Report::default();
     let mut listed: BTreeSet<String> = BTreeSet::new();
     let manifest_dir = root.join("manifest");
@@ -386,8 +386,8 @@ fn check_chain(
                 &at,
                 format!(
                     "nothing was listening from {} to {} ({} s): no rows there is not proof of absence",
-                    crate::dataset::rfc3339(*from_ns),
-                    crate::dataset::rfc3339(*to_ns),
+                    crate::coverage::rfc3339(*from_ns),
+                    crate::coverage::rfc3339(*to_ns),
                     (to_ns - from_ns) / 1_000_000_000
                 ),
             ),

@@ -26,7 +26,7 @@ pub enum VerifyStoreError {
     },
     /// Nothing under the prefix's `manifest/`: not a dataset.
     #[error(transparent)]
-    NotADataset(#[from] crate::dataset::DatasetError),
+    NotADataset(#[from] crate::coverage::CoverageError),
     /// The client's runtime could not start.
     #[error("cannot start the store client: {0}")]
     Runtime(std::io::Error),
@@ -47,7 +47,7 @@ pub fn verify_store(loc: &Location, opts: &Options) -> Result<Report, VerifyStor
     let mut listed = BTreeSet::new();
     let chains = rt.block_on(chain::read_all(loc)).map_err(store_err)?;
     if chains.is_empty() {
-        return Err(crate::dataset::DatasetError::NoManifest(loc.url.clone()).into());
+        return Err(crate::coverage::CoverageError::NoManifest(loc.url.clone()).into());
     }
     for (id, stored) in chains {
         report.manifests += 1;

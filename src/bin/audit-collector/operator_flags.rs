@@ -6,15 +6,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use audit_collector::checkpoint::{NoteSigner, NoteVerifier};
+use audit_collector::dataset::{self, DatasetArgs};
 use audit_collector::policy_chain::{Hold, HoldAction};
 use clap::{Args, Subcommand};
 
 /// `hold add|release`.
 #[derive(Args, Debug)]
 pub struct HoldArgs {
-    /// Data directory (the collectors must be stopped: each owns its manifest).
-    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
-    pub data_dir: PathBuf,
+    /// The data dir (the collectors must be stopped: each owns its manifest).
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
     /// The operator's private key file (`PRIVATE+KEY+…`, from `keygen`).
     #[arg(long)]
     pub operator_key: PathBuf,
@@ -92,12 +93,9 @@ pub fn check_listed(signer: &NoteSigner, configured: &[String]) -> anyhow::Resul
 
 /// Records a signed hold statement in every collector's manifest.
 pub fn hold(args: HoldArgs) -> anyhow::Result<bool> {
-    anyhow::ensure!(
-        args.data_dir.is_dir(),
-        "data dir {} does not exist",
-        args.data_dir.display()
-    );
-    audit_collector::dataset::require_local(&args.data_dir)?;
+    let loc = args.dataset.locate()?;
+    let data_dir = dataset::local(&loc, "hold")?;
+    audit_collector::coverage::require_local(data_dir)?;
     let signer = signer(&args.operator_key)?;
     let hold = match args.action {
         HoldCmd::Add {
@@ -125,7 +123,7 @@ pub fn hold(args: HoldArgs) -> anyhow::Result<bool> {
             signature: String::new(),
         },
     };
-    let ids = audit_collector::retention::record_hold(&args.data_dir, &signer, &hold)?;
+    let ids = audit_collector::retention::record_hold(data_dir, &signer, &hold)?;
     println!(
         "legal hold {} {} in the manifest of {}",
         hold.id,
