@@ -93,6 +93,9 @@ pub struct StoreConfig {
     /// The collector's private key for witness checkpoints; unset, one is
     /// generated under `data_dir/keys/` at first start.
     pub signing_key: Option<PathBuf>,
+    /// Seconds the witness may fail before `/readyz` says so (ingest goes
+    /// on regardless).
+    pub witness_grace_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -279,6 +282,7 @@ impl Default for Config {
                 object_lock: None,
                 witness_dir: None,
                 signing_key: None,
+                witness_grace_secs: 7200,
             },
             retention: crate::retention::RetentionPolicy {
                 min_days: 30,

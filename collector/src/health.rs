@@ -6,8 +6,9 @@
 //! - Readiness (`/readyz`): the collector would store a record sent now.
 //!   Not ready while the WAL is being recovered at start, once shutdown
 //!   has begun, while the store is failing (the last WAL write or fsync
-//!   errored), and while the writer's queue or unsealed buffer is full (a
-//!   request would be answered with a retryable error).
+//!   errored), while the writer's queue or unsealed buffer is full (a
+//!   request would be answered with a retryable error), and once the
+//!   witness has failed for longer than `store.witness_grace_secs`.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -45,6 +46,13 @@ pub enum NotReady {
         /// The queue's capacity (`store.queue_depth`).
         capacity: u64,
     },
+    /// Checkpoints could not be written to the witness for longer than
+    /// `store.witness_grace_secs` (ingest goes on; the proofs weaken).
+    #[error("witness failing for {secs} s: checkpoints are not reaching it (see the logs)")]
+    WitnessFailing {
+        /// How long it has been failing.
+        secs: u64,
+    },
     /// The unsealed buffer is at its cap (sealing is not keeping up).
     #[error("unsealed buffer full ({rows} rows; sealing is behind)")]
     BufferFull {
@@ -60,6 +68,7 @@ pub struct Health {
     metrics: Arc<Metrics>,
     queue_capacity: u64,
     max_buffered_rows: u64,
+    witness_grace_secs: std::sync::atomic::AtomicU64,
 }
 
 impl Health {
@@ -70,7 +79,13 @@ impl Health {
             metrics,
             queue_capacity: queue_capacity as u64,
             max_buffered_rows: max_buffered_rows as u64,
+            witness_grace_secs: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// After how long a failing witness makes the collector not ready.
+    pub fn set_witness_grace(&self, secs: u64) {
+        self.witness_grace_secs.store(secs, Ordering::Relaxed);
     }
 
     /// Moves to `phase`.
@@ -114,6 +129,14 @@ impl Health {
         if rows >= self.max_buffered_rows {
             return Err(NotReady::BufferFull { rows });
         }
+        let since = load(&self.metrics.witness_failing_since_timestamp_seconds);
+        if since != 0 {
+            let now = u64::try_from(crate::now_ns() / 1_000_000_000).unwrap_or(0);
+            let secs = now.saturating_sub(since);
+            if secs >= load(&self.witness_grace_secs) {
+                return Err(NotReady::WitnessFailing { secs });
+            }
+        }
         Ok(())
     }
 }
@@ -144,6 +167,17 @@ mod tests {
         );
         Metrics::set(&m.queue_depth, 3);
         assert_eq!(h.readiness(), Ok(()));
+
+        h.set_witness_grace(60);
+        let now = u64::try_from(crate::now_ns() / 1_000_000_000).unwrap();
+        Metrics::set(&m.witness_failing_since_timestamp_seconds, now - 10);
+        assert_eq!(h.readiness(), Ok(()), "failing for less than the grace");
+        Metrics::set(&m.witness_failing_since_timestamp_seconds, now - 100);
+        assert!(matches!(
+            h.readiness(),
+            Err(NotReady::WitnessFailing { secs }) if secs >= 100
+        ));
+        Metrics::set(&m.witness_failing_since_timestamp_seconds, 0);
 
         Metrics::set(&m.buffered_rows, 100);
         assert_eq!(h.readiness(), Err(NotReady::BufferFull { rows: 100 }));

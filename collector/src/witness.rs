@@ -13,8 +13,8 @@
 //! `DATA_DIR/keys/<collector_id>.key` (mode 0600) with its public key
 //! beside it, in the witness, and in the start log. A witness that cannot
 //! be written does not stop ingest: the failure is logged, counted
-//! (`audit_collector_witness_failures_total`) and retried at the next
-//! digest.
+//! (`audit_collector_witness_failures_total`), retried at the next digest,
+//! and after `store.witness_grace_secs` a `/readyz` reason.
 //!
 //! What it does not cover: someone holding both the collector's private key
 //! and write access to the witness can write checkpoints for a rewritten

@@ -643,3 +643,42 @@ fn downtime_after_a_sigkill_is_a_coverage_gap_and_activity_says_so() {
     assert!(o.stdout.contains("PASS  row"), "{}", o.stdout);
     assert!(o.stdout.contains("FAIL  coverage"), "{}", o.stdout);
 }
+
+#[test]
+fn an_unwritable_witness_does_not_stop_ingest_and_readyz_says_so_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file where the witness directory should be: every write fails.
+    let blocked = dir.path().join("witness-is-a-file");
+    std::fs::write(&blocked, b"").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[store]\nwitness_grace_secs = 1\n").unwrap();
+    let data = dir.path().join("data");
+    let c = Collector::start(
+        &data,
+        &[
+            "--witness-dir",
+            blocked.to_str().unwrap(),
+            "--digest-interval-secs",
+            "1",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let answer = loop {
+        let a = common::raw::get(c.http, "/readyz");
+        if a.starts_with("HTTP/1.1 503") || std::time::Instant::now() > deadline {
+            break a;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("witness failing"), "{answer}");
+    assert!(common::raw::metric(c.http, "witness_failures_total") >= 1);
+    send(&c, &[record("still-stored".into(), days_ago(0))]);
+    assert!(c.terminate());
+    assert_eq!(
+        common::stored_ids(&data).into_iter().collect::<Vec<_>>(),
+        ["still-stored"]
+    );
+}

@@ -346,10 +346,17 @@ impl Writer {
     /// failure is counted and logged, and ingest goes on.
     fn witness_checkpoint(&mut self) {
         let Some(w) = &self.witness else { return };
+        let since = &self.metrics.witness_failing_since_timestamp_seconds;
         match w.record(&self.manifest) {
-            Ok(()) => Metrics::add(&self.metrics.witness_checkpoints_total, 1),
+            Ok(()) => {
+                Metrics::add(&self.metrics.witness_checkpoints_total, 1);
+                Metrics::set(since, 0);
+            }
             Err(e) => {
                 Metrics::add(&self.metrics.witness_failures_total, 1);
+                if since.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                    Metrics::set(since, u64::try_from(now_ns() / 1_000_000_000).unwrap_or(1));
+                }
                 tracing::error!(error = %e, "cannot write the checkpoint to the witness; retrying at the next digest");
             }
         }

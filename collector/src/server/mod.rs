@@ -151,6 +151,7 @@ impl Server {
             ingest_cfg.queue_depth,
             ingest_cfg.max_buffered_rows,
         ));
+        health.set_witness_grace(cfg.store.witness_grace_secs);
         let (stop, stopped) = watch::channel(false);
         let header_read_timeout = Duration::from_secs(cfg.header_read_timeout_secs);
         let mut tasks = Vec::new();

@@ -74,15 +74,21 @@ pub fn raw_post(event: &str) -> Vec<u8> {
     req
 }
 
-/// A counter or gauge from the admin listener's `/metrics`.
-pub fn metric(admin: SocketAddr, name: &str) -> u64 {
-    let mut s = connect(admin);
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-        .expect("send");
+/// The whole answer (status line, headers, body) to `GET path`.
+pub fn get(addr: SocketAddr, path: &str) -> String {
+    let mut s = connect(addr);
+    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("send");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("read timeout");
     let mut text = String::new();
-    s.read_to_string(&mut text).expect("metrics");
+    s.read_to_string(&mut text).expect("answer");
+    text
+}
+
+/// A counter or gauge from the admin listener's `/metrics`.
+pub fn metric(admin: SocketAddr, name: &str) -> u64 {
+    let text = get(admin, "/metrics");
     let line = format!("\naudit_collector_{name} ");
     text.split_once(&line)
         .and_then(|(_, rest)| rest.lines().next())
