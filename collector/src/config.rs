@@ -406,6 +406,7 @@ impl Config {
                 .clone()
                 .map(|dir| crate::witness::WitnessConfig {
                     dir,
+                    remote: s.remote.clone(),
                     signing_key: s.signing_key.clone(),
                 }),
         })

@@ -1,6 +1,7 @@
 //! Automatic, witnessed checkpoints: every digest interval the collector
 //! signs its manifest head with its own key and writes the checkpoint to a
-//! witness directory outside the data dir (another disk or mount), so that
+//! witness outside the data dir (a directory on another disk or mount, or
+//! an object store prefix, `s3://bucket/prefix`), so that
 //! a tail cut off cleanly, or a chain rewritten consistently, is caught by
 //! `verify --witness` with nobody having run `checkpoint` by hand.
 //!
@@ -8,6 +9,10 @@
 //! WITNESS/<collector_id>.pub                   the collector's public key (written once)
 //! WITNESS/<collector_id>/<size, 20 digits>.note   one signed checkpoint per digest
 //! ```
+//!
+//! In an object store each is a conditional create (never overwritten;
+//! credentials and endpoint as for `[store]`, from `[store.remote]` and the
+//! `AWS_*` variables); give the bucket Object Lock to keep them.
 //!
 //! The collector's key is `--signing-key`, or generated at first start as
 //! `DATA_DIR/keys/<collector_id>.key` (mode 0600) with its public key
@@ -28,12 +33,15 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{self, CheckpointError, NoteSigner, NoteVerifier};
 use crate::manifest::Manifest;
+use crate::store::Location;
 
 /// Where checkpoints go and which key signs them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WitnessConfig {
-    /// The witness directory (outside the data dir).
+    /// The witness directory (outside the data dir), or `s3://bucket/prefix`.
     pub dir: PathBuf,
+    /// Endpoint and region of an object store witness.
+    pub remote: crate::store::RemoteOptions,
     /// The collector's private key file; `None` generates one under the
     /// data dir at first start.
     pub signing_key: Option<PathBuf>,
@@ -53,6 +61,9 @@ pub enum WitnessError {
     /// The key file is not a note private key.
     #[error("witness key: {0}")]
     Format(#[from] CheckpointError),
+    /// The witness location is not usable.
+    #[error("witness: {0}")]
+    Location(#[from] crate::store::StoreError),
     /// The witness already holds another public key for this collector.
     #[error("{} holds another public key for this collector: refusing to sign with a different key (remove it only if the key was rotated on purpose)", .0.display())]
     OtherKey(PathBuf),
@@ -61,10 +72,93 @@ pub enum WitnessError {
 /// The collector's side of the witness.
 #[derive(Debug)]
 pub struct Witness {
-    dir: PathBuf,
+    target: Target,
     collector_id: String,
     signer: NoteSigner,
     public: String,
+}
+
+/// A witness directory, or a prefix in an object store with the runtime
+/// its client runs on (the writer thread has none).
+#[derive(Debug)]
+enum Target {
+    Dir(PathBuf),
+    Store(Location, tokio::runtime::Runtime),
+}
+
+impl Target {
+    fn open(cfg: &WitnessConfig) -> Result<Target, WitnessError> {
+        match cfg.dir.to_str().filter(|d| crate::store::is_remote(d)) {
+            Some(url) => {
+                let loc = Location::parse(url, &cfg.remote)?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(key_err(&cfg.dir))?;
+                Ok(Target::Store(loc, rt))
+            }
+            None => Ok(Target::Dir(cfg.dir.clone())),
+        }
+    }
+
+    /// The content of `rel`, `None` when absent.
+    fn read(&self, rel: &str) -> std::io::Result<Option<String>> {
+        match self {
+            Target::Dir(dir) => match fs::read_to_string(dir.join(rel)) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            },
+            Target::Store(loc, rt) => {
+                match rt.block_on(crate::store::put::read(loc.store.as_ref(), &loc.path(rel))) {
+                    Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(std::io::Error::other(e)),
+                }
+            }
+        }
+    }
+
+    /// Creates `rel` unless it exists with the same content; other content
+    /// is an error (nothing is overwritten).
+    fn create(&self, rel: &str, text: &str) -> std::io::Result<()> {
+        match self {
+            Target::Dir(dir) => {
+                let path = dir.join(rel);
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                match write_new(&path, text, false) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        if fs::read_to_string(&path)? == text {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::other(format!(
+                                "{} exists with other content",
+                                path.display()
+                            )))
+                        }
+                    }
+                    other => other,
+                }
+            }
+            Target::Store(loc, rt) => {
+                let retry = crate::store::put::Retry {
+                    attempts: 2,
+                    ..Default::default()
+                };
+                let bytes = bytes::Bytes::from(text.to_owned());
+                rt.block_on(crate::store::put::create(
+                    loc.store.as_ref(),
+                    &loc.path(rel),
+                    bytes,
+                    &retry,
+                ))
+                .map(|_| ())
+                .map_err(std::io::Error::other)
+            }
+        }
+    }
 }
 
 /// The public key file of a collector in a witness directory.
@@ -123,15 +217,18 @@ impl Witness {
         let signer = NoteSigner::parse(&text)?;
         let public = signer.verifier().to_note_key();
         let w = Witness {
-            dir: cfg.dir.clone(),
+            target: Target::open(cfg)?,
             collector_id: collector_id.to_owned(),
             signer,
             public,
         };
-        let pinned = public_key_path(&w.dir, collector_id);
-        if let Ok(existing) = fs::read_to_string(&pinned) {
+        // Unreachable now is not fatal (ingest goes on); another key is.
+        if let Ok(Some(existing)) = w.target.read(&format!("{collector_id}.pub")) {
             if existing.trim() != w.public {
-                return Err(WitnessError::OtherKey(pinned));
+                return Err(WitnessError::OtherKey(public_key_path(
+                    &cfg.dir,
+                    collector_id,
+                )));
             }
         }
         Ok(w)
@@ -150,63 +247,58 @@ impl Witness {
         if size == 0 {
             return Ok(());
         }
-        let pinned = public_key_path(&self.dir, &self.collector_id);
-        if !pinned.exists() {
-            fs::create_dir_all(&self.dir)?;
-            match write_new(&pinned, &format!("{}\n", self.public), false) {
-                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-                _ => {}
-            }
-        }
-        let dir = self.dir.join(&self.collector_id);
-        fs::create_dir_all(&dir)?;
+        let id = &self.collector_id;
+        self.target
+            .create(&format!("{id}.pub"), &format!("{}\n", self.public))?;
         let note = self
             .signer
-            .sign(
-                &checkpoint::origin(&self.collector_id),
-                size,
-                manifest.head(),
-            )
+            .sign(&checkpoint::origin(id), size, manifest.head())
             .map_err(std::io::Error::other)?;
-        match write_new(&dir.join(format!("{size:020}.note")), &note, false) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            other => other,
-        }
+        self.target.create(&format!("{id}/{size:020}.note"), &note)
     }
 }
 
-/// A collector's checkpoints in a witness directory, with the key to check
-/// them: `(collector_id, public key, notes by path)`.
-pub type Witnessed = (String, Option<NoteVerifier>, Vec<(PathBuf, String)>);
+/// A collector's checkpoints in a witness, with the key to check them:
+/// `(collector_id, public key, notes by name)`.
+pub type Witnessed = (String, Option<NoteVerifier>, Vec<(String, String)>);
 
-/// Every collector the witness directory knows, with its pinned public key
-/// (`None` when missing or malformed) and its notes, oldest first.
-pub fn read(dir: &Path) -> std::io::Result<Vec<Witnessed>> {
+/// Every collector the witness (a directory or `s3://bucket/prefix`) knows,
+/// with its pinned public key (`None` when malformed) and its notes,
+/// oldest first.
+pub fn read(
+    witness: &Path,
+    remote: &crate::store::RemoteOptions,
+) -> std::io::Result<Vec<Witnessed>> {
+    let url = witness.to_str().filter(|d| crate::store::is_remote(d));
+    let loc = match url {
+        Some(url) => Location::parse(url, remote).map_err(std::io::Error::other)?,
+        None => Location::local(witness).map_err(std::io::Error::other)?,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let get = |rel: &str| -> std::io::Result<String> {
+        rt.block_on(crate::store::put::read(loc.store.as_ref(), &loc.path(rel)))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(std::io::Error::other)
+    };
+    let names = rt.block_on(loc.list("")).map_err(std::io::Error::other)?;
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let Some(id) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".pub"))
-        else {
+    for name in names.iter().filter(|n| !n.contains('/')) {
+        let Some(id) = name.strip_suffix(".pub") else {
             continue;
         };
-        let key = fs::read_to_string(&path)
-            .ok()
-            .and_then(|k| NoteVerifier::parse(&k).ok());
+        let key = NoteVerifier::parse(&get(name)?).ok();
+        let prefix = format!("{id}/");
         let mut notes = Vec::new();
-        if let Ok(files) = fs::read_dir(dir.join(id)) {
-            for f in files.flatten() {
-                let p = f.path();
-                if p.extension().and_then(|e| e.to_str()) == Some("note") {
-                    notes.push((p.clone(), fs::read_to_string(&p)?));
-                }
-            }
+        for rel in names
+            .iter()
+            .filter(|n| n.starts_with(&prefix) && n.ends_with(".note"))
+        {
+            notes.push((rel.clone(), get(rel)?));
         }
         notes.sort();
         out.push((id.to_owned(), key, notes));
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }

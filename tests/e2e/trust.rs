@@ -481,19 +481,33 @@ fn finding_kinds(report: &serde_json::Value, list: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_witness_catches_a_cut_tail_and_a_rewritten_chain_without_a_checkpoint_by_hand() {
-    let dir = tempfile::tempdir().unwrap();
-    let witness = tempfile::tempdir().unwrap();
-    let (data, w) = (dir.path(), witness.path().to_str().unwrap());
-    let flags = [
+/// Serve flags: a witness at `w`, a digest (so a checkpoint) every second,
+/// a seal per row.
+fn witness_flags(w: &str) -> [&str; 6] {
+    [
         "--witness-dir",
         w,
         "--digest-interval-secs",
         "1",
         "--seal-rows",
         "1",
-    ];
+    ]
+}
+
+/// Cuts a manifest's last entry off cleanly; returns the whole text before.
+fn cut_last_entry(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(path, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    text
+}
+
+#[test]
+fn the_witness_catches_a_cut_tail_and_a_rewritten_chain_without_a_checkpoint_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let witness = tempfile::tempdir().unwrap();
+    let (data, w) = (dir.path(), witness.path().to_str().unwrap());
+    let flags = witness_flags(w);
     let c = Collector::start(data, &flags);
     send(&c, &[record("w-1".into(), days_ago(0))]);
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -522,10 +536,7 @@ fn the_witness_catches_a_cut_tail_and_a_rewritten_chain_without_a_checkpoint_by_
 
     // Cut the last entry (a digest: no file goes with it) cleanly.
     let path = manifest::manifest_path(data, &id);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let cut = lines[..lines.len() - 1].join("\n") + "\n";
-    std::fs::write(&path, &cut).unwrap();
+    let text = cut_last_entry(&path);
     let (ok, r) = report(&["--data-dir", root]);
     assert!(ok, "without the witness a clean cut looks intact: {r}");
     let (ok, r) = report(&by_config);
@@ -681,4 +692,30 @@ fn an_unwritable_witness_does_not_stop_ingest_and_readyz_says_so_after_the_grace
         common::stored_ids(&data).into_iter().collect::<Vec<_>>(),
         ["still-stored"]
     );
+}
+
+#[test]
+fn a_witness_in_a_bucket_catches_a_cut_tail() {
+    let moto = Moto::start();
+    moto.create_bucket("witness");
+    let env = moto.env();
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let w = "s3://witness/checkpoints";
+    let flags = witness_flags(w);
+    let c = Collector::start_with_env(data, &flags, &env_ref);
+    send(&c, &[record("b-1".into(), days_ago(0))]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let id = c.collector_id.clone();
+    assert!(c.terminate());
+
+    let root = data.to_str().unwrap();
+    let args = ["--data-dir", root, "--witness", w];
+    let (ok, found) = verify_json(&args, &env);
+    assert!(ok, "{found:?}");
+    cut_last_entry(&manifest::manifest_path(data, &id));
+    let (ok, found) = verify_json(&args, &env);
+    assert!(!ok);
+    assert_eq!(kinds(&found), ["manifest_truncated"], "{found:?}");
 }

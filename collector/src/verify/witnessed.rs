@@ -1,5 +1,6 @@
-//! `verify --witness DIR`: every checkpoint the collectors wrote to their
-//! witness, checked against the chains in the data dir.
+//! `verify --witness DIR|s3://BUCKET/PREFIX`: every checkpoint the
+//! collectors wrote to their witness, checked against the chains in the
+//! data dir.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -16,10 +17,11 @@ use crate::manifest;
 pub fn check_witness(
     root: &Path,
     dir: &Path,
+    remote: &crate::store::RemoteOptions,
     key: Option<&NoteVerifier>,
     report: &mut Report,
 ) -> std::io::Result<()> {
-    let witnessed = crate::witness::read(dir)?;
+    let witnessed = crate::witness::read(dir, remote)?;
     let known: BTreeSet<&str> = witnessed.iter().map(|w| w.0.as_str()).collect();
     for id in manifest::read_all(root)?.keys() {
         if !known.contains(id.as_str()) {
@@ -54,7 +56,7 @@ pub fn check_witness(
                 Ok(cp) => {
                     report.add(
                         "checkpoint_origin",
-                        path.display().to_string(),
+                        format!("{}/{path}", dir.display()),
                         format!("origin {:?} in the folder of collector {id}", cp.origin),
                     );
                     continue;
@@ -62,7 +64,7 @@ pub fn check_witness(
                 Err(e) => {
                     report.add(
                         "checkpoint_signature",
-                        path.display().to_string(),
+                        format!("{}/{path}", dir.display()),
                         e.to_string(),
                     );
                     continue;

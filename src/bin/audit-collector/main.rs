@@ -259,8 +259,14 @@ fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
         None => None,
     };
     if let Some(witness) = args.witness.as_ref().or(cfg.store.witness_dir.as_ref()) {
-        audit_collector::verify::check_witness(dir, witness, key.as_ref(), &mut report)
-            .with_context(|| format!("reading the witness {}", witness.display()))?;
+        audit_collector::verify::check_witness(
+            dir,
+            witness,
+            &cfg.store.remote,
+            key.as_ref(),
+            &mut report,
+        )
+        .with_context(|| format!("reading the witness {}", witness.display()))?;
     }
     if let Some(verifier) = &key {
         for path in &args.checkpoints {
