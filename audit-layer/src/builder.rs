@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use audit_schema::otlp::ResourceInfo;
 
+use crate::build_error::BuildError;
 use crate::export::{
     self, http_logs_url, Destination, EnvSettings, FlushGuard, GrpcConfig, Http, MemorySink,
     Protocol, Sink, TlsFiles, TransportConfig, WhenFull, WorkerSettings, DEFAULT_GRPC_ENDPOINT,
@@ -25,39 +26,6 @@ use crate::gate::GateCtx;
 use crate::layer::AuditLayer;
 use crate::policy::Policy;
 use crate::stats::AuditStatus;
-
-/// What was wrong with the configuration, and what to do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// An `OTEL_*` variable holds something unusable.
-    #[error("environment variable {var}: {message}")]
-    Env {
-        /// The variable.
-        var: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The collector endpoint is not a usable URL.
-    #[error("OTLP endpoint {endpoint:?}: {message}")]
-    Endpoint {
-        /// The endpoint as given.
-        endpoint: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// A header name or value is not valid in HTTP/gRPC metadata.
-    #[error("OTLP header {name:?} has an invalid name or value (names: lower-case ASCII tokens; values: visible ASCII)")]
-    Header {
-        /// The header name as given.
-        name: String,
-    },
-    /// A TLS file is missing or unusable, or TLS settings do not fit the endpoint.
-    #[error("OTLP TLS: {0}")]
-    Tls(String),
-    /// The export worker thread or its runtime could not be started.
-    #[error("could not start the audit export worker: {0}")]
-    Worker(#[from] std::io::Error),
-}
 
 /// Configures an [`AuditLayer`]. Explicit settings win over the environment.
 #[derive(Debug, Default)]

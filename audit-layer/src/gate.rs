@@ -45,6 +45,7 @@ use audit_schema::{Draft, Field, Rejection, Rules};
 use tracing::span::EnteredSpan;
 use tracing::Span;
 
+use crate::clock::now_ns;
 use crate::export::{Item, Refusal, Sink};
 use crate::policy::Policy;
 use crate::stats::AuditStatus;
@@ -198,7 +199,7 @@ impl<'a> Privileged<'a> {
         // 1. Attribution, with the rules the layer and the collector apply.
         let a = self.actor;
         let mut d = Draft {
-            start_time_ns: Some(crate::layer::now_ns()),
+            start_time_ns: Some(now_ns()),
             ..Draft::default()
         };
         d.set(Field::ActorKind, a.kind().to_owned());
@@ -218,7 +219,7 @@ impl<'a> Privileged<'a> {
             let v = crate::layer::violation_record(
                 &rejection,
                 gate_metadata(),
-                crate::layer::now_ns(),
+                now_ns(),
                 &ctx.resource,
             );
             ctx.sink.send(Item::Violation(v), &ctx.status);

@@ -5,8 +5,6 @@
 //! Non-privileged spans are decided from static metadata in `on_new_span`
 //! and then left alone: no allocation, no extension, nothing on close.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use audit_schema::otlp::ResourceInfo;
 use audit_schema::{Draft, Field, Rejection, ViolationRecord};
 use tracing_core::field::Visit;
@@ -16,6 +14,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
+use crate::clock::now_ns;
 use crate::export::{Item, Sink};
 use crate::ids;
 use crate::policy::{Policy, Static};
@@ -333,11 +332,4 @@ pub(crate) fn violation_record(
             resource.service_name.as_deref(),
         )
     }
-}
-
-pub(crate) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

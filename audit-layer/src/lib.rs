@@ -146,7 +146,9 @@
 #![warn(missing_docs)]
 
 mod actor;
+mod build_error;
 mod builder;
+mod clock;
 pub mod export;
 pub mod gate;
 pub mod identity;
@@ -157,7 +159,8 @@ mod policy;
 mod stats;
 
 pub use actor::Actor;
-pub use builder::{AuditLayerBuilder, BuildError};
+pub use build_error::BuildError;
+pub use builder::AuditLayerBuilder;
 pub use export::{
     Destination, FlushError, FlushGuard, MemorySink, Protocol, WhenFull, DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT, SCOPE_NAME,

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use super::tls::TlsFiles;
-use crate::builder::BuildError;
+use crate::build_error::BuildError;
 
 /// Default gRPC endpoint (the collector's loopback listener).
 pub const DEFAULT_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";

@@ -25,6 +25,8 @@ use super::{
     grpc, Failure, FlushGuard, Http, Item, Shared, Sink, Spool, TransportConfig, WhenFull,
     WorkerSettings, DROPPED_COUNT, DROPPED_SPAN, SCOPE_NAME,
 };
+use crate::clock::now_ns;
+use crate::ids;
 use crate::stats::AuditStatus;
 
 enum Transport {
@@ -452,8 +454,8 @@ impl Worker {
         };
         let info = ResourceInfo::from_resource(Some(&self.resource));
         let v = ViolationRecord {
-            event_id: crate::ids::event_id(),
-            time_ns: crate::layer::now_ns(),
+            event_id: ids::event_id(),
+            time_ns: now_ns(),
             detected_by: "layer".to_owned(),
             missing: vec![DROPPED_COUNT.to_owned()],
             reason: format!(
