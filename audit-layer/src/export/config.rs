@@ -193,8 +193,10 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
 
-    use super::*;
+    use super::{EnvSettings, Protocol, TlsFiles};
+    use crate::build_error::BuildError;
 
     fn read(vars: &[(&str, &str)]) -> Result<EnvSettings, BuildError> {
         let map: HashMap<String, String> = vars

@@ -172,7 +172,7 @@ impl TlsPem {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::TlsFiles;
 
     #[test]
     fn certificates_with_a_plaintext_endpoint_or_half_an_identity_are_refused() {
