@@ -11,13 +11,13 @@
 //! tagged with its format so that a later format can be told apart.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use audit_schema::{AuditRecord, Stamp, ViolationRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::fsio::sync_dir;
+use crate::fsio::{self, sync_dir};
 
 /// One WAL frame's payload: the rows of one request, stamped.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -80,13 +80,12 @@ fn segment_name(first_seq: u64) -> String {
 impl Wal {
     /// Starts a new segment whose first record will have `first_seq`.
     pub fn create(dir: &Path, first_seq: u64) -> io::Result<Wal> {
-        fs::create_dir_all(dir)?;
+        fsio::create_dir_synced(dir)?;
         let path = dir.join(segment_name(first_seq));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .append(true)
-            .open(&path)?;
+        let file = fsio::open(
+            OpenOptions::new().create(true).truncate(false).append(true),
+            &path,
+        )?;
         let len = file.metadata()?.len();
         sync_dir(dir)?;
         Ok(Wal {
@@ -109,7 +108,7 @@ impl Wal {
         buf.extend_from_slice(&len.to_le_bytes());
         buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         buf.extend_from_slice(payload);
-        if let Err(e) = self.file.write_all(&buf) {
+        if let Err(e) = fsio::append(&mut self.file, &self.path, self.len, &buf) {
             // A half-written frame must not sit in front of later good ones.
             // If the cut fails too, the caller stops writing (see `truncate`).
             let _ = self.truncate(self.len);
@@ -121,7 +120,7 @@ impl Wal {
 
     /// Makes everything appended so far durable (one fsync for a whole group).
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        fsio::sync_data(&self.file, &self.path)
     }
 
     /// Cuts the segment back to `len` (a group whose fsync failed is
@@ -129,7 +128,7 @@ impl Wal {
     /// If this fails, the segment may hold frames that were never
     /// acknowledged; the caller must stop appending to it.
     pub fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)?;
+        fsio::set_len(&self.file, &self.path, len)?;
         self.len = len;
         Ok(())
     }
@@ -230,14 +229,17 @@ pub fn replay(path: &Path, last: bool) -> io::Result<Replay> {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".torn-{at}"));
         let saved = PathBuf::from(name);
-        let mut f = File::create(&saved)?;
-        f.write_all(&data[at..])?;
-        f.sync_all()?;
+        let mut f = fsio::open(
+            OpenOptions::new().create(true).write(true).truncate(true),
+            &saved,
+        )?;
+        fsio::append(&mut f, &saved, 0, &data[at..])?;
+        fsio::sync_all(&f, &saved)?;
         replay.torn_bytes = (data.len() - at) as u64;
         replay.torn_saved = Some(saved);
         let f = OpenOptions::new().write(true).open(path)?;
-        f.set_len(at as u64)?;
-        f.sync_all()?;
+        fsio::set_len(&f, path, at as u64)?;
+        fsio::sync_all(&f, path)?;
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
@@ -248,6 +250,7 @@ pub fn replay(path: &Path, last: bool) -> io::Result<Replay> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn frames_survive_reopen_in_order() {

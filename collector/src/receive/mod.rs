@@ -327,33 +327,11 @@ impl Receiver {
 mod tests {
     use super::*;
     use audit_schema::otlp::encode_action;
-    use audit_schema::{ActorKind, AuditRecord};
+    use audit_schema::AuditRecord;
     use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
     fn record(owner: &str) -> AuditRecord {
-        AuditRecord {
-            event_id: new_event_id(),
-            start_time_ns: 1_764_000_000_000_000_000,
-            end_time_ns: None,
-            actor_kind: ActorKind::Agent,
-            agent_id: Some("agt_1".into()),
-            agent_name: None,
-            agent_credential_id: None,
-            owner_id: owner.into(),
-            initiator_id: None,
-            task_id: None,
-            action: "db.drop".into(),
-            target: None,
-            outcome: "ok".into(),
-            scopes: vec![],
-            consent_id: None,
-            inputs_sha256: None,
-            service_name: "svc".into(),
-            service_instance_id: None,
-            trace_id: None,
-            span_id: None,
-            attributes: Default::default(),
-        }
+        crate::test_records::agent_action(new_event_id(), owner, 1_764_000_000_000_000_000)
     }
 
     #[test]
