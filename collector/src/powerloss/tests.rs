@@ -5,8 +5,9 @@
 //! (audit and violations, two partitions each) with its WAL truncation at
 //! shutdown; a restart, a group commit of three, 24 single commits and a
 //! second seal into the existing partitions. `cargo test` checks every
-//! crash point with a few states each; `AUDIT_POWERLOSS_STATES=<n>`
-//! random states per point (or the ignored test) explores more.
+//! crash point with a few states each; `AUDIT_POWERLOSS_STATES=<n>` draws
+//! `n` random states per point, and the ignored test records eight more
+//! sessions (group commits of eight and five) and draws 24 per point.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
@@ -125,8 +126,10 @@ fn group_commit(
     rec.ack(batches.iter().flat_map(ids));
 }
 
-/// Runs the store under `root` (empty) while recording; the record.
-fn recorded_run(root: &Path) -> Vec<Event> {
+/// Runs the store under `root` (empty) while recording; the record. Each
+/// of the `extra` sessions adds a group commit of eight, six single
+/// commits, a group commit of five and a seal.
+fn recorded_run(root: &Path, extra: usize) -> Vec<Event> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -153,6 +156,19 @@ fn recorded_run(root: &Path) -> Vec<Event> {
     }
     ingest.shutdown().expect("seal");
     drop(ingest);
+
+    for _ in 0..extra {
+        let ingest = start();
+        group_commit(&rt, &rec, &ingest, (0..8).map(|i| next.batch(1, 1, i % 2)));
+        for i in 0..6 {
+            let one = next.batch(1, i % 2, 0);
+            rt.block_on(ingest.submit(one.clone())).expect("stored");
+            rec.ack(ids(&one));
+        }
+        group_commit(&rt, &rec, &ingest, (0..5).map(|i| next.batch(2, i % 2, 1)));
+        ingest.shutdown().expect("seal");
+        drop(ingest);
+    }
     rec.finish()
 }
 
@@ -295,7 +311,7 @@ fn states_per_point() -> usize {
 #[test]
 fn every_crash_point_of_commits_seals_and_wal_truncation_recovers_everything_acknowledged() {
     let dir = scratch();
-    let events = recorded_run(dir.path());
+    let events = recorded_run(dir.path(), 0);
     assert_covers(&events);
     let checked = explore(&events, states_per_point(), 0x5eed);
     eprintln!(
@@ -310,15 +326,20 @@ fn every_crash_point_of_commits_seals_and_wal_truncation_recovers_everything_ack
 #[ignore = "thousands of crash states; minutes"]
 fn thousands_of_crash_states() {
     let dir = scratch();
-    let events = recorded_run(dir.path());
+    let events = recorded_run(dir.path(), 8);
+    assert_covers(&events);
     let checked = explore(&events, states_per_point().max(24), 0xc0ffee);
+    eprintln!(
+        "{} crash points, {checked} distinct crash states",
+        events.len() + 1
+    );
     assert!(checked >= 2000, "only {checked} crash states");
 }
 
 #[test]
 fn a_flipped_byte_in_an_older_wal_segment_is_refused_with_its_file_and_offset() {
     let dir = scratch();
-    let events = recorded_run(dir.path());
+    let events = recorded_run(dir.path(), 0);
     let mut model = Model::default();
     let wal_dir = Path::new("wal").join(COLLECTOR);
     for event in &events {
