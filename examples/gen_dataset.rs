@@ -11,13 +11,12 @@
 //! credential rotating every day, 1% human actions. Prints one JSON line
 //! with a sample event id, agent and one-hour window for the benchmark.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use audit_collector::manifest::{self, Body, FileEntry, Manifest};
 use audit_collector::partition::{PartitionWriter, SealedFile};
-use audit_schema::{ActorKind, AuditRecord, Stamp};
+use audit_schema::{AuditRecord, Draft, Limits, Rules, Stamp};
 
 const START_NS: i64 = 1_793_491_200_000_000_000; // 2026-11-01T00:00:00Z
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -65,33 +64,37 @@ fn row(i: u64, rows: u64, hours: u64) -> (AuditRecord, Stamp) {
     let owner = format!("usr_{:03}", agent % OWNERS);
     let day = (t - START_NS) / (24 * HOUR_NS);
     let action = ACTIONS[(h / AGENTS % ACTIONS.len() as u64) as usize];
-    let record = AuditRecord {
-        event_id: event_id(t, i),
-        start_time_ns: t,
+    let draft = Draft {
+        event_id: Some(event_id(t, i)),
+        start_time_ns: Some(t),
         end_time_ns: Some(t + 1_500_000),
-        actor_kind: if human {
-            ActorKind::Human
-        } else {
-            ActorKind::Agent
-        },
+        actor_kind: Some(if human { "human" } else { "agent" }.to_owned()),
         agent_id: (!human).then(|| format!("agt_{agent:04}")),
         agent_name: (!human).then(|| format!("bot-{}", agent % 50)),
         agent_credential_id: (!human).then(|| format!("key_{agent:04}_d{day}")),
-        owner_id: owner.clone(),
+        owner_id: Some(owner.clone()),
         initiator_id: Some(owner),
         task_id: Some(format!("tsk_{}", i / 64)),
-        action: action.to_owned(),
+        action: Some(action.to_owned()),
         target: Some(format!("obj_{}", h % 100_000)),
-        outcome: if h.is_multiple_of(97) { "denied" } else { "ok" }.to_owned(),
+        outcome: Some(if h.is_multiple_of(97) { "denied" } else { "ok" }.to_owned()),
         scopes: vec![format!("{}:rw", action.split('.').next().unwrap_or("x"))],
         consent_id: action.starts_with("payments").then(|| format!("cns_{i}")),
-        inputs_sha256: None,
-        service_name: format!("svc-{}", agent % 8),
+        service_name: Some(format!("svc-{}", agent % 8)),
         service_instance_id: Some("gen-1".to_owned()),
-        trace_id: None,
-        span_id: None,
-        attributes: BTreeMap::new(),
+        ..Draft::default()
     };
+    // The dataset may reach past the clock: only the time bound is relaxed.
+    let rules = Rules {
+        limits: Limits {
+            max_future_secs: i64::MAX,
+            ..Limits::default()
+        },
+        ..Rules::default()
+    };
+    let record = rules
+        .check(draft)
+        .expect("every generated row is attributed");
     let stamp = Stamp {
         received_time_ns: t + 5_000_000,
         seq: i + 1,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use audit_schema::otlp::{encode_action, ResourceInfo};
-use audit_schema::{ActorKind, AuditRecord};
+use audit_schema::{AuditRecord, Draft, Rules};
 use audit_trail::raw_grpc::{PreEncoded, EXPORT_PATH};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
@@ -63,29 +63,27 @@ struct Args {
 /// Record `n` of run `run`: ids unique across runs and records.
 fn record(run: &str, n: u64, now_ns: i64) -> AuditRecord {
     let agent = n % 97;
-    AuditRecord {
-        event_id: format!("{run}-{n:012}"),
-        start_time_ns: now_ns + n as i64,
+    let draft = Draft {
+        event_id: Some(format!("{run}-{n:012}")),
+        start_time_ns: Some(now_ns + n as i64),
         end_time_ns: Some(now_ns + n as i64 + 1_500_000),
-        actor_kind: ActorKind::Agent,
         agent_id: Some(format!("agt_{agent:03}")),
         agent_name: Some(format!("worker-{agent}")),
         agent_credential_id: Some(format!("key_{agent:03}_2026")),
-        owner_id: format!("usr_{:02}", agent % 13),
-        initiator_id: None,
+        owner_id: Some(format!("usr_{:02}", agent % 13)),
         task_id: Some(format!("tsk_{}", n / 100)),
-        action: ["files.read", "invoices.approve", "users.update"][(n % 3) as usize].into(),
+        action: Some(["files.read", "invoices.approve", "users.update"][(n % 3) as usize].into()),
         target: Some(format!("obj_{}", n % 5000)),
-        outcome: "ok".into(),
         scopes: vec!["files:read".into()],
-        consent_id: None,
-        inputs_sha256: None,
-        service_name: "loadgen".into(),
+        service_name: Some("loadgen".into()),
         service_instance_id: Some(run.into()),
         trace_id: Some(format!("{:032x}", (n as u128) << 64 | 0xabcdef)),
         span_id: Some(format!("{:016x}", n + 1)),
-        attributes: Default::default(),
-    }
+        ..Draft::default()
+    };
+    Rules::default()
+        .check(draft)
+        .expect("every generated record names its agent and owner")
 }
 
 fn request(records: &[AuditRecord]) -> ExportLogsServiceRequest {

@@ -1,5 +1,8 @@
-//! The collector's settings: a TOML file, overridden by environment
-//! variables and flags (see `serve_flags.rs`), with defaults for everything.
+//! The collector's settings, in layers, each over the one before:
+//! [`Config::default`] (every default, in one place), the TOML file, the
+//! `AUDIT_COLLECTOR_*` environment variables, the flags. [`Config::load`]
+//! stacks them; the commands' flags (and, through clap, their variables)
+//! name the key each sets, so a flag and its key cannot disagree.
 //!
 //! ```toml
 //! data_dir = "./audit-data"
@@ -31,6 +34,8 @@ use audit_schema::Rules;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ingest::IngestConfig;
+
+mod layers;
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -85,19 +90,9 @@ pub struct StoreConfig {
 }
 
 impl Default for StoreConfig {
+    /// [`Config::default`]'s (a `[store]` table fills its gaps from it).
     fn default() -> Self {
-        let d = IngestConfig::new("", "");
-        StoreConfig {
-            seal_rows: d.seal_rows,
-            seal_interval_secs: d.seal_interval.as_secs(),
-            queue_depth: d.queue_depth,
-            max_buffered_rows: d.max_buffered_rows,
-            dedup_window_hours: d.dedup_window.as_secs() / 3600,
-            digest_interval_secs: d.digest_interval.as_secs(),
-            url: None,
-            remote: crate::store::RemoteOptions::default(),
-            object_lock: None,
-        }
+        Config::default().store
     }
 }
 
@@ -117,12 +112,9 @@ pub struct AuthConfig {
 }
 
 impl Default for AuthConfig {
+    /// [`Config::default`]'s.
     fn default() -> Self {
-        AuthConfig {
-            tokens_file: None,
-            tokens: None,
-            reload_interval_secs: 60,
-        }
+        Config::default().auth
     }
 }
 
@@ -151,11 +143,10 @@ impl AuthConfig {
 }
 
 /// How the collector writes its own logs on stderr.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
-    #[default]
     Text,
     /// One JSON object a line (`timestamp`, `level`, `fields.message`, …).
     Json,
@@ -224,20 +215,25 @@ pub struct Config {
     pub retention: crate::retention::RetentionPolicy,
 }
 
-/// `"HOST:PORT"` or `"off"`, as the flags take it.
-fn listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    let s = String::deserialize(d)?;
+/// A listen address, `"HOST:PORT"`, or `"off"` (`None`): how the file,
+/// the flags and their variables all give one.
+pub fn parse_listen(s: &str) -> Result<Option<SocketAddr>, String> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    s.parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "{s:?}: expected HOST:PORT (e.g. 127.0.0.1:4317) or \"off\""
-        ))
-    })
+    s.parse()
+        .map(Some)
+        .map_err(|_| format!("{s:?}: expected HOST:PORT (e.g. 127.0.0.1:4317) or \"off\""))
+}
+
+fn listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    parse_listen(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 impl Default for Config {
+    /// Every default of the collector's settings; the sections' own
+    /// `Default`s return their part of this. The dual-key rules' defaults
+    /// are the schema crate's, shared with the layer.
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./audit-data"),
@@ -253,10 +249,34 @@ impl Default for Config {
             shutdown_timeout_secs: 10,
             log_format: LogFormat::Text,
             rules: Rules::default(),
-            auth: AuthConfig::default(),
-            tls: crate::tls::TlsConfig::default(),
-            store: StoreConfig::default(),
-            retention: crate::retention::RetentionPolicy::default(),
+            auth: AuthConfig {
+                tokens_file: None,
+                tokens: None,
+                reload_interval_secs: 60,
+            },
+            tls: crate::tls::TlsConfig {
+                cert_file: None,
+                key_file: None,
+                client_ca_file: None,
+                client_crl_files: Vec::new(),
+                reload_interval_secs: 60,
+            },
+            store: StoreConfig {
+                seal_rows: 200_000,
+                seal_interval_secs: 60,
+                queue_depth: 1024,
+                max_buffered_rows: 2_000_000,
+                dedup_window_hours: 24,
+                digest_interval_secs: 3600,
+                url: None,
+                remote: crate::store::RemoteOptions::default(),
+                object_lock: None,
+            },
+            retention: crate::retention::RetentionPolicy {
+                min_days: 30,
+                max_days: None,
+                legal_holds: Vec::new(),
+            },
         }
     }
 }
@@ -264,14 +284,7 @@ impl Default for Config {
 impl Config {
     /// Reads a TOML file; absent keys keep their defaults.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        layers::parse_file(path).map(|(cfg, _)| cfg)
     }
 
     /// The collector id: configured, else kept in the data dir, else new.
@@ -320,6 +333,18 @@ impl Config {
     /// The store settings for a resolved collector id.
     pub fn ingest(&self, collector_id: &str) -> Result<IngestConfig, ConfigError> {
         let s = &self.store;
+        // Read commands take a bucket as their data dir (`--data s3://…`);
+        // the writer needs a local one for its WAL.
+        if let Some(url) = self
+            .data_dir
+            .to_str()
+            .filter(|d| crate::store::is_remote(d))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "data_dir {url:?} is an object store URL: set store url (--store-url) to it \
+                 and data_dir to a local directory for the WAL"
+            )));
+        }
         if self.max_in_flight_requests == 0
             || self.request_timeout_secs == 0
             || self.header_read_timeout_secs == 0
@@ -390,6 +415,32 @@ mod tests {
     }
 
     #[test]
+    fn the_writer_needs_a_local_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Config {
+            data_dir: dir.path().into(),
+            ..Config::default()
+        };
+        let ingest = local.ingest("c1").expect("defaults are valid");
+        let s = &local.store;
+        assert_eq!(
+            (
+                ingest.seal_rows,
+                ingest.queue_depth,
+                ingest.max_buffered_rows
+            ),
+            (s.seal_rows, s.queue_depth, s.max_buffered_rows)
+        );
+        assert_eq!(ingest.dedup_window.as_secs(), s.dedup_window_hours * 3600);
+        let bucket = Config {
+            data_dir: "s3://b/p".into(),
+            ..Config::default()
+        };
+        let err = bucket.ingest("c1").unwrap_err().to_string();
+        assert!(err.contains("--store-url"), "{err}");
+    }
+
+    #[test]
     fn collector_id_is_generated_once_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let c = Config {
@@ -409,106 +460,4 @@ mod tests {
 /// `examples/deploy/collector.toml` documents every key with its default;
 /// these tests keep it so.
 #[cfg(test)]
-mod example {
-    use super::*;
-    use std::collections::BTreeSet;
-
-    const EXAMPLE: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/deploy/collector.toml"
-    );
-
-    /// Dotted paths of every leaf of a JSON value (`store.seal_rows`).
-    fn paths(v: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
-        match v.as_object() {
-            Some(map) => {
-                for (k, v) in map {
-                    let p = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    paths(v, &p, out);
-                }
-            }
-            None => {
-                out.insert(prefix.to_owned());
-            }
-        }
-    }
-
-    /// `key = value` lines of the example, active or commented out, with
-    /// their table: (path, line, whether active).
-    fn documented(text: &str) -> Vec<(String, String, bool)> {
-        let mut table = String::new();
-        let mut out = Vec::new();
-        for line in text.lines() {
-            if let Some(t) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                table = t.to_owned();
-                continue;
-            }
-            let (body, active) = match line.strip_prefix("# ") {
-                Some(b) => (b, false),
-                None => (line, true),
-            };
-            let Some((key, _)) = body.split_once(" = ") else {
-                continue;
-            };
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-                continue;
-            }
-            let path = if table.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{table}.{key}")
-            };
-            out.push((path, body.to_owned(), active));
-        }
-        out
-    }
-
-    #[test]
-    fn example_parses_to_the_defaults_but_data_dir() {
-        let cfg = Config::from_file(Path::new(EXAMPLE)).expect("example parses");
-        assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/audit-collector"));
-        let expected = Config {
-            data_dir: cfg.data_dir.clone(),
-            ..Config::default()
-        };
-        assert_eq!(cfg, expected, "a value in the example is not the default");
-    }
-
-    #[test]
-    fn example_names_every_key_and_its_commented_values_are_valid() {
-        let text = std::fs::read_to_string(EXAMPLE).expect("read example");
-        let lines = documented(&text);
-        let named: BTreeSet<String> = lines.iter().map(|(p, _, _)| p.clone()).collect();
-        // Keys without a default serialize as null: they still have a key.
-        let defaults = serde_json::to_value(Config::default()).expect("serialize");
-        let mut keys = BTreeSet::new();
-        paths(&defaults, "", &mut keys);
-        let missing: Vec<&String> = keys.difference(&named).collect();
-        assert!(missing.is_empty(), "keys not in the example: {missing:?}");
-        for (path, line, active) in &lines {
-            if *active {
-                continue;
-            }
-            // A commented example value must be one the collector accepts.
-            let doc = match path.rsplit_once('.') {
-                Some((table, _)) => format!("[{table}]\n{line}\n"),
-                None => format!("{line}\n"),
-            };
-            let parsed: Result<Config, _> = toml::from_str(&doc);
-            assert!(parsed.is_ok(), "{path}: {line:?}: {parsed:?}");
-        }
-    }
-
-    #[test]
-    fn listen_addresses_can_be_turned_off_in_the_file() {
-        let c: Config = toml::from_str("otlp_grpc = \"off\"\nadmin_listen = \"127.0.0.1:9464\"\n")
-            .expect("parse");
-        assert_eq!(c.otlp_grpc, None);
-        assert_eq!(c.admin_listen, Some("127.0.0.1:9464".parse().unwrap()));
-        assert!(toml::from_str::<Config>("otlp_http = \"nowhere\"\n").is_err());
-    }
-}
+mod example;

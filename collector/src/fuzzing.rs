@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use audit_schema::Rules;
 
-use crate::ingest::{Ingest, IngestConfig};
+use crate::config::Config;
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::receive::body::{self, Encoding};
 use crate::receive::http::{self, Format};
@@ -119,15 +120,21 @@ pub fn wal_recovery(data: &[u8]) -> Option<u64> {
     }
     let mut sealed = None;
     let metrics = Arc::new(Metrics::default());
-    if let Ok(ingest) = Ingest::start(IngestConfig::new(&dir, "fuzz"), metrics.clone()) {
+    let cfg = Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    }
+    .ingest("fuzz")
+    .expect("the default settings are valid");
+    if let Ok(ingest) = Ingest::start(cfg.clone(), metrics.clone()) {
         let first = ingest.shutdown();
         drop(ingest);
         // What the first recovery sealed is committed: a second start recovers nothing new.
         if first.is_ok() {
             sealed = Some(metrics.sealed_rows_total.load(Ordering::Relaxed));
             let metrics = Arc::new(Metrics::default());
-            let again = Ingest::start(IngestConfig::new(&dir, "fuzz"), metrics.clone())
-                .expect("a recovered data dir starts again");
+            let again =
+                Ingest::start(cfg, metrics.clone()).expect("a recovered data dir starts again");
             assert_eq!(
                 metrics.sealed_rows_total.load(Ordering::Relaxed),
                 0,

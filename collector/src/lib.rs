@@ -21,6 +21,11 @@
 //! `--no-default-features` it is the lean sidecar (serve, verify,
 //! checkpoint, keygen, retention) without DataFusion.
 //!
+//! Settings: [`config`] (every default in [`config::Config::default`],
+//! then the TOML file, the `AUDIT_COLLECTOR_*` variables, the flags) and
+//! [`dataset`], the `--data-dir | --store-url | --config` flags of every
+//! command that reads a dataset.
+//!
 //! Running one in-process (the binary does the same from flags):
 //!
 //! ```no_run
@@ -37,6 +42,7 @@ pub mod admin;
 pub mod auth;
 pub mod checkpoint;
 pub mod config;
+pub mod dataset;
 pub mod fsio;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -49,12 +49,9 @@ pub struct RetentionPolicy {
 }
 
 impl Default for RetentionPolicy {
+    /// [`crate::config::Config::default`]'s.
     fn default() -> Self {
-        RetentionPolicy {
-            min_days: 30,
-            max_days: None,
-            legal_holds: Vec::new(),
-        }
+        crate::config::Config::default().retention
     }
 }
 

@@ -1,30 +1,22 @@
 //! Records for the crate's own tests.
 
-use audit_schema::{ActorKind, AuditRecord};
+use audit_schema::{AuditRecord, Draft, Rules};
 
-/// An agent's action on behalf of `owner`, every optional field absent.
-pub(crate) fn agent_action(event_id: String, owner: &str, start_time_ns: i64) -> AuditRecord {
+/// An agent's action (`db.drop` by `agt_1` for `usr`), built from a draft
+/// by the rules so that a new field does not touch it.
+pub(crate) fn agent_action(event_id: String, start_time_ns: i64) -> AuditRecord {
+    let draft = Draft {
+        start_time_ns: Some(start_time_ns),
+        agent_id: Some("agt_1".into()),
+        owner_id: Some("usr".into()),
+        action: Some("db.drop".into()),
+        service_name: Some("svc".into()),
+        ..Draft::default()
+    };
     AuditRecord {
         event_id,
-        start_time_ns,
-        end_time_ns: None,
-        actor_kind: ActorKind::Agent,
-        agent_id: Some("agt_1".into()),
-        agent_name: None,
-        agent_credential_id: None,
-        owner_id: owner.into(),
-        initiator_id: None,
-        task_id: None,
-        action: "db.drop".into(),
-        target: None,
-        outcome: "ok".into(),
-        scopes: vec![],
-        consent_id: None,
-        inputs_sha256: None,
-        service_name: "svc".into(),
-        service_instance_id: None,
-        trace_id: None,
-        span_id: None,
-        attributes: Default::default(),
+        ..Rules::default()
+            .check(draft)
+            .expect("a complete agent action")
     }
 }

@@ -9,63 +9,11 @@ use clap::{ArgGroup, Args};
 use super::activity::{Range, Subject};
 use super::output::{self, Format};
 use super::{activity, prove, who, Engine, QueryError};
-use audit_collector::config::Config;
-use audit_collector::store::{self, Location};
+use audit_collector::dataset::DatasetArgs;
 
-/// The dataset the answer commands read: the collector's data directory,
-/// or the bucket prefix its sealed files and manifests are uploaded to.
-/// Credentials, region and endpoint of a bucket come from the standard
-/// `AWS_*` variables (`AWS_ENDPOINT_URL` and `AWS_ALLOW_HTTP=true` for an
-/// S3-compatible server on loopback), or from `--config`'s `[store.remote]`.
-#[derive(Args, Debug)]
-pub struct DataArgs {
-    /// Dataset: a directory, or `s3://bucket/prefix`.
-    #[arg(
-        long = "data-dir",
-        visible_alias = "data",
-        env = "AUDIT_COLLECTOR_DATA_DIR",
-        default_value = "./audit-data"
-    )]
-    pub data_dir: String,
-    /// The collector's object store (`s3://bucket/prefix`); wins over
-    /// --data-dir, as it does for `serve`, where the data dir then only
-    /// holds the WAL.
-    #[arg(long, env = "AUDIT_COLLECTOR_STORE_URL")]
-    pub store_url: Option<String>,
-    /// The collector's TOML config: `[store] url` (below --store-url) and
-    /// `[store.remote]` (endpoint, region, plain HTTP), as `verify` reads it.
-    #[arg(long, env = "AUDIT_COLLECTOR_CONFIG")]
-    pub config: Option<std::path::PathBuf>,
-}
-
-impl DataArgs {
-    /// Where the dataset is.
-    pub fn location(&self) -> Result<Location, QueryError> {
-        let cfg = match &self.config {
-            Some(path) => Config::from_file(path).map_err(|e| QueryError::BadLocation {
-                location: path.display().to_string(),
-                reason: e.to_string(),
-            })?,
-            None => Config::default(),
-        };
-        let url = self
-            .store_url
-            .as_deref()
-            .or(cfg.store.url.as_deref())
-            .unwrap_or(&self.data_dir);
-        if !store::is_remote(url) {
-            let dir = std::path::Path::new(url.strip_prefix("file://").unwrap_or(url));
-            if !dir.is_dir() {
-                return Err(QueryError::MissingDataDir(dir.to_owned()));
-            }
-        }
-        Ok(Location::parse(url, &cfg.store.remote)?)
-    }
-
-    /// Opens the query engine over the dataset.
-    pub async fn engine(&self) -> Result<Engine, QueryError> {
-        Engine::open(self.location()?).await
-    }
+/// Opens the query engine over the dataset the flags name.
+async fn engine(data: &DatasetArgs) -> Result<Engine, QueryError> {
+    Engine::open(data.locate()?).await
 }
 
 /// `query --data-dir DIR|s3://BUCKET/PREFIX "SQL"`.
@@ -73,7 +21,7 @@ impl DataArgs {
 pub struct QueryArgs {
     /// Where the dataset is.
     #[command(flatten)]
-    pub data: DataArgs,
+    pub data: DatasetArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -86,7 +34,7 @@ pub struct QueryArgs {
 pub struct WhoArgs {
     /// Where the dataset is.
     #[command(flatten)]
-    pub data: DataArgs,
+    pub data: DatasetArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -103,7 +51,7 @@ pub struct WhoArgs {
 pub struct ActivityArgs {
     /// Where the dataset is.
     #[command(flatten)]
-    pub data: DataArgs,
+    pub data: DatasetArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -129,7 +77,7 @@ pub struct ActivityArgs {
 pub struct ProveArgs {
     /// Where the dataset is.
     #[command(flatten)]
-    pub data: DataArgs,
+    pub data: DatasetArgs,
     /// Output format (`csv` prints the checks as rows).
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -148,7 +96,7 @@ fn out() -> std::io::StdoutLock<'static> {
 impl QueryArgs {
     /// Runs the statement and prints its result.
     pub async fn run(self) -> Result<bool, QueryError> {
-        let engine = self.data.engine().await?;
+        let engine = engine(&self.data).await?;
         let (schema, batches) = engine.sql_with_schema(&self.sql).await?;
         output::write(&mut out(), self.format, &schema, &batches)?;
         Ok(true)
@@ -162,7 +110,7 @@ impl WhoArgs {
             writeln!(out(), "{}", who::sql(&self.event_id))?;
             return Ok(true);
         }
-        let engine = self.data.engine().await?;
+        let engine = engine(&self.data).await?;
         let answer = who::who(&engine, &self.event_id).await?;
         let mut o = out();
         match self.format {
@@ -199,7 +147,7 @@ impl ActivityArgs {
             writeln!(out(), "{}", activity::sql(&subject, range))?;
             return Ok(true);
         }
-        let engine = self.data.engine().await?;
+        let engine = engine(&self.data).await?;
         let (schema, batches) = activity::activity(&engine, &subject, range).await?;
         output::write(&mut out(), self.format, &schema, &batches)?;
         Ok(true)
@@ -209,7 +157,7 @@ impl ActivityArgs {
 impl ProveArgs {
     /// Prints each check; true (exit 0) only when all hold.
     pub async fn run(self) -> Result<bool, QueryError> {
-        let engine = self.data.engine().await?;
+        let engine = engine(&self.data).await?;
         let window = chrono::Duration::seconds(i64::from(self.window_secs));
         let proof = prove::prove_human(&engine, &self.event_id, window).await?;
         let mut o = out();

@@ -48,8 +48,6 @@ pub mod output;
 pub mod prove;
 pub mod who;
 
-use std::path::PathBuf;
-
 use chrono::{DateTime, Utc};
 
 pub use engine::Engine;
@@ -58,9 +56,9 @@ pub use output::Format;
 /// What went wrong answering a question.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// The data directory is not there.
-    #[error("data dir {} does not exist (pass --data-dir, default ./audit-data)", .0.display())]
-    MissingDataDir(PathBuf),
+    /// The dataset flags name no usable dataset.
+    #[error(transparent)]
+    Dataset(#[from] audit_collector::dataset::DatasetError),
     /// Nothing at all is stored under a bucket prefix.
     #[error(
         "nothing is stored under {0}: check the bucket and prefix (the collector's store URL)"

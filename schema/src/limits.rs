@@ -18,8 +18,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Draft, ViolationRecord};
-use crate::rules::Problem;
+use crate::problem::Problem;
+use crate::record::{Draft, Field, ViolationRecord};
 
 /// Values quoted in refusal reasons are cut to this many bytes, so that a
 /// hostile value is not echoed back (or stored in a violation row) whole.
@@ -145,42 +145,16 @@ impl Limits {
     /// Problems of a draft action: attribute count, key and value lengths,
     /// times. (Nesting is not visible in a draft: see `check_log_record`.)
     pub fn check_draft(&self, d: &Draft) -> Vec<Problem> {
-        use crate::wire::Field as F;
         let mut out = Vec::new();
-        for (field, v) in [
-            (F::EventId, &d.event_id),
-            (F::ActorKind, &d.actor_kind),
-            (F::AgentId, &d.agent_id),
-            (F::AgentName, &d.agent_name),
-            (F::AgentCredentialId, &d.agent_credential_id),
-            (F::OwnerId, &d.owner_id),
-            (F::InitiatorId, &d.initiator_id),
-            (F::TaskId, &d.task_id),
-            (F::Action, &d.action),
-            (F::Target, &d.target),
-            (F::Outcome, &d.outcome),
-            (F::ConsentId, &d.consent_id),
-            (F::InputsSha256, &d.inputs_sha256),
-        ] {
-            if let Some(v) = v {
-                self.value(field.wire(), v, &mut out);
-            }
-        }
-        for (key, v) in [
-            (crate::wire::RESOURCE_SERVICE_NAME, &d.service_name),
-            (
-                crate::wire::RESOURCE_SERVICE_INSTANCE_ID,
-                &d.service_instance_id,
-            ),
-        ] {
-            if let Some(v) = v {
+        d.for_each_text(|key, v| {
+            if let (Some(key), Some(v)) = (key, v) {
                 self.value(key, v, &mut out);
             }
-        }
+        });
         let scopes: usize = d.scopes.iter().map(|s| s.len() + 1).sum();
         if scopes > self.max_value_bytes {
             out.push(Problem::ValueTooLong {
-                key: F::Scopes.wire().to_owned(),
+                key: Field::Scopes.wire().to_owned(),
                 len: scopes,
                 max: self.max_value_bytes,
             });
@@ -190,41 +164,23 @@ impl Limits {
             self.time("time_unix_nano", t, &mut out);
         }
         if let Some(t) = d.end_time_ns {
-            self.time(F::EndTime.wire(), t, &mut out);
+            self.time(Field::EndTime.wire(), t, &mut out);
         }
         out
     }
 
     /// Problems of a violation a client reported (same bounds as an action).
     pub fn check_violation(&self, x: &ViolationRecord) -> Vec<Problem> {
-        use crate::wire::violation as v;
-        use crate::wire::Field as F;
         let mut out = Vec::new();
-        for (key, val) in [
-            (F::EventId.wire(), Some(&x.event_id)),
-            (v::DETECTED_BY, Some(&x.detected_by)),
-            (v::REASON, Some(&x.reason)),
-            (v::SPAN_TARGET, x.span_target.as_ref()),
-            (v::SPAN_NAME, x.span_name.as_ref()),
-            (v::CODE_FILE, x.code_file.as_ref()),
-            (F::Action.wire(), x.action.as_ref()),
-            (F::ActorKind.wire(), x.actor_kind.as_ref()),
-            (F::AgentId.wire(), x.agent_id.as_ref()),
-            (F::OwnerId.wire(), x.owner_id.as_ref()),
-            (crate::wire::RESOURCE_SERVICE_NAME, Some(&x.service_name)),
-            (
-                crate::wire::RESOURCE_SERVICE_INSTANCE_ID,
-                x.service_instance_id.as_ref(),
-            ),
-        ] {
-            if let Some(val) = val {
+        x.for_each_text(|key, val| {
+            if let (Some(key), Some(val)) = (key, val) {
                 self.value(key, val, &mut out);
             }
-        }
+        });
         let missing: usize = x.missing.iter().map(|s| s.len() + 1).sum();
         if missing > self.max_value_bytes {
             out.push(Problem::ValueTooLong {
-                key: v::MISSING.to_owned(),
+                key: crate::wire::violation::MISSING.to_owned(),
                 len: missing,
                 max: self.max_value_bytes,
             });
@@ -243,31 +199,7 @@ impl Limits {
             let n = clip(s, max).len();
             s.truncate(n);
         };
-        for s in [
-            &mut x.event_id,
-            &mut x.detected_by,
-            &mut x.reason,
-            &mut x.service_name,
-        ] {
-            cut(s);
-        }
-        for s in [
-            &mut x.span_target,
-            &mut x.span_name,
-            &mut x.code_file,
-            &mut x.action,
-            &mut x.actor_kind,
-            &mut x.agent_id,
-            &mut x.owner_id,
-            &mut x.service_instance_id,
-            &mut x.trace_id,
-            &mut x.span_id,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            cut(s);
-        }
+        x.for_each_text_mut(&cut);
         x.missing.truncate(self.max_attributes);
         x.missing.iter_mut().for_each(&cut);
         let attrs = std::mem::take(&mut x.attributes);
@@ -289,7 +221,7 @@ mod wire_checks {
     use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
     use super::{clip, Limits, QUOTE_BYTES};
-    use crate::rules::Problem;
+    use crate::problem::Problem;
 
     /// Nesting of a value: a scalar is 0, an array of scalars 1. Stops
     /// counting past `max`, so a hostile value costs at most `max` levels.

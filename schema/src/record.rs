@@ -1,15 +1,24 @@
-//! The audit record (schema v1) and the violation record, as Rust values.
+//! The audit record (schema v1) and the violation record, declared once:
+//! each row of the two tables below is one field, with its column, its
+//! wire key, its span alias and its meaning. The structs, the [`Draft`],
+//! [`Field`] and [`FIELDS`], the column lists, the checks of
+//! [`Limits`](crate::Limits), the OTLP codec and the README's tables are
+//! all derived from these rows (by the macros in `declare.rs`).
+//!
+//! **Adding a field** is one row here: a `text` field promoted from a span
+//! or an attribute needs nothing else in the code. The docs follow it, and
+//! tests hold them to this table and print the lines to paste: the README's
+//! two tables, the `audit-layer` crate docs' span-field table and
+//! `docs/external-tables.md`'s DDL. The Python end-to-end test keeps its own
+//! list of the columns on purpose (`tests/python/test_independent.py`).
 //!
 //! A [`Draft`] is what a client or the collector has gathered so far: every
 //! field optional. [`crate::rules::Rules::check`] turns a draft into an
-//! [`AuditRecord`] — or a [`crate::rules::Rejection`] naming what is missing.
+//! [`AuditRecord`], or a [`crate::Rejection`] naming what is missing.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-
-use crate::rules::Rejection;
-use crate::wire::Field;
 
 /// Human or AI: a column, never a guess.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,132 +52,133 @@ impl ActorKind {
 /// Allowed values of `outcome`.
 pub const OUTCOMES: &[&str] = &["ok", "error", "denied"];
 
-/// One privileged action, attributed: a row of the `audit` dataset without
-/// the collector's stamp (`received_time`, `collector_id`, `seq`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    /// UUIDv7; idempotency key end to end.
-    pub event_id: String,
-    /// Span open, ns since the epoch (UTC).
-    pub start_time_ns: i64,
-    /// Span close, ns since the epoch (UTC).
-    pub end_time_ns: Option<i64>,
-    /// Human or AI.
-    pub actor_kind: ActorKind,
-    /// Agent principal id; `None` iff human.
-    pub agent_id: Option<String>,
-    /// Display name of the agent.
-    pub agent_name: Option<String>,
-    /// Credential the agent used.
-    pub agent_credential_id: Option<String>,
-    /// The accountable human; never empty.
-    pub owner_id: String,
-    /// Who started the task.
-    pub initiator_id: Option<String>,
-    /// Which task.
-    pub task_id: Option<String>,
-    /// What was done.
-    pub action: String,
-    /// To what.
-    pub target: Option<String>,
-    /// `ok`, `error` or `denied`.
-    pub outcome: String,
-    /// Authorization scopes.
-    pub scopes: Vec<String>,
-    /// Consent token id.
-    pub consent_id: Option<String>,
-    /// Digest of the inputs.
-    pub inputs_sha256: Option<String>,
-    /// From the OTel resource.
-    pub service_name: String,
-    /// From the OTel resource.
-    pub service_instance_id: Option<String>,
-    /// Hex trace id.
-    pub trace_id: Option<String>,
-    /// Hex span id.
-    pub span_id: Option<String>,
-    /// Every other field, stringified.
-    pub attributes: BTreeMap<String, String>,
+/// One row of the field table.
+#[derive(Debug)]
+pub struct FieldSpec {
+    /// The field.
+    pub field: Field,
+    /// Attribute name on the wire (fixed).
+    pub wire: &'static str,
+    /// Short name accepted on `tracing` spans (the wire name is accepted too).
+    pub alias: &'static str,
+    /// What it means.
+    pub meaning: &'static str,
 }
 
-/// A privileged span (or wire record) that broke a dual-key rule: a row of
-/// the `violations` dataset without the collector's stamp.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ViolationRecord {
-    /// UUIDv7 of the violation itself.
-    pub event_id: String,
-    /// When the span closed (or the record arrived), ns since the epoch.
-    pub time_ns: i64,
-    /// `layer` or `collector`.
-    pub detected_by: String,
-    /// Wire names of what was missing or wrong.
-    pub missing: Vec<String>,
-    /// Human-readable reason.
-    pub reason: String,
-    /// Callsite target.
-    pub span_target: Option<String>,
-    /// Span name.
-    pub span_name: Option<String>,
-    /// Callsite file.
-    pub code_file: Option<String>,
-    /// Callsite line.
-    pub code_line: Option<i64>,
-    /// The action, when known.
-    pub action: Option<String>,
-    /// The stated actor kind, as given (possibly invalid).
-    pub actor_kind: Option<String>,
-    /// The agent id, as given.
-    pub agent_id: Option<String>,
-    /// The owner id, as given.
-    pub owner_id: Option<String>,
-    /// From the OTel resource.
-    pub service_name: String,
-    /// From the OTel resource.
-    pub service_instance_id: Option<String>,
-    /// Hex trace id.
-    pub trace_id: Option<String>,
-    /// Hex span id.
-    pub span_id: Option<String>,
-    /// Every other field, stringified.
-    pub attributes: BTreeMap<String, String>,
+audit_record! {
+    /// One privileged action, attributed: a row of the `audit` dataset without
+    /// the collector's stamp (`received_time`, `collector_id`, `seq`).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct AuditRecord {
+        /// UUIDv7; idempotency key end to end.
+        event_id: string = "event_id", field EventId("audit.event.id", "event.id",
+            "UUIDv7 made by the client; idempotency key end to end");
+        /// Span open, ns since the epoch (UTC).
+        start_time_ns: time = "start_time", source "`LogRecord.time_unix_nano`";
+        /// Span close, ns since the epoch (UTC).
+        end_time_ns: opt_time = "end_time", field EndTime("audit.end_time_unix_nano",
+            "end_time_unix_nano", "span close time (int, ns since the epoch)");
+        /// Human or AI.
+        actor_kind: actor = "actor_kind", field ActorKind("audit.actor.kind", "actor.kind",
+            "`agent` or `human`; a human must be stated, never inferred");
+        /// Agent principal id; `None` iff human.
+        agent_id: text = "agent_id", field AgentId("gen_ai.agent.id", "agent.id",
+            "stable agent principal id; survives credential rotation") "; null iff human";
+        /// Display name of the agent.
+        agent_name: text = "agent_name", field AgentName("gen_ai.agent.name", "agent.name",
+            "display name of the agent");
+        /// Credential the agent used.
+        agent_credential_id: text = "agent_credential_id", field AgentCredentialId(
+            "audit.agent.credential.id", "agent.credential", "which credential the agent used");
+        /// The accountable human; never empty.
+        owner_id: string = "owner_id", field OwnerId("audit.owner.id", "owner.id",
+            "the accountable human");
+        /// Who started the task.
+        initiator_id: text = "initiator_id", field InitiatorId("audit.initiator.id",
+            "initiator.id", "who started the task");
+        /// Which task.
+        task_id: text = "task_id", field TaskId("audit.task.id", "task.id", "which task");
+        /// What was done.
+        action: string = "action", field Action("audit.action", "action",
+            "what was done (the span name when absent)");
+        /// To what.
+        target: text = "target", field Target("audit.target", "target", "to what");
+        /// `ok`, `error` or `denied`.
+        outcome: string = "outcome", field Outcome("audit.outcome", "outcome",
+            "`ok`, `error` or `denied`") " (`ok` when absent)";
+        /// Authorization scopes.
+        scopes: list = "scopes", field Scopes("audit.scopes", "scopes",
+            "authorization scopes (string array; comma-separated on spans)") " (string array)";
+        /// Consent token id.
+        consent_id: text = "consent_id", field ConsentId("audit.consent.id", "consent",
+            "consent token id, required for dangerous actions");
+        /// Digest of the inputs.
+        inputs_sha256: text = "inputs_sha256", field InputsSha256("audit.inputs.sha256",
+            "inputs.sha256", "SHA-256 of the inputs the agent acted on");
+        /// From the OTel resource.
+        service_name: string = "service_name", resource "service.name";
+        /// From the OTel resource.
+        service_instance_id: text = "service_instance_id", resource "service.instance.id";
+        /// Hex trace id.
+        trace_id: text = "trace_id", source "`LogRecord.trace_id` (hex)";
+        /// Hex span id.
+        span_id: text = "span_id", source "`LogRecord.span_id` (hex)";
+        /// Every other field, stringified.
+        attributes: map = "attributes", source "every other attribute, stringified";
+    }
+    flags {
+        /// The client marked the span privileged. Not stored: a row in the
+        /// `audit` dataset is privileged by being there.
+        privileged: Privileged("audit.privileged", "audit.privileged",
+            "`true` makes a span privileged whatever its target");
+        /// The client marked the action dangerous.
+        dangerous: Dangerous("audit.dangerous", "audit.dangerous",
+            "`true` makes an action dangerous: consent required");
+    }
 }
 
-impl ViolationRecord {
-    /// The row that records a refused draft, the one definition the layer
-    /// and the collector share: the fields at fault and why (`missing`,
-    /// `reason`), and who and what the draft named, as given. The service is
-    /// the draft's, else `service`, else [`wire::UNKNOWN_SERVICE`](crate::wire::UNKNOWN_SERVICE).
-    /// Callsite, attributes and anything else the detector knows are the
-    /// caller's to add.
-    pub fn refused(
-        rejection: &Rejection,
-        detected_by: &str,
-        event_id: String,
-        time_ns: i64,
-        service: Option<&str>,
-    ) -> ViolationRecord {
-        let d = &rejection.draft;
-        ViolationRecord {
-            event_id,
-            time_ns,
-            detected_by: detected_by.to_owned(),
-            missing: rejection.missing(),
-            reason: rejection.reason(),
-            action: d.action.clone(),
-            actor_kind: d.actor_kind.clone(),
-            agent_id: d.agent_id.clone(),
-            owner_id: d.owner_id.clone(),
-            service_name: d
-                .service_name
-                .as_deref()
-                .or(service)
-                .unwrap_or(crate::wire::UNKNOWN_SERVICE)
-                .to_owned(),
-            service_instance_id: d.service_instance_id.clone(),
-            trace_id: d.trace_id.clone(),
-            span_id: d.span_id.clone(),
-            ..ViolationRecord::default()
-        }
+stored_record! {
+    /// A privileged span (or wire record) that broke a dual-key rule: a row of
+    /// the `violations` dataset without the collector's stamp.
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    pub struct ViolationRecord in VIOLATIONS {
+        /// UUIDv7 of the violation itself.
+        event_id: string = "event_id", attr "audit.event.id";
+        /// When the span closed (or the record arrived), ns since the epoch.
+        time_ns: time = "time", source "`LogRecord.time_unix_nano` (span close)";
+        /// `layer` or `collector`.
+        detected_by: string = "detected_by", attr "audit.violation.detected_by"
+            " (`layer`/`collector`)";
+        /// Wire names of what was missing or wrong.
+        missing: list = "missing", attr "audit.violation.missing" " (wire names)";
+        /// Human-readable reason.
+        reason: string = "reason", attr "audit.violation.reason";
+        /// Callsite target.
+        span_target: text = "span_target", attr "audit.violation.span.target";
+        /// Span name.
+        span_name: text = "span_name", attr "audit.violation.span.name";
+        /// Callsite file.
+        code_file: text = "code_file", attr "code.file.path";
+        /// Callsite line.
+        code_line: opt_int = "code_line", attr "code.line.number";
+        /// The action, when known.
+        action: text = "action", attr "audit.action";
+        /// The stated actor kind, as given (possibly invalid).
+        actor_kind: text = "actor_kind", attr "audit.actor.kind" ", as given";
+        /// The agent id, as given.
+        agent_id: text = "agent_id", attr "gen_ai.agent.id" ", as given";
+        /// The owner id, as given.
+        owner_id: text = "owner_id", attr "audit.owner.id" ", as given";
+        /// From the OTel resource.
+        service_name: string = "service_name", resource "service.name";
+        /// From the OTel resource.
+        service_instance_id: text = "service_instance_id", resource "service.instance.id";
+        /// Hex trace id.
+        trace_id: text = "trace_id", source "`LogRecord.trace_id` (hex)";
+        /// Hex span id.
+        span_id: text = "span_id", source "`LogRecord.span_id` (hex)";
+        /// Every other field, stringified.
+        attributes: map = "attributes", source "every other attribute, stringified";
     }
 }
 
@@ -181,109 +191,59 @@ pub struct Stamp {
     pub seq: u64,
 }
 
-/// Everything gathered about one privileged action before the rules run.
-/// Strings are kept as given; the rules decide what empty or unknown means.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Draft {
-    /// See [`AuditRecord::event_id`].
-    pub event_id: Option<String>,
-    /// See [`AuditRecord::start_time_ns`].
-    pub start_time_ns: Option<i64>,
-    /// See [`AuditRecord::end_time_ns`].
-    pub end_time_ns: Option<i64>,
-    /// As stated (`agent`/`human`), unchecked.
-    pub actor_kind: Option<String>,
-    /// See [`AuditRecord::agent_id`].
-    pub agent_id: Option<String>,
-    /// See [`AuditRecord::agent_name`].
-    pub agent_name: Option<String>,
-    /// See [`AuditRecord::agent_credential_id`].
-    pub agent_credential_id: Option<String>,
-    /// See [`AuditRecord::owner_id`].
-    pub owner_id: Option<String>,
-    /// See [`AuditRecord::initiator_id`].
-    pub initiator_id: Option<String>,
-    /// See [`AuditRecord::task_id`].
-    pub task_id: Option<String>,
-    /// See [`AuditRecord::action`].
-    pub action: Option<String>,
-    /// See [`AuditRecord::target`].
-    pub target: Option<String>,
-    /// See [`AuditRecord::outcome`]; `ok` when absent.
-    pub outcome: Option<String>,
-    /// See [`AuditRecord::scopes`].
-    pub scopes: Vec<String>,
-    /// See [`AuditRecord::consent_id`].
-    pub consent_id: Option<String>,
-    /// See [`AuditRecord::inputs_sha256`].
-    pub inputs_sha256: Option<String>,
-    /// The client marked the action dangerous.
-    pub dangerous: bool,
-    /// The client marked the span privileged. Not stored: a row in the
-    /// `audit` dataset is privileged by being there.
-    pub privileged: bool,
-    /// See [`AuditRecord::service_name`].
-    pub service_name: Option<String>,
-    /// See [`AuditRecord::service_instance_id`].
-    pub service_instance_id: Option<String>,
-    /// See [`AuditRecord::trace_id`].
-    pub trace_id: Option<String>,
-    /// See [`AuditRecord::span_id`].
-    pub span_id: Option<String>,
-    /// Every field that is not a schema field.
-    pub attributes: BTreeMap<String, String>,
+impl Field {
+    /// The field's row in [`FIELDS`].
+    pub fn spec(self) -> &'static FieldSpec {
+        // FIELDS is in declaration order; the index is the discriminant.
+        &FIELDS[self as usize]
+    }
+
+    /// Wire attribute name.
+    pub fn wire(self) -> &'static str {
+        self.spec().wire
+    }
+
+    /// The field an OTLP attribute key names (wire names only).
+    pub fn from_wire(key: &str) -> Option<Field> {
+        FIELDS.iter().find(|s| s.wire == key).map(|s| s.field)
+    }
+
+    /// The field a `tracing` span field names: the short alias or the wire name.
+    pub fn from_span_field(name: &str) -> Option<Field> {
+        FIELDS
+            .iter()
+            .find(|s| s.alias == name || s.wire == name)
+            .map(|s| s.field)
+    }
+}
+
+/// A Markdown table of [`FIELDS`] (the README's span-field table is this output).
+pub fn markdown_fields() -> String {
+    let mut s = String::from("| on a `tracing` span | on the wire | meaning |\n|---|---|---|\n");
+    for f in FIELDS {
+        s.push_str(&format!(
+            "| `{}` | `{}` | {} |\n",
+            f.alias, f.wire, f.meaning
+        ));
+    }
+    s
 }
 
 impl Draft {
-    /// Sets a schema field from its string form. Booleans accept `true`;
-    /// scopes accept a comma-separated list (tracing fields carry no arrays).
-    pub fn set(&mut self, field: Field, value: String) {
-        let slot = match field {
-            Field::EventId => &mut self.event_id,
-            Field::ActorKind => &mut self.actor_kind,
-            Field::AgentId => &mut self.agent_id,
-            Field::AgentName => &mut self.agent_name,
-            Field::AgentCredentialId => &mut self.agent_credential_id,
-            Field::OwnerId => &mut self.owner_id,
-            Field::InitiatorId => &mut self.initiator_id,
-            Field::TaskId => &mut self.task_id,
-            Field::Action => &mut self.action,
-            Field::Target => &mut self.target,
-            Field::Outcome => &mut self.outcome,
-            Field::ConsentId => &mut self.consent_id,
-            Field::InputsSha256 => &mut self.inputs_sha256,
-            Field::EndTime => {
-                match value.trim().parse::<i64>() {
-                    Ok(ns) => self.end_time_ns = Some(ns),
-                    Err(_) => {
-                        self.attributes.insert(field.wire().to_owned(), value);
-                    }
-                }
-                return;
-            }
-            Field::Scopes => {
-                self.scopes = split_scopes(&value);
-                return;
-            }
-            Field::Privileged => {
-                self.privileged = is_true(&value);
-                return;
-            }
-            Field::Dangerous => {
-                // Sticky: a later `false` must not un-mark a dangerous action.
-                self.dangerous |= is_true(&value);
-                return;
-            }
-        };
-        *slot = Some(value);
-    }
-
     /// Sets a schema field from a boolean (tracing's `record_bool`).
     pub fn set_bool(&mut self, field: Field, value: bool) {
         match field {
-            Field::Privileged => self.privileged = value,
-            Field::Dangerous => self.dangerous |= value,
+            Field::Privileged | Field::Dangerous => self.set_flag(field, value),
             other => self.set(other, value.to_string()),
+        }
+    }
+
+    fn set_flag(&mut self, field: Field, on: bool) {
+        match field {
+            // Sticky: a later `false` must not un-mark a dangerous action.
+            Field::Dangerous => self.dangerous |= on,
+            Field::Privileged => self.privileged = on,
+            _ => {}
         }
     }
 }
@@ -303,6 +263,7 @@ pub fn split_scopes(s: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::column::markdown_table;
 
     #[test]
     fn scopes_split_on_commas_and_spaces() {
@@ -331,38 +292,41 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_draft_becomes_a_row_naming_what_was_missing_and_who_was_named() {
-        let mut d = Draft {
-            start_time_ns: Some(1_764_000_000_000_000_000),
-            trace_id: Some("ab".into()),
-            ..Draft::default()
-        };
-        d.set(Field::AgentId, "agt_1".into());
-        d.set(Field::Action, "db.write".into());
-        d.attributes.insert("amount".into(), "3".into());
-        let rejection = crate::Rules::default().check(d).expect_err("no owner");
-        let row = ViolationRecord::refused(&rejection, "layer", "ev".into(), 7, Some("billing"));
-        assert_eq!((row.event_id.as_str(), row.time_ns), ("ev", 7));
-        assert_eq!(row.detected_by, "layer");
-        assert_eq!(row.missing, [Field::OwnerId.wire()]);
-        assert_eq!(row.reason, rejection.reason());
-        assert_eq!(row.agent_id.as_deref(), Some("agt_1"));
-        assert_eq!(row.action.as_deref(), Some("db.write"));
-        assert_eq!(row.trace_id.as_deref(), Some("ab"));
-        assert_eq!(
-            row.service_name, "billing",
-            "the caller's service when the draft has none"
-        );
-        assert!(
-            row.attributes.is_empty(),
-            "attributes are the caller's to add"
-        );
+    fn table_order_matches_discriminants() {
+        for (i, spec) in FIELDS.iter().enumerate() {
+            assert_eq!(spec.field as usize, i, "{} out of order", spec.wire);
+        }
+    }
 
-        let mut named = rejection.clone();
-        named.draft.service_name = Some("ledger".into());
-        let row = ViolationRecord::refused(&named, "collector", "ev".into(), 7, Some("billing"));
-        assert_eq!(row.service_name, "ledger", "the draft's service wins");
-        let row = ViolationRecord::refused(&rejection, "collector", "ev".into(), 7, None);
-        assert_eq!(row.service_name, crate::wire::UNKNOWN_SERVICE);
+    #[test]
+    fn aliases_and_wire_names_resolve() {
+        assert_eq!(Field::from_span_field("agent.id"), Some(Field::AgentId));
+        assert_eq!(
+            Field::from_span_field("gen_ai.agent.id"),
+            Some(Field::AgentId)
+        );
+        assert_eq!(
+            Field::from_wire("agent.id"),
+            None,
+            "aliases are not wire names"
+        );
+        assert_eq!(Field::from_wire("audit.owner.id"), Some(Field::OwnerId));
+    }
+
+    #[test]
+    fn column_names_are_unique() {
+        for cols in [AUDIT, VIOLATIONS] {
+            let mut names: Vec<_> = cols.iter().map(|c| c.name).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), cols.len());
+        }
+    }
+
+    #[test]
+    fn markdown_lists_every_column() {
+        let t = markdown_table(AUDIT);
+        assert_eq!(t.lines().count(), AUDIT.len() + 2);
+        assert!(t.contains("| `seq` | uint64 | no |"));
     }
 }

@@ -10,220 +10,12 @@
 //! A human is never inferred from a missing agent id: absence of evidence is
 //! not proof, and "no agent was involved" must rest on a stated fact.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{clip, Limits, QUOTE_BYTES};
-use crate::record::{ActorKind, AuditRecord, Draft, OUTCOMES};
-use crate::wire::{Field, UNKNOWN_SERVICE};
-
-/// One broken rule. `Display` says what is wrong and what to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Problem {
-    /// Neither `audit.actor.kind` nor an agent id: nobody is attributed.
-    NoActor,
-    /// `audit.actor.kind` holds something other than `agent`/`human`.
-    UnknownActorKind(String),
-    /// An agent action without the agent's principal id.
-    AgentWithoutAgentId,
-    /// An agent action without the accountable human.
-    AgentWithoutOwner,
-    /// A human action without the human's id.
-    HumanWithoutOwner,
-    /// A human action that names an agent.
-    HumanWithAgentId,
-    /// A dangerous action without a consent token.
-    DangerousWithoutConsent,
-    /// No action name.
-    NoAction,
-    /// No start time.
-    NoStartTime,
-    /// An outcome outside `ok`/`error`/`denied`.
-    UnknownOutcome(String),
-    /// More attributes than [`Limits::max_attributes`].
-    TooManyAttributes {
-        /// Attributes given.
-        count: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// An attribute key longer than [`Limits::max_key_bytes`].
-    KeyTooLong {
-        /// The key, cut to [`crate::limits::QUOTE_BYTES`].
-        key: String,
-        /// Its length in bytes.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// A value longer than [`Limits::max_value_bytes`].
-    ValueTooLong {
-        /// Whose value (cut to [`crate::limits::QUOTE_BYTES`]).
-        key: String,
-        /// Its length in bytes.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// An array/kvlist value nested deeper than [`Limits::max_depth`].
-    TooDeep {
-        /// Whose value (cut to [`crate::limits::QUOTE_BYTES`]).
-        key: String,
-        /// The limit.
-        max: usize,
-    },
-    /// A time outside [`Limits::min_time_unix_secs`], now + [`Limits::max_future_secs`].
-    TimeOutOfRange {
-        /// Wire name of the time field.
-        field: &'static str,
-        /// The time given, ns since the epoch.
-        ns: i64,
-        /// Earliest accepted.
-        min_ns: i64,
-        /// Latest accepted.
-        max_ns: i64,
-    },
-}
-
-impl Problem {
-    /// The wire name of the field this problem is about (for `missing`).
-    pub fn field(&self) -> &'static str {
-        match self {
-            Problem::NoActor | Problem::UnknownActorKind(_) => Field::ActorKind.wire(),
-            Problem::AgentWithoutAgentId | Problem::HumanWithAgentId => Field::AgentId.wire(),
-            Problem::AgentWithoutOwner | Problem::HumanWithoutOwner => Field::OwnerId.wire(),
-            Problem::DangerousWithoutConsent => Field::ConsentId.wire(),
-            Problem::NoAction => Field::Action.wire(),
-            Problem::NoStartTime => "time_unix_nano",
-            Problem::UnknownOutcome(_) => Field::Outcome.wire(),
-            Problem::TooManyAttributes { .. }
-            | Problem::KeyTooLong { .. }
-            | Problem::ValueTooLong { .. }
-            | Problem::TooDeep { .. } => "attributes",
-            Problem::TimeOutOfRange { field, .. } => field,
-        }
-    }
-}
-
-impl Problem {
-    /// A fixed snake_case word for this rule, for metrics labels.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Problem::NoActor => "no_actor",
-            Problem::UnknownActorKind(_) => "unknown_actor_kind",
-            Problem::AgentWithoutAgentId => "agent_without_agent_id",
-            Problem::AgentWithoutOwner => "agent_without_owner",
-            Problem::HumanWithoutOwner => "human_without_owner",
-            Problem::HumanWithAgentId => "human_with_agent_id",
-            Problem::DangerousWithoutConsent => "dangerous_without_consent",
-            Problem::NoAction => "no_action",
-            Problem::NoStartTime => "no_start_time",
-            Problem::UnknownOutcome(_) => "unknown_outcome",
-            Problem::TooManyAttributes { .. } => "too_many_attributes",
-            Problem::KeyTooLong { .. } => "key_too_long",
-            Problem::ValueTooLong { .. } => "value_too_long",
-            Problem::TooDeep { .. } => "too_deep",
-            Problem::TimeOutOfRange { .. } => "time_out_of_range",
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::NoActor => write!(
-                f,
-                "no actor: state `audit.actor.kind = \"human\"` with `audit.owner.id` for a human, \
-                 or give `gen_ai.agent.id` and `audit.owner.id` for an agent"
-            ),
-            Problem::UnknownActorKind(k) => {
-                write!(f, "`audit.actor.kind` is {k:?}; expected \"agent\" or \"human\"")
-            }
-            Problem::AgentWithoutAgentId => {
-                write!(f, "agent action without `gen_ai.agent.id` (the agent principal)")
-            }
-            Problem::AgentWithoutOwner => {
-                write!(f, "agent action without `audit.owner.id` (the accountable human)")
-            }
-            Problem::HumanWithoutOwner => {
-                write!(f, "human action without `audit.owner.id` (the human who acted)")
-            }
-            Problem::HumanWithAgentId => write!(
-                f,
-                "human action names an agent (`gen_ai.agent.id`): an action is a human's or an agent's, not both"
-            ),
-            Problem::DangerousWithoutConsent => {
-                write!(f, "dangerous action without `audit.consent.id` (the consent token)")
-            }
-            Problem::NoAction => write!(f, "no `audit.action`"),
-            Problem::NoStartTime => write!(f, "no start time (`time_unix_nano` is 0)"),
-            Problem::UnknownOutcome(o) => {
-                write!(f, "`audit.outcome` is {o:?}; expected one of ok, error, denied")
-            }
-            Problem::TooManyAttributes { count, max } => {
-                write!(f, "{count} attributes; at most {max} are accepted")
-            }
-            Problem::KeyTooLong { key, len, max } => {
-                write!(f, "attribute key {key:?}... is {len} bytes; at most {max} are accepted")
-            }
-            Problem::ValueTooLong { key, len, max } => {
-                write!(f, "value of {key:?} is {len} bytes; at most {max} are accepted")
-            }
-            Problem::TooDeep { key, max } => write!(
-                f,
-                "value of {key:?} nests arrays/kvlists deeper than {max} levels"
-            ),
-            Problem::TimeOutOfRange {
-                field,
-                ns,
-                min_ns,
-                max_ns,
-            } => write!(
-                f,
-                "`{field}` is {ns} ns since the epoch; accepted: {min_ns} to {max_ns} \
-                 (not before 2000 by default, at most a day ahead of the collector's clock)"
-            ),
-        }
-    }
-}
-
-/// A draft that broke one or more rules, returned whole so that the caller
-/// can build a violation record from what was there.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Rejection {
-    /// Every broken rule, in the order checked.
-    pub problems: Vec<Problem>,
-    /// The draft as received.
-    pub draft: Box<Draft>,
-}
-
-impl Rejection {
-    /// Wire names of the fields at fault, deduplicated.
-    pub fn missing(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for p in &self.problems {
-            if !out.iter().any(|m| m == p.field()) {
-                out.push(p.field().to_owned());
-            }
-        }
-        out
-    }
-
-    /// All problems as one sentence.
-    pub fn reason(&self) -> String {
-        let parts: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
-        parts.join("; ")
-    }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason())
-    }
-}
-
-impl std::error::Error for Rejection {}
+pub use crate::problem::{Problem, Rejection};
+use crate::record::{ActorKind, AuditRecord, Draft, Field, OUTCOMES};
+use crate::wire::UNKNOWN_SERVICE;
 
 /// Rule settings shared by the layer and the collector.
 ///
@@ -269,29 +61,11 @@ impl Rules {
     /// [`Rules::check`], with problems a caller already found (e.g. by
     /// [`Limits::check_log_record`]) listed first.
     pub fn check_with(&self, mut d: Draft, found: Vec<Problem>) -> Result<AuditRecord, Rejection> {
-        for s in [
-            &mut d.event_id,
-            &mut d.actor_kind,
-            &mut d.agent_id,
-            &mut d.agent_name,
-            &mut d.agent_credential_id,
-            &mut d.owner_id,
-            &mut d.initiator_id,
-            &mut d.task_id,
-            &mut d.action,
-            &mut d.target,
-            &mut d.outcome,
-            &mut d.consent_id,
-            &mut d.inputs_sha256,
-            &mut d.service_name,
-            &mut d.service_instance_id,
-            &mut d.trace_id,
-            &mut d.span_id,
-        ] {
+        d.for_each_text_mut(|s| {
             if s.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *s = None;
             }
-        }
+        });
         let mut problems = found;
         problems.extend(self.limits.check_draft(&d));
         let kind = match d.actor_kind.as_deref() {
@@ -345,11 +119,12 @@ impl Rules {
                 problems.push(Problem::UnknownOutcome(clip(o, QUOTE_BYTES).to_owned()));
             }
         }
-        let (Some(actor_kind), Some(owner_id), Some(action), Some(start_time_ns), true) = (
+        // Everything `AuditRecord::from_draft` takes as present.
+        let (Some(actor_kind), true, true, true, true) = (
             kind,
-            d.owner_id.clone(),
-            d.action.clone(),
-            d.start_time_ns,
+            d.owner_id.is_some(),
+            d.action.is_some(),
+            d.start_time_ns.is_some(),
             problems.is_empty(),
         ) else {
             return Err(Rejection {
@@ -357,33 +132,15 @@ impl Rules {
                 draft: Box::new(d),
             });
         };
-        let mut attributes = d.attributes;
+        d.event_id.get_or_insert_with(String::new);
+        d.outcome.get_or_insert_with(|| "ok".to_owned());
+        d.service_name
+            .get_or_insert_with(|| UNKNOWN_SERVICE.to_owned());
         if d.dangerous {
-            attributes.insert(Field::Dangerous.wire().to_owned(), "true".to_owned());
+            d.attributes
+                .insert(Field::Dangerous.wire().to_owned(), "true".to_owned());
         }
-        Ok(AuditRecord {
-            event_id: d.event_id.unwrap_or_default(),
-            start_time_ns,
-            end_time_ns: d.end_time_ns,
-            actor_kind,
-            agent_id: d.agent_id,
-            agent_name: d.agent_name,
-            agent_credential_id: d.agent_credential_id,
-            owner_id,
-            initiator_id: d.initiator_id,
-            task_id: d.task_id,
-            action,
-            target: d.target,
-            outcome: d.outcome.unwrap_or_else(|| "ok".to_owned()),
-            scopes: d.scopes,
-            consent_id: d.consent_id,
-            inputs_sha256: d.inputs_sha256,
-            service_name: d.service_name.unwrap_or_else(|| UNKNOWN_SERVICE.to_owned()),
-            service_instance_id: d.service_instance_id,
-            trace_id: d.trace_id,
-            span_id: d.span_id,
-            attributes,
-        })
+        Ok(AuditRecord::from_draft(d, actor_kind))
     }
 }
 
@@ -410,6 +167,7 @@ pub fn glob_match(pattern: &str, s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::ViolationRecord;
 
     fn draft() -> Draft {
         Draft {
@@ -515,5 +273,41 @@ mod tests {
         assert!(!glob_match("payments.*", "payment"));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn a_refused_draft_becomes_a_row_naming_what_was_missing_and_who_was_named() {
+        let mut d = Draft {
+            start_time_ns: Some(1_764_000_000_000_000_000),
+            trace_id: Some("ab".into()),
+            ..Draft::default()
+        };
+        d.set(Field::AgentId, "agt_1".into());
+        d.set(Field::Action, "db.write".into());
+        d.attributes.insert("amount".into(), "3".into());
+        let rejection = Rules::default().check(d).expect_err("no owner");
+        let row = ViolationRecord::refused(&rejection, "layer", "ev".into(), 7, Some("billing"));
+        assert_eq!((row.event_id.as_str(), row.time_ns), ("ev", 7));
+        assert_eq!(row.detected_by, "layer");
+        assert_eq!(row.missing, [Field::OwnerId.wire()]);
+        assert_eq!(row.reason, rejection.reason());
+        assert_eq!(row.agent_id.as_deref(), Some("agt_1"));
+        assert_eq!(row.action.as_deref(), Some("db.write"));
+        assert_eq!(row.trace_id.as_deref(), Some("ab"));
+        assert_eq!(
+            row.service_name, "billing",
+            "the caller's service when the draft has none"
+        );
+        assert!(
+            row.attributes.is_empty(),
+            "attributes are the caller's to add"
+        );
+
+        let mut named = rejection.clone();
+        named.draft.service_name = Some("ledger".into());
+        let row = ViolationRecord::refused(&named, "collector", "ev".into(), 7, Some("billing"));
+        assert_eq!(row.service_name, "ledger", "the draft's service wins");
+        let row = ViolationRecord::refused(&rejection, "collector", "ev".into(), 7, None);
+        assert_eq!(row.service_name, UNKNOWN_SERVICE);
     }
 }

@@ -6,7 +6,7 @@ use crate::common;
 
 use audit_collector::partition::{read_audit, read_violations};
 use audit_schema::otlp::encode_action;
-use audit_schema::{ActorKind, AuditRecord};
+use audit_schema::{ActorKind, AuditRecord, Draft, Rules};
 use common::wire::request;
 use common::Collector;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
@@ -16,29 +16,29 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use prost::Message;
 
 fn record(n: u32) -> AuditRecord {
-    AuditRecord {
-        event_id: format!("019ac0de-0000-7000-8000-{n:012}"),
-        start_time_ns: 1_764_300_000_000_000_000 + i64::from(n),
+    let draft = Draft {
+        event_id: Some(format!("019ac0de-0000-7000-8000-{n:012}")),
+        start_time_ns: Some(1_764_300_000_000_000_000 + i64::from(n)),
         end_time_ns: Some(1_764_300_000_500_000_000),
-        actor_kind: ActorKind::Agent,
         agent_id: Some("agt_7f3".into()),
         agent_name: Some("ledger-bot".into()),
         agent_credential_id: Some("key_2026_11".into()),
-        owner_id: "usr_alice".into(),
+        owner_id: Some("usr_alice".into()),
         initiator_id: Some("usr_bob".into()),
         task_id: Some("tsk_1".into()),
-        action: "payments.transfer".into(),
+        action: Some("payments.transfer".into()),
         target: Some("acct_42".into()),
-        outcome: "ok".into(),
         scopes: vec!["payments:write".into(), "accounts:read".into()],
         consent_id: Some("cns_1".into()),
         inputs_sha256: Some("ab".repeat(32)),
-        service_name: "billing".into(),
+        service_name: Some("billing".into()),
         service_instance_id: Some("billing-1".into()),
         trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
         span_id: Some("b7ad6b7169203331".into()),
         attributes: [("amount".to_owned(), "100".to_owned())].into(),
-    }
+        ..Draft::default()
+    };
+    Rules::default().check(draft).expect("every field set")
 }
 
 async fn grpc_export(c: &Collector, req: ExportLogsServiceRequest) -> ExportLogsServiceResponse {

@@ -271,6 +271,76 @@ fn verify_reports_a_missing_data_dir_clearly() {
     );
 }
 
+/// `verify`, `checkpoint` and `retention` find the dataset as `serve` does
+/// (flag, variable, config file), and one that needs a data dir refuses a
+/// store URL instead of ignoring it.
+#[test]
+fn dataset_commands_take_the_data_dir_from_the_config_file_or_variable() {
+    let dir = dataset();
+    let etc = tempfile::tempdir().unwrap();
+    let config = etc.path().join("collector.toml");
+    let toml = format!(
+        "data_dir = {:?}\n[retention]\nmax_days = 36500\n",
+        dir.path()
+    );
+    std::fs::write(&config, toml).unwrap();
+    let (private, public) = (etc.path().join("key"), etc.path().join("key.pub"));
+    let run = |args: &[&str], env: Option<&Path>| {
+        let mut cmd = Command::new(collector_bin());
+        cmd.args(args).env_remove("AUDIT_COLLECTOR_DATA_DIR");
+        if let Some(d) = env {
+            cmd.env("AUDIT_COLLECTOR_DATA_DIR", d);
+        }
+        let out = cmd.output().expect("run audit-collector");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let config = config.to_str().unwrap();
+    let (key, key_pub) = (private.to_str().unwrap(), public.to_str().unwrap());
+
+    for (args, env) in [
+        (
+            &["verify", "--format", "json", "--config", config][..],
+            None,
+        ),
+        (&["verify", "--format", "json"][..], Some(dir.path())),
+    ] {
+        let (ok, out) = run(args, env);
+        assert!(ok && out.contains("\"rows\": 12"), "{args:?}: {out}");
+    }
+    let (ok, out) = run(&["retention", "--config", config], None);
+    assert!(ok && out.contains("would be deleted"), "{out}");
+    let keygen = ["keygen", "--private", key, "--public", key_pub];
+    assert!(run(&keygen, None).0);
+    let (ok, out) = run(&["checkpoint", "--key", key, "--config", config], None);
+    assert!(ok && out.contains("audit-collector"), "{out}");
+
+    let data = dir.path().to_str().unwrap();
+    let bucket = ["--data-dir", data, "--store-url", "s3://audit-bucket/trail"];
+    let (ok, out) = run(&[&["retention"][..], &bucket].concat(), None);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "retention works on a data dir, not on the object store s3://audit-bucket/trail"
+        ),
+        "{out}"
+    );
+    let note = etc.path().join("cp.note");
+    std::fs::write(&note, "not read").unwrap();
+    let check = [
+        "--checkpoint",
+        note.to_str().unwrap(),
+        "--public-key",
+        key_pub,
+    ];
+    let (ok, out) = run(&[&["verify"][..], &check, &bucket].concat(), None);
+    assert!(
+        !ok && out.contains("--checkpoint works on a data dir"),
+        "{out}"
+    );
+}
+
 fn send(c: &Collector, batch: &[AuditRecord]) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

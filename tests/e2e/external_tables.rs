@@ -1,7 +1,7 @@
 //! docs/external-tables.md's DDL is the schema crate's columns: every
 //! `CREATE TABLE` of every engine lists exactly the stored columns, in file
 //! order, with the type the doc's mapping gives, then the partition columns.
-//! A column added to `schema/src/columns.rs` without the doc fails here.
+//! A column added to `schema/src/record.rs` without the doc fails here.
 
 use audit_schema::columns::{Column, ColumnType, AUDIT, VIOLATIONS};
 
@@ -128,7 +128,7 @@ fn every_engines_ddl_lists_the_stored_columns_with_their_types() {
             assert_eq!(
                 got,
                 &expected(e, cols),
-                "{} {name}: the DDL's columns differ from schema/src/columns.rs",
+                "{} {name}: the DDL's columns differ from schema/src/record.rs",
                 e.heading
             );
         }

@@ -15,8 +15,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use audit_collector::config::Config;
 use audit_collector::fuzzing;
-use audit_collector::ingest::{Ingest, IngestConfig};
+use audit_collector::ingest::Ingest;
 use audit_collector::metrics::Metrics;
 use audit_collector::receive::check;
 use audit_collector::wal;
@@ -164,11 +165,13 @@ fn write_seeds() {
     let wal = corpus("wal_recovery");
     std::fs::create_dir_all(&wal).expect("corpus dir");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let ingest = Ingest::start(
-        IngestConfig::new(tmp.path(), "seed"),
-        Arc::new(Metrics::default()),
-    )
-    .expect("ingest");
+    let cfg = Config {
+        data_dir: tmp.path().into(),
+        ..Config::default()
+    }
+    .ingest("seed")
+    .expect("default settings");
+    let ingest = Ingest::start(cfg, Arc::new(Metrics::default())).expect("ingest");
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");

@@ -305,6 +305,20 @@ fn the_audit_layer_ships_over_mutual_tls_on_both_protocols() {
         .expect("layer");
     let status = guard.status();
     act(layer, "no-certificate");
+    // Wait for the refusal to be reported rather than race a short
+    // shutdown deadline against the handshake on a loaded machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !status
+        .last_error()
+        .is_some_and(|e| e.contains("CertificateRequired"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no handshake refusal reported: {:?}",
+            status.last_error()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let _ = guard.shutdown(std::time::Duration::from_secs(1));
     let snapshot = status.snapshot();
     assert_eq!((snapshot.exported, snapshot.export_failures), (0, 1));

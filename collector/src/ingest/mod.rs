@@ -92,7 +92,9 @@ impl IngestError {
     }
 }
 
-/// Settings of the store.
+/// Settings of the store, made from the collector's by
+/// [`crate::config::Config::ingest`] (which also checks them); it has no
+/// defaults of its own.
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
     /// Data directory.
@@ -123,23 +125,6 @@ pub struct RemoteTarget {
     pub location: crate::store::Location,
     /// S3 Object Lock settings of uploads, if any.
     pub object_lock: Option<crate::store::lock::ObjectLock>,
-}
-
-impl IngestConfig {
-    /// Defaults for a data dir and collector id.
-    pub fn new(data_dir: impl Into<PathBuf>, collector_id: impl Into<String>) -> Self {
-        IngestConfig {
-            data_dir: data_dir.into(),
-            collector_id: collector_id.into(),
-            seal_rows: 200_000,
-            seal_interval: Duration::from_secs(60),
-            queue_depth: 1024,
-            max_buffered_rows: 2_000_000,
-            dedup_window: Duration::from_secs(24 * 3600),
-            digest_interval: Duration::from_secs(3600),
-            remote: None,
-        }
-    }
 }
 
 struct Job {

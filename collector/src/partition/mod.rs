@@ -52,23 +52,19 @@
 //! without ever replacing an existing file ([`PartitionError::AlreadyExists`]),
 //! and its directory fsynced.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::fsio;
-
-use arrow_array::builder::{ListBuilder, MapBuilder, MapFieldNames, StringBuilder};
 use arrow_array::{
-    Array, ArrayRef, Int64Array, ListArray, MapArray, RecordBatch, StringArray, StructArray,
+    Array, Int64Array, ListArray, MapArray, RecordBatch, StringArray, StructArray,
     TimestampNanosecondArray, UInt64Array,
 };
-use arrow_schema::{ArrowError, DataType, FieldRef, Schema, SchemaRef};
+use arrow_schema::{ArrowError, Schema, SchemaRef};
 use audit_schema::columns::{self, Column};
-use audit_schema::{ActorKind, AuditRecord, Stamp, ViolationRecord};
+use audit_schema::{AuditRecord, Stamp, ViolationRecord};
 use chrono::{DateTime, Datelike, Timelike};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
@@ -78,6 +74,8 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
+
+use crate::fsio;
 
 /// Default maximum number of rows per row group.
 pub const DEFAULT_ROW_GROUP_SIZE: usize = 65_536;
@@ -223,6 +221,7 @@ fn schema_err(path: &Path, message: impl Into<String>) -> PartitionError {
 }
 
 mod read;
+mod rows;
 mod write;
 
 pub use read::{

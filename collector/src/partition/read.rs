@@ -1,6 +1,7 @@
 //! Parquet files back to rows.
 
 use super::*;
+use audit_schema::columns::{ReadCells, Stored};
 use bytes::Bytes;
 use parquet::file::reader::ChunkReader;
 
@@ -15,11 +16,15 @@ struct Cols<'a> {
 }
 
 impl<'a> Cols<'a> {
-    fn get<T: Array + 'static>(&self, name: &str) -> Result<&'a T, PartitionError> {
-        let col = self
-            .batch
+    fn column(&self, name: &str) -> Result<&'a dyn Array, PartitionError> {
+        self.batch
             .column_by_name(name)
-            .ok_or_else(|| schema_err(self.path, format!("column {name} is missing")))?;
+            .map(|col| col.as_ref())
+            .ok_or_else(|| schema_err(self.path, format!("column {name} is missing")))
+    }
+
+    fn get<T: Array + 'static>(&self, name: &str) -> Result<&'a T, PartitionError> {
+        let col = self.column(name)?;
         col.as_any().downcast_ref::<T>().ok_or_else(|| {
             schema_err(
                 self.path,
@@ -37,14 +42,6 @@ impl<'a> Cols<'a> {
     }
 
     fn time(&self, name: &'static str) -> Result<&'a TimestampNanosecondArray, PartitionError> {
-        self.get(name)
-    }
-
-    fn list(&self, name: &'static str) -> Result<&'a ListArray, PartitionError> {
-        self.get(name)
-    }
-
-    fn map(&self, name: &'static str) -> Result<&'a MapArray, PartitionError> {
         self.get(name)
     }
 }
@@ -154,117 +151,98 @@ fn stamp_and_collector(c: &Cols<'_>, n: usize) -> Result<Vec<(Stamp, String)>, P
         .collect()
 }
 
-fn audit_rows(c: &Cols<'_>) -> Result<Vec<(AuditRecord, Stamp, String)>, PartitionError> {
-    let n = c.batch.num_rows();
-    let p = c.path;
-    let event_id = c.str("event_id")?;
-    let start = c.time("start_time")?;
-    let end = c.time("end_time")?;
-    let actor_kind = c.str("actor_kind")?;
-    let agent_id = c.str("agent_id")?;
-    let agent_name = c.str("agent_name")?;
-    let agent_credential_id = c.str("agent_credential_id")?;
-    let owner_id = c.str("owner_id")?;
-    let initiator_id = c.str("initiator_id")?;
-    let task_id = c.str("task_id")?;
-    let action = c.str("action")?;
-    let target = c.str("target")?;
-    let outcome = c.str("outcome")?;
-    let scopes = c.list("scopes")?;
-    let consent_id = c.str("consent_id")?;
-    let inputs_sha256 = c.str("inputs_sha256")?;
-    let service_name = c.str("service_name")?;
-    let service_instance_id = c.str("service_instance_id")?;
-    let trace_id = c.str("trace_id")?;
-    let span_id = c.str("span_id")?;
-    let attributes = c.map("attributes")?;
-    let stamps = stamp_and_collector(c, n)?;
-    stamps
-        .into_iter()
-        .enumerate()
-        .map(|(i, (stamp, collector))| {
-            let kind = actor_kind.req(i)?;
-            let actor_kind = ActorKind::parse(&kind).ok_or_else(|| {
-                schema_err(
-                    p,
-                    format!("actor_kind {kind:?} in row {i} is not agent/human"),
-                )
-            })?;
-            let record = AuditRecord {
-                event_id: event_id.req(i)?,
-                start_time_ns: req_i64(start, "start_time", i, p)?,
-                end_time_ns: opt_i64(end, i),
-                actor_kind,
-                agent_id: agent_id.opt(i),
-                agent_name: agent_name.opt(i),
-                agent_credential_id: agent_credential_id.opt(i),
-                owner_id: owner_id.req(i)?,
-                initiator_id: initiator_id.opt(i),
-                task_id: task_id.opt(i),
-                action: action.req(i)?,
-                target: target.opt(i),
-                outcome: outcome.req(i)?,
-                scopes: list_at(scopes, "scopes", i, p)?,
-                consent_id: consent_id.opt(i),
-                inputs_sha256: inputs_sha256.opt(i),
-                service_name: service_name.req(i)?,
-                service_instance_id: service_instance_id.opt(i),
-                trace_id: trace_id.opt(i),
-                span_id: span_id.opt(i),
-                attributes: map_at(attributes, "attributes", i, p)?,
-            };
-            Ok((record, stamp, collector))
-        })
-        .collect()
+/// One row's cells, read in the dataset's column order: the reader side of
+/// [`Stored::from_cells`], over the arrays of one record batch.
+struct RowCells<'a> {
+    /// The record's columns (the stamp's are read apart), with their arrays.
+    arrays: &'a [(&'static str, &'a dyn Array)],
+    /// The column read next.
+    next: usize,
+    row: usize,
+    path: &'a Path,
 }
 
-fn violation_rows(c: &Cols<'_>) -> Result<Vec<(ViolationRecord, Stamp, String)>, PartitionError> {
+impl<'a> RowCells<'a> {
+    /// The array of `column`, which must be the next one: a record reads its
+    /// columns in the order they are declared and stored.
+    fn next<T: Array + 'static>(&mut self, column: &'static str) -> Result<&'a T, PartitionError> {
+        let (name, arr) = self
+            .arrays
+            .get(self.next)
+            .filter(|(name, _)| *name == column)
+            .ok_or_else(|| schema_err(self.path, format!("column {column} read out of order")))?;
+        self.next += 1;
+        arr.as_any().downcast_ref::<T>().ok_or_else(|| {
+            schema_err(
+                self.path,
+                format!("column {name} has type {}", arr.data_type()),
+            )
+        })
+    }
+}
+
+impl ReadCells for RowCells<'_> {
+    type Error = PartitionError;
+
+    fn text(&mut self, column: &'static str) -> Result<Option<String>, PartitionError> {
+        let arr = self.next::<StringArray>(column)?;
+        Ok(arr
+            .is_valid(self.row)
+            .then(|| arr.value(self.row).to_owned()))
+    }
+
+    fn time(&mut self, column: &'static str) -> Result<Option<i64>, PartitionError> {
+        let arr = self.next::<TimestampNanosecondArray>(column)?;
+        Ok(opt_i64(arr, self.row))
+    }
+
+    fn int(&mut self, column: &'static str) -> Result<Option<i64>, PartitionError> {
+        let arr = self.next::<Int64Array>(column)?;
+        Ok(arr.is_valid(self.row).then(|| arr.value(self.row)))
+    }
+
+    fn list(&mut self, column: &'static str) -> Result<Vec<String>, PartitionError> {
+        let arr = self.next::<ListArray>(column)?;
+        list_at(arr, column, self.row, self.path)
+    }
+
+    fn map(&mut self, column: &'static str) -> Result<BTreeMap<String, String>, PartitionError> {
+        let arr = self.next::<MapArray>(column)?;
+        map_at(arr, column, self.row, self.path)
+    }
+
+    fn null(&self, column: &'static str) -> PartitionError {
+        null_err(self.path, column, self.row)
+    }
+
+    fn invalid(&self, column: &'static str, value: &str, expected: &str) -> PartitionError {
+        schema_err(
+            self.path,
+            format!("{column} {value:?} in row {} is not {expected}", self.row),
+        )
+    }
+}
+
+/// The rows of one record batch, each with its stamp and collector id.
+fn rows<R: Stored>(c: &Cols<'_>) -> Result<Vec<(R, Stamp, String)>, PartitionError> {
     let n = c.batch.num_rows();
-    let p = c.path;
-    let event_id = c.str("event_id")?;
-    let time = c.time("time")?;
-    let detected_by = c.str("detected_by")?;
-    let missing = c.list("missing")?;
-    let reason = c.str("reason")?;
-    let span_target = c.str("span_target")?;
-    let span_name = c.str("span_name")?;
-    let code_file = c.str("code_file")?;
-    let code_line = c.get::<Int64Array>("code_line")?;
-    let action = c.str("action")?;
-    let actor_kind = c.str("actor_kind")?;
-    let agent_id = c.str("agent_id")?;
-    let owner_id = c.str("owner_id")?;
-    let service_name = c.str("service_name")?;
-    let service_instance_id = c.str("service_instance_id")?;
-    let trace_id = c.str("trace_id")?;
-    let span_id = c.str("span_id")?;
-    let attributes = c.map("attributes")?;
+    let own = &R::COLUMNS[..R::COLUMNS.len() - columns::STAMP.len()];
+    let arrays = own
+        .iter()
+        .map(|col| Ok((col.name, c.column(col.name)?)))
+        .collect::<Result<Vec<_>, PartitionError>>()?;
     let stamps = stamp_and_collector(c, n)?;
     stamps
         .into_iter()
         .enumerate()
-        .map(|(i, (stamp, collector))| {
-            let record = ViolationRecord {
-                event_id: event_id.req(i)?,
-                time_ns: req_i64(time, "time", i, p)?,
-                detected_by: detected_by.req(i)?,
-                missing: list_at(missing, "missing", i, p)?,
-                reason: reason.req(i)?,
-                span_target: span_target.opt(i),
-                span_name: span_name.opt(i),
-                code_file: code_file.opt(i),
-                code_line: code_line.is_valid(i).then(|| code_line.value(i)),
-                action: action.opt(i),
-                actor_kind: actor_kind.opt(i),
-                agent_id: agent_id.opt(i),
-                owner_id: owner_id.opt(i),
-                service_name: service_name.req(i)?,
-                service_instance_id: service_instance_id.opt(i),
-                trace_id: trace_id.opt(i),
-                span_id: span_id.opt(i),
-                attributes: map_at(attributes, "attributes", i, p)?,
+        .map(|(row, (stamp, collector))| {
+            let mut cells = RowCells {
+                arrays: &arrays,
+                next: 0,
+                row,
+                path: c.path,
             };
-            Ok((record, stamp, collector))
+            Ok((R::from_cells(&mut cells)?, stamp, collector))
         })
         .collect()
 }
@@ -383,7 +361,7 @@ fn read_dataset<R>(
 /// ordered by `(collector_id, seq)`. For tests, examples and small tools;
 /// query engines read the files directly.
 pub fn read_audit(root: &Path) -> Result<Vec<(AuditRecord, Stamp, String)>, PartitionError> {
-    read_dataset(root, Dataset::Audit, audit_rows)
+    read_dataset(root, Dataset::Audit, rows)
 }
 
 /// Every violation row under `root/violations`, ordered by
@@ -391,19 +369,19 @@ pub fn read_audit(root: &Path) -> Result<Vec<(AuditRecord, Stamp, String)>, Part
 pub fn read_violations(
     root: &Path,
 ) -> Result<Vec<(ViolationRecord, Stamp, String)>, PartitionError> {
-    read_dataset(root, Dataset::Violations, violation_rows)
+    read_dataset(root, Dataset::Violations, rows)
 }
 
 /// The rows of one audit file, in file order.
 pub fn read_audit_file(path: &Path) -> Result<Vec<(AuditRecord, Stamp, String)>, PartitionError> {
-    read_file(path, audit_rows)
+    read_file(path, rows)
 }
 
 /// The rows of one violations file, in file order.
 pub fn read_violations_file(
     path: &Path,
 ) -> Result<Vec<(ViolationRecord, Stamp, String)>, PartitionError> {
-    read_file(path, violation_rows)
+    read_file(path, rows)
 }
 
 /// [`read_audit_file`] of a file's bytes (an object fetched from a store);
@@ -412,7 +390,7 @@ pub fn read_audit_bytes(
     bytes: Bytes,
     name: &Path,
 ) -> Result<Vec<(AuditRecord, Stamp, String)>, PartitionError> {
-    read_from(bytes, name, audit_rows)
+    read_from(bytes, name, rows)
 }
 
 /// [`read_violations_file`] of a file's bytes.
@@ -420,5 +398,5 @@ pub fn read_violations_bytes(
     bytes: Bytes,
     name: &Path,
 ) -> Result<Vec<(ViolationRecord, Stamp, String)>, PartitionError> {
-    read_from(bytes, name, violation_rows)
+    read_from(bytes, name, rows)
 }

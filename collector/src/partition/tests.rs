@@ -1,6 +1,7 @@
 //! Tests of the partition writer and readers.
 use super::write::hour_of;
 use super::*;
+use audit_schema::{Draft, Limits, Rules};
 use parquet::file::properties::ReaderProperties;
 use parquet::file::reader::FileReader;
 use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
@@ -20,26 +21,37 @@ fn stamp(seq: u64) -> Stamp {
     }
 }
 
+/// A record through the rules the collector applies, with no bound on
+/// future times: these tests are about files, not clocks.
+fn checked(draft: Draft) -> AuditRecord {
+    let rules = Rules {
+        limits: Limits {
+            max_future_secs: i64::MAX,
+            ..Limits::default()
+        },
+        ..Rules::default()
+    };
+    rules.check(draft).expect("a complete record")
+}
+
 /// An agent action with every optional field set.
 fn full(seq: u64, agent: &str, owner: &str, start_ns: i64) -> (AuditRecord, Stamp) {
-    let record = AuditRecord {
-        event_id: format!("0190c0de-0000-7000-8000-{seq:012}"),
-        start_time_ns: start_ns,
+    let record = checked(Draft {
+        event_id: Some(format!("0190c0de-0000-7000-8000-{seq:012}")),
+        start_time_ns: Some(start_ns),
         end_time_ns: Some(start_ns + 1_500),
-        actor_kind: ActorKind::Agent,
         agent_id: Some(agent.into()),
         agent_name: Some(format!("{agent} (billing bot)")),
         agent_credential_id: Some("cred_2026_11".into()),
-        owner_id: owner.into(),
+        owner_id: Some(owner.into()),
         initiator_id: Some("usr_bob".into()),
         task_id: Some("task-9".into()),
-        action: "payments.transfer".into(),
+        action: Some("payments.transfer".into()),
         target: Some("acct:4411".into()),
-        outcome: "ok".into(),
         scopes: vec!["payments:write".into(), "accounts:read".into()],
         consent_id: Some("consent-77".into()),
         inputs_sha256: Some("ab".repeat(32)),
-        service_name: "billing".into(),
+        service_name: Some("billing".into()),
         service_instance_id: Some("billing-0".into()),
         trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
         span_id: Some("b7ad6b7169203331".into()),
@@ -47,35 +59,23 @@ fn full(seq: u64, agent: &str, owner: &str, start_ns: i64) -> (AuditRecord, Stam
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
-    };
+        ..Draft::default()
+    });
     (record, stamp(seq))
 }
 
 /// A human action with every optional field absent.
 fn bare(seq: u64, owner: &str, start_ns: i64) -> (AuditRecord, Stamp) {
-    let record = AuditRecord {
-        event_id: format!("0190c0de-0000-7000-9000-{seq:012}"),
-        start_time_ns: start_ns,
-        end_time_ns: None,
-        actor_kind: ActorKind::Human,
-        agent_id: None,
-        agent_name: None,
-        agent_credential_id: None,
-        owner_id: owner.into(),
-        initiator_id: None,
-        task_id: None,
-        action: "db.drop_table".into(),
-        target: None,
-        outcome: "denied".into(),
-        scopes: Vec::new(),
-        consent_id: None,
-        inputs_sha256: None,
-        service_name: "ops".into(),
-        service_instance_id: None,
-        trace_id: None,
-        span_id: None,
-        attributes: BTreeMap::new(),
-    };
+    let record = checked(Draft {
+        event_id: Some(format!("0190c0de-0000-7000-9000-{seq:012}")),
+        start_time_ns: Some(start_ns),
+        actor_kind: Some("human".into()),
+        owner_id: Some(owner.into()),
+        action: Some("db.drop_table".into()),
+        outcome: Some("denied".into()),
+        service_name: Some("ops".into()),
+        ..Draft::default()
+    });
     (record, stamp(seq))
 }
 

@@ -330,8 +330,13 @@ mod tests {
     use audit_schema::AuditRecord;
     use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
+    /// An agent action naming `owner` (the empty owner makes a record the
+    /// collector must refuse).
     fn record(owner: &str) -> AuditRecord {
-        crate::test_records::agent_action(new_event_id(), owner, 1_764_000_000_000_000_000)
+        AuditRecord {
+            owner_id: owner.into(),
+            ..crate::test_records::agent_action(new_event_id(), 1_764_000_000_000_000_000)
+        }
     }
 
     #[test]

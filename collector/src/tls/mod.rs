@@ -65,14 +65,9 @@ pub struct TlsConfig {
 }
 
 impl Default for TlsConfig {
+    /// [`crate::config::Config::default`]'s: TLS off.
     fn default() -> Self {
-        TlsConfig {
-            cert_file: None,
-            key_file: None,
-            client_ca_file: None,
-            client_crl_files: Vec::new(),
-            reload_interval_secs: 60,
-        }
+        crate::config::Config::default().tls
     }
 }
 

@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use audit_collector::checkpoint::{self, NoteSigner, NoteVerifier};
 use audit_collector::config::{Config, LogFormat};
+use audit_collector::dataset::{self, DatasetArgs};
 use audit_collector::server::{show, Server};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
 
 mod limit_flags;
 mod serve_flags;
@@ -36,7 +38,7 @@ enum Cmd {
     Serve(Box<ServeArgs>),
     /// Recompute hashes, the manifest chain and seq continuity; exit 1 if anything is wrong.
     Verify(VerifyArgs),
-    /// Print a signed checkpoint of each collector's manifest head (keep it elsewhere).
+    /// Print a signed checkpoint of each collector's manifest head in the data dir (keep it elsewhere).
     Checkpoint(CheckpointArgs),
     /// Generate an Ed25519 key pair for checkpoints (note key format).
     Keygen(KeygenArgs),
@@ -57,39 +59,47 @@ enum Cmd {
     ProveHuman(audit_query::cli::ProveArgs),
 }
 
-#[derive(Args, Debug)]
+/// `retention`'s flags: the dataset (a data dir; the config's
+/// `[retention]` policy) and the policy flags, laid over the config's
+/// keys named in their `serde` attributes as `serve`'s are.
+#[derive(Args, Debug, Serialize)]
 struct RetentionArgs {
-    /// Data directory.
-    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
-    data_dir: PathBuf,
-    /// TOML config file holding the [retention] policy.
-    #[arg(long, env = "AUDIT_COLLECTOR_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    dataset: DatasetArgs,
     /// Minimum retention in days (overrides the config).
     #[arg(long)]
+    #[serde(rename = "retention.min_days")]
     min_days: Option<u64>,
     /// Maximum retention in days (overrides the config).
     #[arg(long)]
+    #[serde(rename = "retention.max_days")]
     max_days: Option<u64>,
     /// Legal hold FROM..TO (YYYY-MM-DD..YYYY-MM-DD), repeatable, adds to the config's.
     #[arg(long = "hold")]
+    #[serde(skip)]
     holds: Vec<String>,
     /// Delete files whose newest row is before this day (refused inside min_days).
     #[arg(long)]
+    #[serde(skip)]
     before: Option<chrono::NaiveDate>,
     /// Perform the deletions (otherwise only show them).
     #[arg(long)]
+    #[serde(skip)]
     apply: bool,
     /// Output format.
     #[arg(long, default_value = "table")]
+    #[serde(skip)]
     format: OutputFormat,
 }
 
+/// `checkpoint` signs the manifests in the data dir, where a collector
+/// keeps its whole chain even when it uploads to an object store; a store
+/// URL is not read.
 #[derive(Args, Debug)]
 struct CheckpointArgs {
-    /// Data directory.
-    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    dataset: DatasetArgs,
     /// Private key file (`PRIVATE+KEY+…`, from `keygen`).
     #[arg(long, env = "AUDIT_COLLECTOR_SIGNING_KEY")]
     key: PathBuf,
@@ -116,16 +126,8 @@ enum OutputFormat {
 
 #[derive(Args, Debug)]
 struct VerifyArgs {
-    /// Data directory.
-    #[arg(long, env = "AUDIT_COLLECTOR_DATA_DIR", default_value = "./audit-data")]
-    data_dir: PathBuf,
-    /// Verify the dataset in this object store instead (`s3://bucket/prefix`;
-    /// credentials, region, endpoint from AWS_* variables or --config's [store.remote]).
-    #[arg(long, env = "AUDIT_COLLECTOR_STORE_URL")]
-    store_url: Option<String>,
-    /// TOML config file whose [store] section gives --store-url and its options.
-    #[arg(long, env = "AUDIT_COLLECTOR_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    dataset: DatasetArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     format: OutputFormat,
@@ -211,25 +213,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
-    let cfg = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
-    if let Some(url) = args.store_url.as_ref().or(cfg.store.url.as_ref()) {
-        anyhow::ensure!(
-            args.checkpoints.is_empty(),
-            "--checkpoint is checked against a data dir; verify the store without it"
-        );
-        let loc = cfg.location(url)?;
+    let loc = args.dataset.locate()?;
+    if loc.is_remote() {
+        if !args.checkpoints.is_empty() {
+            dataset::local(&loc, "--checkpoint")?;
+        }
         let report = audit_collector::verify::verify_store(&loc)?;
         return print_report(&report, args.format);
     }
-    anyhow::ensure!(
-        args.data_dir.is_dir(),
-        "data dir {} does not exist",
-        args.data_dir.display()
-    );
-    let mut report = audit_collector::verify::verify(&args.data_dir);
+    let dir = dataset::local(&loc, "verify")?;
+    let mut report = audit_collector::verify::verify(dir);
     if let Some(pk) = &args.public_key {
         let key =
             std::fs::read_to_string(pk).with_context(|| format!("reading {}", pk.display()))?;
@@ -240,7 +233,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
             let cp = verifier
                 .open(&note)
                 .with_context(|| format!("checkpoint {}", path.display()))?;
-            audit_collector::verify::check_checkpoint(&args.data_dir, &cp, &mut report);
+            audit_collector::verify::check_checkpoint(dir, &cp, &mut report);
         }
     }
     print_report(&report, args.format)
@@ -277,9 +270,10 @@ fn checkpoint(args: CheckpointArgs) -> anyhow::Result<bool> {
     let key = std::fs::read_to_string(&args.key)
         .with_context(|| format!("reading {}", args.key.display()))?;
     let signer = NoteSigner::parse(&key)?;
-    let dir = args.data_dir.join("manifest");
+    let cfg = args.dataset.config()?;
+    let dir = dataset::existing(&cfg.data_dir)?.join("manifest");
     let mut any = false;
-    let all = audit_collector::manifest::read_all(&args.data_dir)
+    let all = audit_collector::manifest::read_all(&cfg.data_dir)
         .with_context(|| format!("reading {}", dir.display()))?;
     for (id, entries) in all {
         let Some(head) = entries.last() else { continue };
@@ -315,21 +309,10 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<bool> {
 
 fn retention(args: RetentionArgs) -> anyhow::Result<bool> {
     use audit_collector::retention::{self, LegalHold};
-    anyhow::ensure!(
-        args.data_dir.is_dir(),
-        "data dir {} does not exist",
-        args.data_dir.display()
-    );
-    let mut policy = match &args.config {
-        Some(path) => Config::from_file(path)?.retention,
-        None => retention::RetentionPolicy::default(),
-    };
-    if let Some(d) = args.min_days {
-        policy.min_days = d;
-    }
-    if let Some(d) = args.max_days {
-        policy.max_days = Some(d);
-    }
+    let cfg = Config::load(args.dataset.config.as_deref(), &args)?;
+    let loc = dataset::locate(&cfg)?;
+    let data_dir = dataset::local(&loc, "retention")?;
+    let mut policy = cfg.retention;
     for h in &args.holds {
         let (from, to) = h
             .split_once("..")
@@ -342,7 +325,7 @@ fn retention(args: RetentionArgs) -> anyhow::Result<bool> {
         });
     }
     let today = chrono::Utc::now().date_naive();
-    let plan = retention::plan(&args.data_dir, &policy, today, args.before)?;
+    let plan = retention::plan(data_dir, &policy, today, args.before)?;
     let applied = if args.apply {
         let reason = match (args.before, policy.max_days) {
             (Some(b), _) => format!(
@@ -352,7 +335,7 @@ fn retention(args: RetentionArgs) -> anyhow::Result<bool> {
             (None, Some(m)) => format!("retention: older than max_days {m}"),
             (None, None) => "retention: finishing recorded deletions".to_owned(),
         };
-        Some(retention::apply(&args.data_dir, &plan, &reason)?)
+        Some(retention::apply(data_dir, &plan, &reason)?)
     } else {
         None
     };
@@ -421,7 +404,11 @@ fn main() -> ExitCode {
         _ => None,
     };
     let configured = serve_cfg.as_ref().map(|c| c.log_format);
-    init_logs(cli.log_format.or(configured).unwrap_or_default());
+    init_logs(
+        cli.log_format
+            .or(configured)
+            .unwrap_or(Config::default().log_format),
+    );
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

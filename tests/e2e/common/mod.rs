@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use audit_schema::otlp::{encode_action, ResourceInfo};
-use audit_schema::{ActorKind, AuditRecord};
+use audit_schema::{ActorKind, AuditRecord, Draft, Rules};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
@@ -144,28 +144,20 @@ impl Drop for Collector {
 
 /// An agent's `db.write` by `agt_ops` for `owner` (empty: a refused record).
 pub fn agent_action(event: &str, owner: &str) -> AuditRecord {
-    AuditRecord {
-        event_id: event.into(),
-        start_time_ns: 1_764_300_000_000_000_000,
-        end_time_ns: None,
-        actor_kind: ActorKind::Agent,
+    let valid = Draft {
+        event_id: Some(event.into()),
+        start_time_ns: Some(1_764_300_000_000_000_000),
         agent_id: Some("agt_ops".into()),
-        agent_name: None,
-        agent_credential_id: None,
+        owner_id: Some("usr_ops".into()),
+        action: Some("db.write".into()),
+        service_name: Some("ops".into()),
+        ..Draft::default()
+    };
+    AuditRecord {
         owner_id: owner.into(),
-        initiator_id: None,
-        task_id: None,
-        action: "db.write".into(),
-        target: None,
-        outcome: "ok".into(),
-        scopes: vec![],
-        consent_id: None,
-        inputs_sha256: None,
-        service_name: "ops".into(),
-        service_instance_id: None,
-        trace_id: None,
-        span_id: None,
-        attributes: Default::default(),
+        ..Rules::default()
+            .check(valid)
+            .expect("a complete agent action")
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use audit_schema::otlp::ResourceInfo;
-use audit_schema::{ActorKind, AuditRecord};
+use audit_schema::{AuditRecord, Draft, Rules};
 use audit_trail::raw_grpc::{PreEncoded, EXPORT_PATH};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -18,29 +18,18 @@ use tonic::Status;
 
 /// A valid agent action.
 pub fn action(event_id: &str) -> AuditRecord {
-    AuditRecord {
-        event_id: event_id.into(),
-        start_time_ns: 1_764_300_000_000_000_000,
+    let draft = Draft {
+        event_id: Some(event_id.into()),
+        start_time_ns: Some(1_764_300_000_000_000_000),
         end_time_ns: Some(1_764_300_000_500_000_000),
-        actor_kind: ActorKind::Agent,
         agent_id: Some("agt_7f3".into()),
-        agent_name: None,
-        agent_credential_id: None,
-        owner_id: "usr_alice".into(),
-        initiator_id: None,
-        task_id: None,
-        action: "db.drop".into(),
+        owner_id: Some("usr_alice".into()),
+        action: Some("db.drop".into()),
         target: Some("tbl_1".into()),
-        outcome: "ok".into(),
-        scopes: vec![],
-        consent_id: None,
-        inputs_sha256: None,
-        service_name: "billing".into(),
-        service_instance_id: None,
-        trace_id: None,
-        span_id: None,
-        attributes: Default::default(),
-    }
+        service_name: Some("billing".into()),
+        ..Draft::default()
+    };
+    Rules::default().check(draft).expect("a valid agent action")
 }
 
 /// One request of `records` from service `billing`, instance `billing-1`.
