@@ -375,3 +375,30 @@ fn a_flipped_byte_in_an_older_wal_segment_is_refused_with_its_file_and_offset() 
     }
     panic!("the run never left two WAL segments on disk");
 }
+
+/// The harness can fail: the same record with its fsyncs taken out (what
+/// the SIGKILL tests could not tell apart) loses acknowledged records.
+#[test]
+fn without_its_fsyncs_the_same_run_loses_acknowledged_records() {
+    let dir = scratch();
+    let events = recorded_run(dir.path(), 0);
+    let unsynced: Vec<Event> = events
+        .iter()
+        .filter(|e| !matches!(e, Event::Io(Op::Sync(_) | Op::SyncDir(_))))
+        .cloned()
+        .collect();
+    let first_ack = unsynced
+        .iter()
+        .position(|e| matches!(e, Event::Ack(_)))
+        .expect("an acknowledgement");
+    let mut model = Model::default();
+    for e in &unsynced[..=first_ack] {
+        if let Event::Io(op) = e {
+            model.apply(op).expect("replayable");
+        }
+    }
+    let state = model.crash(Keep::Durable, &mut Rng::new(0));
+    let e = recover_and_check(&state, &acked(&unsynced[..=first_ack]))
+        .expect_err("nothing was durable");
+    assert!(e.contains("lost"), "{e}");
+}
