@@ -396,7 +396,7 @@ impl Writer {
 /// Deletes WAL segments whose rows are sealed (for good).
 fn remove_segments(segments: &[PathBuf]) {
     for seg in segments {
-        if let Err(e) = fs::remove_file(seg) {
+        if let Err(e) = fsio::remove_file(seg) {
             tracing::warn!(segment = %seg.display(), error = %e, "could not trim sealed WAL segment; recovery will skip its rows");
         }
     }
