@@ -12,52 +12,21 @@
 //! # Ok::<(), audit_layer::BuildError>(())
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use audit_schema::otlp::ResourceInfo;
 
+use crate::build_error::BuildError;
+use crate::core::Core;
 use crate::export::{
     self, http_logs_url, Destination, EnvSettings, FlushGuard, GrpcConfig, Http, MemorySink,
     Protocol, Sink, TlsFiles, TransportConfig, WhenFull, WorkerSettings, DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT,
 };
-use crate::gate::GateCtx;
 use crate::layer::AuditLayer;
 use crate::policy::Policy;
 use crate::stats::AuditStatus;
-
-/// What was wrong with the configuration, and what to do about it.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// An `OTEL_*` variable holds something unusable.
-    #[error("environment variable {var}: {message}")]
-    Env {
-        /// The variable.
-        var: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The collector endpoint is not a usable URL.
-    #[error("OTLP endpoint {endpoint:?}: {message}")]
-    Endpoint {
-        /// The endpoint as given.
-        endpoint: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// A header name or value is not valid in HTTP/gRPC metadata.
-    #[error("OTLP header {name:?} has an invalid name or value (names: lower-case ASCII tokens; values: visible ASCII)")]
-    Header {
-        /// The header name as given.
-        name: String,
-    },
-    /// A TLS file is missing or unusable, or TLS settings do not fit the endpoint.
-    #[error("OTLP TLS: {0}")]
-    Tls(String),
-    /// The export worker thread or its runtime could not be started.
-    #[error("could not start the audit export worker: {0}")]
-    Worker(#[from] std::io::Error),
-}
 
 /// Configures an [`AuditLayer`]. Explicit settings win over the environment.
 #[derive(Debug, Default)]
@@ -294,38 +263,35 @@ impl AuditLayerBuilder {
         headers.extend(self.headers);
         let timeout = self.timeout.or(env.timeout).unwrap_or(DEFAULT_TIMEOUT);
         let tls = self.tls.or(env.tls);
+        // A memory sink needs no worker; the others get a validated transport.
         let transport = match destination {
-            Destination::Memory(sink) => {
-                let sink = Sink::Memory(sink);
-                let layer = AuditLayer {
-                    gate: GateCtx::new(&self.policy, &sink, &status, &resource),
-                    policy: self.policy,
-                    strict: self.strict,
-                    resource,
-                    sink,
-                    status: status.clone(),
-                };
-                return Ok((layer, FlushGuard::inline(status)));
-            }
+            Destination::Memory(memory) => Err(memory),
             Destination::OtlpGrpc(url) => {
                 let tls = tls.load(&url)?;
                 let grpc = GrpcConfig::new(&url, &headers, timeout, tls.as_ref())?;
-                TransportConfig::Grpc(Box::new(grpc))
+                Ok(TransportConfig::Grpc(Box::new(grpc)))
             }
             Destination::OtlpHttp(url) => {
                 let tls = tls.load(&url)?;
-                TransportConfig::Http(Box::new(Http::new(&url, &headers, timeout, tls.as_ref())?))
+                let http = Http::new(&url, &headers, timeout, tls.as_ref())?;
+                Ok(TransportConfig::Http(Box::new(http)))
             }
         };
-        let (sink, guard) =
-            export::spawn(transport, resource.clone(), self.settings, status.clone())?;
-        let layer = AuditLayer {
-            gate: GateCtx::new(&self.policy, &sink, &status, &resource),
+        let (sink, guard) = match transport {
+            Ok(transport) => {
+                export::spawn(transport, resource.clone(), self.settings, status.clone())?
+            }
+            Err(memory) => (Sink::Memory(memory), FlushGuard::inline(status.clone())),
+        };
+        let core = Core {
             policy: self.policy,
-            strict: self.strict,
             resource,
             sink,
             status,
+        };
+        let layer = AuditLayer {
+            core: Arc::new(core),
+            strict: self.strict,
         };
         Ok((layer, guard))
     }

@@ -40,43 +40,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_schema::otlp::ResourceInfo;
-use audit_schema::{Draft, Field, Rejection, Rules};
+use audit_schema::{Draft, Field, Rejection};
 use tracing::span::EnteredSpan;
 use tracing::Span;
 
-use crate::export::{Item, Refusal, Sink};
-use crate::policy::Policy;
-use crate::stats::AuditStatus;
-use crate::Actor;
+use crate::actor::Actor;
+use crate::clock::now_ns;
+use crate::core::Core;
+use crate::export::Refusal;
+use crate::ids;
+use crate::layer::AuditLayer;
 
 /// The span name of every gated action (the action is in the `action` field).
 pub const GATE_SPAN: &str = "audit.gate";
-
-/// What the gate needs from the layer; the layer holds it, the gate finds
-/// it through the current `tracing` dispatcher.
-pub(crate) struct GateCtx {
-    rules: Rules,
-    sink: Sink,
-    status: AuditStatus,
-    resource: ResourceInfo,
-}
-
-impl GateCtx {
-    pub fn new(
-        policy: &Policy,
-        sink: &Sink,
-        status: &AuditStatus,
-        resource: &ResourceInfo,
-    ) -> Arc<GateCtx> {
-        Arc::new(GateCtx {
-            rules: policy.rules_ref().clone(),
-            sink: sink.clone(),
-            status: status.clone(),
-            resource: resource.clone(),
-        })
-    }
-}
 
 /// Why the gate refused. Every variant means: do not perform the action.
 #[derive(Debug, thiserror::Error)]
@@ -190,15 +166,15 @@ impl<'a> Privileged<'a> {
 
     /// Runs the gate: attribution, then audit-path health, then the span.
     pub fn open(self) -> Result<GateGuard, GateError> {
-        let ctx = current().ok_or(GateError::NotInstalled)?;
-        self.open_with(&ctx)
+        let core = current().ok_or(GateError::NotInstalled)?;
+        self.open_with(&core)
     }
 
-    pub(crate) fn open_with(self, ctx: &GateCtx) -> Result<GateGuard, GateError> {
+    pub(crate) fn open_with(self, core: &Core) -> Result<GateGuard, GateError> {
         // 1. Attribution, with the rules the layer and the collector apply.
         let a = self.actor;
         let mut d = Draft {
-            start_time_ns: Some(crate::layer::now_ns()),
+            start_time_ns: Some(now_ns()),
             ..Draft::default()
         };
         d.set(Field::ActorKind, a.kind().to_owned());
@@ -212,28 +188,21 @@ impl<'a> Privileged<'a> {
                 d.set(f, v.to_owned());
             }
         }
-        d.dangerous = ctx.rules.is_dangerous_action(&self.action);
-        if let Err(rejection) = ctx.rules.clone().check(d) {
-            ctx.status.add_violations(1);
-            let v = crate::layer::violation_record(
-                &rejection,
-                gate_metadata(),
-                crate::layer::now_ns(),
-                &ctx.resource,
-            );
-            ctx.sink.send(Item::Violation(v), &ctx.status);
+        d.dangerous = core.rules().is_dangerous_action(&self.action);
+        if let Err(rejection) = core.rules().check(d) {
+            core.report_rejection(&rejection, gate_metadata(), now_ns());
             return Err(GateError::Unattributed(Box::new(rejection)));
         }
         // 2. The audit path can take the record(s).
         if !self.admitted {
-            ctx.sink.admit(self.rows).map_err(|r| match r {
+            core.sink.admit(self.rows).map_err(|r| match r {
                 Refusal::Full => GateError::AuditUnavailable,
                 Refusal::TimedOut(t) => GateError::TimedOut(t),
                 Refusal::ShutDown => GateError::ShutDown,
             })?;
         }
         // 3. The privileged span.
-        let event_id = crate::ids::event_id();
+        let event_id = ids::event_id();
         let i = &self.identity;
         let span = tracing::info_span!(
             target: "audit",
@@ -275,14 +244,11 @@ pub fn gate(actor: &Actor, action: &str, target: &str) -> Result<GateGuard, Gate
     Privileged::new(actor, action).target(target).open()
 }
 
-/// The gate's context from the layer in the current dispatcher.
-pub(crate) fn current() -> Option<Arc<GateCtx>> {
+/// The shared core of the layer in the current dispatcher.
+pub(crate) fn current() -> Option<Arc<Core>> {
     // Cloned out of the closure: creating a span inside `get_default` would
     // reach a no-op dispatcher (re-entrancy), losing the audit row.
-    tracing::dispatcher::get_default(|d| {
-        d.downcast_ref::<crate::AuditLayer>()
-            .map(|l| l.gate.clone())
-    })
+    tracing::dispatcher::get_default(|d| d.downcast_ref::<AuditLayer>().map(|l| l.core.clone()))
 }
 
 /// Callsite metadata for violations found by the gate itself.

@@ -37,8 +37,8 @@
 //! assert_eq!(sink.records()[1].attributes["identity.credential.previous"], "key_1");
 //! ```
 
+use crate::actor::Actor;
 use crate::gate::{self, GateError, Privileged};
-use crate::Actor;
 
 /// Action names.
 pub const CREDENTIAL_ROTATE: &str = "identity.credential.rotate";
@@ -129,13 +129,13 @@ pub fn owner_access_change(
     for a in agents {
         agent_id(a)?;
     }
-    let ctx = gate::current().ok_or(GateError::NotInstalled)?;
+    let core = gate::current().ok_or(GateError::NotInstalled)?;
     let mut p = Privileged::new(by, OWNER_ACCESS_CHANGE).target(owner_id);
     p.rows = agents.len() + 1;
     p.identity.owner = Some(owner_id.to_owned());
     p.identity.access_change = Some(change.to_owned());
     p.identity.cascade_size = Some(agents.len() as u64);
-    let parent = p.open_with(&ctx)?.event_id().to_owned();
+    let parent = p.open_with(&core)?.event_id().to_owned();
     let mut ids = vec![parent.clone()];
     for a in agents {
         let id = agent_id(a)?.to_owned();
@@ -145,7 +145,7 @@ pub fn owner_access_change(
         p.identity.owner = Some(owner_id.to_owned());
         p.identity.access_change = Some(change.to_owned());
         p.identity.cascade_parent = Some(parent.clone());
-        ids.push(p.open_with(&ctx)?.event_id().to_owned());
+        ids.push(p.open_with(&core)?.event_id().to_owned());
     }
     Ok(ids)
 }

@@ -124,8 +124,12 @@ pub(crate) fn event_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::cell::Cell;
     use std::collections::HashSet;
+    use std::sync::atomic::Ordering;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use super::{after_fork_in_child, event_id, span_id, trace_id, FORK_GENERATION, RNG};
 
     #[test]
     fn formats_are_otlp_and_uuid_v7() {

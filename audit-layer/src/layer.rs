@@ -5,10 +5,9 @@
 //! Non-privileged spans are decided from static metadata in `on_new_span`
 //! and then left alone: no allocation, no extension, nothing on close.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
-use audit_schema::otlp::ResourceInfo;
-use audit_schema::{Draft, Field, Rejection, ViolationRecord};
+use audit_schema::{Draft, Field, Rejection};
 use tracing_core::field::Visit;
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Event, Level, Metadata, Subscriber};
@@ -16,31 +15,28 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-use crate::export::{Item, Sink};
+use crate::clock::now_ns;
+use crate::core::Core;
+use crate::export::Item;
 use crate::ids;
-use crate::policy::{Policy, Static};
-use crate::stats::AuditStatus;
+use crate::policy::Static;
 
 /// Checks privileged spans for the dual key and ships the result.
 ///
 /// Built with [`AuditLayer::builder`](crate::AuditLayer::builder), which
 /// also returns the [`FlushGuard`](crate::FlushGuard) that owns delivery.
 pub struct AuditLayer {
-    pub(crate) policy: Policy,
+    /// Shared with [`crate::gate`], which finds it through the current dispatcher.
+    pub(crate) core: Arc<Core>,
     pub(crate) strict: bool,
-    pub(crate) resource: ResourceInfo,
-    pub(crate) sink: Sink,
-    pub(crate) status: AuditStatus,
-    /// What [`crate::gate`] needs, reachable from the current dispatcher.
-    pub(crate) gate: std::sync::Arc<crate::gate::GateCtx>,
 }
 
 impl std::fmt::Debug for AuditLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLayer")
-            .field("policy", &self.policy)
+            .field("policy", &self.core.policy)
             .field("strict", &self.strict)
-            .field("resource", &self.resource)
+            .field("resource", &self.core.resource)
             .finish_non_exhaustive()
     }
 }
@@ -148,7 +144,7 @@ where
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let meta = attrs.metadata();
-        let statically_privileged = match self.policy.classify(meta) {
+        let statically_privileged = match self.core.policy.classify(meta) {
             Static::No => return,
             Static::Privileged => true,
             Static::IfFlagged => false,
@@ -196,8 +192,8 @@ where
         });
         state.draft.trace_id = Some(inherited.unwrap_or_else(ids::trace_id));
         state.draft.span_id = Some(ids::span_id());
-        state.draft.service_name = self.resource.service_name.clone();
-        state.draft.service_instance_id = self.resource.service_instance_id.clone();
+        state.draft.service_name = self.core.resource.service_name.clone();
+        state.draft.service_instance_id = self.core.resource.service_instance_id.clone();
         span.extensions_mut().insert(state);
     }
 
@@ -237,7 +233,7 @@ where
         let state = {
             let Some(span) = ctx.span(&id) else { return };
             // Most spans are not privileged: skip the extensions' write lock.
-            if self.policy.surely_not_privileged(span.metadata()) {
+            if self.core.policy.surely_not_privileged(span.metadata()) {
                 return;
             }
             let mut ext = span.extensions_mut();
@@ -251,7 +247,7 @@ where
 
 impl AuditLayer {
     fn finish(&self, state: SpanState) {
-        self.status.add_privileged_spans(1);
+        self.core.status.add_privileged_spans(1);
         let SpanState {
             start_ns,
             mut draft,
@@ -272,7 +268,7 @@ impl AuditLayer {
         // Record that the policy found it dangerous, not only the span: the
         // row then says why consent was required.
         if let Some(action) = draft.action.as_deref() {
-            if self.policy.rules_ref().is_dangerous_action(action) {
+            if self.core.rules().is_dangerous_action(action) {
                 draft.dangerous = true;
             }
         }
@@ -285,59 +281,23 @@ impl AuditLayer {
         {
             draft.event_id = Some(ids::event_id());
         }
-        match self.policy.rules_ref().check(draft) {
-            Ok(record) => self.sink.send(Item::Action(record), &self.status),
+        match self.core.rules().check(draft) {
+            Ok(record) => self.core.send(Item::Action(record)),
             Err(rejection) => self.reject(rejection, meta, end_ns),
         }
     }
 
     fn reject(&self, rejection: Rejection, meta: &'static Metadata<'static>, end_ns: i64) {
-        self.status.add_violations(1);
-        let violation = violation_record(&rejection, meta, end_ns, &self.resource);
-        let panic_message = self.strict.then(|| {
-            format!(
+        let reason = self.core.report_rejection(&rejection, meta, end_ns);
+        // Panicking while already unwinding would abort the process.
+        if self.strict && !std::thread::panicking() {
+            panic!(
                 "audit-layer (strict): privileged span `{}` at {}:{} rejected: {}",
                 meta.name(),
                 meta.file().unwrap_or("<unknown>"),
                 meta.line().unwrap_or(0),
-                violation.reason
-            )
-        });
-        self.sink.send(Item::Violation(violation), &self.status);
-        // Panicking while already unwinding would abort the process.
-        if let Some(msg) = panic_message {
-            if !std::thread::panicking() {
-                panic!("{msg}");
-            }
+                reason
+            );
         }
     }
-}
-
-pub(crate) fn violation_record(
-    rejection: &Rejection,
-    meta: &'static Metadata<'static>,
-    time_ns: i64,
-    resource: &ResourceInfo,
-) -> ViolationRecord {
-    ViolationRecord {
-        span_target: Some(meta.target().to_owned()),
-        span_name: Some(meta.name().to_owned()),
-        code_file: meta.file().map(str::to_owned),
-        code_line: meta.line().map(i64::from),
-        attributes: rejection.draft.attributes.clone(),
-        ..ViolationRecord::refused(
-            rejection,
-            "layer",
-            ids::event_id(),
-            time_ns,
-            resource.service_name.as_deref(),
-        )
-    }
-}
-
-pub(crate) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

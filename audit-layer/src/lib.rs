@@ -143,10 +143,34 @@
 //! }
 //! # Ok::<(), audit_layer::BuildError>(())
 //! ```
+//!
+//! ## Inside the crate
+//!
+//! Each module uses only modules listed before it, so dependencies run one
+//! way (a test reads this list and the sources, and fails on a cycle):
+//!
+//! 1. `clock`: wall-clock time in nanoseconds, as OTLP carries it;
+//! 2. `ids`: trace, span and event ids;
+//! 3. `stats`: the counters behind [`AuditStatus`];
+//! 4. `build_error`: [`BuildError`];
+//! 5. `actor`: the typed [`Actor`];
+//! 6. `policy`: what is privileged, and the dual-key rules;
+//! 7. `export`: the queue, the worker thread, the transports and the spool;
+//! 8. `core`: what the layer and the gate share (policy, resource, sink,
+//!    status), held once behind an `Arc`;
+//! 9. `layer`: [`AuditLayer`], which owns the core;
+//! 10. `gate`: [`gate()`], which finds the core through the layer in the
+//!     current dispatcher;
+//! 11. `identity`: lifecycle actions, through the gate;
+//! 12. `builder`: [`AuditLayerBuilder`], which assembles the rest;
+//! 13. `macros`: [`privileged_span!`].
 #![warn(missing_docs)]
 
 mod actor;
+mod build_error;
 mod builder;
+mod clock;
+mod core;
 pub mod export;
 pub mod gate;
 pub mod identity;
@@ -157,7 +181,8 @@ mod policy;
 mod stats;
 
 pub use actor::Actor;
-pub use builder::{AuditLayerBuilder, BuildError};
+pub use build_error::BuildError;
+pub use builder::AuditLayerBuilder;
 pub use export::{
     Destination, FlushError, FlushGuard, MemorySink, Protocol, WhenFull, DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT, SCOPE_NAME,
@@ -190,5 +215,64 @@ mod tests {
         for row in audit_schema::wire::markdown_fields().lines() {
             assert!(docs.contains(row), "crate docs lack the row {row:?}");
         }
+    }
+
+    /// Every `crate::module` path in `src/` names a module listed before
+    /// the one it is written in, in the crate docs' "Inside the crate".
+    #[test]
+    fn modules_depend_one_way_in_the_documented_order() {
+        let order: Vec<&str> = include_str!("lib.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! "))
+            .filter_map(|l| l.split_once(". `"))
+            .filter(|(n, _)| n.trim().parse::<u32>().is_ok())
+            .filter_map(|(_, rest)| rest.split_once('`').map(|(m, _)| m))
+            .collect();
+        let rank = |m: &str| order.iter().position(|o| *o == m);
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![src.clone()];
+        let mut checked = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let rel = path
+                .strip_prefix(&src)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            if rel == "lib.rs" || !rel.ends_with(".rs") {
+                continue;
+            }
+            let module = rel.split(['/', '.']).next().unwrap();
+            let own = rank(module).unwrap_or_else(|| panic!("module {module} is not in the list"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines = text.lines().enumerate();
+            for (n, line) in lines.filter(|(_, l)| !l.trim_start().starts_with("//")) {
+                for (at, _) in line.match_indices("crate::") {
+                    if line[..at].ends_with('$') {
+                        continue;
+                    }
+                    let used: String = line[at + 7..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    let theirs = rank(&used)
+                        .unwrap_or_else(|| panic!("{rel}: `crate::{used}` is not a listed module"));
+                    assert!(
+                        theirs <= own,
+                        "{rel}:{} uses `{used}`, listed after `{module}`",
+                        n + 1
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            order.len() >= 10 && checked > 0,
+            "found {order:?}, {checked} paths"
+        );
     }
 }

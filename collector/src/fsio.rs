@@ -6,10 +6,122 @@
 //! power loss a renamed or newly created file can be missing although its
 //! data was synced. Every step that publishes or removes a name therefore
 //! ends with [`sync_dir`] on the directory that holds it.
+//!
+//! The durable path (WAL, manifest, Parquet files) does every write,
+//! fsync, create, link, rename, unlink and mkdir through this module, so
+//! that the crash-consistency harness (the crate's `powerloss` tests) can
+//! record them and rebuild what a power loss at each point would leave.
+//! Outside the crate's own tests the recording compiles to nothing.
 
-use std::fs::{self, File};
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+/// One durable-path operation, as the crash harness records it.
+#[derive(Clone, Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum Op {
+    /// A new, empty file.
+    Create(PathBuf),
+    /// `bytes` written at offset `at`.
+    Write {
+        path: PathBuf,
+        at: u64,
+        bytes: Vec<u8>,
+    },
+    /// The file cut (or extended) to `len`.
+    SetLen { path: PathBuf, len: u64 },
+    /// `fsync`/`fdatasync` of a file: its data is durable.
+    Sync(PathBuf),
+    /// A new directory.
+    Mkdir(PathBuf),
+    /// `fsync` of a directory: its entries are durable.
+    SyncDir(PathBuf),
+    /// A second name for a file.
+    Link { from: PathBuf, to: PathBuf },
+    /// A file moved to a new name.
+    Rename { from: PathBuf, to: PathBuf },
+    /// A name removed.
+    Unlink(PathBuf),
+}
+
+/// Hands an operation to the crash harness when one is recording; the
+/// closure is never called otherwise.
+#[inline]
+fn note(op: impl FnOnce() -> Op) {
+    #[cfg(test)]
+    crate::powerloss::record(op);
+    #[cfg(not(test))]
+    let _ = op;
+}
+
+/// Opens `path` with `options`; a file that did not exist before is a
+/// create (whose directory entry needs [`sync_dir`]).
+pub fn open(options: &OpenOptions, path: &Path) -> io::Result<File> {
+    #[cfg(test)]
+    let existed = fs::symlink_metadata(path).is_ok();
+    #[cfg(not(test))]
+    let existed = true;
+    let file = options.open(path)?;
+    if !existed {
+        note(|| Op::Create(path.to_owned()));
+    }
+    Ok(file)
+}
+
+/// Appends `buf` to `file` (named `path`, opened for appending), whose
+/// length before the write is `at`. Not durable until [`sync_data`].
+pub fn append(file: &mut File, path: &Path, at: u64, buf: &[u8]) -> io::Result<()> {
+    file.write_all(buf)?;
+    note(|| Op::Write {
+        path: path.to_owned(),
+        at,
+        bytes: buf.to_vec(),
+    });
+    Ok(())
+}
+
+/// Cuts (or extends) `file`, named `path`, to `len` bytes.
+pub fn set_len(file: &File, path: &Path, len: u64) -> io::Result<()> {
+    file.set_len(len)?;
+    note(|| Op::SetLen {
+        path: path.to_owned(),
+        len,
+    });
+    Ok(())
+}
+
+/// `fdatasync`: the data of `file`, named `path`, is durable.
+pub fn sync_data(file: &File, path: &Path) -> io::Result<()> {
+    file.sync_data()?;
+    note(|| Op::Sync(path.to_owned()));
+    Ok(())
+}
+
+/// `fsync`: the data and metadata of `file`, named `path`, are durable.
+pub fn sync_all(file: &File, path: &Path) -> io::Result<()> {
+    file.sync_all()?;
+    note(|| Op::Sync(path.to_owned()));
+    Ok(())
+}
+
+/// [`sync_all`] for a new file filled by a writer this module does not
+/// see (the Parquet encoder): to the crash harness its bytes are one write.
+pub fn sync_filled(file: &File, path: &Path) -> io::Result<()> {
+    note(|| Op::Write {
+        path: path.to_owned(),
+        at: 0,
+        bytes: fs::read(path).unwrap_or_default(),
+    });
+    sync_all(file, path)
+}
+
+/// Removes the name `path`; durable once its directory is synced.
+pub fn remove_file(path: &Path) -> io::Result<()> {
+    fs::remove_file(path)?;
+    note(|| Op::Unlink(path.to_owned()));
+    Ok(())
+}
 
 /// Fsyncs a directory so that a create, rename or unlink inside it is
 /// durable. An empty path is the current directory (the parent of a
@@ -21,7 +133,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     } else {
         dir
     };
-    File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()?;
+    note(|| Op::SyncDir(dir.to_owned()));
+    Ok(())
 }
 
 /// Directories cannot be opened for fsync here; renames are as durable as
@@ -44,7 +158,8 @@ pub fn create_dir_synced(dir: &Path) -> io::Result<()> {
     for d in missing.into_iter().rev() {
         match fs::create_dir(d) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
+            Err(_) => {}
+            Ok(()) => note(|| Op::Mkdir(d.to_owned())),
         }
         sync_dir(d.parent().unwrap_or(Path::new("")))?;
     }
@@ -56,7 +171,13 @@ pub fn create_dir_synced(dir: &Path) -> io::Result<()> {
 /// caller fsyncs the directory afterwards.
 pub fn publish(tmp: &Path, path: &Path) -> io::Result<()> {
     match fs::hard_link(tmp, path) {
-        Ok(()) => fs::remove_file(tmp),
+        Ok(()) => {
+            note(|| Op::Link {
+                from: tmp.to_owned(),
+                to: path.to_owned(),
+            });
+            remove_file(tmp)
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
         // No hard links on this file system: check, then rename.
         Err(_) => {
@@ -66,7 +187,12 @@ pub fn publish(tmp: &Path, path: &Path) -> io::Result<()> {
                     format!("{} exists", path.display()),
                 ));
             }
-            fs::rename(tmp, path)
+            fs::rename(tmp, path)?;
+            note(|| Op::Rename {
+                from: tmp.to_owned(),
+                to: path.to_owned(),
+            });
+            Ok(())
         }
     }
 }

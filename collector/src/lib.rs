@@ -54,12 +54,16 @@ pub mod manifest;
 pub mod metrics;
 pub mod partition;
 pub mod policy_chain;
+#[cfg(test)]
+mod powerloss;
 pub mod receive;
 pub mod reload;
 pub mod retention;
 pub mod self_log;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod test_records;
 pub mod tls;
 pub mod verify;
 pub mod wal;

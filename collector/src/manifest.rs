@@ -9,7 +9,7 @@
 //! from the write-ahead log on recovery.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -221,17 +221,16 @@ impl Manifest {
     /// Opens (or creates) a manifest, cutting off a torn last line.
     pub fn open(path: &Path) -> io::Result<Manifest> {
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+            crate::fsio::create_dir_synced(dir)?;
         }
         let (entries, good_len) = read(path)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(path)?;
+        let file = crate::fsio::open(
+            OpenOptions::new().create(true).append(true).read(true),
+            path,
+        )?;
         if file.metadata()?.len() != good_len {
-            file.set_len(good_len)?;
-            file.sync_all()?;
+            crate::fsio::set_len(&file, path, good_len)?;
+            crate::fsio::sync_all(&file, path)?;
         }
         if let Some(dir) = path.parent() {
             crate::fsio::sync_dir(dir)?;
@@ -323,12 +322,10 @@ impl Manifest {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         line.push(b'\n');
         let before = self.file.metadata()?.len();
-        if let Err(e) = self
-            .file
-            .write_all(&line)
-            .and_then(|_| self.file.sync_data())
+        if let Err(e) = crate::fsio::append(&mut self.file, &self.path, before, &line)
+            .and_then(|_| crate::fsio::sync_data(&self.file, &self.path))
         {
-            let _ = self.file.set_len(before);
+            let _ = crate::fsio::set_len(&self.file, &self.path, before);
             return Err(e);
         }
         self.entries.push(entry);
@@ -339,6 +336,7 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn seal(first: u64, last: u64) -> Body {
         Body::Seal {

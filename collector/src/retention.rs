@@ -228,7 +228,7 @@ pub fn lock_path(root: &Path, collector_id: &str) -> PathBuf {
 pub fn lock(root: &Path, collector_id: &str) -> Result<File, RetentionError> {
     let path = lock_path(root, collector_id);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io(dir.display().to_string()))?;
+        crate::fsio::create_dir_synced(dir).map_err(io(dir.display().to_string()))?;
     }
     let file = File::create(&path).map_err(io(path.display().to_string()))?;
     match file.try_lock() {

@@ -11,13 +11,13 @@
 //! tagged with its format so that a later format can be told apart.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use audit_schema::{AuditRecord, Stamp, ViolationRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::fsio::sync_dir;
+use crate::fsio::{self, sync_dir};
 
 /// One WAL frame's payload: the rows of one request, stamped.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -80,13 +80,12 @@ fn segment_name(first_seq: u64) -> String {
 impl Wal {
     /// Starts a new segment whose first record will have `first_seq`.
     pub fn create(dir: &Path, first_seq: u64) -> io::Result<Wal> {
-        fs::create_dir_all(dir)?;
+        fsio::create_dir_synced(dir)?;
         let path = dir.join(segment_name(first_seq));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .append(true)
-            .open(&path)?;
+        let file = fsio::open(
+            OpenOptions::new().create(true).truncate(false).append(true),
+            &path,
+        )?;
         let len = file.metadata()?.len();
         sync_dir(dir)?;
         Ok(Wal {
@@ -101,13 +100,15 @@ impl Wal {
     pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
         let len = u32::try_from(payload.len())
             .ok()
-            .filter(|l| *l < MAX_FRAME)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "WAL frame too large"))?;
+            .filter(|l| (1..MAX_FRAME).contains(l))
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "WAL frame empty or too large")
+            })?;
         let mut buf = Vec::with_capacity(HEADER + payload.len());
         buf.extend_from_slice(&len.to_le_bytes());
         buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         buf.extend_from_slice(payload);
-        if let Err(e) = self.file.write_all(&buf) {
+        if let Err(e) = fsio::append(&mut self.file, &self.path, self.len, &buf) {
             // A half-written frame must not sit in front of later good ones.
             // If the cut fails too, the caller stops writing (see `truncate`).
             let _ = self.truncate(self.len);
@@ -119,7 +120,7 @@ impl Wal {
 
     /// Makes everything appended so far durable (one fsync for a whole group).
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        fsio::sync_data(&self.file, &self.path)
     }
 
     /// Cuts the segment back to `len` (a group whose fsync failed is
@@ -127,7 +128,7 @@ impl Wal {
     /// If this fails, the segment may hold frames that were never
     /// acknowledged; the caller must stop appending to it.
     pub fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)?;
+        fsio::set_len(&self.file, &self.path, len)?;
         self.len = len;
         Ok(())
     }
@@ -201,7 +202,14 @@ pub fn replay(path: &Path, last: bool) -> io::Result<Replay> {
         let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
         let crc = u32::from_le_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
         let end = at + HEADER + len as usize;
-        if len >= MAX_FRAME || end > data.len() || crc32fast::hash(&data[at + HEADER..end]) != crc {
+        // A zero length is never written, but it is what a crash leaves
+        // where the file's length reached the disk and its data did not: a
+        // zeroed header whose checksum (of nothing) is also zero.
+        if len == 0
+            || len >= MAX_FRAME
+            || end > data.len()
+            || crc32fast::hash(&data[at + HEADER..end]) != crc
+        {
             break;
         }
         replay.frames.push(data[at + HEADER..end].to_vec());
@@ -221,14 +229,17 @@ pub fn replay(path: &Path, last: bool) -> io::Result<Replay> {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".torn-{at}"));
         let saved = PathBuf::from(name);
-        let mut f = File::create(&saved)?;
-        f.write_all(&data[at..])?;
-        f.sync_all()?;
+        let mut f = fsio::open(
+            OpenOptions::new().create(true).write(true).truncate(true),
+            &saved,
+        )?;
+        fsio::append(&mut f, &saved, 0, &data[at..])?;
+        fsio::sync_all(&f, &saved)?;
         replay.torn_bytes = (data.len() - at) as u64;
         replay.torn_saved = Some(saved);
         let f = OpenOptions::new().write(true).open(path)?;
-        f.set_len(at as u64)?;
-        f.sync_all()?;
+        fsio::set_len(&f, path, at as u64)?;
+        fsio::sync_all(&f, path)?;
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
@@ -239,6 +250,7 @@ pub fn replay(path: &Path, last: bool) -> io::Result<Replay> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn frames_survive_reopen_in_order() {
@@ -252,20 +264,22 @@ mod tests {
         assert_eq!(r.torn_bytes, 0);
     }
 
+    /// A segment holding the frame `whole`, then `tail` as a crash left it.
+    fn whole_then(dir: &Path, tail: &[u8]) -> PathBuf {
+        let mut wal = Wal::create(dir, 1).unwrap();
+        wal.append(b"whole").unwrap();
+        wal.sync().unwrap();
+        let mut f = OpenOptions::new().append(true).open(wal.path()).unwrap();
+        f.write_all(tail).unwrap();
+        wal.path().to_owned()
+    }
+
     #[test]
     fn torn_tail_is_cut_not_parsed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::create(dir.path(), 1).unwrap();
-        wal.append(b"whole").unwrap();
-        wal.sync().unwrap();
-        let path = wal.path().to_owned();
-        drop(wal);
         // A crash mid-write: a header promising 100 bytes, then 3.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&100u32.to_le_bytes()).unwrap();
-        f.write_all(&0u32.to_le_bytes()).unwrap();
-        f.write_all(b"abc").unwrap();
-        drop(f);
+        let tail = [&100u32.to_le_bytes()[..], &0u32.to_le_bytes(), b"abc"].concat();
+        let path = whole_then(dir.path(), &tail);
         let r = replay(&path, true).unwrap();
         assert_eq!(r.frames, [b"whole".to_vec()]);
         assert_eq!(r.torn_bytes, 11);
@@ -274,6 +288,26 @@ mod tests {
         assert_eq!(fs::read(saved).unwrap().len(), 11);
         // The kept tail is not a segment: the next start does not replay it.
         assert_eq!(segments(dir.path()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_zeroed_tail_is_cut_not_read_as_an_empty_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        // Power lost after the length of the next frame's write reached
+        // the disk but not its bytes (found by the crash harness).
+        let path = whole_then(dir.path(), &[0; 40]);
+        let r = replay(&path, true).unwrap();
+        assert_eq!(r.frames, [b"whole".to_vec()]);
+        assert_eq!(r.torn_bytes, 40);
+    }
+
+    #[test]
+    fn an_empty_payload_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), 1).unwrap();
+        let e = wal.append(b"").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(wal.is_empty());
     }
 
     /// A segment of frames `first` and `second`, with byte `at` flipped

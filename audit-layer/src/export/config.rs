@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use super::tls::TlsFiles;
-use crate::builder::BuildError;
+use crate::build_error::BuildError;
 
 /// Default gRPC endpoint (the collector's loopback listener).
 pub const DEFAULT_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
@@ -193,8 +193,10 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
 
-    use super::*;
+    use super::{EnvSettings, Protocol, TlsFiles};
+    use crate::build_error::BuildError;
 
     fn read(vars: &[(&str, &str)]) -> Result<EnvSettings, BuildError> {
         let map: HashMap<String, String> = vars

@@ -13,7 +13,7 @@ use tonic_types::StatusExt;
 
 use super::tls::TlsPem;
 use super::{Failure, FailureKind};
-use crate::builder::BuildError;
+use crate::build_error::BuildError;
 
 /// Validated settings; the channel itself is made on the worker thread,
 /// inside its runtime.

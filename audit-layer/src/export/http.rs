@@ -17,7 +17,7 @@ use prost::Message;
 
 use super::tls::TlsPem;
 use super::{Failure, FailureKind};
-use crate::builder::BuildError;
+use crate::build_error::BuildError;
 
 /// How long an idle connection is kept for reuse: below the collector's
 /// default `header_read_timeout_secs` (10).

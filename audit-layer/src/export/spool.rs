@@ -252,7 +252,12 @@ fn read_segment(path: &Path, promised: u64) -> io::Result<Batch> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::fs;
+
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    use super::Spool;
 
     fn rec(i: u64) -> LogRecord {
         LogRecord {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::builder::BuildError;
+use crate::build_error::BuildError;
 
 /// Where the exporter's TLS material lives; every field optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -172,7 +172,7 @@ impl TlsPem {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::TlsFiles;
 
     #[test]
     fn certificates_with_a_plaintext_endpoint_or_half_an_identity_are_refused() {

@@ -1,7 +1,6 @@
 //! Start-up recovery: the manifest, the WAL rows no seal covers, and the
 //! files an interrupted seal left.
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +21,8 @@ use crate::wal::{self, Frame, Wal};
 impl Writer {
     pub(super) fn recover(cfg: IngestConfig, metrics: Arc<Metrics>) -> Result<Writer, IngestError> {
         let root = &cfg.data_dir;
-        fs::create_dir_all(root).map_err(|e| storage(&root.display().to_string(), e))?;
+        crate::fsio::create_dir_synced(root)
+            .map_err(|e| storage(&root.display().to_string(), e))?;
         let lock = crate::retention::lock(root, &cfg.collector_id)
             .map_err(|e| IngestError::Storage(e.to_string()))?;
         let mut manifest = Manifest::open(&manifest::manifest_path(root, &cfg.collector_id))
@@ -264,7 +264,7 @@ pub(super) fn remove_uncommitted_files(
             let uncommitted = name.starts_with(&ours) && !committed.contains(rel.as_str());
             if temp || uncommitted {
                 tracing::warn!(file = %rel, "removing a file of an unfinished seal");
-                fs::remove_file(&path).map_err(|e| storage(&rel, e))?;
+                crate::fsio::remove_file(&path).map_err(|e| storage(&rel, e))?;
             }
         }
     }

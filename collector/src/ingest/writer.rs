@@ -512,7 +512,7 @@ pub(super) fn read_sealed(
 /// Deletes WAL segments whose rows are sealed (for good).
 fn remove_segments(segments: &[PathBuf]) {
     for seg in segments {
-        if let Err(e) = fs::remove_file(seg) {
+        if let Err(e) = fsio::remove_file(seg) {
             tracing::warn!(segment = %seg.display(), error = %e, "could not trim sealed WAL segment; recovery will skip its rows");
         }
     }

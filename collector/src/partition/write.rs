@@ -221,7 +221,7 @@ fn write_immutable(
     create_dir_synced(dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));
     // A temp file left by an interrupted seal is garbage (and may be read-only).
-    match fs::remove_file(&tmp) {
+    match fsio::remove_file(&tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             return Err(io_err("remove stale temp file", &tmp)(e))
         }
@@ -233,7 +233,7 @@ fn write_immutable(
         Ok(digest)
     });
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fsio::remove_file(&tmp);
     }
     result
 }
@@ -243,10 +243,7 @@ fn write_temp(
     batch: &RecordBatch,
     props: WriterProperties,
 ) -> Result<(String, u64), PartitionError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)
+    let file = fsio::open(OpenOptions::new().write(true).create_new(true), tmp)
         .map_err(io_err("create temp file", tmp))?;
     let sink = Hashing {
         inner: BufWriter::new(file),
@@ -262,7 +259,7 @@ fn write_temp(
         .into_inner()
         .map_err(|e| io_err("write", tmp)(e.into_error()))?;
     fsio::set_read_only(&file).map_err(io_err("make read-only", tmp))?;
-    file.sync_all().map_err(io_err("fsync", tmp))?;
+    fsio::sync_filled(&file, tmp).map_err(io_err("fsync", tmp))?;
     Ok((hex::encode(sink.hasher.finalize()), sink.bytes))
 }
 

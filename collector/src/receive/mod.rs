@@ -350,26 +350,15 @@ impl Receiver {
 mod tests {
     use super::*;
     use audit_schema::otlp::encode_action;
-    use audit_schema::{AuditRecord, Draft};
+    use audit_schema::AuditRecord;
     use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
     /// An agent action naming `owner` (the empty owner makes a record the
     /// collector must refuse).
     fn record(owner: &str) -> AuditRecord {
-        let valid = Draft {
-            start_time_ns: Some(1_764_000_000_000_000_000),
-            agent_id: Some("agt_1".into()),
-            owner_id: Some("usr".into()),
-            action: Some("db.drop".into()),
-            service_name: Some("svc".into()),
-            ..Draft::default()
-        };
         AuditRecord {
-            event_id: new_event_id(),
             owner_id: owner.into(),
-            ..Rules::default()
-                .check(valid)
-                .expect("a complete agent action")
+            ..crate::test_records::agent_action(new_event_id(), 1_764_000_000_000_000_000)
         }
     }
 

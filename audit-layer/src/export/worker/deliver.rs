@@ -10,13 +10,16 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use super::super::{Failure, FailureKind};
-use super::{request, Worker};
+use super::Worker;
+use crate::export::{Failure, FailureKind, SCOPE_NAME};
 
 /// Bytes the length prefixes of `ResourceLogs` and `ScopeLogs` can grow by
 /// as records are added (two varints, 1 to 5 bytes each), with margin.
@@ -180,6 +183,25 @@ fn pieces(resource: &Resource, records: &[LogRecord], max: usize) -> Vec<Range<u
         out.push(start..records.len());
     }
     out
+}
+
+/// One OTLP request carrying `log_records` under `resource`.
+fn request(resource: Resource, log_records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: SCOPE_NAME.to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    ..InstrumentationScope::default()
+                }),
+                log_records,
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    }
 }
 
 #[cfg(test)]
