@@ -42,7 +42,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AUDIT_COLLECTOR_WITNESS_DIR")]
     #[serde(rename = "store.witness_dir")]
     witness_dir: Option<PathBuf>,
-    /// The collector's private key for witness checkpoints [default: generated once in DIR/keys/].
+    /// The collector's private key for witness checkpoints; unset, one is generated once in DIR/keys/.
     #[arg(long, env = "AUDIT_COLLECTOR_SIGNING_KEY")]
     #[serde(rename = "store.signing_key")]
     signing_key: Option<PathBuf>,
