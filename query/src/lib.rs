@@ -52,6 +52,9 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
+/// The arrow the answers are made of, for readers of [`Engine`]'s batches
+/// (the console) without a second copy of the dependency to keep in step.
+pub use datafusion::arrow;
 pub use engine::Engine;
 pub use output::Format;
 

@@ -15,15 +15,16 @@ use chrono::{DateTime, Utc};
 use common::{collector_bin, Collector};
 use serde_json::Value;
 
-struct Dataset {
+pub struct Dataset {
     _dir: tempfile::TempDir,
-    path: PathBuf,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    pub path: PathBuf,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
 }
 
-/// Built once for all tests (none of them writes to it).
-fn dataset() -> &'static Dataset {
+/// Built once for all tests (none of them writes to it; the console's
+/// tests read it too).
+pub fn dataset() -> &'static Dataset {
     static DATA: OnceLock<Dataset> = OnceLock::new();
     DATA.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();

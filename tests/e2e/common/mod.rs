@@ -50,6 +50,21 @@ pub fn serve_command(data_dir: &Path) -> Command {
     cmd
 }
 
+/// The first line a started command (`serve`, `console`) prints on its
+/// piped stdout: the one that says where it listens. The rest of stdout is
+/// drained on a thread, so the process never blocks writing.
+pub fn listening_line(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the process printed its listening line")
+}
+
 /// A collector process.
 pub struct Collector {
     pub child: Child,
@@ -77,16 +92,7 @@ impl Collector {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn collector");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("collector printed its listening line");
+        let line = listening_line(&mut child);
         let field = |k: &str| -> String {
             line.split_whitespace()
                 .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
