@@ -19,10 +19,19 @@ pub struct Bar {
     pub counts: Vec<u64>,
 }
 
-/// The bucket width for a window: at least a second, `BARS` buckets.
+/// The bucket width for a window: `BARS` buckets, each at least a
+/// millisecond.
 pub fn bucket(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
-    let secs = (to - from).num_seconds().max(1);
-    Duration::seconds(((secs + BARS - 1) / BARS).max(1))
+    let ms = (to - from).num_milliseconds().max(1);
+    Duration::milliseconds(((ms + BARS - 1) / BARS).max(1))
+}
+
+/// [`bucket`] as a SQL interval, for `date_bin`.
+pub fn interval_sql(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    format!(
+        "INTERVAL '{} milliseconds'",
+        bucket(from, to).num_milliseconds()
+    )
 }
 
 fn empty(from: DateTime<Utc>, to: DateTime<Utc>, series: usize) -> Vec<Bar> {

@@ -129,10 +129,10 @@ impl Question {
     }
 
     fn histogram_sql(&self) -> String {
-        let w = chart::bucket(self.range.from, self.range.to).num_seconds();
         format!(
-            "SELECT date_bin(INTERVAL '{w} seconds', start_time, {}) AS bucket, actor_kind, count(*) AS n\n\
+            "SELECT date_bin({}, start_time, {}) AS bucket, actor_kind, count(*) AS n\n\
              FROM ({}) AS a GROUP BY 1, 2 ORDER BY 1",
+            chart::interval_sql(self.range.from, self.range.to),
             ts_literal(self.range.from),
             self.sql()
         )

@@ -53,10 +53,10 @@ pub fn groups_sql(r: Range) -> String {
 }
 
 fn histogram_sql(r: Range) -> String {
-    let w = chart::bucket(r.from, r.to).num_seconds();
     format!(
-        "SELECT date_bin(INTERVAL '{w} seconds', time, {}) AS bucket, count(*) AS n\n\
+        "SELECT date_bin({}, time, {}) AS bucket, count(*) AS n\n\
          FROM violations WHERE {} GROUP BY 1 ORDER BY 1",
+        chart::interval_sql(r.from, r.to),
         ts_literal(r.from),
         filter(r)
     )

@@ -3,10 +3,11 @@
 //! the answerability tests, with answers known in advance.
 
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use crate::answer_dataset::*;
 use crate::answerability::dataset;
-use crate::common::{collector_bin, listening_line};
+use crate::common::{collector_bin, stdout_lines};
 
 const TOKEN: &str = "console-test-token-aaaa";
 const OTHER_DEPLOYMENT_TOKEN: &str = "another-deployments-token";
@@ -30,29 +31,51 @@ impl Console {
         let tokens = tempfile::tempdir().expect("tempdir");
         let file = tokens.path().join("viewers");
         std::fs::write(&file, format!("# viewers\nauditor-ann:{TOKEN}\n")).expect("tokens");
+        let file = file.to_str().expect("utf-8 path").to_owned();
+        let mut args = vec!["--tokens-file", file.as_str()];
+        args.extend_from_slice(extra);
+        let (console, _) = Console::spawn(&args, tokens, false);
+        console
+    }
+
+    /// The console with `args`, and the second line it printed when asked
+    /// for (the sign-in link of a console without a tokens file).
+    fn spawn(
+        args: &[&str],
+        tokens: tempfile::TempDir,
+        second_line: bool,
+    ) -> (Console, Option<String>) {
         let mut child = Command::new(collector_bin())
             .arg("console")
             .arg("--data-dir")
             .arg(&dataset().path)
-            .args(["--listen", "127.0.0.1:0", "--tokens-file"])
-            .arg(&file)
-            .args(extra)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn console");
-        let line = listening_line(&mut child);
+        let lines = stdout_lines(&mut child);
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the console printed its listening line");
         let base = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_owned();
-        Console {
+        let second = second_line.then(|| {
+            lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("a second line")
+        });
+        let console = Console {
             child,
             base,
             _tokens: tokens,
-        }
+        };
+        (console, second)
     }
 }
 
@@ -373,4 +396,24 @@ async fn a_trusted_proxy_names_the_viewer_and_no_one_else_can() {
     )
     .await;
     assert_eq!(forged.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_tokens_file_a_one_time_sign_in_link_is_printed() {
+    let (c, line) = Console::spawn(&[], tempfile::tempdir().expect("tempdir"), true);
+    let line = line.expect("a sign-in line");
+    let link = line
+        .split_whitespace()
+        .find(|w| w.contains("/login?token="))
+        .unwrap_or_else(|| panic!("no sign-in link in {line:?}"));
+    let path = link.strip_prefix(&c.base).expect("a link to this console");
+    let token = path.split("token=").nth(1).expect("token");
+    assert_eq!(token.len(), 64, "32 random bytes");
+    let signed = get(&c.base, path, &[]).await;
+    assert_eq!(signed.status, 303);
+    let bearer = format!("Bearer {token}");
+    let page = get(&c.base, "/health", &[("authorization", &bearer)]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Signed in as <strong>operator</strong>"));
+    assert_eq!(get(&c.base, "/health", &[]).await.status, 401);
 }

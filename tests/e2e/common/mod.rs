@@ -50,10 +50,9 @@ pub fn serve_command(data_dir: &Path) -> Command {
     cmd
 }
 
-/// The first line a started command (`serve`, `console`) prints on its
-/// piped stdout: the one that says where it listens. The rest of stdout is
-/// drained on a thread, so the process never blocks writing.
-pub fn listening_line(child: &mut Child) -> String {
+/// The lines a started command prints on its piped stdout, as they come;
+/// stdout is drained on a thread, so the process never blocks writing.
+pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -61,7 +60,14 @@ pub fn listening_line(child: &mut Child) -> String {
             let _ = tx.send(line);
         }
     });
-    rx.recv_timeout(Duration::from_secs(60))
+    rx
+}
+
+/// The first line a started command (`serve`, `console`) prints: the one
+/// that says where it listens.
+pub fn listening_line(child: &mut Child) -> String {
+    stdout_lines(child)
+        .recv_timeout(Duration::from_secs(60))
         .expect("the process printed its listening line")
 }
 
