@@ -13,9 +13,10 @@ use axum::{Form, Router};
 use maud::html;
 use serde::Deserialize;
 
+use crate::access::{AccessLog, Question, Rows};
 use crate::auth::{sign_in_cookie, Auth};
 use crate::page::{self, layout, problem, respond};
-use crate::{find, health, timeline, violations};
+use crate::{find, health, looked, timeline, violations};
 use audit_collector::store::Location;
 use audit_query::{Engine, QueryError};
 
@@ -25,6 +26,8 @@ pub struct App {
     pub location: Location,
     /// How viewers are identified.
     pub auth: Auth,
+    /// Where each question is recorded.
+    pub access: Arc<AccessLog>,
 }
 
 /// The viewer of a request, set by [`require_viewer`].
@@ -50,6 +53,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/timeline.json", get(timeline::export_route))
         .route("/violations", get(violations::page))
         .route("/health", get(health::page))
+        .route("/access", get(looked::page))
+        // Outermost last: the viewer is checked, then the question recorded.
+        .route_layer(middleware::from_fn_with_state(app.clone(), record_access))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_viewer));
     Router::new()
         .merge(viewed)
@@ -72,6 +78,45 @@ async fn require_viewer(State(app): State<Arc<App>>, mut req: Request, next: Nex
         }
         None => unauthorized("Sign in with your console token to see the trail."),
     }
+}
+
+/// Records the question in the access dataset once answered, and sends
+/// the answer only when that row is durable.
+async fn record_access(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let asked = chrono::Utc::now();
+    let viewer = req.extensions().get::<Viewer>().cloned();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let res = next.run(req).await;
+    let Some(viewer) = viewer else {
+        return res;
+    };
+    let q = Question {
+        viewer: &viewer.0,
+        path: &path,
+        query: &query,
+        asked,
+        status: res.status().as_u16(),
+        rows: res.extensions().get::<Rows>().map(|r| r.0),
+    };
+    match app.access.record(&q).await {
+        Ok(()) => res,
+        Err(e) => {
+            tracing::error!(error = %e, "access row not recorded; answer withheld");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &path,
+                Some(&viewer.0),
+                "This question could not be recorded in the access trail, so it is not answered. Try again shortly.",
+            )
+        }
+    }
+}
+
+/// `res`, marked with the rows it returns (for its access row).
+pub fn with_rows(mut res: Response, rows: usize) -> Response {
+    res.extensions_mut().insert(Rows(rows as u64));
+    res
 }
 
 fn unauthorized(message: &str) -> Response {

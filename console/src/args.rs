@@ -14,6 +14,7 @@ use audit_query::cli::DataArgs;
 use axum::http::HeaderName;
 use clap::Args;
 
+use crate::access::AccessLog;
 use crate::app::{router, App};
 use crate::auth::Auth;
 use crate::ConsoleError;
@@ -45,6 +46,14 @@ pub struct ConsoleArgs {
     /// The header the trusted proxy names the viewer in.
     #[arg(long, default_value = "x-forwarded-user")]
     pub proxy_header: String,
+    /// Where every question asked is recorded (who looked): a dataset of
+    /// its own, written like the collector's and checked by `verify`.
+    #[arg(
+        long,
+        env = "AUDIT_CONSOLE_ACCESS_DIR",
+        default_value = "./audit-access"
+    )]
+    pub access_dir: PathBuf,
 }
 
 /// A token nobody can guess: 32 random bytes, hex.
@@ -79,6 +88,7 @@ impl ConsoleArgs {
                 Some(tokens)
             }
         };
+        let access = Arc::new(AccessLog::open(&self.access_dir)?);
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .map_err(|source| ConsoleError::Bind {
@@ -104,6 +114,7 @@ impl ConsoleArgs {
         let app = Arc::new(App {
             location,
             auth: Auth { tokens, proxy },
+            access: access.clone(),
         });
         let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
         let limits = HttpLimits {
@@ -120,6 +131,11 @@ impl ConsoleArgs {
         stop.await;
         let _ = stopped_tx.send(true);
         let _ = server.await;
+        // Seal the last access rows before exiting.
+        tokio::task::spawn_blocking(move || access.close())
+            .await
+            .map_err(|e| ConsoleError::Access(e.to_string()))?
+            .map_err(|e| ConsoleError::Access(e.to_string()))?;
         Ok(true)
     }
 }

@@ -14,7 +14,7 @@ use axum::Extension;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use crate::app::{failed, App, Viewer};
+use crate::app::{failed, with_rows, App, Viewer};
 use crate::page::{layout, problem, respond};
 use crate::params;
 use crate::table::Cells;
@@ -107,11 +107,15 @@ pub async fn find(
         let check = prove::file_check(engine.location(), &id, facts).await;
         body.push(action(&id, facts, &cells, row, &check));
     }
-    page(
-        StatusCode::OK,
-        &viewer,
-        &id,
-        html! { @for b in body { (b) } },
+    let n = answer.rows.len();
+    with_rows(
+        page(
+            StatusCode::OK,
+            &viewer,
+            &id,
+            html! { @for b in body { (b) } },
+        ),
+        n,
     )
 }
 
@@ -244,8 +248,11 @@ pub async fn prove(
             }
         }
     };
-    respond(
-        StatusCode::OK,
-        layout("Prove human", PATH, Some(&viewer.0), body),
+    with_rows(
+        respond(
+            StatusCode::OK,
+            layout("Prove human", PATH, Some(&viewer.0), body),
+        ),
+        1,
     )
 }

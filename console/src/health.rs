@@ -13,7 +13,7 @@ use axum::Extension;
 use chrono::DateTime;
 use maud::{html, Markup};
 
-use crate::app::{App, Viewer};
+use crate::app::{with_rows, App, Viewer};
 use crate::page::{layout, problem, respond};
 use audit_collector::manifest::{self, Body, Entry};
 use audit_collector::store::{chain, Location};
@@ -65,15 +65,14 @@ pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<View
             )
         }
     };
-    respond(
-        StatusCode::OK,
-        layout(
-            "Trail health",
-            PATH,
-            Some(&viewer.0),
-            body(&app.location, &report, &chains),
-        ),
-    )
+    let collectors = chains.len();
+    let page = layout(
+        "Trail health",
+        PATH,
+        Some(&viewer.0),
+        body(&app.location, &report, &chains),
+    );
+    with_rows(respond(StatusCode::OK, page), collectors)
 }
 
 fn body(loc: &Location, r: &Report, chains: &BTreeMap<String, Vec<Entry>>) -> Markup {

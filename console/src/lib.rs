@@ -13,22 +13,31 @@
 //! are UUIDs, times RFC 3339 or dates).
 //!
 //! Modules, in dependency order: [`params`] (what a request may ask),
-//! `table` (result batches as text cells), `page` (the layout, the
-//! stylesheet, the security headers), `auth` (who is looking), the views
-//! (`find`, `timeline`, `violations`, `health`), `app` (the routes), and
-//! [`args`] (the command's flags and its server).
+//! `table` (result batches as text cells), `chart` (the histogram),
+//! `page` (the layout, the stylesheet, the security headers), `auth` (who
+//! is looking), `access` (the access rows: who looked), the views (`find`,
+//! `timeline`, `violations`, `health`, `looked`), `app` (the routes and the
+//! checks every question goes through), and [`args`] (the command's flags
+//! and its server).
+//!
+//! Every question is recorded before it is answered: an access row with
+//! the viewer, the question, its parameters and the rows returned, made
+//! durable through the collector's own writer in a dataset of its own
+//! (`--access-dir`), which `verify` checks like any other.
 //!
 //! Pages are server-rendered HTML with no JavaScript: the find view, the
 //! forms and the exports work in any browser, and the Content-Security-Policy
 //! can forbid scripts altogether.
 #![warn(missing_docs)]
 
+mod access;
 mod app;
 pub mod args;
 mod auth;
 mod chart;
 mod find;
 mod health;
+mod looked;
 mod page;
 pub mod params;
 mod table;
@@ -60,6 +69,9 @@ pub enum ConsoleError {
     /// No randomness for a one-time token.
     #[error("cannot make a sign-in token: {0}")]
     Random(getrandom::Error),
+    /// The access dataset could not be opened or closed.
+    #[error("access dataset: {0}")]
+    Access(String),
     /// Writing the listening line failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),

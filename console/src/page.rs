@@ -17,11 +17,12 @@ pub const CSS: &str = include_str!("../assets/console.css");
 pub const CSS_PATH: &str = "/console.css";
 
 /// The navigation: path and label.
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 5] = [
     ("/find", "Find an action"),
     ("/timeline", "Timeline"),
     ("/violations", "Violations"),
     ("/health", "Trail health"),
+    ("/access", "Who looked"),
 ];
 
 /// A whole page: `active` is the path of the view, marked in the navigation.

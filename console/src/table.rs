@@ -1,6 +1,10 @@
 //! Result batches as text cells, the way the CLI's table shows them.
 
-use audit_query::arrow::array::{Array, RecordBatch};
+use std::collections::BTreeMap;
+
+use audit_query::arrow::array::{Array, AsArray, RecordBatch};
+use audit_query::arrow::compute::cast;
+use audit_query::arrow::datatypes::DataType;
 use audit_query::arrow::error::ArrowError;
 use audit_query::arrow::util::display::{ArrayFormatter, FormatOptions};
 
@@ -60,4 +64,38 @@ impl Cells {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// The entries of a map column (`attributes`), one map per row, in order;
+/// an empty map for a null or a missing column.
+pub fn maps(
+    batches: &[RecordBatch],
+    column: &str,
+) -> Result<Vec<BTreeMap<String, String>>, ArrowError> {
+    let mut out = Vec::new();
+    for b in batches {
+        let Some(col) = b.column_by_name(column) else {
+            out.extend((0..b.num_rows()).map(|_| BTreeMap::new()));
+            continue;
+        };
+        let Some(map) = col.as_map_opt() else {
+            return Err(ArrowError::CastError(format!("{column} is not a map")));
+        };
+        for i in 0..b.num_rows() {
+            let mut m = BTreeMap::new();
+            if !map.is_null(i) {
+                let entries = map.value(i);
+                let keys = cast(entries.column(0), &DataType::Utf8)?;
+                let values = cast(entries.column(1), &DataType::Utf8)?;
+                let (keys, values) = (keys.as_string::<i32>(), values.as_string::<i32>());
+                for j in 0..keys.len() {
+                    if !values.is_null(j) {
+                        m.insert(keys.value(j).to_owned(), values.value(j).to_owned());
+                    }
+                }
+            }
+            out.push(m);
+        }
+    }
+    Ok(out)
 }

@@ -13,7 +13,7 @@ use chrono::Duration;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use crate::app::{failed, App, Viewer};
+use crate::app::{failed, with_rows, App, Viewer};
 use crate::chart;
 use crate::page::{find_href, layout, problem, respond};
 use crate::params::{self, Refusal};
@@ -138,7 +138,12 @@ impl Question {
         )
     }
 
-    async fn export(&self, engine: &Engine, format: Format) -> Result<Vec<u8>, QueryError> {
+    /// The export's bytes and its row count.
+    async fn export(
+        &self,
+        engine: &Engine,
+        format: Format,
+    ) -> Result<(Vec<u8>, usize), QueryError> {
         let (schema, batches) = if self.filters.is_empty() {
             activity::activity(engine, &self.subject, self.range).await?
         } else {
@@ -146,7 +151,7 @@ impl Question {
         };
         let mut out = Vec::new();
         output::write(&mut out, format, &schema, &batches)?;
-        Ok(out)
+        Ok((out, batches.iter().map(|b| b.num_rows()).sum()))
     }
 }
 
@@ -211,20 +216,28 @@ pub async fn page(
         Err(r) => return refuse(&viewer, &p, &r),
     };
     match answer(&app, &p, &q).await {
-        Ok(body) => respond(
-            StatusCode::OK,
-            layout(
-                "Timeline",
-                PATH,
-                Some(&viewer.0),
-                html! { (form(&p)) (body) },
+        Ok((body, n)) => with_rows(
+            respond(
+                StatusCode::OK,
+                layout(
+                    "Timeline",
+                    PATH,
+                    Some(&viewer.0),
+                    html! { (form(&p)) (body) },
+                ),
             ),
+            n,
         ),
         Err(e) => failed(PATH, &viewer, &e),
     }
 }
 
-async fn answer(app: &App, p: &TimelineParams, q: &Question) -> Result<Markup, QueryError> {
+/// The page's body and the rows it shows.
+async fn answer(
+    app: &App,
+    p: &TimelineParams,
+    q: &Question,
+) -> Result<(Markup, usize), QueryError> {
     let engine = app.engine().await?;
     let total = Cells::of(&engine.sql(&q.count_sql()).await?)?.count();
     let page = p.page.unwrap_or(0);
@@ -247,7 +260,8 @@ async fn answer(app: &App, p: &TimelineParams, q: &Question) -> Result<Markup, Q
         "outcome",
         "event_id",
     ];
-    Ok(html! {
+    let shown = rows.rows.len();
+    let body = html! {
         (chart::svg(&format!("Actions from {} to {}", q.range.from.to_rfc3339(), q.range.to.to_rfc3339()), &bars, &["human", "agent"]))
         p class="summary" {
             (total) " action(s)"
@@ -283,7 +297,8 @@ async fn answer(app: &App, p: &TimelineParams, q: &Question) -> Result<Markup, Q
                 a href=(format!("{PATH}?{link}&page={}", page + 1)) rel="next" { "Next →" }
             }
         }
-    })
+    };
+    Ok((body, shown))
 }
 
 async fn export(app: &App, viewer: &Viewer, p: &TimelineParams, format: Format) -> Response {
@@ -304,12 +319,12 @@ async fn export(app: &App, viewer: &Viewer, p: &TimelineParams, format: Format) 
         Err(e) => Err(e),
     };
     match body {
-        Ok(body) => {
+        Ok((body, n)) => {
             let (ty, name) = match format {
                 Format::Json => ("application/json", "activity.json"),
                 _ => ("text/csv; charset=utf-8", "activity.csv"),
             };
-            (
+            let res = (
                 [
                     (header::CONTENT_TYPE, ty.to_owned()),
                     (
@@ -319,7 +334,8 @@ async fn export(app: &App, viewer: &Viewer, p: &TimelineParams, format: Format) 
                 ],
                 body,
             )
-                .into_response()
+                .into_response();
+            with_rows(res, n)
         }
         Err(e) => failed(PATH, viewer, &e),
     }

@@ -12,7 +12,7 @@ use chrono::Duration;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use crate::app::{failed, App, Viewer};
+use crate::app::{failed, with_rows, App, Viewer};
 use crate::chart;
 use crate::page::{layout, respond};
 use crate::params;
@@ -99,20 +99,24 @@ pub async fn page(
         }
     };
     match answer(&app, range).await {
-        Ok(body) => respond(
-            StatusCode::OK,
-            layout(
-                "Violations",
-                PATH,
-                Some(&viewer.0),
-                html! { (form(&w)) (body) },
+        Ok((body, n)) => with_rows(
+            respond(
+                StatusCode::OK,
+                layout(
+                    "Violations",
+                    PATH,
+                    Some(&viewer.0),
+                    html! { (form(&w)) (body) },
+                ),
             ),
+            n,
         ),
         Err(e) => failed(PATH, &viewer, &e),
     }
 }
 
-async fn answer(app: &App, range: Range) -> Result<Markup, QueryError> {
+/// The page's body and the callsites it lists.
+async fn answer(app: &App, range: Range) -> Result<(Markup, usize), QueryError> {
     let engine = app.engine().await?;
     let groups = Cells::of(&engine.sql(&groups_sql(range)).await?)?;
     let hist = Cells::of(&engine.sql(&histogram_sql(range)).await?)?;
@@ -134,7 +138,8 @@ async fn answer(app: &App, range: Range) -> Result<Markup, QueryError> {
         ("first_seen", "First"),
         ("last_seen", "Last"),
     ];
-    Ok(html! {
+    let listed = groups.rows.len();
+    let body = html! {
         (chart::svg(&label, &bars, &["violation"]))
         p class="summary" { (total) " violation(s) at " (groups.rows.len()) " callsite(s)" }
         table class="rows" {
@@ -145,5 +150,6 @@ async fn answer(app: &App, range: Range) -> Result<Markup, QueryError> {
                 }
             }
         }
-    })
+    };
+    Ok((body, listed))
 }

@@ -16,7 +16,8 @@ const OTHER_DEPLOYMENT_TOKEN: &str = "another-deployments-token";
 struct Console {
     child: Child,
     base: String,
-    _tokens: tempfile::TempDir,
+    /// Its tokens file and its access dataset (`access/`).
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Console {
@@ -31,11 +32,17 @@ impl Console {
         let tokens = tempfile::tempdir().expect("tempdir");
         let file = tokens.path().join("viewers");
         std::fs::write(&file, format!("# viewers\nauditor-ann:{TOKEN}\n")).expect("tokens");
+        Console::spawn_in(tokens, extra)
+    }
+
+    /// A console with the tokens file and access dataset of `dir` (from a
+    /// stopped console).
+    fn spawn_in(dir: tempfile::TempDir, extra: &[&str]) -> Console {
+        let file = dir.path().join("viewers");
         let file = file.to_str().expect("utf-8 path").to_owned();
         let mut args = vec!["--tokens-file", file.as_str()];
         args.extend_from_slice(extra);
-        let (console, _) = Console::spawn(&args, tokens, false);
-        console
+        Console::spawn(&args, dir, false).0
     }
 
     /// The console with `args`, and the second line it printed when asked
@@ -49,7 +56,8 @@ impl Console {
             .arg("console")
             .arg("--data-dir")
             .arg(&dataset().path)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--access-dir"])
+            .arg(tokens.path().join("access"))
             .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -73,7 +81,7 @@ impl Console {
         let console = Console {
             child,
             base,
-            _tokens: tokens,
+            dir: tokens,
         };
         (console, second)
     }
@@ -416,4 +424,92 @@ async fn without_a_tokens_file_a_one_time_sign_in_link_is_printed() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("Signed in as <strong>operator</strong>"));
     assert_eq!(get(&c.base, "/health", &[]).await.status, 401);
+}
+
+/// Every question is an access row, durable before the answer, in a
+/// dataset `verify` checks, and the "Who looked" view lists them.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_question_leaves_an_access_row_with_the_viewer() {
+    let mut c = Console::start(&[]);
+    let ds = dataset();
+    let window = serde_urlencode(&[("from", &ds.from.to_rfc3339()), ("to", &ds.to.to_rfc3339())]);
+    let asked = [
+        (
+            format!("/find?event_id={HUMAN_OK}"),
+            "console.find",
+            Some(format!("event_id={HUMAN_OK}")),
+            "1",
+        ),
+        (
+            format!("/timeline.csv?agent=agt_ledger&{window}"),
+            "console.timeline.csv",
+            Some("agent=agt_ledger".to_owned()),
+            "3",
+        ),
+        (
+            format!("/violations?{window}"),
+            "console.violations",
+            None,
+            "1",
+        ),
+    ];
+    for (path, _, _, _) in &asked {
+        assert_eq!(view(&c, path).await.status, 200, "{path}");
+    }
+    assert_eq!(view(&c, "/find?event_id=nope").await.status, 400);
+    // Not a viewer: nothing to record, nothing answered.
+    assert_eq!(get(&c.base, "/health", &[]).await.status, 401);
+
+    // SIGTERM seals the access rows; the dataset verifies.
+    let pid = c.child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(
+        c.child.wait().expect("wait").success(),
+        "console exits 0 on SIGTERM"
+    );
+    let access = c.dir.path().join("access");
+    let access = access.to_str().expect("utf-8 path");
+    let verified = String::from_utf8(cli(&["verify", "--data-dir", access])).expect("utf-8");
+    assert!(
+        verified.contains("intact: 1 manifest(s)") && verified.contains("4 rows"),
+        "{verified}"
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&cli(&[
+        "query",
+        "--data-dir",
+        access,
+        "--format",
+        "json",
+        "SELECT owner_id, actor_kind, action, target, outcome, attributes FROM audit ORDER BY seq",
+    ]))
+    .expect("json");
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for (row, (path, action, target, n)) in rows.iter().zip(&asked) {
+        assert_eq!(row["owner_id"], "auditor-ann");
+        assert_eq!(row["actor_kind"], "human");
+        assert_eq!(row["action"], *action);
+        assert_eq!(row["target"].as_str(), target.as_deref());
+        assert_eq!(row["attributes"]["console.rows"], *n, "{row}");
+        assert_eq!(row["outcome"], "ok");
+        assert_eq!(
+            row["attributes"]["console.query"].as_str(),
+            path.split_once('?').map(|(_, q)| q)
+        );
+    }
+    assert_eq!(
+        rows[3]["outcome"], "error",
+        "the refused id is recorded too"
+    );
+
+    // A console started again on the same access dataset shows them.
+    let dir = std::mem::replace(&mut c.dir, tempfile::tempdir().expect("tempdir"));
+    let again = Console::spawn_in(dir, &[]);
+    let looked = view(&again, "/access?viewer=auditor-ann").await;
+    assert_eq!(looked.status, 200, "{}", looked.body);
+    assert!(
+        looked.body.contains("The latest 4 question(s)"),
+        "{}",
+        looked.body
+    );
+    assert!(looked.body.contains("console.timeline.csv"));
 }

@@ -4,13 +4,15 @@ driven over WebDriver (selenium + chromedriver), against the real binary's
 (examples/answer_dataset.rs). Each view loads and shows the right verdict
 and owner for known event ids, the export link gives `activity --format
 csv`, the keyboard reaches every control, the page breaks no rule of its
-Content-Security-Policy, and a screenshot of each view is saved under
-target/console-screenshots/ for review."""
+Content-Security-Policy, every question shows in the "Who looked" view
+under the viewer's name (its access dataset verifies), and a screenshot of
+each view is saved under target/console-screenshots/ for review."""
 
 import os
 import pathlib
 import shutil
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 
@@ -45,12 +47,13 @@ def console(tmp_path_factory):
     tokens.write_text(f"auditor-ann:{TOKEN}\n")
     proc = subprocess.Popen(
         [str(BIN), "console", "--data-dir", info["data_dir"], "--listen", "127.0.0.1:0",
-         "--tokens-file", str(tokens)],
+         "--tokens-file", str(tokens), "--access-dir", str(parent / "access")],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn"},
     )
     line = proc.stdout.readline()
     base = next(w for w in line.split() if w.startswith("http://"))
     info["base"] = base
+    info["access"] = str(parent / "access")
     yield info
     proc.terminate()
     proc.wait(timeout=20)
@@ -182,7 +185,32 @@ def focusables(driver):
         ".filter(e => e.offsetParent !== null || e.classList.contains('skip'));")
 
 
-@pytest.mark.parametrize("path", ["/find?event_id=HUMAN", "/timeline?agent=agt_ledger", "/violations", "/health"])
+def test_who_looked_lists_this_browsers_questions(console, browser):
+    """Each question above is an access row naming the viewer; the rows are
+    sealed every few seconds, so the view is polled until they are in."""
+    deadline = time.monotonic() + 30
+    while True:
+        browser.get(console["base"] + "/access?viewer=auditor-ann")
+        rows = browser.find_elements(By.CSS_SELECTOR, "table.rows tbody tr")
+        questions = {r.find_elements(By.TAG_NAME, "td")[2].text for r in rows}
+        if {"console.find", "console.prove", "console.timeline", "console.timeline.csv",
+                "console.violations", "console.health"} <= questions:
+            break
+        assert time.monotonic() < deadline, f"access rows seen: {questions}"
+        time.sleep(1)
+    viewers = {r.find_elements(By.TAG_NAME, "td")[1].text for r in rows}
+    assert viewers == {"auditor-ann"}
+    abouts = [r.find_elements(By.TAG_NAME, "td")[3].text for r in rows]
+    assert f"event_id={console['human_ok']}" in abouts
+    browser.save_screenshot(str(SHOTS / "who-looked.png"))
+    verified = subprocess.run([str(BIN), "verify", "--data-dir", console["access"]],
+                              capture_output=True, text=True, env={**os.environ, "RUST_LOG": "warn"})
+    assert verified.returncode == 0 and verified.stdout.startswith("intact"), verified.stdout
+    no_policy_violations(browser)
+
+
+@pytest.mark.parametrize("path", ["/find?event_id=HUMAN", "/timeline?agent=agt_ledger", "/violations", "/health",
+                                  "/access"])
 def test_the_keyboard_reaches_every_control(console, browser, path):
     path = path.replace("HUMAN", console["human_ok"])
     browser.get(console["base"] + path)
