@@ -2,9 +2,10 @@
 //! id must be a UUID, a time RFC 3339 or a date, a window non-empty, a page
 //! a number. A refusal is a message for the person who typed it.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use audit_query::activity::Range;
+pub use audit_query::End;
 
 /// A parameter that cannot be used, and why, in words for the viewer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,42 +24,10 @@ pub fn event_id(raw: &str) -> Result<String, Refusal> {
     Ok(id.to_owned())
 }
 
-/// Which end of a window a time is: a bare date means the start of that
-/// day for `From`, and the start of the next day (exclusive) for `To`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum End {
-    /// Inclusive start.
-    From,
-    /// Exclusive end.
-    To,
-}
-
-/// A time: RFC 3339 (`2026-12-04T10:00:00Z`), a browser's local
-/// date-time field read as UTC (`2026-12-04T10:00`), or a date
-/// (`2026-12-04`, the whole day).
-pub fn time(name: &str, raw: &str, end: End) -> Result<DateTime<Utc>, Refusal> {
-    let s = raw.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for fmt in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Ok(t.and_utc());
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let day = d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
-        let t = match end {
-            End::From => day,
-            End::To => day.map(|t| t + Duration::days(1)),
-        };
-        if let Some(t) = t {
-            return Ok(t);
-        }
-    }
-    Err(Refusal(format!(
-        "{name} {s:?} is not a time: use RFC 3339 (2026-12-04T10:00:00Z) or a date (2026-12-04)"
-    )))
+/// A time: RFC 3339, a date-time read as UTC, or a date (the whole day),
+/// as [`audit_query::parse_time`] reads it for the command line.
+pub fn time(name: &'static str, raw: &str, end: End) -> Result<DateTime<Utc>, Refusal> {
+    audit_query::parse_time(name, raw, end).map_err(|e| Refusal(e.to_string()))
 }
 
 /// A window from optional `from` / `to`: missing ends default to the

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{partition_range, quote, ts_literal, Engine, QueryError};
+use super::{partition_range, quote, ts_literal, End, Engine, QueryError};
 
 /// Whose actions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,10 +34,34 @@ pub struct Range {
 }
 
 impl Range {
-    /// Parses and checks `--from` / `--to`.
+    /// Parses and checks `--from` / `--to` (times or dates, see
+    /// [`super::parse_time`]).
     pub fn parse(from: &str, to: &str) -> Result<Range, QueryError> {
-        let f = super::parse_time("--from", from)?;
-        let t = super::parse_time("--to", to)?;
+        let f = super::parse_time("--from", from, End::From)?;
+        let t = super::parse_time("--to", to, End::To)?;
+        Range::new(f, t, from, to)
+    }
+
+    /// `--on DATE`: that whole day.
+    pub fn on(day: &str) -> Result<Range, QueryError> {
+        let f = super::parse_time("--on", day, End::From)?;
+        let t = super::parse_time("--on", day, End::To)?;
+        Range::new(f, t, day, day)
+    }
+
+    /// `--last 24h`: the length of time up to `now`.
+    pub fn last(length: &str, now: DateTime<Utc>) -> Result<Range, QueryError> {
+        let d = super::parse_duration("--last", length)?;
+        let from = now
+            .checked_sub_signed(d)
+            .ok_or_else(|| QueryError::BadDuration {
+                flag: "--last",
+                value: length.to_owned(),
+            })?;
+        Ok(Range { from, to: now })
+    }
+
+    fn new(f: DateTime<Utc>, t: DateTime<Utc>, from: &str, to: &str) -> Result<Range, QueryError> {
         if f >= t {
             return Err(QueryError::BadRange {
                 from: from.to_owned(),
