@@ -24,6 +24,33 @@ pub const COLUMNS: &str = "start_time, end_time, actor_kind, agent_id, agent_nam
 agent_credential_id, owner_id, initiator_id, task_id, action, target, outcome, scopes, \
 consent_id, service_name, collector_id, seq, event_id";
 
+/// What the table shows, most important first, with shorter headers: a
+/// terminal's 120 columns hold the id and the who, what and when; the
+/// rest is in `--format json` and `csv`.
+pub const TABLE: &[(&str, &str)] = &[
+    ("event_id", "event_id"),
+    ("start_time", "start_time"),
+    ("actor_kind", "kind"),
+    ("agent_id", "agent"),
+    ("owner_id", "owner"),
+    ("action", "action"),
+    ("target", "target"),
+    ("outcome", "outcome"),
+    ("agent_credential_id", "credential"),
+    ("consent_id", "consent"),
+    ("scopes", "scopes"),
+    ("task_id", "task"),
+    ("initiator_id", "initiator"),
+    ("agent_name", "agent_name"),
+    ("service_name", "service"),
+    ("end_time", "end_time"),
+    ("collector_id", "collector"),
+    ("seq", "seq"),
+];
+
+/// Terminal width the table fits in.
+pub const TABLE_WIDTH: usize = 120;
+
 /// A checked time range, `from` inclusive, `to` exclusive.
 #[derive(Clone, Copy, Debug)]
 pub struct Range {

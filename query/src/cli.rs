@@ -265,7 +265,12 @@ impl ActivityArgs {
         }
         let engine = self.data.engine().await?;
         let (schema, batches) = activity::activity(&engine, &subject, range).await?;
-        output::write(&mut out(), self.format, &schema, &batches)?;
+        match self.format {
+            Format::Table => {
+                output::write_fitted(&mut out(), &batches, activity::TABLE, activity::TABLE_WIDTH)?
+            }
+            f => output::write(&mut out(), f, &schema, &batches)?,
+        }
         Ok(true)
     }
 }

@@ -219,7 +219,21 @@ fn activity_follows_the_agent_across_a_credential_rotation() {
         "--to",
         &to,
     ]);
-    assert!(table.ok && table.stdout.contains("key_B") && table.stdout.contains("(3 rows)"));
+    // For a terminal: the id first, 120 columns at most, the rest named.
+    assert!(
+        table.ok && table.stdout.contains("(3 rows)"),
+        "{}",
+        table.stdout
+    );
+    let header = table.stdout.lines().nth(1).expect("header");
+    assert!(header.starts_with("| event_id "), "{header}");
+    assert!(table.stdout.contains(&format!("| {AGENT_B1} |")));
+    assert!(
+        table.stdout.lines().all(|l| l.chars().count() <= 120),
+        "{}",
+        table.stdout
+    );
+    assert!(table.stdout.contains("--format json|csv has them"));
 }
 
 #[test]
