@@ -15,20 +15,28 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::app::{failed, with_rows, App, Viewer};
-use crate::page::{layout, problem, respond};
+use crate::page::{self, layout, problem, respond, window_fields};
 use crate::params;
 use crate::table::Cells;
-use audit_query::{prove, who};
+use audit_query::{activity, prove, who};
 
 const PATH: &str = "/find";
 
-/// `?event_id=…`
-#[derive(Deserialize)]
+/// `?event_id=…`, or `?target=…&action=…&from=…&to=…` to search.
+#[derive(Deserialize, Default)]
 pub struct FindParams {
     event_id: Option<String>,
+    target: Option<String>,
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
 }
 
-fn form(value: &str) -> Markup {
+/// Actions a search lists at most.
+const SEARCH_LIMIT: u32 = 100;
+
+fn form(value: &str, p: &FindParams) -> Markup {
+    let v = |o: &Option<String>| o.clone().unwrap_or_default();
     html! {
         form method="get" action=(PATH) class="search" role="search" {
             label for="event_id" { "Event id" }
@@ -41,19 +49,80 @@ fn form(value: &str) -> Markup {
             "An event id is in every row of the "
             a href="/timeline" { "timeline" } " and in the application's own log for gated actions."
         }
+        form method="get" action=(PATH) class="filters" {
+            fieldset {
+                legend { "Or search: who touched a target, or did an action" }
+                label for="target" { "Target" }
+                input id="target" name="target" value=(v(&p.target)) placeholder="acct_9";
+                label for="action" { "Action" }
+                input id="action" name="action" value=(v(&p.action)) placeholder="payments.transfer";
+            }
+            (window_fields("the last 24 h", &p.from, &p.to))
+            button type="submit" { "Search" }
+        }
     }
 }
 
-fn page(status: StatusCode, viewer: &Viewer, value: &str, body: Markup) -> Response {
+fn page(
+    status: StatusCode,
+    viewer: &Viewer,
+    value: &str,
+    p: &FindParams,
+    body: Markup,
+) -> Response {
     respond(
         status,
         layout(
             "Find an action",
             PATH,
             Some(&viewer.0),
-            html! { (form(value)) (body) },
+            html! { (form(value, p)) (body) },
         ),
     )
+}
+
+/// The search: actions on a target and/or of an action in a window.
+async fn search(app: &App, viewer: &Viewer, p: &FindParams) -> Response {
+    let checked = (|| {
+        let target = params::filter("target", p.target.as_deref())?;
+        let action = params::filter("action", p.action.as_deref())?;
+        let range = params::window(
+            p.from.as_deref(),
+            p.to.as_deref(),
+            chrono::Duration::days(1),
+        )?;
+        Ok::<_, params::Refusal>((target, action, range))
+    })();
+    let (target, action, range) = match checked {
+        Ok(c) => c,
+        Err(r) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                viewer,
+                "",
+                p,
+                html! { p class="problem" role="alert" { (r) } },
+            )
+        }
+    };
+    let sql = activity::search_sql(target.as_deref(), action.as_deref(), range, SEARCH_LIMIT);
+    let rows = match app.engine().await {
+        Ok(engine) => engine.sql(&sql).await,
+        Err(e) => Err(e),
+    };
+    let cells = match rows.and_then(|b| Ok(Cells::of(&b)?)) {
+        Ok(c) => c,
+        Err(e) => return failed(PATH, viewer, &e),
+    };
+    let n = cells.rows.len();
+    let body = html! {
+        p class="summary" {
+            (n) " action(s) from " (range.from.to_rfc3339()) " to " (range.to.to_rfc3339())
+            @if n as u32 == SEARCH_LIMIT { " (the first " (SEARCH_LIMIT) "; narrow the window for the rest)" }
+        }
+        (page::actions(&cells))
+    };
+    with_rows(page(StatusCode::OK, viewer, "", p, body), n)
 }
 
 /// `GET /find`.
@@ -62,9 +131,13 @@ pub async fn find(
     Extension(viewer): Extension<Viewer>,
     Query(p): Query<FindParams>,
 ) -> Response {
-    let raw = p.event_id.unwrap_or_default();
+    let raw = p.event_id.clone().unwrap_or_default();
     if raw.trim().is_empty() {
-        return page(StatusCode::OK, &viewer, "", html! {});
+        let asked = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.trim().is_empty());
+        if asked(&p.target) || asked(&p.action) {
+            return search(&app, &viewer, &p).await;
+        }
+        return page(StatusCode::OK, &viewer, "", &p, html! {});
     }
     let id = match params::event_id(&raw) {
         Ok(id) => id,
@@ -73,6 +146,7 @@ pub async fn find(
                 StatusCode::BAD_REQUEST,
                 &viewer,
                 &raw,
+                &p,
                 html! { p class="problem" role="alert" { (r) } },
             )
         }
@@ -88,6 +162,7 @@ pub async fn find(
                 StatusCode::NOT_FOUND,
                 &viewer,
                 &id,
+                &p,
                 html! { p class="problem" role="alert" { "No audit row has event id " code { (id) } "." } },
             )
         }
@@ -113,6 +188,7 @@ pub async fn find(
             StatusCode::OK,
             &viewer,
             &id,
+            &p,
             html! { @for b in body { (b) } },
         ),
         n,

@@ -6,6 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 
+use crate::table::Cells;
+
 /// Scripts forbidden outright (the console has none), styles and images
 /// only from the console itself, forms only to it, never framed.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
@@ -72,6 +74,59 @@ pub fn layout(title: &str, active: &str, viewer: Option<&str>, body: Markup) -> 
 pub fn find_href(event_id: &str) -> String {
     let q = serde_urlencoded::to_string([("event_id", event_id)]).unwrap_or_default();
     format!("/find?{q}")
+}
+
+/// The columns a list of actions shows, each row linking to its find view.
+const ACTION_COLUMNS: [&str; 9] = [
+    "start_time",
+    "actor_kind",
+    "agent_id",
+    "agent_credential_id",
+    "owner_id",
+    "action",
+    "target",
+    "outcome",
+    "event_id",
+];
+
+/// A list of actions (rows with `activity`'s columns) as a table.
+pub fn actions(rows: &Cells) -> Markup {
+    html! {
+        table class="rows" {
+            thead { tr { @for c in ACTION_COLUMNS { th scope="col" { (c) } } } }
+            tbody {
+                @for r in &rows.rows {
+                    tr {
+                        @for c in ACTION_COLUMNS {
+                            @let v = rows.get(r, c).unwrap_or("—");
+                            @if c == "event_id" {
+                                td { a href=(find_href(v)) { code { (v) } } }
+                            } @else if c == "actor_kind" {
+                                td class=(v) { (v) }
+                            } @else {
+                                td { (v) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `from` / `to` fields of a window, with what is assumed when they
+/// are left empty.
+pub fn window_fields(default: &str, from: &Option<String>, to: &Option<String>) -> Markup {
+    let v = |o: &Option<String>| o.clone().unwrap_or_default();
+    html! {
+        fieldset {
+            legend { "When (UTC; a date is the whole day; default " (default) ")" }
+            label for="from" { "From" }
+            input id="from" name="from" value=(v(from)) placeholder="2026-12-04";
+            label for="to" { "To" }
+            input id="to" name="to" value=(v(to)) placeholder="2026-12-04T18:00:00Z";
+        }
+    }
 }
 
 /// A page with a status.

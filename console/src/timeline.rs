@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::app::{failed, with_rows, App, Viewer};
 use crate::chart;
-use crate::page::{find_href, layout, problem, respond};
+use crate::page::{self, layout, problem, respond, window_fields};
 use crate::params::{self, Refusal};
 use crate::table::Cells;
 use audit_query::activity::{self, Range, Subject};
@@ -166,13 +166,7 @@ fn form(p: &TimelineParams) -> Markup {
                 label for="owner" { "or owner id" }
                 input id="owner" name="owner" value=(v(&p.owner)) placeholder="usr_alice";
             }
-            fieldset {
-                legend { "When (UTC; a date is the whole day; default the last 24 h)" }
-                label for="from" { "From" }
-                input id="from" name="from" value=(v(&p.from)) placeholder="2026-12-04";
-                label for="to" { "To" }
-                input id="to" name="to" value=(v(&p.to)) placeholder="2026-12-04T18:00:00Z";
-            }
+            (window_fields("the last 24 h", &p.from, &p.to))
             fieldset {
                 legend { "Only" }
                 label for="action" { "Action" }
@@ -249,17 +243,6 @@ async fn answer(
     let link = p.query(q);
     let first = page * PAGE;
     let last = (first + rows.rows.len() as u64).min(total);
-    let cols = [
-        "start_time",
-        "actor_kind",
-        "agent_id",
-        "agent_credential_id",
-        "owner_id",
-        "action",
-        "target",
-        "outcome",
-        "event_id",
-    ];
     let shown = rows.rows.len();
     let body = html! {
         (chart::svg(&format!("Actions from {} to {}", q.range.from.to_rfc3339(), q.range.to.to_rfc3339()), &bars, &["human", "agent"]))
@@ -270,25 +253,7 @@ async fn answer(
             a href=(format!("{PATH}.csv?{link}")) download="activity.csv" { "CSV" } " "
             a href=(format!("{PATH}.json?{link}")) download="activity.json" { "JSON" }
         }
-        table class="rows" {
-            thead { tr { @for c in cols { th scope="col" { (c) } } } }
-            tbody {
-                @for r in &rows.rows {
-                    tr {
-                        @for c in cols {
-                            @let v = rows.get(r, c).unwrap_or("—");
-                            @if c == "event_id" {
-                                td { a href=(find_href(v)) { code { (v) } } }
-                            } @else if c == "actor_kind" {
-                                td class=(v) { (v) }
-                            } @else {
-                                td { (v) }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        (page::actions(&rows))
         nav class="pages" aria-label="Pages" {
             @if page > 0 {
                 a href=(format!("{PATH}?{link}&page={}", page - 1)) rel="prev" { "← Previous" }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::app::{failed, with_rows, App, Viewer};
 use crate::chart;
-use crate::page::{layout, respond};
+use crate::page::{layout, respond, window_fields};
 use crate::params;
 use crate::table::Cells;
 use audit_query::activity::Range;
@@ -63,16 +63,9 @@ fn histogram_sql(r: Range) -> String {
 }
 
 fn form(w: &Window) -> Markup {
-    let v = |o: &Option<String>| o.clone().unwrap_or_default();
     html! {
         form method="get" action=(PATH) class="filters" {
-            fieldset {
-                legend { "When (UTC; a date is the whole day; default the last 7 days)" }
-                label for="from" { "From" }
-                input id="from" name="from" value=(v(&w.from)) placeholder="2026-12-01";
-                label for="to" { "To" }
-                input id="to" name="to" value=(v(&w.to)) placeholder="2026-12-04";
-            }
+            (window_fields("the last 7 days", &w.from, &w.to))
             button type="submit" { "Show" }
         }
     }

@@ -116,6 +116,24 @@ pub fn sql(who: &Subject, range: Range) -> String {
     )
 }
 
+/// Actions on a target and/or of an action name in the range, whoever
+/// acted: "who touched acct_9 yesterday". At most `limit` rows, oldest
+/// first; `None` for both keys means every action in the range.
+pub fn search_sql(target: Option<&str>, action: Option<&str>, range: Range, limit: u32) -> String {
+    let mut keys = String::new();
+    for (col, v) in [("target", target), ("action", action)] {
+        if let Some(v) = v {
+            keys.push_str(&format!("{col} = {}\n  AND ", quote(v)));
+        }
+    }
+    format!(
+        "SELECT {COLUMNS}\nFROM audit\nWHERE {keys}start_time >= {}\n  AND start_time < {}\n  AND {}\nORDER BY start_time, seq\nLIMIT {limit}",
+        ts_literal(range.from),
+        ts_literal(range.to),
+        partition_range(range.from, range.to),
+    )
+}
+
 /// Runs [`sql`].
 pub async fn activity(
     engine: &Engine,
@@ -123,4 +141,25 @@ pub async fn activity(
     range: Range,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     engine.sql_with_schema(&sql(who, range)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_quotes_its_keys_and_bounds_its_rows() {
+        let range = Range::parse("2026-11-28", "2026-11-28").unwrap();
+        let q = search_sql(Some("a'b"), None, range, 100);
+        assert!(
+            q.contains("WHERE target = 'a''b'\n  AND start_time >="),
+            "{q}"
+        );
+        assert!(q.ends_with("LIMIT 100"), "{q}");
+        let q = search_sql(None, Some("x.y"), range, 5);
+        assert!(
+            q.contains("WHERE action = 'x.y'") && !q.contains("target ="),
+            "{q}"
+        );
+    }
 }

@@ -513,3 +513,38 @@ async fn every_question_leaves_an_access_row_with_the_viewer() {
     );
     assert!(looked.body.contains("console.timeline.csv"));
 }
+
+/// "Who touched acct_9?": the find view's search by target or action in a
+/// window, whoever acted.
+#[tokio::test(flavor = "multi_thread")]
+async fn find_searches_by_target_and_action_in_a_window() {
+    let c = Console::start(&[]);
+    let ds = dataset();
+    let window = serde_urlencode(&[("from", &ds.from.to_rfc3339()), ("to", &ds.to.to_rfc3339())]);
+    let by_target = view(&c, &format!("/find?target=acct_9&{window}")).await;
+    assert_eq!(by_target.status, 200, "{}", by_target.body);
+    assert!(by_target.body.contains("1 action(s)"), "{}", by_target.body);
+    assert!(by_target.body.contains(AGENT_A2) && !by_target.body.contains(AGENT_A1));
+    let by_action = view(&c, &format!("/find?action=invoices.read&{window}")).await;
+    assert!(by_action.body.contains("2 action(s)"), "{}", by_action.body);
+    assert!(by_action.body.contains(AGENT_A1) && by_action.body.contains(AGENT_B1));
+    assert!(!by_action.body.contains(AGENT_A2));
+    let both = view(
+        &c,
+        &format!("/find?action=invoices.read&target=inv_2&{window}"),
+    )
+    .await;
+    assert!(both.body.contains("1 action(s)") && both.body.contains(AGENT_B1));
+    let quoted = view(
+        &c,
+        &format!("/find?target=x%27%20OR%20%271%27%3D%271&{window}"),
+    )
+    .await;
+    assert!(
+        quoted.body.contains("0 action(s)"),
+        "a quote stays in the value: {}",
+        quoted.body
+    );
+    let bad = view(&c, "/find?target=acct_9&from=never").await;
+    assert_eq!(bad.status, 400);
+}

@@ -64,7 +64,7 @@ def browser(console):
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium()
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,1000"):
+                "--window-size=1280,1400"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
@@ -123,6 +123,16 @@ def test_find_shows_human_or_ai_and_the_owner(console, browser):
     find(browser, console["base"], console["other_agent"])
     assert verdict(browser) == "AI"
     assert dd(browser, "Accountable human") == "usr_bob"
+
+    # "Who touched acct_9?": the search form on the same view.
+    browser.get(console["base"] + "/find")
+    browser.find_element(By.ID, "target").send_keys("acct_9")
+    browser.find_element(By.ID, "from").send_keys(console["from"])
+    browser.find_element(By.ID, "to").send_keys(console["to"])
+    browser.find_element(By.XPATH, "//button[normalize-space()='Search']").click()
+    ids = [r.find_elements(By.TAG_NAME, "td")[-1].text
+           for r in browser.find_elements(By.CSS_SELECTOR, "table.rows tbody tr")]
+    assert ids == [console["ledger"][1]], ids
 
     find(browser, console["base"], "not-an-id")
     alert = browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
