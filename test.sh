@@ -7,6 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+# The console's browser test (tests/python/test_console.py): Debian's
+# Chromium, headless, and its WebDriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
 # The lean sidecar: the binary without the query crate. Neither it nor the
 # collector library may pull in DataFusion.
 cargo build --bin audit-collector --no-default-features

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{partition_range, quote, ts_literal, Engine, QueryError};
+use super::{partition_range, quote, ts_literal, End, Engine, QueryError};
 
 /// Whose actions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +24,33 @@ pub const COLUMNS: &str = "start_time, end_time, actor_kind, agent_id, agent_nam
 agent_credential_id, owner_id, initiator_id, task_id, action, target, outcome, scopes, \
 consent_id, service_name, collector_id, seq, event_id";
 
+/// What the table shows, most important first, with shorter headers: a
+/// terminal's 120 columns hold the id and the who, what and when; the
+/// rest is in `--format json` and `csv`.
+pub const TABLE: &[(&str, &str)] = &[
+    ("event_id", "event_id"),
+    ("start_time", "start_time"),
+    ("actor_kind", "kind"),
+    ("agent_id", "agent"),
+    ("owner_id", "owner"),
+    ("action", "action"),
+    ("target", "target"),
+    ("outcome", "outcome"),
+    ("agent_credential_id", "credential"),
+    ("consent_id", "consent"),
+    ("scopes", "scopes"),
+    ("task_id", "task"),
+    ("initiator_id", "initiator"),
+    ("agent_name", "agent_name"),
+    ("service_name", "service"),
+    ("end_time", "end_time"),
+    ("collector_id", "collector"),
+    ("seq", "seq"),
+];
+
+/// Terminal width the table fits in.
+pub const TABLE_WIDTH: usize = 120;
+
 /// A checked time range, `from` inclusive, `to` exclusive.
 #[derive(Clone, Copy, Debug)]
 pub struct Range {
@@ -34,10 +61,34 @@ pub struct Range {
 }
 
 impl Range {
-    /// Parses and checks `--from` / `--to`.
+    /// Parses and checks `--from` / `--to` (times or dates, see
+    /// [`super::parse_time`]).
     pub fn parse(from: &str, to: &str) -> Result<Range, QueryError> {
-        let f = super::parse_time("--from", from)?;
-        let t = super::parse_time("--to", to)?;
+        let f = super::parse_time("--from", from, End::From)?;
+        let t = super::parse_time("--to", to, End::To)?;
+        Range::new(f, t, from, to)
+    }
+
+    /// `--on DATE`: that whole day.
+    pub fn on(day: &str) -> Result<Range, QueryError> {
+        let f = super::parse_time("--on", day, End::From)?;
+        let t = super::parse_time("--on", day, End::To)?;
+        Range::new(f, t, day, day)
+    }
+
+    /// `--last 24h`: the length of time up to `now`.
+    pub fn last(length: &str, now: DateTime<Utc>) -> Result<Range, QueryError> {
+        let d = super::parse_duration("--last", length)?;
+        let from = now
+            .checked_sub_signed(d)
+            .ok_or_else(|| QueryError::BadDuration {
+                flag: "--last",
+                value: length.to_owned(),
+            })?;
+        Ok(Range { from, to: now })
+    }
+
+    fn new(f: DateTime<Utc>, t: DateTime<Utc>, from: &str, to: &str) -> Result<Range, QueryError> {
         if f >= t {
             return Err(QueryError::BadRange {
                 from: from.to_owned(),
@@ -65,6 +116,24 @@ pub fn sql(who: &Subject, range: Range) -> String {
     )
 }
 
+/// Actions on a target and/or of an action name in the range, whoever
+/// acted: "who touched acct_9 yesterday". At most `limit` rows, oldest
+/// first; `None` for both keys means every action in the range.
+pub fn search_sql(target: Option<&str>, action: Option<&str>, range: Range, limit: u32) -> String {
+    let mut keys = String::new();
+    for (col, v) in [("target", target), ("action", action)] {
+        if let Some(v) = v {
+            keys.push_str(&format!("{col} = {}\n  AND ", quote(v)));
+        }
+    }
+    format!(
+        "SELECT {COLUMNS}\nFROM audit\nWHERE {keys}start_time >= {}\n  AND start_time < {}\n  AND {}\nORDER BY start_time, seq\nLIMIT {limit}",
+        ts_literal(range.from),
+        ts_literal(range.to),
+        partition_range(range.from, range.to),
+    )
+}
+
 /// Runs [`sql`].
 pub async fn activity(
     engine: &Engine,
@@ -72,4 +141,25 @@ pub async fn activity(
     range: Range,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     engine.sql_with_schema(&sql(who, range)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_quotes_its_keys_and_bounds_its_rows() {
+        let range = Range::parse("2026-11-28", "2026-11-28").unwrap();
+        let q = search_sql(Some("a'b"), None, range, 100);
+        assert!(
+            q.contains("WHERE target = 'a''b'\n  AND start_time >="),
+            "{q}"
+        );
+        assert!(q.ends_with("LIMIT 100"), "{q}");
+        let q = search_sql(None, Some("x.y"), range, 5);
+        assert!(
+            q.contains("WHERE action = 'x.y'") && !q.contains("target ="),
+            "{q}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! each returns whether the answer was affirmative (the exit code).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{ArgGroup, Args};
 
@@ -64,9 +65,10 @@ pub struct WhoArgs {
     pub event_id: String,
 }
 
-/// `activity --agent ID | --owner ID --from T1 --to T2`.
+/// `activity --agent ID | --owner ID --from T1 [--to T2] | --on DAY | --last 24h`.
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("subject").required(true).args(["agent", "owner"])))]
+#[command(group(ArgGroup::new("window").required(true).args(["from", "on", "last"])))]
 pub struct ActivityArgs {
     /// Where the dataset is.
     #[command(flatten)]
@@ -80,12 +82,20 @@ pub struct ActivityArgs {
     /// Accountable human: every action they answer for.
     #[arg(long)]
     pub owner: Option<String>,
-    /// Start, inclusive (RFC 3339, e.g. 2026-11-28T03:00:00Z).
+    /// Start, inclusive: RFC 3339 (2026-11-28T03:00:00Z) or a date (its
+    /// first instant).
     #[arg(long)]
-    pub from: String,
-    /// End, exclusive (RFC 3339).
-    #[arg(long)]
-    pub to: String,
+    pub from: Option<String>,
+    /// End, exclusive: RFC 3339 or a date (the whole day included)
+    /// [default: now].
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// One whole day (UTC), e.g. 2026-11-28.
+    #[arg(long, conflicts_with_all = ["from", "to", "last"])]
+    pub on: Option<String>,
+    /// Up to now: a number and s, m, h, d or w, e.g. 24h.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub last: Option<String>,
     /// Print the SQL this runs (for DuckDB or any engine) instead of running it.
     #[arg(long)]
     pub show_sql: bool,
@@ -108,13 +118,49 @@ pub struct ProveArgs {
     pub event_id: String,
 }
 
-fn out() -> std::io::StdoutLock<'static> {
-    std::io::stdout().lock()
+/// Set once a write to stdout finds its reader gone (`… | head -1`).
+static CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Stdout, noting a closed pipe whatever the writer on top (the CSV and
+/// JSON writers wrap the I/O error in their own).
+struct Stdout(std::io::StdoutLock<'static>);
+
+fn note_closed(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).inspect_err(note_closed)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().inspect_err(note_closed)
+    }
+}
+
+fn out() -> Stdout {
+    Stdout(std::io::stdout().lock())
+}
+
+/// A failure once the reader closed stdout is that closing: like other
+/// Unix tools the command stops quietly, with `closed` as its answer.
+fn quiet<T>(result: Result<T, QueryError>, closed: T) -> Result<T, QueryError> {
+    match result {
+        Err(_) if CLOSED.load(Ordering::Relaxed) => Ok(closed),
+        r => r,
+    }
 }
 
 impl QueryArgs {
     /// Runs the statement and prints its result.
     pub async fn run(self) -> Result<bool, QueryError> {
+        quiet(self.answer().await, true)
+    }
+
+    async fn answer(self) -> Result<bool, QueryError> {
         let (engine, sealed) = engine(&self.data).await?;
         let (schema, batches) = engine.sql_with_schema(&self.sql).await?;
         let mut o = out();
@@ -127,6 +173,10 @@ impl QueryArgs {
 impl WhoArgs {
     /// Prints who did it; an unknown event id is an error.
     pub async fn run(self) -> Result<bool, QueryError> {
+        quiet(self.answer().await, true)
+    }
+
+    async fn answer(self) -> Result<bool, QueryError> {
         if self.show_sql {
             writeln!(out(), "{}", who::sql(&self.event_id))?;
             return Ok(true);
@@ -158,7 +208,21 @@ impl WhoArgs {
 impl ActivityArgs {
     /// Prints every action of the subject in the range, in order.
     pub async fn run(self) -> Result<bool, QueryError> {
-        let range = Range::parse(&self.from, &self.to)?;
+        quiet(self.answer().await, true)
+    }
+
+    async fn answer(self) -> Result<bool, QueryError> {
+        let now = chrono::Utc::now();
+        let range = match (&self.on, &self.last, &self.from) {
+            (Some(day), _, _) => Range::on(day)?,
+            (None, Some(length), _) => Range::last(length, now)?,
+            (None, None, Some(from)) => {
+                let to = self.to.clone().unwrap_or_else(|| now.to_rfc3339());
+                Range::parse(from, &to)?
+            }
+            // clap's required group rules this out.
+            (None, None, None) => unreachable!("--from, --on or --last is required"),
+        };
         let subject = match (self.agent, self.owner) {
             (Some(a), _) => Subject::Agent(a),
             (None, Some(o)) => Subject::Owner(o),
@@ -172,7 +236,12 @@ impl ActivityArgs {
         let (engine, sealed) = engine(&self.data).await?;
         let (schema, batches) = activity::activity(&engine, &subject, range).await?;
         let mut o = out();
-        output::write(&mut o, self.format, &schema, &batches)?;
+        match self.format {
+            Format::Table => {
+                output::write_fitted(&mut o, &batches, activity::TABLE, activity::TABLE_WIDTH)?
+            }
+            f => output::write(&mut o, f, &schema, &batches)?,
+        }
         let ns = |t: chrono::DateTime<chrono::Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
         for line in coverage::uncovered(&sealed, ns(range.from), ns(range.to)) {
             note(&mut o, self.format, &line)?;
@@ -183,8 +252,12 @@ impl ActivityArgs {
 }
 
 impl ProveArgs {
-    /// Prints each check; true (exit 0) only when all hold.
+    /// Prints each check; true (exit 0) only when all hold. (A closed pipe leaves it unproven.)
     pub async fn run(self) -> Result<bool, QueryError> {
+        quiet(self.answer().await, false)
+    }
+
+    async fn answer(self) -> Result<bool, QueryError> {
         let (engine, sealed) = engine(&self.data).await?;
         let window = chrono::Duration::seconds(i64::from(self.window_secs));
         let mut proof = prove::prove_human(&engine, &self.event_id, window).await?;

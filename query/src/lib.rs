@@ -50,6 +50,9 @@ pub mod who;
 
 use chrono::{DateTime, Utc};
 
+/// The arrow the answers are made of, for readers of [`Engine`]'s batches
+/// (the console) without a second copy of the dependency to keep in step.
+pub use datafusion::arrow;
 pub use engine::Engine;
 pub use output::Format;
 
@@ -86,9 +89,21 @@ pub enum QueryError {
     /// Formatting the result failed.
     #[error("cannot format the result: {0}")]
     Output(datafusion::arrow::error::ArrowError),
-    /// A time given on the command line is not RFC 3339.
-    #[error("{flag} {value:?} is not an RFC 3339 time (e.g. 2026-11-28T03:00:00Z)")]
+    /// A time given on the command line is neither RFC 3339 nor a date.
+    #[error(
+        "{flag} {value:?} is not a time: use RFC 3339 (2026-11-28T03:00:00Z) or a date (2026-11-28, the whole day)"
+    )]
     BadTime {
+        /// The flag.
+        flag: &'static str,
+        /// What was given.
+        value: String,
+    },
+    /// A length of time is not a number and a unit.
+    #[error(
+        "{flag} {value:?} is not a length of time: use a number and s, m, h, d or w (24h, 7d)"
+    )]
+    BadDuration {
         /// The flag.
         flag: &'static str,
         /// What was given.
@@ -122,14 +137,66 @@ impl From<datafusion::arrow::error::ArrowError> for QueryError {
     }
 }
 
-/// Parses an RFC 3339 time given on the command line.
-pub fn parse_time(flag: &'static str, value: &str) -> Result<DateTime<Utc>, QueryError> {
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| QueryError::BadTime {
-            flag,
-            value: value.to_owned(),
-        })
+/// Which end of a window a time is: a bare date is the start of that day
+/// as a start, and the start of the next day (exclusive) as an end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Inclusive start.
+    From,
+    /// Exclusive end.
+    To,
+}
+
+/// Parses a time given on the command line or in the console: RFC 3339
+/// (`2026-11-28T03:00:00Z`), a date-time without zone read as UTC
+/// (`2026-11-28T03:00`, what a browser's date-time field sends), or a
+/// date (`2026-11-28`: the whole day, see [`End`]).
+pub fn parse_time(flag: &'static str, value: &str, end: End) -> Result<DateTime<Utc>, QueryError> {
+    let s = value.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(t.and_utc());
+        }
+    }
+    let day = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc());
+    let t = match (day, end) {
+        (Some(t), End::From) => Some(t),
+        (Some(t), End::To) => t.checked_add_signed(chrono::Duration::days(1)),
+        (None, _) => None,
+    };
+    t.ok_or_else(|| QueryError::BadTime {
+        flag,
+        value: value.to_owned(),
+    })
+}
+
+/// Parses a length of time: a whole number and a unit, `s`, `m`, `h`, `d`
+/// or `w` (`90s`, `30m`, `24h`, `7d`, `2w`).
+pub fn parse_duration(flag: &'static str, value: &str) -> Result<chrono::Duration, QueryError> {
+    let bad = || QueryError::BadDuration {
+        flag,
+        value: value.to_owned(),
+    };
+    let s = value.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let n: i64 = s[..split].parse().map_err(|_| bad())?;
+    let secs = match &s[split..] {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        "w" => n.checked_mul(7 * 86_400),
+        _ => None,
+    };
+    secs.filter(|s| *s > 0)
+        .and_then(chrono::Duration::try_seconds)
+        .ok_or_else(bad)
 }
 
 /// A SQL string literal: quotes doubled, so an id can never end the string.
@@ -166,17 +233,38 @@ mod tests {
     }
 
     #[test]
+    fn dates_are_whole_days_and_durations_have_units() {
+        let day = |end| parse_time("--on", "2026-12-04", end).unwrap().to_rfc3339();
+        assert_eq!(day(End::From), "2026-12-04T00:00:00+00:00");
+        assert_eq!(day(End::To), "2026-12-05T00:00:00+00:00");
+        let local = parse_time("--from", "2026-12-04T10:30", End::From).unwrap();
+        assert_eq!(local.to_rfc3339(), "2026-12-04T10:30:00+00:00");
+        assert_eq!(parse_duration("--last", "24h").unwrap().num_hours(), 24);
+        assert_eq!(parse_duration("--last", "2w").unwrap().num_days(), 14);
+        assert_eq!(parse_duration("--last", "90s").unwrap().num_seconds(), 90);
+        for bad in ["", "24", "h", "0h", "-1h", "1y", "99999999999999999999d"] {
+            assert!(
+                matches!(
+                    parse_duration("--last", bad),
+                    Err(QueryError::BadDuration { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn times_and_ranges() {
-        let t = parse_time("--from", "2026-11-28T03:04:05.5+01:00").unwrap();
+        let t = parse_time("--from", "2026-11-28T03:04:05.5+01:00", End::From).unwrap();
         assert_eq!(
             ts_literal(t),
             "TIMESTAMPTZ '2026-11-28T02:04:05.500000000+00:00'"
         );
         assert!(matches!(
-            parse_time("--to", "yesterday"),
+            parse_time("--to", "yesterday", End::To),
             Err(QueryError::BadTime { flag: "--to", .. })
         ));
-        let to = parse_time("--to", "2026-11-29T00:30:00Z").unwrap();
+        let to = parse_time("--to", "2026-11-29T00:30:00Z", End::To).unwrap();
         let r = partition_range(t, to);
         assert!(
             r.contains("date = DATE '2026-11-28' AND hour >= '02'"),

@@ -131,7 +131,10 @@ fn row_check(r: &RowFacts) -> Check {
     }
 }
 
-async fn file_check(location: &Location, event_id: &str, r: &RowFacts) -> Check {
+/// The `file` check alone: the row's sealed file is listed by an intact
+/// chain, not deleted, unchanged (SHA-256) and holds the event id. The
+/// console's proof panel shows it for every row, human or not.
+pub async fn file_check(location: &Location, event_id: &str, r: &RowFacts) -> Check {
     let fail = |detail: String| Check {
         check: "file",
         pass: false,

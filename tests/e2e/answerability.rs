@@ -7,22 +7,24 @@ use crate::common;
 use crate::answer_dataset;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use answer_dataset::*;
 use chrono::{DateTime, Utc};
-use common::Collector;
+use common::{collector_bin, Collector};
 use serde_json::Value;
 
-struct Dataset {
+pub struct Dataset {
     _dir: tempfile::TempDir,
-    path: PathBuf,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    pub path: PathBuf,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
 }
 
-/// Built once for all tests (none of them writes to it).
-fn dataset() -> &'static Dataset {
+/// Built once for all tests (none of them writes to it; the console's
+/// tests read it too).
+pub fn dataset() -> &'static Dataset {
     static DATA: OnceLock<Dataset> = OnceLock::new();
     DATA.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -202,7 +204,21 @@ fn activity_follows_the_agent_across_a_credential_rotation() {
         "--to",
         &to,
     ]);
-    assert!(table.ok && table.stdout.contains("key_B") && table.stdout.contains("(3 rows)"));
+    // For a terminal: the id first, 120 columns at most, the rest named.
+    assert!(
+        table.ok && table.stdout.contains("(3 rows)"),
+        "{}",
+        table.stdout
+    );
+    let header = table.stdout.lines().nth(1).expect("header");
+    assert!(header.starts_with("| event_id "), "{header}");
+    assert!(table.stdout.contains(&format!("| {AGENT_B1} |")));
+    assert!(
+        table.stdout.lines().all(|l| l.chars().count() <= 120),
+        "{}",
+        table.stdout
+    );
+    assert!(table.stdout.contains("--format json|csv has them"));
 }
 
 #[test]
@@ -411,7 +427,7 @@ fn clear_errors_for_missing_dir_and_bad_ranges() {
     ]);
     assert!(!garbled.ok);
     assert!(
-        garbled.stderr.contains("not an RFC 3339 time"),
+        garbled.stderr.contains("\"yesterday\" is not a time"),
         "{}",
         garbled.stderr
     );
@@ -464,5 +480,101 @@ fn docs_show_the_commands_sql() {
                 "2026-11-28T04:00:00Z",
             ])
         );
+    }
+}
+
+/// `--on DAY`, `--last 24h` and a date as `--from` (with `--to` now) are
+/// windows too, and a bad length of time is named.
+#[test]
+fn activity_takes_dates_a_day_and_a_length_of_time() {
+    let d = dir_arg(&dataset().path);
+    let first = &json(&["who", "--data-dir", &d, "--format", "json", AGENT_A1])[0];
+    let day = first["start_time"].as_str().expect("start_time")[..10].to_owned();
+    let ids = |window: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "activity",
+            "--data-dir",
+            &d,
+            "--format",
+            "json",
+            "--agent",
+            "agt_ledger",
+        ];
+        args.extend_from_slice(window);
+        json(&args)
+            .iter()
+            .map(|r| r["event_id"].as_str().expect("event_id").to_owned())
+            .collect()
+    };
+    let all: Vec<String> = LEDGER_ACTIONS
+        .iter()
+        .map(|(id, _, _)| (*id).to_owned())
+        .collect();
+    assert!(ids(&["--on", &day]).contains(&AGENT_A1.to_owned()));
+    assert_eq!(ids(&["--last", "24h"]), all);
+    assert_eq!(ids(&["--from", &day]), all);
+    let long_ago = ids(&["--from", "2000-01-01", "--to", "2000-01-01"]);
+    assert!(long_ago.is_empty(), "{long_ago:?}");
+    let bad = run(&[
+        "activity",
+        "--data-dir",
+        &d,
+        "--agent",
+        "agt_ledger",
+        "--last",
+        "1y",
+    ]);
+    assert!(!bad.ok);
+    assert!(
+        bad.stderr.contains("is not a length of time"),
+        "{}",
+        bad.stderr
+    );
+    let both = run(&[
+        "activity",
+        "--data-dir",
+        &d,
+        "--agent",
+        "a",
+        "--on",
+        &day,
+        "--last",
+        "1h",
+    ]);
+    assert!(!both.ok, "--on and --last are one window or the other");
+}
+
+/// `who … | head -1`: a reader that closed the pipe ends the command
+/// quietly, exit 0, like other Unix tools.
+#[test]
+fn a_closed_pipe_ends_the_answer_quietly() {
+    let d = dir_arg(&dataset().path);
+    for args in [
+        vec!["who", "--data-dir", &d, HUMAN_OK],
+        vec![
+            "activity",
+            "--data-dir",
+            &d,
+            "--format",
+            "csv",
+            "--agent",
+            "agt_ledger",
+            "--last",
+            "24h",
+        ],
+    ] {
+        let mut child = Command::new(collector_bin())
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Closed before the first write: every write meets a broken pipe.
+        drop(child.stdout.take());
+        let o = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{args:?}: {} {stderr}", o.status);
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
     }
 }

@@ -219,6 +219,37 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
         agent.stdout
     );
 
+    // The console over the bucket: the same answers, the same export.
+    let console = ConsoleOverBucket::start(&moto);
+    let agent_page = console.get(&format!("/find?event_id={AGENT_A2}"));
+    assert!(
+        agent_page.contains("id=\"verdict\" class=\"verdict agent\">AI</p>"),
+        "{agent_page}"
+    );
+    assert!(agent_page.contains("<strong>PASS</strong>"), "{agent_page}");
+    assert!(console.get("/health").contains(">INTACT</p>"));
+    let q = format!(
+        "agent=agt_ledger&from={}&to={}",
+        from.replace('+', "%2B"),
+        to.replace('+', "%2B")
+    );
+    let csv_args = [
+        "activity",
+        "--format",
+        "csv",
+        "--agent",
+        "agt_ledger",
+        "--from",
+        &from,
+        "--to",
+        &to,
+    ];
+    assert_eq!(
+        console.get(&format!("/timeline.csv?{q}")),
+        run(&moto, local, &csv_args).stdout,
+        "the console's export over the bucket is activity --format csv over the directory"
+    );
+
     // Tampering in the bucket is caught as it is on disk: the file holding
     // the human action modified, then the first entry of its chain deleted.
     let who = run(&moto, s3, &["who", "--format", "json", HUMAN_OK]);
@@ -238,6 +269,11 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
     .unwrap();
     let r = run(&moto, s3, &["prove-human", HUMAN_OK]);
     assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
+    // The running console sees it too: the proof panel and the trail's health.
+    let tampered = console.get(&format!("/find?event_id={HUMAN_OK}"));
+    assert!(tampered.contains("<strong>FAIL</strong>"), "{tampered}");
+    assert!(console.get("/health").contains(">NOT INTACT</p>"));
+    drop(console);
     assert!(r.stdout.contains("FAIL  file"), "{}", r.stdout);
     assert!(r.stdout.contains("sha256"), "{}", r.stdout);
 
@@ -263,4 +299,77 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
         "{}",
         empty.stderr
     );
+}
+
+/// `audit-collector console --store-url` over the test's bucket, killed
+/// when dropped.
+struct ConsoleOverBucket {
+    child: std::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+const CONSOLE_TOKEN: &str = "bucket-console-token";
+
+impl ConsoleOverBucket {
+    fn start(moto: &Moto) -> ConsoleOverBucket {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("viewers");
+        std::fs::write(&tokens, format!("ann:{CONSOLE_TOKEN}\n")).unwrap();
+        let mut cmd = Command::new(collector_bin());
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd
+            .args([
+                "console",
+                "--store-url",
+                URL,
+                "--listen",
+                "127.0.0.1:0",
+                "--tokens-file",
+            ])
+            .arg(&tokens)
+            .arg("--access-dir")
+            .arg(dir.path().join("access"))
+            .env("RUST_LOG", "warn")
+            .envs(moto.env())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn console");
+        let line = common::listening_line(&mut child);
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        ConsoleOverBucket {
+            child,
+            base,
+            _dir: dir,
+        }
+    }
+
+    /// The body of a 200 answer to GET `path`.
+    fn get(&self, path: &str) -> String {
+        runtime().block_on(async {
+            let resp = reqwest::Client::new()
+                .get(format!("{}{path}", self.base))
+                .header("authorization", format!("Bearer {CONSOLE_TOKEN}"))
+                .send()
+                .await
+                .expect(path);
+            assert_eq!(resp.status(), 200, "{path}");
+            resp.text().await.expect("body")
+        })
+    }
+}
+
+impl Drop for ConsoleOverBucket {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

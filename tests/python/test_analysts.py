@@ -16,6 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
+import answer_data
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(os.environ.get("AUDIT_COLLECTOR_BIN", ROOT / "target" / "debug" / "audit-collector"))
 DOC = (ROOT / "docs" / "analysts.md").read_text()
@@ -30,12 +32,7 @@ DOC_WHO = "019a0000-0000-7000-8000-000000000003"
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     parent = tmp_path_factory.mktemp("analysts")
-    out = subprocess.run(
-        ["cargo", "run", "-q", "--example", "answer_dataset", str(parent / "audit-data")],
-        cwd=ROOT, check=True, capture_output=True, text=True,
-        env={**os.environ, "RUST_LOG": "warn"},
-    )
-    info = json.loads(out.stdout.strip().splitlines()[-1])
+    info = answer_data.write(parent / "audit-data")
     if not BIN.exists():
         subprocess.run(["cargo", "build", "--bin", "audit-collector"], cwd=ROOT, check=True)
     con = duckdb.connect()

@@ -13,6 +13,7 @@
 //! finish, and idle keep-alive connections are closed.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,7 +67,7 @@ pub async fn serve<L>(
     metrics: Arc<Metrics>,
     mut stopped: watch::Receiver<bool>,
 ) where
-    L: Listener,
+    L: Listener<Addr = SocketAddr>,
     L::Io: Peer,
 {
     let mut builder = http1::Builder::new();
@@ -77,8 +78,9 @@ pub async fn serve<L>(
     loop {
         let io = tokio::select! {
             _ = stopped.wait_for(|s| *s) => break,
-            (io, _) = listener.accept() => io,
+            (io, addr) = listener.accept() => (io, addr),
         };
+        let (io, addr) = io;
         let Some(io) = limits.connections.admit(io, None) else {
             continue;
         };
@@ -88,6 +90,9 @@ pub async fn serve<L>(
             if let Some(peer) = &peer {
                 req.extensions_mut().insert(ConnectInfo(peer.clone()));
             }
+            // The TCP peer: the console trusts a proxy's header only from
+            // the proxy's address.
+            req.extensions_mut().insert(ConnectInfo(addr));
             // A `Router` is always ready: `call` needs no `poll_ready` first.
             let mut app = app.clone();
             async move { Ok::<_, Infallible>(app.call(req).await.unwrap_or_else(|e| match e {})) }

@@ -10,6 +10,10 @@
 mod conns;
 mod http;
 
+// The console serves its pages with the same bounded HTTP/1 loop.
+pub use conns::ConnLimit;
+pub use http::{serve as serve_http, HttpLimits, Peer};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +30,7 @@ use crate::receive::grpc::GrpcLogs;
 use crate::receive::http::{router, HttpState};
 use crate::receive::Receiver;
 use crate::tls::{TlsError, TlsIncoming};
-use conns::{ConnLimit, HTTP2_PREFACE_BYTES};
-use http::HttpLimits;
+use conns::HTTP2_PREFACE_BYTES;
 
 /// Connections the admin listener keeps open at once: probes and scrapes
 /// are few, and a flood of the OTLP ports must not starve them.

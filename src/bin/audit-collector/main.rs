@@ -60,6 +60,9 @@ enum Cmd {
     /// intact in the hash chain, and no violation is near it.
     #[cfg(feature = "sql")]
     ProveHuman(audit_query::cli::ProveArgs),
+    /// Serve the auditor's console: a read-only web view of the trail (loopback by default).
+    #[cfg(feature = "sql")]
+    Console(audit_console::ConsoleArgs),
 }
 
 /// `retention`'s flags: the dataset (a data dir; the config's
@@ -495,6 +498,11 @@ fn main() -> ExitCode {
         Cmd::Activity(args) => rt.block_on(args.run()).map_err(Into::into),
         #[cfg(feature = "sql")]
         Cmd::ProveHuman(args) => rt.block_on(args.run()).map_err(Into::into),
+        #[cfg(feature = "sql")]
+        Cmd::Console(args) => rt.block_on(async {
+            let stop = shutdown_signal()?;
+            Ok(args.run(stop).await?)
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

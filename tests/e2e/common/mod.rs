@@ -72,6 +72,27 @@ pub fn serve_command(data_dir: &Path) -> Command {
     cmd
 }
 
+/// The lines a started command prints on its piped stdout, as they come;
+/// stdout is drained on a thread, so the process never blocks writing.
+pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// The first line a started command (`serve`, `console`) prints: the one
+/// that says where it listens.
+pub fn listening_line(child: &mut Child) -> String {
+    stdout_lines(child)
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the process printed its listening line")
+}
+
 /// A collector process.
 pub struct Collector {
     pub child: Child,
@@ -99,16 +120,7 @@ impl Collector {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn collector");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("collector printed its listening line");
+        let line = listening_line(&mut child);
         let field = |k: &str| -> String {
             line.split_whitespace()
                 .find_map(|kv| kv.strip_prefix(&format!("{k}=")))

@@ -1,0 +1,20 @@
+"""The answerability fixture (examples/answer_dataset.rs) written by the
+real layer to a real collector, for the tests that read it."""
+
+import json
+import os
+import pathlib
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def write(data_dir: pathlib.Path) -> dict:
+    """Writes the dataset to `data_dir`; returns the example's JSON line:
+    the known event ids and a window (`from`, `to`) holding every action."""
+    out = subprocess.run(
+        ["cargo", "run", "-q", "--example", "answer_dataset", str(data_dir)],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+        env={**os.environ, "RUST_LOG": "warn"},
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
