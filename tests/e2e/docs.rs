@@ -102,6 +102,17 @@ fn docs_stand_alone() {
     }
     for path in texts {
         let text = std::fs::read_to_string(&path).expect("doc");
+        let lower = text.to_lowercase();
+        for word in ["issue ", "issues "] {
+            for (at, _) in lower.match_indices(word) {
+                let next = lower[at + word.len()..].chars().next();
+                assert!(
+                    !next.is_some_and(|c| c.is_ascii_digit() || c == '#'),
+                    "{} refers to an issue number near byte {at}",
+                    path.display()
+                );
+            }
+        }
         for outside in ["../shared", "DESIGN.md", "seed/"] {
             assert!(
                 !text.contains(outside),
