@@ -83,7 +83,7 @@ pub enum RetentionError {
         floor: NaiveDate,
     },
     /// The manifest is in use by a running collector.
-    #[error("collector {0} is running (its manifest lock is held); stop it, or run retention where it is stopped")]
+    #[error("collector {0} is running on this data dir (its manifest lock is held): stop it first; one process at a time writes its manifest (serve, retention --apply, hold)")]
     Locked(String),
     /// Reading or writing failed.
     #[error("{context}: {source}")]

@@ -704,3 +704,32 @@ fn verify_reports_a_seq_hole_even_when_the_chain_is_rewritten_consistently() {
         "the chain itself was made consistent: {out}"
     );
 }
+
+#[test]
+fn a_second_collector_on_the_same_data_dir_is_refused_naming_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), &[]);
+    let mut second = common::serve_command(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a second collector");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second collector on the same data dir kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("is running on this data dir"), "{err}");
+    assert!(!err.contains("run retention"), "{err}");
+    assert!(c.terminate());
+}
