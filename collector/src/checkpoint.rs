@@ -165,6 +165,11 @@ pub struct Checkpoint {
 }
 
 impl NoteVerifier {
+    /// Parses a list of keys, as `[retention] operator_keys` holds them.
+    pub fn parse_all(keys: &[String]) -> Result<Vec<NoteVerifier>, CheckpointError> {
+        keys.iter().map(|k| NoteVerifier::parse(k)).collect()
+    }
+
     /// Parses `NAME+HASH+DATA`.
     pub fn parse(s: &str) -> Result<NoteVerifier, CheckpointError> {
         let parts: Vec<&str> = s.trim().splitn(3, '+').collect();

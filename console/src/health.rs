@@ -37,10 +37,7 @@ async fn chains(loc: &Location) -> Result<BTreeMap<String, Vec<Entry>>, String> 
 /// `verify` over the dataset, off the async threads (it reads every file).
 async fn report(loc: Location, operator_keys: Vec<String>) -> Result<Report, String> {
     let opts = verify::Options {
-        operator_keys: operator_keys
-            .iter()
-            .map(|k| NoteVerifier::parse(k))
-            .collect::<Result<_, _>>()
+        operator_keys: NoteVerifier::parse_all(&operator_keys)
             .map_err(|e| format!("[retention] operator_keys: {e}"))?,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -68,9 +68,7 @@ pub fn verifiers(files: &[PathBuf], configured: &[String]) -> anyhow::Result<Vec
                 .with_context(|| format!("operator key {}", path.display()))?,
         );
     }
-    for key in configured {
-        out.push(NoteVerifier::parse(key).context("[retention] operator_keys")?);
-    }
+    out.extend(NoteVerifier::parse_all(configured).context("[retention] operator_keys")?);
     Ok(out)
 }
 
