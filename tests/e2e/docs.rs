@@ -123,6 +123,20 @@ fn docs_stand_alone() {
     }
 }
 
+#[test]
+fn readme_add_the_layer_is_the_compiled_example() {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/add_to_fmt.rs"
+    ))
+    .expect("examples/add_to_fmt.rs");
+    let code = &example[example.find("\nuse ").expect("the example's first use") + 1..];
+    assert!(
+        readme().contains(&format!("## Add the layer to an existing tracing setup\n\n```rust\n{code}```")),
+        "README's \"Add the layer\" block must be examples/add_to_fmt.rs from its first `use` on:\n{code}"
+    );
+}
+
 /// An example's binary: `cargo test` builds the package's examples next to
 /// its test binaries (`target/<profile>/examples/`).
 fn example_bin(name: &str) -> std::path::PathBuf {
