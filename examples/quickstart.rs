@@ -110,10 +110,14 @@ fn main() -> anyhow::Result<()> {
         "\n{:<19} {:<6} {:<22} {:<10} {:<18} {:<8} {:<7}",
         "action", "who", "actor", "owner", "target", "consent", "outcome"
     );
+    let mut transfer_id = None;
     for (r, stamp, _) in read_audit(&data_dir)?
         .into_iter()
         .filter(|(r, _, _)| r.service_instance_id.as_deref() == Some(run_id.as_str()))
     {
+        if r.action == "payments.transfer" {
+            transfer_id = Some(r.event_id.clone());
+        }
         let (who, actor) = match r.actor_kind {
             ActorKind::Human => ("HUMAN", r.owner_id.clone()),
             ActorKind::Agent => (
@@ -151,9 +155,19 @@ fn main() -> anyhow::Result<()> {
             v.reason
         );
     }
+    // Commands that work as printed from a clone, where the quickstart
+    // ran: nothing here assumes a binary on the PATH or a DuckDB CLI.
+    let dir = data_dir.display();
+    println!("\nask the trail (`cargo run -q --` runs this repository's audit-collector binary):");
+    if let Some(id) = transfer_id {
+        println!("  cargo run -q -- who --data-dir {dir} {id}");
+    }
+    println!("  cargo run -q -- activity --data-dir {dir} --owner usr_alice --last 24h");
+    println!("  cargo run -q -- verify --data-dir {dir}");
+    println!("or read the Parquet with DuckDB (python3 -m pip install duckdb):");
     println!(
-        "\nnext: audit-collector verify --data-dir {0}   |   duckdb -c \"SELECT * FROM read_parquet('{0}/audit/**/*.parquet', hive_partitioning=true)\"",
-        data_dir.display()
+        "  python3 -c \"import duckdb; duckdb.read_parquet('{dir}/audit/**/*.parquet', \
+         hive_partitioning=True).project('action, actor_kind, agent_id, owner_id').show()\""
     );
     Ok(())
 }

@@ -18,6 +18,7 @@ mod deploy;
 mod docs;
 mod durability;
 mod external_tables;
+mod first_screen;
 mod fuzz_corpus;
 mod hostile;
 mod layer_e2e;

@@ -139,13 +139,6 @@ def test_python_sdk_records_stored_and_unattributed_refused(dataset):
                            "019ac0de-0000-7000-8000-0000000000p3")]
 
 
-def test_readme_query_what_did_agent_do_between_t1_and_t2(dataset):
-    # The README's DuckDB query, verbatim apart from the path.
-    sql = (ROOT / "docs" / "what-did-agent-do.sql").read_text().replace("audit-data", str(dataset))
-    rows = duckdb.connect().execute(sql).fetchall()
-    assert [r[1] for r in rows] == ["invoices.approve"]
-
-
 def test_pyarrow_reads_the_same_columns(dataset):
     files = sorted(pathlib.Path(dataset, "audit").rglob("part-*.parquet"))
     assert files
