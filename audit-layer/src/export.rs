@@ -128,8 +128,10 @@ pub const SCOPE_NAME: &str = "audit-layer";
 /// when the memory queue has room for its record *and* a durable place
 /// will take it:
 /// - the collector is answering: no attempt has failed since the last
-///   answered one (a throttle that comes with a retry hint is an answer);
-///   at start, before any attempt, it is presumed to answer; or
+///   answered one; at start, before any attempt, it is presumed to
+///   answer. A throttle that comes with a retry hint (HTTP `Retry-After`,
+///   gRPC `RetryInfo`) is an answer: refusing every action while the
+///   collector sheds load would turn an overload into an outage; or
 /// - a spool is configured and its last write found room (a spool that
 ///   found no room counts again once a segment has been delivered).
 ///
@@ -335,9 +337,11 @@ impl Shared {
             WhenFull::Drop => (self.capacity, Duration::ZERO),
         };
         let mut st = self.lock();
-        let deadline = Instant::now() + wait;
+        // Read the clock only when memory is full: this is every span's path.
+        let mut deadline = None;
         while !st.closed && st.items.len() >= limit {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let until = *deadline.get_or_insert_with(|| Instant::now() + wait);
+            let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }

@@ -892,6 +892,38 @@ fn fail_closed_without_a_spool_refuses_at_the_gate_once_delivery_failed() {
 }
 
 #[test]
+fn block_without_a_spool_waits_for_a_durable_place_then_refuses() {
+    let wait = Duration::from_millis(200);
+    let (layer, guard) = builder()
+        .when_full(WhenFull::Block(wait))
+        .otlp_http(format!("http://127.0.0.1:{}", dead_port()))
+        .build()
+        .unwrap();
+    let status = guard.status();
+    let actor = Actor::agent("agt_7f3", "usr_alice");
+    let (second, waited) = with_layer(layer, || {
+        drop(audit_layer::gate(&actor, "payments.transfer", "acct_1").expect("admitted"));
+        wait_until("the failed attempt", Duration::from_secs(20), || {
+            status.last_error().is_some()
+        });
+        let started = Instant::now();
+        (
+            audit_layer::gate(&actor, "payments.transfer", "acct_2"),
+            started.elapsed(),
+        )
+    });
+    assert!(
+        matches!(second, Err(GateError::TimedOut(t)) if t == wait),
+        "{second:?}"
+    );
+    assert!(waited >= wait, "it waited for the collector: {waited:?}");
+    assert!(matches!(
+        guard.shutdown(Duration::from_millis(300)),
+        Err(FlushError::Lost(_))
+    ));
+}
+
+#[test]
 fn fail_closed_with_a_spool_admits_while_the_spool_has_room() {
     let spool = tempdir("room");
     let (layer, guard) = builder()

@@ -85,7 +85,9 @@ struct WorkerHandle {
 
 /// Owns delivery: dropping it (or [`FlushGuard::shutdown`]) sends everything
 /// queued to the collector within a bounded time and stops the worker; what
-/// the collector cannot take by then waits in the spool.
+/// the collector cannot take by then waits in the spool, or, with no spool
+/// (or no room in it), is lost: `shutdown` returns [`FlushError::Lost`] and
+/// dropping the guard says so on stderr.
 /// Keep it alive for as long as the application may create audit records,
 /// typically as a `let _guard` in `main`.
 ///
