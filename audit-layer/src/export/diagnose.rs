@@ -178,7 +178,7 @@ impl Outage {
     }
 
     /// An answer came back; returns the line to log if this outage was logged.
-    pub fn resumed(&mut self, endpoint: &str) -> Option<String> {
+    pub fn resumed(&mut self, endpoint: &impl std::fmt::Display) -> Option<String> {
         let since = self.since?;
         let line = self.logged_this_outage.then(|| {
             format!(
@@ -241,9 +241,12 @@ mod tests {
         let mut o = Outage::default();
         assert!(o.failed("m", "d".into(), "").is_some(), "the first at once");
         assert!(o.failed("m", "d".into(), "").is_none(), "then rate-limited");
-        let end = o.resumed("http://x").expect("the logged outage ends");
+        let end = o.resumed(&"http://x").expect("the logged outage ends");
         assert!(end.contains("2 failed attempts"), "{end}");
-        assert!(o.resumed("http://x").is_none(), "no outage, nothing to say");
+        assert!(
+            o.resumed(&"http://x").is_none(),
+            "no outage, nothing to say"
+        );
         // A new outage within the minute is not logged again.
         assert!(o.failed("m", "d".into(), "").is_none());
     }

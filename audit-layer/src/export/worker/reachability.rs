@@ -75,8 +75,7 @@ impl Worker {
         self.backoff = Duration::ZERO;
         self.status().set_last_error(None);
         self.shared.set_collector_down(false);
-        let endpoint = self.transport.uri().to_string();
-        if let Some(line) = self.outage.resumed(&endpoint) {
+        if let Some(line) = self.outage.resumed(self.transport.uri()) {
             eprintln!("{line}");
         }
     }
