@@ -235,7 +235,10 @@ impl FlushGuard {
         let grace = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(2);
         match w.done.recv_timeout(grace) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                let _ = w.thread.join();
+                // A panicked worker took what it held with it: not a clean stop.
+                if w.thread.join().is_err() {
+                    return Err(FlushError::WorkerGone);
+                }
             }
             // Leave the thread detached rather than block the caller longer.
             Err(RecvTimeoutError::Timeout) => return Err(FlushError::TimedOut(timeout)),
