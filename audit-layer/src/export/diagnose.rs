@@ -145,6 +145,11 @@ impl Outage {
         self.message.as_deref() != Some(message)
     }
 
+    /// The next failure is diagnosed again, even with the same message.
+    pub fn diagnose_again(&mut self) {
+        self.message = None;
+    }
+
     /// Records a failed attempt described as `described`; returns the line
     /// to log now, if any (the first of an outage, then one a minute).
     pub fn failed(&mut self, message: &str, described: String, where_: &str) -> Option<String> {

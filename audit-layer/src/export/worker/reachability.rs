@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::Worker;
-use crate::export::diagnose::{cause, probe};
+use crate::export::diagnose::{cause, probe, Answer};
 use crate::export::{Failure, WhenFull};
 
 /// The probe may not hold a shutdown past its deadline, nor anything else
@@ -26,16 +26,22 @@ impl Worker {
         self.shared.set_collector_down(f.retry_after.is_none());
         let uri = self.transport.uri().clone();
         let protocol = self.transport.protocol();
+        // An unclear or late answer (a loaded machine) is asked again at
+        // the next failure; a clear one holds while the message does.
+        let mut conclusive = true;
         let described = if self.outage.needs_diagnosis(&f.message) {
             let mut bound = PROBE_BOUND;
             if let Some(deadline) = shutdown {
                 bound = bound.min(deadline.saturating_duration_since(Instant::now()));
             }
-            let answer = self
+            let answer = match self
                 .runtime
                 .block_on(async { tokio::time::timeout(bound, probe(&uri)).await })
-                .ok()
-                .flatten();
+            {
+                Ok(answer) => answer,
+                Err(_) => Some(Answer::Unclear),
+            };
+            conclusive = answer != Some(Answer::Unclear);
             let cause = cause(protocol, answer.as_ref(), &f.message);
             let label = match protocol {
                 crate::export::Protocol::Grpc => "OTLP/gRPC",
@@ -66,6 +72,9 @@ impl Worker {
         };
         if let Some(line) = self.outage.failed(&f.message, described.clone(), &where_) {
             eprintln!("{line}");
+        }
+        if !conclusive {
+            self.outage.diagnose_again();
         }
         self.status().set_last_error(Some(described));
     }
