@@ -213,6 +213,17 @@ impl AuditLayerBuilder {
         self
     }
 
+    /// Under [`WhenFull::FailClosed`], how long a privileged span that
+    /// closes while the memory queue is over twice its capacity (and the
+    /// spool full) blocks its thread waiting for room, before its record
+    /// is dropped and reported (default
+    /// [`DEFAULT_SPAN_WAIT`](crate::export::DEFAULT_SPAN_WAIT), 1 s). The
+    /// gate refuses long before: use it to refuse before acting.
+    pub fn span_wait(mut self, wait: Duration) -> Self {
+        self.settings.span_wait = wait;
+        self
+    }
+
     /// How long dropping the [`FlushGuard`] may take (default 5 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.settings.shutdown_timeout = timeout;

@@ -24,25 +24,44 @@
 //! again in halves, recursively; only a single record too large by itself
 //! is refused. Records are neither lost with their batch nor resent forever.
 //!
-//! Everything else is retried, without a deadline: exponential backoff from
-//! 100 ms to [`max_backoff`](crate::AuditLayerBuilder::max_backoff) with
-//! jitter, or exactly the collector's hint when it gives one (HTTP
-//! `Retry-After`, gRPC `google.rpc.RetryInfo` on `RESOURCE_EXHAUSTED` /
-//! `UNAVAILABLE`). While a batch cannot be delivered and a
-//! [spool](crate::AuditLayerBuilder::spool_dir) is configured, the batch
-//! and then everything queued behind it are written to the spool (fsynced)
-//! and sent from there, oldest first, when the collector answers again; an
-//! application restarted during the outage finds its spool and resends it.
-//! A resend after a lost acknowledgement is harmless: records keep their
-//! `event_id`, on which the collector deduplicates.
+//! Everything else is retried, without a deadline while the application
+//! runs: exponential backoff from 100 ms to
+//! [`max_backoff`](crate::AuditLayerBuilder::max_backoff) with jitter, or
+//! exactly the collector's hint when it gives one (HTTP `Retry-After`,
+//! gRPC `google.rpc.RetryInfo` on `RESOURCE_EXHAUSTED` / `UNAVAILABLE`).
+//! The first failed attempt is logged on stderr at once, with the
+//! endpoint, the protocol and the cause (nothing listens there; the port
+//! speaks the other protocol; ...), then at most once a minute; the same
+//! text is in [`AuditStatus::last_error`]. While a batch cannot be
+//! delivered and a [spool](crate::AuditLayerBuilder::spool_dir) is
+//! configured, the batch and then everything queued behind it are written
+//! to the spool (fsynced) and sent from there, oldest first, when the
+//! collector answers again; an application restarted during the outage
+//! finds its spool and resends it. A resend after a lost acknowledgement
+//! is harmless: records keep their `event_id`, on which the collector
+//! deduplicates.
 //!
-//! When the memory queue is full (the spool is full, or there is none),
-//! the [`WhenFull`] policy decides; nothing is dropped silently.
+//! ## Where every record ends
+//!
+//! A record the layer accepted ends in exactly one of these states:
+//!
+//! | end | counted in | also |
+//! |---|---|---|
+//! | acknowledged (the collector made it durable) | [`AuditStatus::exported`] | |
+//! | refused by the collector | [`AuditStatus::refused`] | reason in [`AuditStatus::last_refusal`], logged once |
+//! | spooled (on disk, resent by this process or the next one) | [`AuditStatus::spooled`] | |
+//! | dropped: memory and spool full, under the [`WhenFull`] policy | [`AuditStatus::dropped`] | a violation record `audit-layer.dropped` once delivery resumes; flush and shutdown return [`FlushError::Lost`] |
+//! | unreadable in the spool (checksum) | [`AuditStatus::export_failures`] | the same violation record, cause `spool_checksum` |
+//! | still in memory at shutdown, the collector not answering, no spool room | [`AuditStatus::export_failures`] | shutdown returns [`FlushError::Lost`] naming the count |
+//!
+//! The last row is the default case: **without a spool, records queued
+//! when the application stops during an outage are lost**, and nothing is
+//! left to report them to the collector later; shutdown's error is the
+//! report. Configure a spool in production.
 //!
 //! The [`FlushGuard`] returned by the builder owns the worker: dropping it
 //! (or [`FlushGuard::shutdown`]) delivers what is queued within a bounded
-//! time; what the collector cannot take by then goes to the spool, or, with
-//! no spool, is counted in [`AuditStatus::export_failures`].
+//! time; what the collector cannot take by then goes to the spool.
 //!
 //! ## Environment
 //!
@@ -65,9 +84,11 @@
 //! are the builder's names for the certificate variables.
 
 mod config;
+mod diagnose;
 mod grpc;
 mod guard;
 mod http;
+mod loss;
 mod memory;
 mod spool;
 mod tls;
@@ -75,7 +96,7 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -86,30 +107,47 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 pub(crate) use config::{http_logs_url, EnvSettings};
 pub use config::{Protocol, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT};
 pub(crate) use grpc::GrpcConfig;
-pub use guard::{FlushError, FlushGuard};
+pub use guard::{FlushError, FlushGuard, Loss};
 pub(crate) use http::Http;
+pub use loss::DROPPED_CAUSE;
 pub use memory::MemorySink;
 pub(crate) use spool::Spool;
 pub(crate) use tls::TlsFiles;
 pub(crate) use worker::spawn;
 
 use crate::stats::AuditStatus;
+use loss::Losses;
 
 /// Instrumentation scope name on every exported batch.
 pub const SCOPE_NAME: &str = "audit-layer";
 
-/// What happens when the audit path cannot take another record: the
-/// memory queue is full because the collector is unreachable and the spool
-/// is full (or there is no spool).
+/// What happens when the audit path cannot take a record durably.
 ///
-/// | policy | the gate ([`gate`](mod@crate::gate)) | a privileged span closing |
+/// **The gate's rule.** Under `FailClosed` (and under `Block`, after
+/// waiting), [`gate`](mod@crate::gate) admits a privileged action only
+/// when the memory queue has room for its record *and* a durable place
+/// will take it:
+/// - the collector is answering: no attempt has failed since the last
+///   answered one; at start, before any attempt, it is presumed to
+///   answer. A throttle that comes with a retry hint (HTTP `Retry-After`,
+///   gRPC `RetryInfo`) is an answer: refusing every action while the
+///   collector sheds load would turn an overload into an outage; or
+/// - a spool is configured and its last write found room (a spool that
+///   found no room counts again once a segment has been delivered).
+///
+/// So with no spool, `gate()` refuses from the first failed delivery
+/// attempt until the collector answers again; with a spool, from when the
+/// spool is full and the collector is not answering.
+///
+/// | policy | the gate | a privileged span closing while memory is full |
 /// |---|---|---|
-/// | `FailClosed` (default) | refuses: [`GateError::AuditUnavailable`](crate::GateError::AuditUnavailable), the action never runs | kept in memory up to twice the queue capacity (the action already ran), then dropped and reported |
-/// | `Block(t)` | waits up to `t` for room, then refuses with [`GateError::TimedOut`](crate::GateError::TimedOut) | waits up to `t`, then dropped and reported |
+/// | `FailClosed` (default) | refuses: [`GateError::AuditUnavailable`](crate::GateError::AuditUnavailable), the action never runs | kept in memory up to twice the queue capacity (the action already ran); past that, the closing thread waits up to [`span_wait`](crate::AuditLayerBuilder::span_wait) (default [`DEFAULT_SPAN_WAIT`]) for room, then the record is dropped and reported |
+/// | `Block(t)` | waits up to `t` for the rule above, then refuses with [`GateError::TimedOut`](crate::GateError::TimedOut) | waits up to `t` for room, then dropped and reported |
 /// | `Drop` (opt-in) | always admits | dropped and reported |
 ///
 /// "Dropped and reported": counted in [`AuditStatus::dropped`], warned
-/// about once on stderr, and sent to the collector as one violation record
+/// about once on stderr, returned by the next flush and by shutdown as
+/// [`FlushError::Lost`], and sent to the collector as one violation record
 /// (`audit-layer.dropped`, attribute `audit.dropped.count`) as soon as
 /// delivery resumes. Nothing is dropped silently.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -211,12 +249,19 @@ pub(crate) struct Shared {
     state: Mutex<QState>,
     /// The worker waits on it for records and control.
     work: Condvar,
-    /// Producers waiting for room and flushers waiting for progress.
+    /// Producers waiting for room, gates waiting for a durable place and
+    /// flushers waiting for progress.
     progress: Condvar,
     capacity: usize,
     when_full: WhenFull,
-    unreported_drops: AtomicU64,
-    warned_drop: AtomicBool,
+    span_wait: Duration,
+    has_spool: bool,
+    /// The last attempt failed without a retry hint (set and cleared by
+    /// the worker, under the state lock so that a waiting gate is woken).
+    collector_down: AtomicBool,
+    /// The spool's last write found no room (or failed).
+    spool_full: AtomicBool,
+    losses: Losses,
     status: AuditStatus,
 }
 
@@ -228,8 +273,11 @@ impl Shared {
             progress: Condvar::new(),
             capacity: settings.queue_capacity.max(1),
             when_full: settings.when_full,
-            unreported_drops: AtomicU64::new(0),
-            warned_drop: AtomicBool::new(false),
+            span_wait: settings.span_wait,
+            has_spool: settings.spool_dir.is_some(),
+            collector_down: AtomicBool::new(false),
+            spool_full: AtomicBool::new(false),
+            losses: Losses::default(),
             status,
         }
     }
@@ -246,38 +294,67 @@ impl Shared {
             .0
     }
 
-    fn hard_cap(&self) -> usize {
-        match self.when_full {
-            WhenFull::FailClosed => self.capacity.saturating_mul(2),
-            _ => self.capacity,
+    /// Waits at most `d` for progress (room, a durable place, deliveries).
+    fn wait_progress<'a>(&self, st: MutexGuard<'a, QState>, d: Duration) -> MutexGuard<'a, QState> {
+        self.progress
+            .wait_timeout(st, d)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+
+    /// Sets one of the worker's flags; a change wakes waiting gates.
+    fn set_flag(&self, flag: &AtomicBool, value: bool) {
+        if flag.load(Ordering::Relaxed) != value {
+            let _st = self.lock();
+            flag.store(value, Ordering::Relaxed);
+            self.progress.notify_all();
         }
     }
 
-    /// Puts a finished record on the queue under the policy.
+    pub(crate) fn set_collector_down(&self, down: bool) {
+        self.set_flag(&self.collector_down, down);
+    }
+
+    pub(crate) fn set_spool_full(&self, full: bool) {
+        self.set_flag(&self.spool_full, full);
+    }
+
+    /// A durable place will take a record: the collector answers, or the
+    /// spool has room (the rule in [`WhenFull`]'s docs).
+    fn durable_place(&self) -> bool {
+        !self.collector_down.load(Ordering::Relaxed)
+            || (self.has_spool && !self.spool_full.load(Ordering::Relaxed))
+    }
+
+    /// Puts a finished record on the queue under the policy: memory holds
+    /// up to the queue capacity (twice it under `FailClosed`, for the spans
+    /// of actions the gate admitted); past that, `Block` and `FailClosed`
+    /// wait for room, then the record is dropped and reported.
     fn push(&self, item: Item) {
+        let (limit, wait) = match self.when_full {
+            WhenFull::FailClosed => (self.capacity.saturating_mul(2), self.span_wait),
+            WhenFull::Block(t) => (self.capacity, t),
+            WhenFull::Drop => (self.capacity, Duration::ZERO),
+        };
         let mut st = self.lock();
-        if let WhenFull::Block(t) = self.when_full {
-            let deadline = Instant::now() + t;
-            while !st.closed && st.items.len() >= self.capacity {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                st = self
-                    .progress
-                    .wait_timeout(st, left)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
+        // Read the clock only when memory is full: this is every span's path.
+        let mut deadline = None;
+        while !st.closed && st.items.len() >= limit {
+            let until = *deadline.get_or_insert_with(|| Instant::now() + wait);
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
+            st = self.wait_progress(st, left);
         }
-        if st.closed || st.items.len() >= self.hard_cap() {
+        if st.closed || st.items.len() >= limit {
             let why = if st.closed {
                 "the exporter has shut down"
             } else {
                 "the audit queue and spool are full"
             };
             drop(st);
-            self.dropped(why);
+            self.losses.dropped(&self.status, why);
             return;
         }
         st.items.push_back(item);
@@ -290,27 +367,15 @@ impl Shared {
         }
     }
 
-    fn dropped(&self, why: &str) {
-        self.status.add_dropped(1);
-        self.unreported_drops.fetch_add(1, Ordering::Relaxed);
-        // Not a tracing event: we may be inside the layer's callback.
-        if !self.warned_drop.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "audit-layer: dropping audit records because {why}; counted in \
-                 AuditStatus::dropped and reported to the collector once delivery resumes \
-                 (warned once)"
-            );
-        }
-    }
-
-    /// The gate's health check: is there room for `n` more records?
+    /// The gate's health check: is there room for `n` more records, and a
+    /// durable place for them?
     pub(crate) fn admit(&self, n: usize) -> Result<(), Refusal> {
         let mut st = self.lock();
-        let room = |st: &QState| st.items.len() + n <= self.capacity;
+        let ready = |st: &QState| st.items.len() + n <= self.capacity && self.durable_place();
         let result = match self.when_full {
             _ if st.closed => Err(Refusal::ShutDown),
             WhenFull::Drop => Ok(()),
-            WhenFull::FailClosed if room(&st) => Ok(()),
+            WhenFull::FailClosed if ready(&st) => Ok(()),
             WhenFull::FailClosed => Err(Refusal::Full),
             WhenFull::Block(t) => {
                 let deadline = Instant::now() + t;
@@ -318,18 +383,14 @@ impl Shared {
                     if st.closed {
                         break Err(Refusal::ShutDown);
                     }
-                    if room(&st) {
+                    if ready(&st) {
                         break Ok(());
                     }
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break Err(Refusal::TimedOut(t));
                     }
-                    st = self
-                        .progress
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
+                    st = self.wait_progress(st, left);
                 }
             }
         };
@@ -394,6 +455,7 @@ pub(crate) struct WorkerSettings {
     pub spool_dir: Option<PathBuf>,
     pub spool_max_bytes: u64,
     pub when_full: WhenFull,
+    pub span_wait: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -408,6 +470,7 @@ impl Default for WorkerSettings {
             spool_dir: None,
             spool_max_bytes: 256 << 20,
             when_full: WhenFull::FailClosed,
+            span_wait: DEFAULT_SPAN_WAIT,
         }
     }
 }
@@ -417,6 +480,11 @@ pub(crate) enum TransportConfig {
     Grpc(Box<GrpcConfig>),
     Http(Box<Http>),
 }
+
+/// Under [`WhenFull::FailClosed`], how long a closing privileged span
+/// waits for room in a full queue before its record is dropped and
+/// reported (see [`span_wait`](crate::AuditLayerBuilder::span_wait)).
+pub const DEFAULT_SPAN_WAIT: Duration = Duration::from_secs(1);
 
 /// Span name of the violation record that reports drops.
 pub const DROPPED_SPAN: &str = "audit-layer.dropped";

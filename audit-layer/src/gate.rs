@@ -9,8 +9,11 @@
 //!    (`detected_by = "layer"`, span name `audit.gate`);
 //! 2. checks that the audit path can take the record under the
 //!    [`WhenFull`](crate::WhenFull) policy: with `fail_closed` (the
-//!    default) a full queue and spool refuse the action, with `block` the
-//!    call waits up to its timeout;
+//!    default) the action is refused unless the memory queue has room
+//!    *and* a durable place will take the record (the collector is
+//!    answering, or a spool has room: the exact rule is in
+//!    [`WhenFull`](crate::WhenFull)'s docs); with `block` the call waits
+//!    up to its timeout for the same;
 //! 3. opens the privileged span (target `audit`, name `audit.gate`, the
 //!    action in the `action` field, a fresh UUIDv7 `event.id`) and returns
 //!    a [`GateGuard`] that keeps it entered. The audit row is written when
@@ -61,9 +64,13 @@ pub enum GateError {
     /// violation record was sent.
     #[error("refused: the action is not properly attributed: {0}")]
     Unattributed(Box<Rejection>),
-    /// `fail_closed`: the collector is unreachable and the spool is full.
+    /// `fail_closed`: no durable place can take the record (the collector
+    /// is not answering and there is no spool, or the spool is full), or
+    /// the memory queue is full. [`AuditStatus::last_error`](crate::AuditStatus::last_error)
+    /// says why the collector is not answering.
     #[error(
-        "refused: the audit path is full (collector unreachable, spool full); policy fail_closed"
+        "refused: no durable place for the audit record (the collector is not answering and \
+         there is no spool or it is full, or the queue is full); policy fail_closed"
     )]
     AuditUnavailable,
     /// `block`: no room on the audit path within the configured timeout.

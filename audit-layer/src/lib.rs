@@ -88,22 +88,29 @@
 //!
 //! ## Delivery guarantees and the gate
 //!
-//! The layer is the one shared write path for privileged actions, and it
-//! does not lose what it accepted. A record leaves the layer's hands only
+//! The layer is the one shared write path for privileged actions, and
+//! every record it accepted ends acknowledged, refused, spooled, or counted
+//! as lost and reported (see [`export`], "Where every record ends").
+//! A record leaves the layer's hands only
 //! when the collector has **acknowledged** it (the collector acks only what
 //! it has made durable) or has **refused** it; refusals (`partial_success`)
 //! are counted, logged once with the collector's reason and visible through
 //! [`AuditStatus`] (`refused`, `last_refusal`). Everything else is retried
 //! with jittered exponential backoff that honours the collector's throttling
-//! hints (HTTP `Retry-After`, gRPC `RetryInfo`), with no deadline after which
-//! records are given up. While the collector is unreachable, records wait in
+//! hints (HTTP `Retry-After`, gRPC `RetryInfo`), with no deadline while the
+//! application runs; the first failure is logged at once with the endpoint,
+//! protocol and cause. While the collector is unreachable, records wait in
 //! memory and then in a local **disk spool** (configurable directory and size
 //! cap; checksummed frames, fsynced); an application restarted during the
 //! outage resends its spool when the collector returns, and the collector's
 //! `event_id` deduplication makes such resends harmless: delivery is **at
-//! least once, stored exactly once**. When memory and spool are both full, a
-//! stated [`WhenFull`] policy applies: `fail_closed` (the default) refuses
-//! new privileged actions *before they run*; `block` waits up to a timeout,
+//! least once, stored exactly once**. Without a spool, records still
+//! queued when the application shuts down during an outage are lost, and
+//! [`FlushGuard::shutdown`] returns [`FlushError::Lost`] with the count:
+//! configure a spool in production. When no durable place can take a
+//! record, a stated [`WhenFull`] policy applies: `fail_closed` (the
+//! default) refuses new privileged actions *before they run* (the exact
+//! rule is in [`WhenFull`]'s docs); `block` waits up to a timeout,
 //! then refuses; `drop` (explicit opt-in) admits the action, counts every
 //! dropped record and reports the count to the collector as a violation once
 //! delivery resumes. Nothing is dropped silently. Code paths call

@@ -47,14 +47,17 @@ pub struct StatsSnapshot {
     pub violations: u64,
     /// Records the collector refused (OTLP `partial_success`).
     pub refused: u64,
-    /// Records that could not be kept: the exporter shut down with neither
-    /// the collector nor a spool taking them, or a spool frame failed its
-    /// checksum. Zero in a healthy deployment with a spool.
+    /// Records lost after they were accepted: the exporter shut down with
+    /// neither the collector nor a spool taking them (with no spool, every
+    /// record undelivered at shutdown), or a spool frame failed its
+    /// checksum (also reported to the collector). Zero in a healthy
+    /// deployment with a spool.
     pub export_failures: u64,
-    /// Records not accepted because the queue and spool were full, under the
-    /// `block` (after its timeout), `drop` or over-the-hard-cap rules; each
-    /// drop is also reported to the collector as a violation record once
-    /// delivery resumes.
+    /// Records not accepted because the queue and spool were full: under
+    /// `drop` at once, under `block` after its timeout, under `fail_closed`
+    /// past twice the queue after the span waited; each drop is also
+    /// reported to the collector as a violation record once delivery
+    /// resumes.
     pub dropped: u64,
     /// Failed export attempts that were (or will be) retried.
     pub retries: u64,
@@ -67,6 +70,14 @@ pub struct StatsSnapshot {
     pub spooled: u64,
     /// Gauge: bytes of the disk spool.
     pub spool_bytes: u64,
+}
+
+impl StatsSnapshot {
+    /// Every record lost: [`dropped`](Self::dropped) plus
+    /// [`export_failures`](Self::export_failures).
+    pub fn lost(&self) -> u64 {
+        self.dropped + self.export_failures
+    }
 }
 
 macro_rules! counter {
@@ -117,8 +128,12 @@ impl AuditStatus {
         lock(&self.inner.last_refusal).clone()
     }
 
-    /// The last export error (collector unreachable, overloaded, ...), kept
-    /// while records wait; cleared by the next acknowledged export.
+    /// The last export error, kept while records wait; cleared when the
+    /// collector answers again. It names the protocol, the endpoint and the
+    /// cause ("connection refused: nothing listens there", "this endpoint
+    /// answers gRPC (HTTP/2 only), not OTLP/HTTP", ...) followed by the
+    /// transport's own message; the first one of an outage is also logged
+    /// on stderr at once.
     pub fn last_error(&self) -> Option<String> {
         lock(&self.inner.last_error).clone()
     }

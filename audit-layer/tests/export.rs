@@ -4,7 +4,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use audit_layer::{privileged_span, Actor, AuditLayer, AuditLayerBuilder, FlushGuard, WhenFull};
+use audit_layer::{
+    privileged_span, Actor, AuditLayer, AuditLayerBuilder, FlushError, FlushGuard, GateError,
+    WhenFull,
+};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -526,9 +529,20 @@ fn unreachable_collector_without_spool_counts_undelivered_records_at_shutdown() 
         .unwrap();
     let status = guard.status();
     emit(layer, 20, 0);
-    let _ = guard.shutdown(Duration::from_secs(2));
+    let result = guard.shutdown(Duration::from_secs(2));
     let s = status.snapshot();
     assert_eq!((s.exported, s.export_failures), (0, 20), "{s:?}");
+    // The caller's `?` sees the loss, with the count and the cause.
+    let Err(FlushError::Lost(loss)) = result else {
+        panic!("shutdown must fail when records are lost: {result:?}")
+    };
+    assert_eq!((loss.dropped, loss.failed), (0, 20));
+    let message = FlushError::Lost(loss).to_string();
+    assert!(
+        message.starts_with("20 audit records were lost"),
+        "{message}"
+    );
+    assert!(message.contains("connection refused"), "{message}");
 }
 
 #[test]
@@ -651,23 +665,29 @@ fn an_outage_fills_the_spool_and_every_record_arrives_when_the_collector_returns
     std::fs::remove_dir_all(spool).unwrap();
 }
 
-#[test]
-fn a_restarted_application_resends_its_spool() {
-    let collector = Collector::http(Answer::Accept);
+/// An application that emits `n` records while `collector` is down and
+/// shuts down: what is left goes to a new spool, returned.
+fn spooled_during_an_outage(collector: &Collector, tag: &str, n: usize) -> std::path::PathBuf {
     collector.state.down.store(true, Ordering::SeqCst);
-    let spool = tempdir("restart");
+    let spool = tempdir(tag);
     let (layer, guard) = builder()
         .spool_dir(&spool)
         .otlp_http(&collector.url)
         .build()
         .unwrap();
     let status = guard.status();
-    emit(layer, 40, 0);
-    // The collector is down: shutdown writes what is left to the spool.
+    emit(layer, n, 0);
     guard.shutdown(Duration::from_millis(500)).unwrap();
-    assert_eq!(status.snapshot().spooled, 40);
+    assert_eq!(status.snapshot().spooled, n as u64);
     assert_eq!(status.export_failures(), 0);
     assert!(collector.state.records().is_empty());
+    spool
+}
+
+#[test]
+fn a_restarted_application_resends_its_spool() {
+    let collector = Collector::http(Answer::Accept);
+    let spool = spooled_during_an_outage(&collector, "restart", 40);
 
     collector.state.down.store(false, Ordering::SeqCst);
     let (layer, guard) = builder()
@@ -782,6 +802,11 @@ fn spool_full_drop_counts_every_drop_and_reports_it_when_delivery_resumes() {
     let dropped = status.dropped();
     assert!(dropped >= 40, "{:?}", status.snapshot());
     collector.state.down.store(false, Ordering::SeqCst);
+    // The flush delivers, and says what was lost (once).
+    match guard.flush(Duration::from_secs(10)) {
+        Err(FlushError::Lost(loss)) => assert_eq!((loss.dropped, loss.failed), (dropped, 0)),
+        other => panic!("the drops are returned: {other:?}"),
+    }
     guard.flush(Duration::from_secs(10)).unwrap();
     let records = collector.state.records();
     // ...and every record is accounted for: delivered, or counted and reported.
@@ -802,7 +827,11 @@ fn spool_full_drop_counts_every_drop_and_reports_it_when_delivery_resumes() {
         .and_then(|kv| kv.value.as_ref())
         .map(|v| format!("{:?}", v.value));
     assert!(count.unwrap().contains(&dropped.to_string()));
-    shutdown(guard);
+    // Shutdown's verdict covers the exporter's whole life.
+    match guard.shutdown(Duration::from_secs(10)) {
+        Err(FlushError::Lost(loss)) => assert_eq!(loss.total(), dropped),
+        other => panic!("shutdown says records were lost: {other:?}"),
+    }
     std::fs::remove_dir_all(spool).unwrap();
 }
 
@@ -822,5 +851,165 @@ async fn shutdown_is_bounded_on_a_multi_thread_runtime_with_the_collector_down()
     guard.shutdown(Duration::from_millis(300)).unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(status.spooled(), 10, "kept for the next start");
+    std::fs::remove_dir_all(spool).unwrap();
+}
+
+/// A loopback port where nothing listens (bound, then closed).
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn fail_closed_without_a_spool_refuses_at_the_gate_once_delivery_failed() {
+    let (layer, guard) = builder()
+        .max_backoff(Duration::from_millis(100))
+        .otlp_grpc(format!("http://127.0.0.1:{}", dead_port()))
+        .build()
+        .unwrap();
+    let status = guard.status();
+    let actor = Actor::agent("agt_7f3", "usr_alice");
+    let second = with_layer(layer, || {
+        // Before any attempt the collector is presumed to answer.
+        drop(audit_layer::gate(&actor, "payments.transfer", "acct_1").expect("admitted"));
+        wait_until("the failed attempt", Duration::from_secs(20), || {
+            status.last_error().is_some()
+        });
+        audit_layer::gate(&actor, "payments.transfer", "acct_2")
+    });
+    assert!(
+        matches!(second, Err(GateError::AuditUnavailable)),
+        "no durable place: refused before the action runs: {second:?}"
+    );
+    assert_eq!(status.gate_refusals(), 1);
+    let Err(FlushError::Lost(loss)) = guard.shutdown(Duration::from_millis(300)) else {
+        panic!("the admitted record is lost and shutdown says so")
+    };
+    assert_eq!(loss.failed, 1);
+}
+
+#[test]
+fn block_without_a_spool_waits_for_a_durable_place_then_refuses() {
+    let wait = Duration::from_millis(200);
+    let (layer, guard) = builder()
+        .when_full(WhenFull::Block(wait))
+        .otlp_http(format!("http://127.0.0.1:{}", dead_port()))
+        .build()
+        .unwrap();
+    let status = guard.status();
+    let actor = Actor::agent("agt_7f3", "usr_alice");
+    let (second, waited) = with_layer(layer, || {
+        drop(audit_layer::gate(&actor, "payments.transfer", "acct_1").expect("admitted"));
+        wait_until("the failed attempt", Duration::from_secs(20), || {
+            status.last_error().is_some()
+        });
+        let started = Instant::now();
+        (
+            audit_layer::gate(&actor, "payments.transfer", "acct_2"),
+            started.elapsed(),
+        )
+    });
+    assert!(
+        matches!(second, Err(GateError::TimedOut(t)) if t == wait),
+        "{second:?}"
+    );
+    assert!(waited >= wait, "it waited for the collector: {waited:?}");
+    assert!(matches!(
+        guard.shutdown(Duration::from_millis(300)),
+        Err(FlushError::Lost(_))
+    ));
+}
+
+#[test]
+fn fail_closed_with_a_spool_admits_while_the_spool_has_room() {
+    let spool = tempdir("room");
+    let (layer, guard) = builder()
+        .max_backoff(Duration::from_millis(100))
+        .spool_dir(&spool)
+        .otlp_grpc(format!("http://127.0.0.1:{}", dead_port()))
+        .build()
+        .unwrap();
+    let status = guard.status();
+    let actor = Actor::agent("agt_7f3", "usr_alice");
+    with_layer(layer, || {
+        drop(audit_layer::gate(&actor, "payments.transfer", "acct_0").unwrap());
+        wait_until("the failed attempt", Duration::from_secs(20), || {
+            status.last_error().is_some()
+        });
+        for i in 1..20 {
+            let g = audit_layer::gate(&actor, "payments.transfer", &format!("acct_{i}"));
+            drop(g.expect("the spool is a durable place"));
+        }
+    });
+    guard
+        .shutdown(Duration::from_millis(300))
+        .expect("kept in the spool: nothing lost");
+    assert_eq!((status.spooled(), status.gate_refusals()), (20, 0));
+    std::fs::remove_dir_all(spool).unwrap();
+}
+
+#[test]
+fn a_spooled_record_that_fails_its_checksum_is_counted_and_reported_to_the_collector() {
+    let collector = Collector::http(Answer::Accept);
+    let spool = spooled_during_an_outage(&collector, "corrupt", 5);
+    // Flip the last byte of the one segment: its last record is unreadable.
+    let segment = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "spool"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    *bytes.last_mut().unwrap() ^= 0xff;
+    std::fs::write(&segment, bytes).unwrap();
+
+    collector.state.down.store(false, Ordering::SeqCst);
+    let (_layer, guard) = builder()
+        .spool_dir(&spool)
+        .otlp_http(&collector.url)
+        .build()
+        .unwrap();
+    let status = guard.status();
+    match guard.flush(Duration::from_secs(10)) {
+        Err(FlushError::Lost(loss)) => assert_eq!((loss.dropped, loss.failed), (0, 1)),
+        other => panic!("the unreadable record is returned as lost: {other:?}"),
+    }
+    // The report follows the segment; it is not a record a flush waits for.
+    wait_until("the loss report", Duration::from_secs(10), || {
+        collector
+            .state
+            .records()
+            .iter()
+            .any(|r| r.event_name == "audit.violation")
+    });
+    let records = collector.state.records();
+    let actions = records
+        .iter()
+        .filter(|r| r.event_name == "audit.action")
+        .count();
+    let report = records
+        .iter()
+        .find(|r| r.event_name == "audit.violation")
+        .unwrap();
+    let attr = |k: &str| {
+        report
+            .attributes
+            .iter()
+            .find(|kv| kv.key == k)
+            .and_then(|kv| kv.value.as_ref()?.value.clone())
+    };
+    assert_eq!(actions, 4);
+    assert_eq!(
+        attr(audit_layer::export::DROPPED_COUNT),
+        Some(any_value::Value::StringValue("1".into()))
+    );
+    assert_eq!(
+        attr(audit_layer::export::DROPPED_CAUSE),
+        Some(any_value::Value::StringValue("spool_checksum".into()))
+    );
+    assert_eq!(status.export_failures(), 1);
+    drop(guard);
     std::fs::remove_dir_all(spool).unwrap();
 }

@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -59,6 +59,7 @@ impl GrpcConfig {
     /// Must run inside a tokio runtime context (the channel spawns its driver).
     pub fn connect(self) -> Grpc {
         Grpc {
+            uri: self.endpoint.uri().clone(),
             client: LogsServiceClient::new(self.endpoint.connect_lazy()),
             metadata: self.metadata,
         }
@@ -68,9 +69,15 @@ impl GrpcConfig {
 pub(crate) struct Grpc {
     client: LogsServiceClient<Channel>,
     metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
+    uri: Uri,
 }
 
 impl Grpc {
+    /// The endpoint, for diagnostics.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
     pub async fn export(
         &mut self,
         body: ExportLogsServiceRequest,

@@ -103,6 +103,11 @@ impl Http {
         })
     }
 
+    /// The endpoint, for diagnostics.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
     async fn post(&self, body: Vec<u8>) -> Result<(StatusCode, HeaderMap, Bytes), String> {
         let mut request = Request::builder()
             .method(Method::POST)

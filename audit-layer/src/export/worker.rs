@@ -3,34 +3,32 @@
 //! reports drops once delivery resumes.
 
 mod deliver;
+mod reachability;
 mod spooling;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use audit_schema::otlp::ResourceInfo;
-use audit_schema::ViolationRecord;
+use hyper::Uri;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use crate::clock::now_ns;
+use crate::export::diagnose::Outage;
 use crate::export::{
-    grpc, Failure, FlushGuard, Http, Item, Shared, Sink, Spool, TransportConfig, WhenFull,
-    WorkerSettings, DROPPED_COUNT, DROPPED_SPAN,
+    grpc, Failure, FlushGuard, Http, Item, Protocol, Shared, Sink, Spool, TransportConfig,
+    WorkerSettings,
 };
-use crate::ids;
 use crate::stats::AuditStatus;
 
 use self::deliver::Sent;
 
 enum Transport {
-    Grpc(grpc::Grpc),
+    Grpc(Box<grpc::Grpc>),
     Http(Box<Http>),
 }
 
@@ -42,6 +40,20 @@ impl Transport {
         match self {
             Transport::Grpc(g) => g.export(body).await,
             Transport::Http(h) => h.export(body).await,
+        }
+    }
+
+    fn uri(&self) -> &Uri {
+        match self {
+            Transport::Grpc(g) => g.uri(),
+            Transport::Http(h) => h.uri(),
+        }
+    }
+
+    fn protocol(&self) -> Protocol {
+        match self {
+            Transport::Grpc(_) => Protocol::Grpc,
+            Transport::Http(_) => Protocol::HttpProtobuf,
         }
     }
 }
@@ -80,7 +92,7 @@ pub(crate) fn spawn(
             let transport = {
                 let _ctx = runtime.enter();
                 match transport {
-                    TransportConfig::Grpc(g) => Transport::Grpc(g.connect()),
+                    TransportConfig::Grpc(g) => Transport::Grpc(Box::new(g.connect())),
                     TransportConfig::Http(h) => Transport::Http(h),
                 }
             };
@@ -95,6 +107,7 @@ pub(crate) fn spawn(
                 spool_head_done: None,
                 backoff: Duration::ZERO,
                 warned_spool: false,
+                outage: Outage::default(),
             };
             worker.run();
             let _ = done_tx.send(());
@@ -125,6 +138,7 @@ struct Worker {
     spool_head_done: Option<usize>,
     backoff: Duration,
     warned_spool: bool,
+    outage: Outage,
 }
 
 impl Worker {
@@ -198,25 +212,54 @@ impl Worker {
     }
 
     /// Stops: what is still in hand or queued goes to the spool when there
-    /// is one and it has room; the rest is counted as failed.
+    /// is one and it has room; the rest is lost, counted as failed (the
+    /// exporter's own loss reports among them are not records: what they
+    /// counted is already counted).
     fn finish(&mut self) {
-        let mut rest: Vec<LogRecord> = self.in_hand.take().unwrap_or_default().0;
+        // Which records are reports: they lead the batch in hand, and are
+        // `Item::Report` in the queue.
+        let (in_hand, in_hand_reports) = self.in_hand.take().unwrap_or_default();
+        let mut is_report: Vec<bool> = (0..in_hand.len() as u64)
+            .map(|i| i < in_hand_reports)
+            .collect();
+        let mut rest = in_hand;
         {
             let mut st = self.shared.lock();
+            is_report.extend(st.items.iter().map(Item::is_report));
             rest.extend(st.items.drain(..).map(|i| i.encode()));
             st.worker_gone = true;
             st.closed = true;
         }
-        for chunk in rest.chunks(self.settings.batch_size.max(1)) {
+        let size = self.settings.batch_size.max(1);
+        let mut lost = 0;
+        for (chunk, reports) in rest.chunks(size).zip(is_report.chunks(size)) {
             if !self.spill(chunk) {
-                let n = chunk.len() as u64;
-                self.status().add_export_failures(n);
-                self.resolved(n);
-                eprintln!(
-                    "audit-layer: {n} audit records could not be delivered before shutdown \
-                     and no spool could take them; counted in AuditStatus::export_failures"
-                );
+                lost += reports.iter().filter(|r| !**r).count() as u64;
             }
+        }
+        if lost > 0 {
+            self.status().add_export_failures(lost);
+            self.resolved(lost);
+            eprintln!(
+                "audit-layer: {lost} audit records are lost: not delivered before shutdown \
+                 ({}) and {}; counted in AuditStatus::export_failures, returned by \
+                 FlushGuard::shutdown",
+                self.status()
+                    .last_error()
+                    .unwrap_or_else(|| "the collector did not answer in time".to_owned()),
+                if self.spool.is_some() {
+                    "the spool is full"
+                } else {
+                    "no spool is configured (AuditLayerBuilder::spool_dir keeps them)"
+                }
+            );
+        }
+        let unreported = self.shared.losses.unreported();
+        if unreported > 0 {
+            eprintln!(
+                "audit-layer: {unreported} lost audit records were counted but could not be \
+                 reported to the collector before shutdown"
+            );
         }
         if let Some(s) = &self.spool {
             if !s.is_empty() {
@@ -319,39 +362,20 @@ impl Worker {
         }
     }
 
-    /// Delivery works again: report what was dropped meanwhile, first.
-    fn report_drops(&self) {
-        let n = self.shared.unreported_drops.swap(0, Ordering::Relaxed);
-        if n == 0 {
+    /// Delivery works again: report what was lost meanwhile, first.
+    fn report_losses(&self) {
+        let info = ResourceInfo::from_resource(Some(&self.resource));
+        let reports = self
+            .shared
+            .losses
+            .take_reports(self.shared.when_full, &info);
+        if reports.is_empty() {
             return;
         }
-        let policy = match self.shared.when_full {
-            WhenFull::FailClosed => "fail_closed (over the hard cap)",
-            WhenFull::Block(_) => "block (timed out)",
-            WhenFull::Drop => "drop",
-        };
-        let info = ResourceInfo::from_resource(Some(&self.resource));
-        let v = ViolationRecord {
-            event_id: ids::event_id(),
-            time_ns: now_ns(),
-            detected_by: "layer".to_owned(),
-            missing: vec![DROPPED_COUNT.to_owned()],
-            reason: format!(
-                "audit-layer dropped {n} audit records: the queue and spool were full \
-                 (policy {policy})"
-            ),
-            span_name: Some(DROPPED_SPAN.to_owned()),
-            service_name: info
-                .service_name
-                .unwrap_or_else(|| audit_schema::wire::UNKNOWN_SERVICE.to_owned()),
-            service_instance_id: info.service_instance_id,
-            attributes: BTreeMap::from([
-                (DROPPED_COUNT.to_owned(), n.to_string()),
-                ("audit.dropped.policy".to_owned(), policy.to_owned()),
-            ]),
-            ..ViolationRecord::default()
-        };
-        self.shared.lock().items.push_front(Item::Report(v));
+        let mut st = self.shared.lock();
+        for v in reports {
+            st.items.push_front(Item::Report(v));
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+use super::reachability::SHUTDOWN_DEADLINE;
 use super::Worker;
 use crate::export::{Failure, FailureKind, SCOPE_NAME};
 
@@ -85,6 +86,7 @@ impl Worker {
                 }
             }
             Err(f) if f.kind == FailureKind::TooLarge => {
+                self.delivery_answered();
                 self.refused(
                     1,
                     1,
@@ -93,12 +95,12 @@ impl Worker {
                 Sent::Done
             }
             Err(f) if f.kind == FailureKind::Refused => {
+                self.delivery_answered();
                 self.refused(n, n, f.message);
                 Sent::Done
             }
             Err(f) => {
-                self.status().add_retries(1);
-                self.status().set_last_error(Some(f.message));
+                self.delivery_failed(&f, shutdown);
                 Sent::Retry {
                     wait: self.next_backoff(f.retry_after),
                     done: 0,
@@ -122,9 +124,7 @@ impl Worker {
                     let left = deadline.saturating_duration_since(Instant::now());
                     tokio::time::timeout(left, transport.export(body))
                         .await
-                        .unwrap_or_else(|_| {
-                            Err(Failure::transient("shutdown deadline passed".to_owned()))
-                        })
+                        .unwrap_or_else(|_| Err(Failure::transient(SHUTDOWN_DEADLINE.to_owned())))
                 }
                 None => transport.export(body).await,
             }
@@ -133,8 +133,7 @@ impl Worker {
 
     /// Accounts for a request of `n` records the collector answered.
     fn acknowledged(&mut self, response: ExportLogsServiceResponse, n: u64) {
-        self.backoff = Duration::ZERO;
-        self.status().set_last_error(None);
+        self.delivery_answered();
         let partial = response.partial_success.unwrap_or_default();
         let refused = u64::try_from(partial.rejected_log_records)
             .unwrap_or(0)
@@ -143,7 +142,7 @@ impl Worker {
         if refused > 0 {
             self.refused(refused, n, partial.error_message);
         }
-        self.report_drops();
+        self.report_losses();
     }
 
     fn refused(&self, refused: u64, n: u64, reason: String) {

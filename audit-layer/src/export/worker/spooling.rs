@@ -32,7 +32,7 @@ impl Worker {
         let Some(spool) = self.spool.as_mut() else {
             return false;
         };
-        match spool.append(&self.resource, batch) {
+        let kept = match spool.append(&self.resource, batch) {
             Ok(true) => {
                 let (r, b) = (spool.records(), spool.bytes());
                 self.status().set_spool(r, b);
@@ -46,7 +46,9 @@ impl Worker {
                 }
                 false
             }
-        }
+        };
+        self.shared.set_spool_full(!kept);
+        kept
     }
 
     /// In spool mode, moves what is queued in memory to the spool (while it
@@ -98,12 +100,7 @@ impl Worker {
             Some(done) => done.min(batch.records.len()),
             None => {
                 if batch.lost > 0 {
-                    self.status().add_export_failures(batch.lost);
-                    eprintln!(
-                        "audit-layer: {} spooled audit records failed their checksum and are \
-                         lost; counted in AuditStatus::export_failures",
-                        batch.lost
-                    );
+                    self.shared.losses.corrupt(self.status(), batch.lost);
                 }
                 0
             }
@@ -124,6 +121,7 @@ impl Worker {
                 }
                 let (r, b) = (spool.records(), spool.bytes());
                 self.status().set_spool(r, b);
+                self.shared.set_spool_full(false);
                 self.resolved(n + batch.lost);
             }
             // The segment leaves the spool only whole; its settled records
