@@ -1,17 +1,17 @@
-//! File-system durability helpers shared by the WAL, the partition writer,
-//! the manifest and retention: what it takes for a create, rename or unlink
-//! to survive a power loss, in one place.
+//! File-system durability helpers: what it takes for a create, rename or
+//! unlink to survive a power loss, in one place.
 //!
 //! A file's own `fsync` does not make its directory entry durable: after a
 //! power loss a renamed or newly created file can be missing although its
 //! data was synced. Every step that publishes or removes a name therefore
 //! ends with [`sync_dir`] on the directory that holds it.
 //!
-//! The durable path (WAL, manifest, Parquet files) does every write,
-//! fsync, create, link, rename, unlink and mkdir through this module, so
-//! that the crash-consistency harness (the crate's `powerloss` tests) can
+//! The durable paths (the collector's WAL, manifest, Parquet files and
+//! retention, the layer's spool) do every write, fsync, create, link,
+//! rename, unlink and mkdir through this module, so that the
+//! crash-consistency harness ([`crate::powerloss`], `record` feature) can
 //! record them and rebuild what a power loss at each point would leave.
-//! Outside the crate's own tests the recording compiles to nothing.
+//! Without the feature the recording compiles to nothing.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 
 /// One durable-path operation, as the crash harness records it.
 #[derive(Clone, Debug)]
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) enum Op {
+pub enum Op {
     /// A new, empty file.
     Create(PathBuf),
     /// `bytes` written at offset `at`.
@@ -49,18 +48,18 @@ pub(crate) enum Op {
 /// closure is never called otherwise.
 #[inline]
 fn note(op: impl FnOnce() -> Op) {
-    #[cfg(test)]
+    #[cfg(feature = "record")]
     crate::powerloss::record(op);
-    #[cfg(not(test))]
+    #[cfg(not(feature = "record"))]
     let _ = op;
 }
 
 /// Opens `path` with `options`; a file that did not exist before is a
 /// create (whose directory entry needs [`sync_dir`]).
 pub fn open(options: &OpenOptions, path: &Path) -> io::Result<File> {
-    #[cfg(test)]
+    #[cfg(feature = "record")]
     let existed = fs::symlink_metadata(path).is_ok();
-    #[cfg(not(test))]
+    #[cfg(not(feature = "record"))]
     let existed = true;
     let file = options.open(path)?;
     if !existed {
@@ -187,14 +186,20 @@ pub fn publish(tmp: &Path, path: &Path) -> io::Result<()> {
                     format!("{} exists", path.display()),
                 ));
             }
-            fs::rename(tmp, path)?;
-            note(|| Op::Rename {
-                from: tmp.to_owned(),
-                to: path.to_owned(),
-            });
-            Ok(())
+            rename(tmp, path)
         }
     }
+}
+
+/// Moves `from` to the name `to`, replacing what was there; durable once
+/// the directory is synced.
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    note(|| Op::Rename {
+        from: from.to_owned(),
+        to: to.to_owned(),
+    });
+    Ok(())
 }
 
 /// Makes a file read-only for everyone (0444 on Unix).

@@ -1,4 +1,6 @@
-//! The recorded run and the checks at every crash point of it.
+//! Power loss on the collector's durable path: the recorded run and the
+//! checks at every crash point of it (the harness is
+//! [`audit_durable::powerloss`]).
 //!
 //! The run covers, in two sessions of the store: group commits of six and
 //! four concurrent requests and a single commit, a seal of both datasets
@@ -9,7 +11,7 @@
 //! `n` random states per point, and the ignored test records eight more
 //! sessions (group commits of eight and five) and draws 24 per point.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -19,10 +21,11 @@ use std::time::Duration;
 
 use audit_schema::ViolationRecord;
 
-use super::model::{materialize, Keep, Model, Rng, State};
-use super::{acked, Event, Recorder};
+use audit_durable::fsio::Op;
+use audit_durable::powerloss::model::{materialize, Keep, Model, Rng, State};
+use audit_durable::powerloss::{acked, explore, scratch, states_per_point, Event, Recorder};
+
 use crate::config::Config;
-use crate::fsio::Op;
 use crate::ingest::{Batch, Ingest, IngestConfig};
 use crate::metrics::Metrics;
 use crate::partition::{read_audit, read_violations};
@@ -44,20 +47,6 @@ fn config(root: &Path) -> IngestConfig {
     c.seal_interval = Duration::from_secs(86_400);
     c.digest_interval = Duration::from_secs(86_400);
     c
-}
-
-/// Memory when the machine has it: each crash state fsyncs a few files.
-fn scratch() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm.to_owned()
-    } else {
-        std::env::temp_dir()
-    };
-    tempfile::Builder::new()
-        .prefix("audit-powerloss-")
-        .tempdir_in(base)
-        .expect("scratch dir")
 }
 
 fn violation(event_id: String, time: i64) -> ViolationRecord {
@@ -176,22 +165,6 @@ fn recorded_run(root: &Path, extra: usize) -> Vec<Event> {
     rec.finish()
 }
 
-/// An operation, without its bytes.
-fn describe(e: Option<&Event>) -> String {
-    match e {
-        None => "nothing yet".into(),
-        Some(Event::Ack(ids)) => format!("ack of {} ids", ids.len()),
-        Some(Event::Io(Op::Write { path, at, bytes })) => {
-            format!(
-                "write of {} bytes at {at} to {}",
-                bytes.len(),
-                path.display()
-            )
-        }
-        Some(Event::Io(op)) => format!("{op:?}"),
-    }
-}
-
 /// Recovers from `state`, seals, and checks the promises.
 fn recover_and_check(state: &State, acked: &BTreeSet<String>) -> Result<(), String> {
     let dir = scratch();
@@ -222,52 +195,6 @@ fn recover_and_check(state: &State, acked: &BTreeSet<String>) -> Result<(), Stri
         return Err(format!("{id} stored {n} times"));
     }
     Ok(())
-}
-
-/// Checks `random` random states (and the all-durable and all-kept ones)
-/// after every event of `events`; the number of distinct states checked.
-fn explore(events: &[Event], random: usize, seed: u64) -> usize {
-    let mut model = Model::default();
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    // Many points leave the same files (an unsynced write dropped is the
-    // state before it): each distinct state, with what it must keep, once.
-    let mut seen = HashSet::new();
-    for k in 0..=events.len() {
-        if let Some(Event::Io(op)) = k.checked_sub(1).map(|i| &events[i]) {
-            model.apply(op).unwrap_or_else(|e| panic!("event {k}: {e}"));
-        }
-        let acked = acked(&events[..k]);
-        let mut keeps = vec![Keep::Durable];
-        if model.has_unsynced() {
-            keeps.push(Keep::All);
-            let percents = [25, 50, 75];
-            keeps.extend((0..random).map(|r| Keep::Some {
-                percent: percents[r % percents.len()],
-            }));
-        }
-        for (v, keep) in keeps.into_iter().enumerate() {
-            let state_seed = seed ^ ((k as u64) << 20 | v as u64);
-            let state = model.crash(keep, &mut Rng::new(state_seed));
-            if !seen.insert((state.clone(), acked.clone())) {
-                continue;
-            }
-            checked += 1;
-            if let Err(e) = recover_and_check(&state, &acked) {
-                let at = describe(k.checked_sub(1).map(|i| &events[i]));
-                failures.push(format!(
-                    "crash after event {k} ({at}), {keep:?}, seed {state_seed:#x}: {e}"
-                ));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {checked} crash states broke a promise; the first:\n{}",
-        failures.len(),
-        failures[..failures.len().min(5)].join("\n")
-    );
-    checked
 }
 
 /// What the record must contain for the run to cover what it claims.
@@ -306,19 +233,12 @@ fn assert_covers(events: &[Event]) {
     assert!(truncated, "no WAL segment deleted");
 }
 
-fn states_per_point() -> usize {
-    std::env::var("AUDIT_POWERLOSS_STATES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(12)
-}
-
 #[test]
 fn every_crash_point_of_commits_seals_and_wal_truncation_recovers_everything_acknowledged() {
     let dir = scratch();
     let events = recorded_run(dir.path(), 0);
     assert_covers(&events);
-    let checked = explore(&events, states_per_point(), 0x5eed);
+    let checked = explore(&events, states_per_point(), 0x5eed, recover_and_check).assert_clean();
     eprintln!(
         "{} crash points, {checked} distinct crash states",
         events.len() + 1
@@ -335,7 +255,13 @@ fn thousands_of_crash_states() {
     let dir = scratch();
     let events = recorded_run(dir.path(), 8);
     assert_covers(&events);
-    let checked = explore(&events, states_per_point().max(24), 0xc0ffee);
+    let checked = explore(
+        &events,
+        states_per_point().max(24),
+        0xc0ffee,
+        recover_and_check,
+    )
+    .assert_clean();
     eprintln!(
         "{} crash points, {checked} distinct crash states",
         events.len() + 1

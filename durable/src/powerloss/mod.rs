@@ -1,17 +1,18 @@
 //! Crash-consistency harness: what a power loss at any point of the
 //! durable path leaves, and whether recovery keeps every promise on it.
 //!
-//! In the manner of SQLite's crash-test VFS, ALICE and CrashMonkey: the
-//! store runs once while every write, set-len, fsync, create, mkdir, link,
-//! rename, unlink and directory fsync under its data dir is recorded (the
-//! durable path does them all through [`crate::fsio`]), with a mark each
-//! time requests were acknowledged. Then, for every prefix of that record,
+//! In the manner of SQLite's crash-test VFS, ALICE and CrashMonkey: a
+//! test runs the code under test once while every write, set-len, fsync,
+//! create, mkdir, link, rename, unlink and directory fsync under a root
+//! directory is recorded (the durable paths do them all through
+//! [`crate::fsio`]), with a mark ([`Recorder::ack`]) each time records
+//! were promised to the caller. Then, for every prefix of that record,
 //! [`model`] builds what a power loss there could leave (everything
 //! fsynced, file data and directory entries apart, plus a seeded random
-//! subset of the rest, writes torn at any byte or zero-filled), the store
-//! recovers from it and seals, and the checks run: recovery starts, every
-//! acknowledged record is stored exactly once, nothing else twice, and
-//! `verify` finds nothing.
+//! subset of the rest, writes torn at any byte or zero-filled), and
+//! [`explore`] hands each such state to the test's check: recovery starts,
+//! every acknowledged record is there exactly once, and whatever else the
+//! code promises.
 //!
 //! Not modelled: a disk that acknowledges an fsync it did not do, a file
 //! system that loses fsynced data or reorders within what it made durable,
@@ -25,19 +26,21 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::fsio::Op;
 
-pub(crate) mod model;
-mod tests;
+mod explore;
+pub mod model;
+
+pub use explore::{describe, explore, scratch, states_per_point, Explored};
 
 /// One step of a recorded run.
 #[derive(Clone, Debug)]
-pub(crate) enum Event {
+pub enum Event {
     /// An operation, its paths relative to the recorded root.
     Io(Op),
     /// These event ids were acknowledged (their requests answered `Ok`).
     Ack(Vec<String>),
 }
 
-pub(crate) struct Recording {
+struct Recording {
     root: PathBuf,
     events: Vec<Event>,
 }
@@ -95,14 +98,14 @@ fn relative(op: &Op, root: &Path) -> Option<Op> {
 }
 
 /// Records the durable path's operations under `root` until [`Recorder::finish`].
-pub(crate) struct Recorder {
+pub struct Recorder {
     root: PathBuf,
 }
 
 impl Recorder {
     /// Starts recording under `root` (an existing, empty directory: the
     /// crash states are built from nothing).
-    pub(crate) fn start(root: &Path) -> Recorder {
+    pub fn start(root: &Path) -> Recorder {
         recordings().push(Recording {
             root: root.to_owned(),
             events: Vec::new(),
@@ -114,7 +117,7 @@ impl Recorder {
     }
 
     /// Marks `ids` as acknowledged at this point of the record.
-    pub(crate) fn ack(&self, ids: impl IntoIterator<Item = String>) {
+    pub fn ack(&self, ids: impl IntoIterator<Item = String>) {
         self.push(Event::Ack(ids.into_iter().collect()));
     }
 
@@ -127,12 +130,12 @@ impl Recorder {
     /// Holds every recording still: the store's writer blocks at its next
     /// operation until the guard drops (so that requests queue up behind
     /// it and go into one group commit).
-    pub(crate) fn hold(&self) -> MutexGuard<'static, Vec<Recording>> {
-        recordings()
+    pub fn hold(&self) -> Hold {
+        Hold(recordings())
     }
 
     /// Stops recording; the events, in order.
-    pub(crate) fn finish(self) -> Vec<Event> {
+    pub fn finish(self) -> Vec<Event> {
         let mut all = recordings();
         let i = all.iter().position(|r| r.root == self.root);
         ACTIVE.fetch_sub(1, Ordering::SeqCst);
@@ -140,8 +143,11 @@ impl Recorder {
     }
 }
 
+/// Every recording held still, until dropped (see [`Recorder::hold`]).
+pub struct Hold(#[allow(dead_code)] MutexGuard<'static, Vec<Recording>>);
+
 /// The ids acknowledged in `events`.
-pub(crate) fn acked(events: &[Event]) -> BTreeSet<String> {
+pub fn acked(events: &[Event]) -> BTreeSet<String> {
     events
         .iter()
         .filter_map(|e| match e {
