@@ -40,6 +40,18 @@ pub fn explore(
     events: &[Event],
     random: usize,
     seed: u64,
+    check: impl FnMut(&State, &BTreeSet<String>) -> Result<(), String>,
+) -> Explored {
+    explore_from(events, 0, random, seed, check)
+}
+
+/// [`explore`], checking only the crash points after the first `skip`
+/// events (a run whose beginning another test covers).
+pub fn explore_from(
+    events: &[Event],
+    skip: usize,
+    random: usize,
+    seed: u64,
     mut check: impl FnMut(&State, &BTreeSet<String>) -> Result<(), String>,
 ) -> Explored {
     let mut model = Model::default();
@@ -53,6 +65,9 @@ pub fn explore(
     for k in 0..=events.len() {
         if let Some(Event::Io(op)) = k.checked_sub(1).map(|i| &events[i]) {
             model.apply(op).unwrap_or_else(|e| panic!("event {k}: {e}"));
+        }
+        if k < skip {
+            continue;
         }
         let acked = acked(&events[..k]);
         let mut keeps = vec![Keep::Durable];

@@ -29,7 +29,7 @@ use crate::fsio::Op;
 mod explore;
 pub mod model;
 
-pub use explore::{describe, explore, scratch, states_per_point, Explored};
+pub use explore::{describe, explore, explore_from, scratch, states_per_point, Explored};
 
 /// One step of a recorded run.
 #[derive(Clone, Debug)]
@@ -119,6 +119,14 @@ impl Recorder {
     /// Marks `ids` as acknowledged at this point of the record.
     pub fn ack(&self, ids: impl IntoIterator<Item = String>) {
         self.push(Event::Ack(ids.into_iter().collect()));
+    }
+
+    /// Events recorded so far: the index the next one gets.
+    pub fn position(&self) -> usize {
+        recordings()
+            .iter()
+            .find(|r| r.root == self.root)
+            .map_or(0, |r| r.events.len())
     }
 
     fn push(&self, e: Event) {

@@ -31,6 +31,8 @@ use crate::metrics::Metrics;
 use crate::partition::{read_audit, read_violations};
 use crate::test_records::agent_action;
 
+mod retention;
+
 const COLLECTOR: &str = "crash";
 const T0: i64 = 1_764_000_000_000_000_000;
 const DAY: i64 = 86_400_000_000_000;
@@ -165,22 +167,27 @@ fn recorded_run(root: &Path, extra: usize) -> Vec<Event> {
     rec.finish()
 }
 
-/// Recovers from `state`, seals, and checks the promises.
-fn recover_and_check(state: &State, acked: &BTreeSet<String>) -> Result<(), String> {
-    let dir = scratch();
-    let root = dir.path();
+/// Recovers from `state` under `root`, seals, and stops.
+fn recover(state: &State, root: &Path) -> Result<(), String> {
     materialize(state, root).map_err(|e| format!("cannot build the state: {e}"))?;
     let ingest = Ingest::start(config(root), Arc::new(Metrics::default()))
         .map_err(|e| format!("recovery refused: {e}"))?;
     ingest
         .shutdown()
-        .map_err(|e| format!("sealing after recovery failed: {e}"))?;
-    drop(ingest);
-    let report = crate::verify::verify(root, &crate::verify::Options::default())
+        .map_err(|e| format!("sealing after recovery failed: {e}"))
+}
+
+fn verify_clean(root: &Path, opts: &crate::verify::Options) -> Result<(), String> {
+    let report = crate::verify::verify(root, opts)
         .map_err(|e| format!("verify refused the data dir: {e}"))?;
     if !report.intact() {
         return Err(format!("verify: {:?}", report.findings));
     }
+    Ok(())
+}
+
+/// How many times each event id is stored under `root`; none twice.
+fn stored(root: &Path) -> Result<BTreeMap<String, usize>, String> {
     let mut stored: BTreeMap<String, usize> = BTreeMap::new();
     let audit = read_audit(root).map_err(|e| e.to_string())?;
     let violations = read_violations(root).map_err(|e| e.to_string())?;
@@ -188,11 +195,21 @@ fn recover_and_check(state: &State, acked: &BTreeSet<String>) -> Result<(), Stri
     for id in all.chain(violations.into_iter().map(|(v, _, _)| v.event_id)) {
         *stored.entry(id).or_default() += 1;
     }
-    if let Some(id) = acked.iter().find(|id| !stored.contains_key(*id)) {
-        return Err(format!("acknowledged {id} lost"));
-    }
     if let Some((id, n)) = stored.iter().find(|(_, n)| **n > 1) {
         return Err(format!("{id} stored {n} times"));
+    }
+    Ok(stored)
+}
+
+/// Recovers from `state`, seals, and checks the promises.
+fn recover_and_check(state: &State, acked: &BTreeSet<String>) -> Result<(), String> {
+    let dir = scratch();
+    let root = dir.path();
+    recover(state, root)?;
+    verify_clean(root, &crate::verify::Options::default())?;
+    let stored = stored(root)?;
+    if let Some(id) = acked.iter().find(|id| !stored.contains_key(*id)) {
+        return Err(format!("acknowledged {id} lost"));
     }
     Ok(())
 }
