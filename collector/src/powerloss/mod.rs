@@ -1,15 +1,19 @@
-//! Power loss on the collector's durable path: the recorded run and the
-//! checks at every crash point of it (the harness is
+//! Power loss on the collector's durable paths: the recorded runs and the
+//! checks at every crash point of them (the harness is
 //! [`audit_durable::powerloss`]).
 //!
-//! The run covers, in two sessions of the store: group commits of six and
-//! four concurrent requests and a single commit, a seal of both datasets
-//! (audit and violations, two partitions each) with its WAL truncation at
-//! shutdown; a restart, a group commit of three, 24 single commits and a
-//! second seal into the existing partitions. `cargo test` checks every
-//! crash point with a few states each; `AUDIT_POWERLOSS_STATES=<n>` draws
-//! `n` random states per point, and the ignored test records eight more
+//! This file's run covers, in two sessions of the store: group commits of
+//! six and four concurrent requests and a single commit, a seal of both
+//! datasets (audit and violations, two partitions each) with its WAL
+//! truncation at shutdown; a restart, a group commit of three, 24 single
+//! commits and a second seal into the existing partitions. `cargo test`
+//! checks every crash point with a few states each;
+//! `AUDIT_POWERLOSS_STATES=<n>` draws `n` random states per point (in
+//! every run of the harness), and the ignored test records eight more
 //! sessions (group commits of eight and five) and draws 24 per point.
+//! The other runs: [`retention`] (deleting a day's files), [`push`] (seals
+//! pushed to an object store) and [`witness`] (key generation and a first
+//! checkpoint).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -31,6 +35,7 @@ use crate::metrics::Metrics;
 use crate::partition::{read_audit, read_violations};
 use crate::test_records::agent_action;
 
+mod push;
 mod retention;
 
 const COLLECTOR: &str = "crash";
@@ -167,10 +172,10 @@ fn recorded_run(root: &Path, extra: usize) -> Vec<Event> {
     rec.finish()
 }
 
-/// Recovers from `state` under `root`, seals, and stops.
-fn recover(state: &State, root: &Path) -> Result<(), String> {
+/// Recovers from `state` under `root` with `cfg`, seals, and stops.
+fn recover(state: &State, root: &Path, cfg: IngestConfig) -> Result<(), String> {
     materialize(state, root).map_err(|e| format!("cannot build the state: {e}"))?;
-    let ingest = Ingest::start(config(root), Arc::new(Metrics::default()))
+    let ingest = Ingest::start(cfg, Arc::new(Metrics::default()))
         .map_err(|e| format!("recovery refused: {e}"))?;
     ingest
         .shutdown()
@@ -205,7 +210,7 @@ fn stored(root: &Path) -> Result<BTreeMap<String, usize>, String> {
 fn recover_and_check(state: &State, acked: &BTreeSet<String>) -> Result<(), String> {
     let dir = scratch();
     let root = dir.path();
-    recover(state, root)?;
+    recover(state, root, config(root))?;
     verify_clean(root, &crate::verify::Options::default())?;
     let stored = stored(root)?;
     if let Some(id) = acked.iter().find(|id| !stored.contains_key(*id)) {

@@ -98,6 +98,7 @@ fn relative(op: &Op, root: &Path) -> Option<Op> {
 }
 
 /// Records the durable path's operations under `root` until [`Recorder::finish`].
+#[derive(Debug)]
 pub struct Recorder {
     root: PathBuf,
 }
