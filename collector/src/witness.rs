@@ -28,10 +28,11 @@
 //! from it).
 
 use std::fs;
-use std::io::Write;
+
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{self, CheckpointError, NoteSigner, NoteVerifier};
+use crate::fsio;
 use crate::manifest::Manifest;
 use crate::store::Location;
 
@@ -126,7 +127,7 @@ impl Target {
             Target::Dir(dir) => {
                 let path = dir.join(rel);
                 if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent)?;
+                    fsio::create_dir_synced(parent)?;
                 }
                 match write_new(&path, text, false) {
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -173,8 +174,19 @@ fn key_err(path: &Path) -> impl FnOnce(std::io::Error) -> WitnessError + '_ {
     }
 }
 
-/// Writes `text` to a new file (mode 0600 when `private`), fsynced.
+/// Writes `text` to a new file (mode 0600 when `private`) whole or not at
+/// all across a power loss: a temp file, fsynced, linked to its name
+/// (never replacing one: [`std::io::ErrorKind::AlreadyExists`]), the
+/// directory fsynced. A key or note torn at its final name would stop the
+/// collector at its next start, or be a garbled checkpoint.
 fn write_new(path: &Path, text: &str, private: bool) -> std::io::Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("new");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    // One left by a crash before its link: never published, not needed.
+    match fsio::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -184,9 +196,15 @@ fn write_new(path: &Path, text: &str, private: bool) -> std::io::Result<()> {
     }
     #[cfg(not(unix))]
     let _ = private;
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+    let mut f = fsio::open(&opts, &tmp)?;
+    let written = fsio::append(&mut f, &tmp, 0, text.as_bytes())
+        .and_then(|()| fsio::sync_all(&f, &tmp))
+        .and_then(|()| fsio::publish(&tmp, path));
+    if written.is_err() {
+        let _ = fsio::remove_file(&tmp);
+    }
+    written?;
+    fsio::sync_dir(path.parent().unwrap_or(Path::new("")))
 }
 
 impl Witness {
@@ -200,15 +218,21 @@ impl Witness {
             Some(p) => p.clone(),
             None => {
                 let dir = data_dir.join("keys");
-                fs::create_dir_all(&dir).map_err(key_err(&dir))?;
+                fsio::create_dir_synced(&dir).map_err(key_err(&dir))?;
                 let path = dir.join(format!("{collector_id}.key"));
                 if !path.exists() {
                     let name = format!("audit-collector-{collector_id}");
                     let (private, public) = checkpoint::generate(&name)?;
                     write_new(&path, &format!("{private}\n"), true).map_err(key_err(&path))?;
                     let public_path = dir.join(format!("{collector_id}.pub"));
-                    fs::write(&public_path, format!("{public}\n"))
-                        .map_err(key_err(&public_path))?;
+                    // Beside the key for the operator; a second start
+                    // after a crash here finds it already written.
+                    match write_new(&public_path, &format!("{public}\n"), false) {
+                        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                            return Err(key_err(&public_path)(e))
+                        }
+                        _ => {}
+                    }
                 }
                 path
             }

@@ -37,6 +37,7 @@ use crate::test_records::agent_action;
 
 mod push;
 mod retention;
+mod witness;
 
 const COLLECTOR: &str = "crash";
 const T0: i64 = 1_764_000_000_000_000_000;

@@ -108,7 +108,7 @@ fn recorded_run(root: &Path, operator: &Operator) -> (Vec<Event>, usize) {
 fn check(state: &State, marks: &BTreeSet<String>, operator: &Operator) -> Result<(), String> {
     let dir = scratch();
     let root = dir.path();
-    recover(state, root)?;
+    recover(state, root, super::config(root))?;
     verify_clean(root, &operator.verify_options())?;
     let stored = stored(root)?;
     if let Some(id) = marked(marks, KEPT).find(|id| !stored.contains_key(*id)) {
