@@ -174,37 +174,11 @@ fn key_err(path: &Path) -> impl FnOnce(std::io::Error) -> WitnessError + '_ {
     }
 }
 
-/// Writes `text` to a new file (mode 0600 when `private`) whole or not at
-/// all across a power loss: a temp file, fsynced, linked to its name
-/// (never replacing one: [`std::io::ErrorKind::AlreadyExists`]), the
-/// directory fsynced. A key or note torn at its final name would stop the
-/// collector at its next start, or be a garbled checkpoint.
+/// Writes `text` to a new file (mode 0600 when `private`), whole or not
+/// at all across a power loss: a key or note torn at its final name would
+/// stop the collector at its next start, or be a garbled checkpoint.
 fn write_new(path: &Path, text: &str, private: bool) -> std::io::Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("new");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    // One left by a crash before its link: never published, not needed.
-    match fsio::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut f = fsio::open(&opts, &tmp)?;
-    let written = fsio::append(&mut f, &tmp, 0, text.as_bytes())
-        .and_then(|()| fsio::sync_all(&f, &tmp))
-        .and_then(|()| fsio::publish(&tmp, path));
-    if written.is_err() {
-        let _ = fsio::remove_file(&tmp);
-    }
-    written?;
-    fsio::sync_dir(path.parent().unwrap_or(Path::new("")))
+    fsio::write_new(path, text.as_bytes(), private)
 }
 
 impl Witness {

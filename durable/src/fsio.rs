@@ -191,6 +191,38 @@ pub fn publish(tmp: &Path, path: &Path) -> io::Result<()> {
     }
 }
 
+/// Writes a new file at `path` (mode 0600 when `private`) that a power
+/// loss leaves whole or absent, never torn: a temp file beside it,
+/// fsynced, linked to `path` (never replacing a file:
+/// [`io::ErrorKind::AlreadyExists`]), the directory fsynced.
+pub fn write_new(path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("new");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    // One left by a crash before its link: never published, not needed.
+    match remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = open(&opts, &tmp)?;
+    let written = append(&mut file, &tmp, 0, bytes)
+        .and_then(|()| sync_all(&file, &tmp))
+        .and_then(|()| publish(&tmp, path));
+    if written.is_err() {
+        let _ = remove_file(&tmp);
+    }
+    written?;
+    sync_dir(path.parent().unwrap_or(Path::new("")))
+}
+
 /// Moves `from` to the name `to`, replacing what was there; durable once
 /// the directory is synced.
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
@@ -257,6 +289,24 @@ mod tests {
         let e = publish(&b, &target).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read_to_string(&target).unwrap(), "first");
+    }
+
+    #[test]
+    fn write_new_never_replaces_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        write_new(&path, b"first", true).unwrap();
+        let e = write_new(&path, b"second", false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "the temp file is gone");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 
     #[test]

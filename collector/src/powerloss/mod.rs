@@ -35,6 +35,7 @@ use crate::metrics::Metrics;
 use crate::partition::{read_audit, read_violations};
 use crate::test_records::agent_action;
 
+mod collector_id;
 mod push;
 mod retention;
 mod witness;
