@@ -310,8 +310,14 @@ impl Config {
                     Ok(s) => s.trim().to_owned(),
                     Err(_) => {
                         let id = format!("c{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-                        std::fs::create_dir_all(&self.data_dir)
-                            .and_then(|_| std::fs::write(&path, format!("{id}\n")))
+                        // Whole or not at all: the WAL is kept under the id,
+                        // so an id lost or torn at a power loss would leave
+                        // acknowledged records where the next start does
+                        // not look (powerloss/collector_id.rs).
+                        crate::fsio::create_dir_synced(&self.data_dir)
+                            .and_then(|()| {
+                                crate::fsio::write_new(&path, format!("{id}\n").as_bytes(), false)
+                            })
                             .map_err(|source| ConfigError::Read { path, source })?;
                         id
                     }

@@ -45,7 +45,7 @@ pub mod config;
 pub mod coverage;
 pub mod dataset;
 pub mod dedup;
-pub mod fsio;
+pub use audit_durable::fsio;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;

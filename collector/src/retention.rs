@@ -319,7 +319,9 @@ pub fn apply(
                     .map_err(io(format!("recording deletion of {}", c.file.path)))?;
             }
             let file = root.join(&c.file.path);
-            match std::fs::remove_file(&file) {
+            // Through fsio, then the directory fsync: a deletion reported
+            // done stays done after a power loss.
+            match crate::fsio::remove_file(&file) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io(format!("deleting {}", c.file.path))(e)),

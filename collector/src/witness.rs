@@ -28,10 +28,11 @@
 //! from it).
 
 use std::fs;
-use std::io::Write;
+
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{self, CheckpointError, NoteSigner, NoteVerifier};
+use crate::fsio;
 use crate::manifest::Manifest;
 use crate::store::Location;
 
@@ -126,7 +127,7 @@ impl Target {
             Target::Dir(dir) => {
                 let path = dir.join(rel);
                 if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent)?;
+                    fsio::create_dir_synced(parent)?;
                 }
                 match write_new(&path, text, false) {
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -173,20 +174,11 @@ fn key_err(path: &Path) -> impl FnOnce(std::io::Error) -> WitnessError + '_ {
     }
 }
 
-/// Writes `text` to a new file (mode 0600 when `private`), fsynced.
+/// Writes `text` to a new file (mode 0600 when `private`), whole or not
+/// at all across a power loss: a key or note torn at its final name would
+/// stop the collector at its next start, or be a garbled checkpoint.
 fn write_new(path: &Path, text: &str, private: bool) -> std::io::Result<()> {
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+    fsio::write_new(path, text.as_bytes(), private)
 }
 
 impl Witness {
@@ -200,15 +192,21 @@ impl Witness {
             Some(p) => p.clone(),
             None => {
                 let dir = data_dir.join("keys");
-                fs::create_dir_all(&dir).map_err(key_err(&dir))?;
+                fsio::create_dir_synced(&dir).map_err(key_err(&dir))?;
                 let path = dir.join(format!("{collector_id}.key"));
                 if !path.exists() {
                     let name = format!("audit-collector-{collector_id}");
                     let (private, public) = checkpoint::generate(&name)?;
                     write_new(&path, &format!("{private}\n"), true).map_err(key_err(&path))?;
                     let public_path = dir.join(format!("{collector_id}.pub"));
-                    fs::write(&public_path, format!("{public}\n"))
-                        .map_err(key_err(&public_path))?;
+                    // Beside the key for the operator; a second start
+                    // after a crash here finds it already written.
+                    match write_new(&public_path, &format!("{public}\n"), false) {
+                        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                            return Err(key_err(&public_path)(e))
+                        }
+                        _ => {}
+                    }
                 }
                 path
             }

@@ -372,18 +372,24 @@ fn digests_are_appended_while_idle() {
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start(dir.path(), &["--digest-interval-secs", "1"]);
     send(&c, &[record("d-1".into(), 1_764_300_000_000_000_000)]);
-    std::thread::sleep(Duration::from_millis(3500));
+    let digests = || {
+        let text = std::fs::read_to_string(manifest(dir.path())).unwrap_or_default();
+        let n = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "digest")
+            .count();
+        (n, text)
+    };
+    // Waits for them (a loaded machine may take longer than 3 s to append
+    // three), bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while digests().0 < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(c.terminate());
-    let text = std::fs::read_to_string(manifest(dir.path())).unwrap();
-    let digests: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == "digest")
-        .collect();
-    assert!(
-        digests.len() >= 3,
-        "one at start and one a second while idle: {text}"
-    );
+    let (n, text) = digests();
+    assert!(n >= 3, "one at start and one a second while idle: {text}");
     let (ok, out) = verify(dir.path());
     assert!(ok, "{out}");
     assert!(out.contains("\"digests\": "), "{out}");

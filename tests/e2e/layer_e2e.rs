@@ -211,3 +211,96 @@ fn a_collector_refusal_is_counted_by_the_layer() {
         ("collector", vec!["audit.consent.id".to_owned()])
     );
 }
+
+/// A loopback proxy to the collector that loses the first answer: the
+/// request reaches the collector, which stores and acknowledges it, and
+/// the proxy closes the client's connection instead of forwarding the
+/// answer. The rest pass through.
+struct LosesFirstAnswer {
+    port: u16,
+    lost: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LosesFirstAnswer {
+    fn start(target: std::net::SocketAddr) -> LosesFirstAnswer {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let lost = Arc::new(AtomicUsize::new(0));
+        let lost_by_proxy = lost.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let Ok(mut server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let (Ok(mut to_server), Ok(mut from_client)) =
+                    (server.try_clone(), client.try_clone())
+                else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_client, &mut to_server);
+                    let _ = to_server.shutdown(Shutdown::Write);
+                });
+                let lost = lost_by_proxy.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        let n = match server.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        // The first answer the collector gives: dropped.
+                        if lost
+                            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_ok()
+                        {
+                            let _ = client.shutdown(Shutdown::Both);
+                            break;
+                        }
+                        if client.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        LosesFirstAnswer { port, lost }
+    }
+
+    fn lost(&self) -> usize {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_violation_resent_after_its_acknowledgement_was_lost_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path(), &[]);
+    let proxy = LosesFirstAnswer::start(c.http);
+    let url = format!("http://127.0.0.1:{}", proxy.port);
+    let stats = with_layer(
+        |b| b.otlp_http(url),
+        || {
+            // Agent without its accountable human: a violation row.
+            tracing::info_span!(target: "audit", "lost_ack.no_owner", agent.id = "agt_l")
+                .in_scope(|| {});
+        },
+    );
+    assert_eq!(proxy.lost(), 1, "the collector's first answer was lost");
+    assert_eq!((stats.violations, stats.exported), (1, 1), "{stats:?}");
+    assert!(c.terminate());
+    let v = read_violations(dir.path()).unwrap();
+    let names: Vec<_> = v.iter().map(|(v, _, _)| v.span_name.clone()).collect();
+    assert_eq!(
+        names,
+        [Some("lost_ack.no_owner".to_owned())],
+        "stored once, although it reached the collector twice"
+    );
+}

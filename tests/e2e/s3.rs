@@ -121,7 +121,10 @@ fn acked_records_wait_out_a_store_outage_and_land_once() {
         });
     };
     send("outage");
-    std::thread::sleep(Duration::from_millis(1500));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while local_parquet(dir.path()) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
         local_parquet(dir.path()) > 0,
         "sealed locally while the store is down"

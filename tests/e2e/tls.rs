@@ -319,11 +319,17 @@ fn the_audit_layer_ships_over_mutual_tls_on_both_protocols() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // The last attempt may be cut by the short shutdown deadline (then the
+    // last error says so): the refusal was checked above, while it stood.
     let _ = guard.shutdown(std::time::Duration::from_secs(1));
+    // Counted by the worker as it stops, which a loaded machine may finish
+    // after shutdown gave up waiting for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while status.snapshot().export_failures == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let snapshot = status.snapshot();
     assert_eq!((snapshot.exported, snapshot.export_failures), (0, 1));
-    let error = status.last_error().expect("the failure is reported");
-    assert!(error.contains("CertificateRequired"), "{error}");
     assert!(c.terminate());
     let mut rows: Vec<(String, String)> = read_audit(&s.data)
         .expect("read audit")

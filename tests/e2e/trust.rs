@@ -494,6 +494,20 @@ fn witness_flags(w: &str) -> [&str; 6] {
     ]
 }
 
+/// Waits (bounded, generously) until `digests` more checkpoints are in the
+/// witness than now. Called right after a send: the writer sealed it
+/// before any later digest, so the last entry is then a witnessed digest
+/// covering it, however slow the machine.
+fn witnessed_after_this(c: &Collector, digests: u64) {
+    let name = "witness_checkpoints_total";
+    let want = common::raw::metric(c.http, name) + digests;
+    let got = common::raw::metric_reaches(c.http, name, want);
+    assert!(
+        got >= want,
+        "{got} checkpoints witnessed, waited for {want}"
+    );
+}
+
 /// Cuts a manifest's last entry off cleanly; returns the whole text before.
 fn cut_last_entry(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
@@ -510,9 +524,9 @@ fn the_witness_catches_a_cut_tail_and_a_rewritten_chain_without_a_checkpoint_by_
     let flags = witness_flags(w);
     let c = Collector::start(data, &flags);
     send(&c, &[record("w-1".into(), days_ago(0))]);
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    witnessed_after_this(&c, 1);
     send(&c, &[record("w-2".into(), days_ago(0))]);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    witnessed_after_this(&c, 2);
     let id = c.collector_id.clone();
     assert!(c.terminate());
 
@@ -706,7 +720,7 @@ fn a_witness_in_a_bucket_catches_a_cut_tail() {
     let flags = witness_flags(w);
     let c = Collector::start_with_env(data, &flags, &env_ref);
     send(&c, &[record("b-1".into(), days_ago(0))]);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    witnessed_after_this(&c, 1);
     let id = c.collector_id.clone();
     assert!(c.terminate());
 

@@ -14,12 +14,16 @@
 //!
 //! A lock file (`spool.lock`, `flock`) keeps two processes from sharing one
 //! spool directory.
+//!
+//! Every file-system call goes through [`audit_durable::fsio`], so the
+//! power-loss harness checks this ordering (see the `powerloss` tests).
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use audit_durable::fsio;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
@@ -69,12 +73,13 @@ impl Spool {
     /// Opens (creating) the spool directory, takes its lock and indexes the
     /// segments a previous process left.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Spool> {
-        fs::create_dir_all(dir)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("spool.lock"))?;
+        // Synced up the tree: a segment is only as durable as the
+        // directories that lead to it.
+        fsio::create_dir_synced(dir)?;
+        let lock = fsio::open(
+            OpenOptions::new().create(true).truncate(false).write(true),
+            &dir.join("spool.lock"),
+        )?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -96,7 +101,7 @@ impl Spool {
             if name.ends_with(".tmp") {
                 // A spill that did not complete: its records were still in
                 // memory, which a crash lost anyway.
-                let _ = fs::remove_file(entry.path());
+                let _ = fsio::remove_file(&entry.path());
                 continue;
             }
             let Some((id, records)) = parse_name(name) else {
@@ -157,12 +162,15 @@ impl Spool {
         let path = self.dir.join(format!("seg-{id:020}-{n}.spool"));
         let tmp = self.dir.join(format!("seg-{id:020}-{n}.tmp"));
         {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&buf)?;
-            f.sync_all()?;
+            let mut f = fsio::open(
+                OpenOptions::new().write(true).create(true).truncate(true),
+                &tmp,
+            )?;
+            fsio::append(&mut f, &tmp, 0, &buf)?;
+            fsio::sync_all(&f, &tmp)?;
         }
-        fs::rename(&tmp, &path)?;
-        File::open(&self.dir)?.sync_all()?;
+        fsio::rename(&tmp, &path)?;
+        fsio::sync_dir(&self.dir)?;
         self.next_id += 1;
         self.bytes += len;
         self.records += n;
@@ -186,12 +194,12 @@ impl Spool {
         if let Some(seg) = self.segments.pop_front() {
             self.bytes -= seg.bytes;
             self.records -= seg.records;
-            match fs::remove_file(&seg.path) {
+            match fsio::remove_file(&seg.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
-            File::open(&self.dir)?.sync_all()?;
+            fsio::sync_dir(&self.dir)?;
         }
         Ok(())
     }
@@ -249,6 +257,9 @@ fn read_segment(path: &Path, promised: u64) -> io::Result<Batch> {
     batch.lost = promised.saturating_sub(batch.records.len() as u64);
     Ok(batch)
 }
+
+#[cfg(test)]
+mod powerloss;
 
 #[cfg(test)]
 mod tests {

@@ -249,10 +249,12 @@ fn files_of(entry: &Entry) -> &[FileEntry] {
     }
 }
 
+/// No directory fsync: a copy a power loss brings back is removed again
+/// at the next start ([`Remote::clean_pushed`]).
 fn remove_local(root: &Path, entry: &Entry) {
     for f in files_of(entry) {
         let path = root.join(&f.path);
-        match fs::remove_file(&path) {
+        match crate::fsio::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 tracing::warn!(file = %path.display(), error = %e, "could not remove the local copy of a pushed file")
             }

@@ -1,17 +1,17 @@
-//! File-system durability helpers shared by the WAL, the partition writer,
-//! the manifest and retention: what it takes for a create, rename or unlink
-//! to survive a power loss, in one place.
+//! File-system durability helpers: what it takes for a create, rename or
+//! unlink to survive a power loss, in one place.
 //!
 //! A file's own `fsync` does not make its directory entry durable: after a
 //! power loss a renamed or newly created file can be missing although its
 //! data was synced. Every step that publishes or removes a name therefore
 //! ends with [`sync_dir`] on the directory that holds it.
 //!
-//! The durable path (WAL, manifest, Parquet files) does every write,
-//! fsync, create, link, rename, unlink and mkdir through this module, so
-//! that the crash-consistency harness (the crate's `powerloss` tests) can
+//! The durable paths (the collector's WAL, manifest, Parquet files and
+//! retention, the layer's spool) do every write, fsync, create, link,
+//! rename, unlink and mkdir through this module, so that the
+//! crash-consistency harness ([`crate::powerloss`], `record` feature) can
 //! record them and rebuild what a power loss at each point would leave.
-//! Outside the crate's own tests the recording compiles to nothing.
+//! Without the feature the recording compiles to nothing.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 
 /// One durable-path operation, as the crash harness records it.
 #[derive(Clone, Debug)]
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) enum Op {
+pub enum Op {
     /// A new, empty file.
     Create(PathBuf),
     /// `bytes` written at offset `at`.
@@ -49,18 +48,18 @@ pub(crate) enum Op {
 /// closure is never called otherwise.
 #[inline]
 fn note(op: impl FnOnce() -> Op) {
-    #[cfg(test)]
+    #[cfg(feature = "record")]
     crate::powerloss::record(op);
-    #[cfg(not(test))]
+    #[cfg(not(feature = "record"))]
     let _ = op;
 }
 
 /// Opens `path` with `options`; a file that did not exist before is a
 /// create (whose directory entry needs [`sync_dir`]).
 pub fn open(options: &OpenOptions, path: &Path) -> io::Result<File> {
-    #[cfg(test)]
+    #[cfg(feature = "record")]
     let existed = fs::symlink_metadata(path).is_ok();
-    #[cfg(not(test))]
+    #[cfg(not(feature = "record"))]
     let existed = true;
     let file = options.open(path)?;
     if !existed {
@@ -187,14 +186,52 @@ pub fn publish(tmp: &Path, path: &Path) -> io::Result<()> {
                     format!("{} exists", path.display()),
                 ));
             }
-            fs::rename(tmp, path)?;
-            note(|| Op::Rename {
-                from: tmp.to_owned(),
-                to: path.to_owned(),
-            });
-            Ok(())
+            rename(tmp, path)
         }
     }
+}
+
+/// Writes a new file at `path` (mode 0600 when `private`) that a power
+/// loss leaves whole or absent, never torn: a temp file beside it,
+/// fsynced, linked to `path` (never replacing a file:
+/// [`io::ErrorKind::AlreadyExists`]), the directory fsynced.
+pub fn write_new(path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("new");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    // One left by a crash before its link: never published, not needed.
+    match remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = open(&opts, &tmp)?;
+    let written = append(&mut file, &tmp, 0, bytes)
+        .and_then(|()| sync_all(&file, &tmp))
+        .and_then(|()| publish(&tmp, path));
+    if written.is_err() {
+        let _ = remove_file(&tmp);
+    }
+    written?;
+    sync_dir(path.parent().unwrap_or(Path::new("")))
+}
+
+/// Moves `from` to the name `to`, replacing what was there; durable once
+/// the directory is synced.
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    note(|| Op::Rename {
+        from: from.to_owned(),
+        to: to.to_owned(),
+    });
+    Ok(())
 }
 
 /// Makes a file read-only for everyone (0444 on Unix).
@@ -252,6 +289,24 @@ mod tests {
         let e = publish(&b, &target).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read_to_string(&target).unwrap(), "first");
+    }
+
+    #[test]
+    fn write_new_never_replaces_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id");
+        write_new(&path, b"first", true).unwrap();
+        let e = write_new(&path, b"second", false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "the temp file is gone");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 
     #[test]

@@ -15,14 +15,14 @@ use crate::fsio::Op;
 
 /// A deterministic generator (splitmix64): a crash state is named by its seed.
 #[derive(Clone, Debug)]
-pub(super) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    pub(super) fn new(seed: u64) -> Rng {
+    pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
-    pub(super) fn next(&mut self) -> u64 {
+    fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -31,8 +31,8 @@ impl Rng {
     }
 
     /// A number in `0..n` (`n > 0`).
-    pub(super) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
     }
 
     /// True with probability `num/den`.
@@ -43,7 +43,7 @@ impl Rng {
 
 /// Which unsynced operations a crash keeps.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Keep {
+pub enum Keep {
     /// Only what was fsynced.
     Durable,
     /// Everything (what a killed process leaves).
@@ -80,7 +80,7 @@ enum DirOp {
 
 /// The file system after some prefix of the recorded operations.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Model {
+pub struct Model {
     inodes: Vec<Inode>,
     names: BTreeMap<PathBuf, Node>,
     durable: BTreeMap<PathBuf, Node>,
@@ -90,7 +90,7 @@ pub(super) struct Model {
 
 /// What a crash left: every reachable path, a directory (`None`) or a
 /// file's bytes.
-pub(super) type State = BTreeMap<PathBuf, Option<Vec<u8>>>;
+pub type State = BTreeMap<PathBuf, Option<Vec<u8>>>;
 
 fn parent(p: &Path) -> PathBuf {
     p.parent().map(Path::to_owned).unwrap_or_default()
@@ -111,7 +111,7 @@ fn apply_pending(buf: &mut Vec<u8>, p: &Pending) {
 
 impl Model {
     /// Applies one recorded operation (paths relative to the recorded root).
-    pub(super) fn apply(&mut self, op: &Op) -> Result<(), String> {
+    pub fn apply(&mut self, op: &Op) -> Result<(), String> {
         match op {
             Op::Create(p) => {
                 self.check_parent(p)?;
@@ -212,12 +212,12 @@ impl Model {
     }
 
     /// Whether any operation is not durable yet (a crash here has choices).
-    pub(super) fn has_unsynced(&self) -> bool {
+    pub fn has_unsynced(&self) -> bool {
         !self.dir_ops.is_empty() || self.inodes.iter().any(|i| !i.pending.is_empty())
     }
 
     /// What a power loss now leaves, choosing with `rng` under `keep`.
-    pub(super) fn crash(&self, keep: Keep, rng: &mut Rng) -> State {
+    pub fn crash(&self, keep: Keep, rng: &mut Rng) -> State {
         let mut kept = |rng: &mut Rng| match keep {
             Keep::Durable => false,
             Keep::All => true,
@@ -304,7 +304,7 @@ impl Model {
 }
 
 /// Writes `state` under `root` (an empty directory).
-pub(super) fn materialize(state: &State, root: &Path) -> std::io::Result<()> {
+pub fn materialize(state: &State, root: &Path) -> std::io::Result<()> {
     for (p, content) in state {
         let full = root.join(p);
         match content {
