@@ -19,6 +19,7 @@ mod docs;
 mod durability;
 mod external_tables;
 mod fuzz_corpus;
+mod gate_e2e;
 mod hostile;
 mod layer_e2e;
 mod limits;
