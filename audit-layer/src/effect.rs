@@ -97,10 +97,11 @@ pub fn require_gate(effect: &str) -> Result<(), Ungated> {
     let at = Location::caller();
     let verdict = tracing::dispatcher::get_default(|d| {
         let layer = d.downcast_ref::<AuditLayer>()?;
-        let walk = layer.scope?;
         let current = d.current_span();
         let mut spans = Vec::new();
-        if let Some(id) = current.id() {
+        // `scope` is set when the layer joins a subscriber; a layer that
+        // never did cannot see the gate, and says so rather than pass.
+        if let (Some(walk), Some(id)) = (layer.scope, current.id()) {
             let mut gated = false;
             walk(d, id, &mut |s: &OpenSpan<'_>| {
                 gated = s.action.is_some_and(|a| glob_match(effect, a));
