@@ -237,3 +237,24 @@ async fn async_effects_pass_inside_the_gated_future_and_a_bare_spawn_is_caught()
     stored.sort();
     assert_eq!(ids, stored, "each gated action's row carries its event id");
 }
+
+/// `GateGuard::instrument`: a sync guard handed to a future keeps covering
+/// the effect inside it, and the row is written when the future is done.
+#[tokio::test]
+async fn a_gate_guard_handed_to_a_future_covers_its_effects() {
+    let (d, sink, status, _guard) = dispatch(false);
+    async {
+        let guard = gate(&agent(), "payments.transfer", "acct_42").expect("gate");
+        let id = guard.event_id().to_owned();
+        let work = guard.instrument(async {
+            tokio::task::yield_now().await;
+            pay()
+        });
+        assert!(sink.records().is_empty(), "open while the work is pending");
+        work.await.expect("inside the gate");
+        assert_eq!(sink.records()[0].event_id, id);
+    }
+    .with_subscriber(d)
+    .await;
+    assert_eq!(status.ungated(), 0);
+}
