@@ -31,7 +31,7 @@
 //! assert!(ledger.write("-100").is_err()); // a side door: refused, recorded
 //! # });
 //! # assert_eq!(guard.status().ungated(), 1);
-//! # assert_eq!(sink.violations()[0].kind, "ungated");
+//! # assert_eq!(sink.violations()[0].kind.as_deref(), Some("ungated"));
 //! ```
 //!
 //! It passes when a privileged span (a [`gate()`](crate::gate()), a
@@ -176,7 +176,7 @@ fn report(core: &Core, u: &Ungated) {
         event_id: ids::event_id(),
         time_ns: now_ns(),
         detected_by: "layer".to_owned(),
-        kind: UNGATED.to_owned(),
+        kind: Some(UNGATED.to_owned()),
         reason: u.to_string(),
         span_target: Some("audit".to_owned()),
         span_name: Some(UNGATED_SPAN.to_owned()),

@@ -106,7 +106,7 @@ fn a_side_door_is_an_ungated_violation_naming_its_line() {
     assert_eq!(status.ungated(), 2);
     assert_eq!(status.violations(), 0, "not a dual-key violation");
     let v = &sink.violations()[0];
-    assert_eq!(v.kind, "ungated");
+    assert_eq!(v.kind.as_deref(), Some("ungated"));
     assert_eq!(v.detected_by, "layer");
     assert_eq!(v.action.as_deref(), Some("payments.*"));
     assert_eq!(v.service_name, "billing");
@@ -124,7 +124,7 @@ fn a_gate_whose_action_does_not_match_the_effect_is_no_gate() {
         assert_eq!(e.spans, "audit.gate[reports.export]");
     });
     assert_eq!(status.ungated(), 1);
-    assert_eq!(sink.violations()[0].kind, "ungated");
+    assert_eq!(sink.violations()[0].kind.as_deref(), Some("ungated"));
     assert_eq!(
         sink.records().len(),
         1,

@@ -340,7 +340,7 @@ fn decode_violation(lr: &LogRecord, res: &ResourceInfo, time_ns: Option<i64>) ->
         match key {
             k if k == Field::EventId.wire() => x.event_id = stringify(val),
             v::DETECTED_BY => x.detected_by = stringify(val),
-            v::KIND => x.kind = stringify(val),
+            v::KIND => x.kind = s(),
             v::MISSING => x.missing = string_list(val),
             v::REASON => x.reason = stringify(val),
             v::SPAN_TARGET => x.span_target = s(),
@@ -358,9 +358,7 @@ fn decode_violation(lr: &LogRecord, res: &ResourceInfo, time_ns: Option<i64>) ->
         }
     }
     // Clients older than the `kind` column say it only through `missing`.
-    if x.kind.trim().is_empty() {
-        x.kind = x.kind_or_inferred().to_owned();
-    }
+    x.kind = Some(x.kind_or_inferred().to_owned());
     x
 }
 
@@ -431,7 +429,7 @@ mod tests {
             event_id: "019ac0de-0000-7000-8000-000000000002".into(),
             time_ns: 1_764_000_000_000_000_000,
             detected_by: "layer".into(),
-            kind: "unattributed".into(),
+            kind: Some("unattributed".into()),
             missing: vec!["audit.owner.id".into()],
             reason: "agent action without `audit.owner.id`".into(),
             span_target: Some("audit::payments".into()),
@@ -465,7 +463,7 @@ mod tests {
             let mut lr = encode_violation(&x);
             lr.attributes.retain(|kv| kv.key != v::KIND);
             match decode(&lr, &res) {
-                Decoded::Violation(x) => x.kind,
+                Decoded::Violation(x) => x.kind.unwrap_or_default(),
                 other => panic!("{other:?}"),
             }
         };
@@ -480,13 +478,13 @@ mod tests {
         };
         assert_eq!(kind_of(unattributed), "unattributed");
         let ungated = ViolationRecord {
-            kind: "ungated".into(),
+            kind: Some("ungated".into()),
             ..ViolationRecord::default()
         };
         let Decoded::Violation(x) = decode(&encode_violation(&ungated), &res) else {
             panic!("not a violation")
         };
-        assert_eq!(x.kind, "ungated", "a stated kind is kept");
+        assert_eq!(x.kind.as_deref(), Some("ungated"), "a stated kind is kept");
     }
 
     #[test]

@@ -221,8 +221,8 @@ impl ViolationRecord {
     /// such clients sent.
     pub fn kind_or_inferred(&self) -> &str {
         use crate::wire::violation_kind::{DROPPED, DROPPED_COUNT_ATTR, UNATTRIBUTED};
-        if !self.kind.trim().is_empty() {
-            &self.kind
+        if let Some(kind) = self.kind.as_deref().filter(|k| !k.trim().is_empty()) {
+            kind
         } else if self.missing.iter().any(|m| m == DROPPED_COUNT_ATTR)
             || self.attributes.contains_key(DROPPED_COUNT_ATTR)
         {
@@ -250,7 +250,7 @@ impl ViolationRecord {
             event_id,
             time_ns,
             detected_by: detected_by.to_owned(),
-            kind: crate::wire::violation_kind::UNATTRIBUTED.to_owned(),
+            kind: Some(crate::wire::violation_kind::UNATTRIBUTED.to_owned()),
             missing: rejection.missing(),
             reason: rejection.reason(),
             action: d.action.clone(),

@@ -150,8 +150,8 @@ stored_record! {
         detected_by: string = "detected_by", attr "audit.violation.detected_by"
             " (`layer`/`collector`)";
         /// What kind of failure: see [`crate::wire::violation_kind`].
-        kind: string = "kind", attr "audit.violation.kind"
-            " (`unattributed`, `ungated` or `dropped`)";
+        kind: text = "kind", attr "audit.violation.kind"
+            " (`unattributed`, `ungated` or `dropped`; null in files sealed before the column)";
         /// Wire names of what was missing or wrong.
         missing: list = "missing", attr "audit.violation.missing" " (wire names)";
         /// Human-readable reason.

@@ -50,7 +50,7 @@ impl From<ViolationV1> for ViolationRecord {
             event_id: v.event_id,
             time_ns: v.time_ns,
             detected_by: v.detected_by,
-            kind: String::new(),
+            kind: None,
             missing: v.missing,
             reason: v.reason,
             span_target: v.span_target,
@@ -67,7 +67,7 @@ impl From<ViolationV1> for ViolationRecord {
             span_id: v.span_id,
             attributes: v.attributes,
         };
-        x.kind = x.kind_or_inferred().to_owned();
+        x.kind = Some(x.kind_or_inferred().to_owned());
         x
     }
 }
@@ -119,13 +119,13 @@ mod tests {
         let got: Vec<_> = frame
             .violations
             .iter()
-            .map(|(x, _)| (x.event_id.as_str(), x.kind.as_str(), x.code_line))
+            .map(|(x, _)| (x.event_id.as_str(), x.kind.as_deref(), x.code_line))
             .collect();
         assert_eq!(
             got,
             [
-                ("ev-1", "unattributed", Some(42)),
-                ("ev-2", "dropped", Some(42))
+                ("ev-1", Some("unattributed"), Some(42)),
+                ("ev-2", Some("dropped"), Some(42))
             ]
         );
         let now = Frame::decode(&frame.encode().expect("encode")).expect("decode");
