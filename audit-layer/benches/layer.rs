@@ -13,6 +13,9 @@
 //!   everything.
 //! - `non-privileged span`: a plain `info_span!` with two fields on the
 //!   registry with the audit layer against the bare registry.
+//! - `effect check`: `require_gate("payments.*")` where it passes (inside a
+//!   gate, one ordinary span between) against that plain span, on the same
+//!   subscriber in the same scope: the cost of leaving the check on.
 //!
 //! The queue case exports over gRPC to an OTLP receiver in the same process
 //! (its own runtime thread) that acknowledges and discards every batch: the
@@ -24,7 +27,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use audit_layer::{privileged_span, Actor, AuditLayer, MemorySink};
+use audit_layer::{gate, privileged_span, require_gate, Actor, AuditLayer, MemorySink};
 use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
@@ -181,5 +184,30 @@ fn non_privileged_group(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, privileged_group, non_privileged_group);
+fn effect_group(c: &mut Criterion) {
+    let mut g = c.benchmark_group("effect check");
+    let sink = MemorySink::default();
+    let (layer, _guard) = AuditLayer::builder()
+        .service_name("bench")
+        .memory(sink.clone())
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let _gate = gate(&actor(), "payments.transfer", "acct_42").unwrap();
+        let _tx = tracing::info_span!("db.tx").entered();
+        g.bench_function("plain span", |b| b.iter(plain));
+        g.bench_function("require_gate, passing", |b| {
+            b.iter(|| black_box(require_gate(black_box("payments.*"))).unwrap())
+        });
+    });
+    assert!(sink.violations().is_empty(), "every check passed");
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    privileged_group,
+    non_privileged_group,
+    effect_group
+);
 criterion_main!(benches);

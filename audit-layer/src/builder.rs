@@ -57,8 +57,10 @@ impl AuditLayerBuilder {
         self
     }
 
-    /// Panic when a privileged span is rejected (tests, development). The
-    /// violation record is still exported first.
+    /// Panic when a privileged span is rejected, or when a privileged
+    /// effect runs outside its gate ([`require_gate`](crate::require_gate)):
+    /// run the application's tests this way. The violation record is still
+    /// exported first.
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = strict;
         self
@@ -303,6 +305,7 @@ impl AuditLayerBuilder {
         let layer = AuditLayer {
             core: Arc::new(core),
             strict: self.strict,
+            scope: None,
         };
         Ok((layer, guard))
     }

@@ -44,8 +44,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use audit_schema::{Draft, Field, Rejection};
+use tracing::instrument::Instrumented;
 use tracing::span::EnteredSpan;
-use tracing::Span;
+use tracing::{Instrument, Span};
 
 use crate::actor::Actor;
 use crate::clock::now_ns;
@@ -53,6 +54,9 @@ use crate::core::Core;
 use crate::export::Refusal;
 use crate::ids;
 use crate::layer::AuditLayer;
+
+mod span;
+pub use span::GateSpan;
 
 /// The span name of every gated action (the action is in the `action` field).
 pub const GATE_SPAN: &str = "audit.gate";
@@ -171,13 +175,24 @@ impl<'a> Privileged<'a> {
         self
     }
 
-    /// Runs the gate: attribution, then audit-path health, then the span.
+    /// Runs the gate: attribution, then audit-path health, then the span,
+    /// entered on this thread until the guard drops.
     pub fn open(self) -> Result<GateGuard, GateError> {
+        self.open_span().map(GateSpan::entered)
+    }
+
+    /// Runs the gate like [`open`](Self::open), for async code: the span is
+    /// returned open but not entered, in a [`GateSpan`] that is `Send`.
+    pub fn open_span(self) -> Result<GateSpan, GateError> {
         let core = current().ok_or(GateError::NotInstalled)?;
-        self.open_with(&core)
+        self.open_span_with(&core)
     }
 
     pub(crate) fn open_with(self, core: &Core) -> Result<GateGuard, GateError> {
+        self.open_span_with(core).map(GateSpan::entered)
+    }
+
+    fn open_span_with(self, core: &Core) -> Result<GateSpan, GateError> {
         // 1. Attribution, with the rules the layer and the collector apply.
         let a = self.actor;
         let mut d = Draft {
@@ -237,10 +252,7 @@ impl<'a> Privileged<'a> {
             identity.cascade.parent = i.cascade_parent.as_deref(),
             identity.cascade.size = i.cascade_size,
         );
-        Ok(GateGuard {
-            entered: span.entered(),
-            event_id,
-        })
+        Ok(GateSpan { span, event_id })
     }
 }
 
@@ -249,6 +261,12 @@ impl<'a> Privileged<'a> {
 /// `Err`, refuse the operation.
 pub fn gate(actor: &Actor, action: &str, target: &str) -> Result<GateGuard, GateError> {
     Privileged::new(actor, action).target(target).open()
+}
+
+/// [`gate()`] for async code: the same checks, and a [`GateSpan`] (`Send`,
+/// not entered) to `.instrument(fut)` with.
+pub fn gate_span(actor: &Actor, action: &str, target: &str) -> Result<GateSpan, GateError> {
+    Privileged::new(actor, action).target(target).open_span()
 }
 
 /// The shared core of the layer in the current dispatcher.
@@ -284,14 +302,15 @@ fn gate_metadata() -> &'static tracing::Metadata<'static> {
 /// An open, entered privileged span: the gate said yes. The audit row is
 /// written when it is dropped (the span closes).
 ///
-/// It keeps the span entered on this thread, so it is not `Send`; in async
-/// code, take the span out with [`GateGuard::exit`] and `.instrument(span)`
-/// the future.
+/// It keeps the span entered on this thread, so it is not `Send`: in async
+/// code use [`gate_span`] (or [`Privileged::open_span`]), whose
+/// [`GateSpan`] can be held across `.await`, or hand the span over with
+/// [`GateGuard::instrument`].
 #[must_use = "the privileged span closes when the guard is dropped"]
 #[derive(Debug)]
 pub struct GateGuard {
-    entered: EnteredSpan,
-    event_id: String,
+    pub(crate) entered: EnteredSpan,
+    pub(crate) event_id: String,
 }
 
 impl GateGuard {
@@ -316,5 +335,12 @@ impl GateGuard {
     /// `work().instrument(guard.exit()).await`.
     pub fn exit(self) -> Span {
         self.entered.exit()
+    }
+
+    /// Exits the span and makes it the span of `fut`: the privileged work
+    /// runs inside it wherever the future is polled, and the row is written
+    /// when the future is dropped (done).
+    pub fn instrument<F: std::future::Future>(self, fut: F) -> Instrumented<F> {
+        fut.instrument(self.exit())
     }
 }

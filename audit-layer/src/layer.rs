@@ -5,12 +5,13 @@
 //! Non-privileged spans are decided from static metadata in `on_new_span`
 //! and then left alone: no allocation, no extension, nothing on close.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use audit_schema::{Draft, Field, Rejection};
 use tracing_core::field::Visit;
 use tracing_core::span::{Attributes, Id, Record};
-use tracing_core::{Event, Level, Metadata, Subscriber};
+use tracing_core::{Dispatch, Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
@@ -29,6 +30,49 @@ pub struct AuditLayer {
     /// Shared with [`crate::gate`], which finds it through the current dispatcher.
     pub(crate) core: Arc<Core>,
     pub(crate) strict: bool,
+    /// Walks the open spans around the current code; set when the layer
+    /// joins a subscriber, whose type it needs (see [`OpenSpan`]).
+    pub(crate) scope: Option<WalkScope>,
+}
+
+/// A span open around the current code, as [`WalkScope`] shows it.
+pub(crate) struct OpenSpan<'a> {
+    /// The callsite's span name.
+    pub name: &'static str,
+    /// The action, for a privileged span (its `action` field, else its name).
+    pub action: Option<&'a str>,
+}
+
+/// Calls `f` on the span `id` and each of its ancestors, innermost first,
+/// until `f` breaks. Reads the registry's span data and the layer's
+/// per-span state in place: no allocation.
+///
+/// The layer's subscriber type is known only in `Layer<S>` methods, so the
+/// function is made there (`on_layer`) and kept as a pointer, the way
+/// `tracing-error` reaches span data from outside a layer.
+pub(crate) type WalkScope = fn(&Dispatch, &Id, &mut dyn FnMut(&OpenSpan<'_>) -> ControlFlow<()>);
+
+fn walk_scope<S>(d: &Dispatch, id: &Id, f: &mut dyn FnMut(&OpenSpan<'_>) -> ControlFlow<()>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(span) = d.downcast_ref::<S>().and_then(|s| s.span(id)) else {
+        return;
+    };
+    for s in span.scope() {
+        let ext = s.extensions();
+        let action = ext
+            .get::<SpanState>()
+            .filter(|st| st.privileged())
+            .map(|st| st.draft.action.as_deref().unwrap_or(s.name()));
+        let open = OpenSpan {
+            name: s.name(),
+            action,
+        };
+        if f(&open).is_break() {
+            return;
+        }
+    }
 }
 
 impl std::fmt::Debug for AuditLayer {
@@ -142,6 +186,10 @@ impl<S> Layer<S> for AuditLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_layer(&mut self, _: &mut S) {
+        self.scope = Some(walk_scope::<S>);
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let meta = attrs.metadata();
         let statically_privileged = match self.core.policy.classify(meta) {

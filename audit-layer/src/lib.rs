@@ -151,6 +151,35 @@
 //! # Ok::<(), audit_layer::BuildError>(())
 //! ```
 //!
+//! ## Async code
+//!
+//! A [`GateGuard`] keeps its span entered on one thread and is not `Send`.
+//! In a task (`tokio::spawn`, a multi-threaded runtime) open the gate with
+//! [`gate_span`] instead: the same checks, and a [`GateSpan`] that may be
+//! held across `.await` and instruments the privileged work, entered
+//! wherever the future is polled:
+//!
+//! ```
+//! use audit_layer::{gate_span, Actor, GateError};
+//!
+//! async fn transfer(agent: Actor, account: String) -> Result<String, GateError> {
+//!     let gated = gate_span(&agent, "payments.transfer", &account)?;
+//!     let event_id = gated.event_id().to_owned();
+//!     gated.instrument(async { /* the privileged work, awaits and all */ }).await;
+//!     Ok(event_id)
+//! }
+//!
+//! fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+//! spawnable(transfer(Actor::agent("agt_7f3", "usr_alice"), "acct_42".into()));
+//! ```
+//!
+//! ## Side doors
+//!
+//! The gate records intent; [`require_gate`], called where a privileged
+//! effect happens, finds the code paths that perform it without passing a
+//! gate whose action matches, and records each as an `ungated` violation
+//! (panicking in strict mode): see [`effect`].
+//!
 //! ## Inside the crate
 //!
 //! Each module uses only modules listed before it, so dependencies run one
@@ -168,9 +197,11 @@
 //! 9. `layer`: [`AuditLayer`], which owns the core;
 //! 10. `gate`: [`gate()`], which finds the core through the layer in the
 //!     current dispatcher;
-//! 11. `identity`: lifecycle actions, through the gate;
-//! 12. `builder`: [`AuditLayerBuilder`], which assembles the rest;
-//! 13. `macros`: [`privileged_span!`].
+//! 11. `effect`: [`require_gate`], which walks the open spans through the
+//!     layer in the current dispatcher;
+//! 12. `identity`: lifecycle actions, through the gate;
+//! 13. `builder`: [`AuditLayerBuilder`], which assembles the rest;
+//! 14. `macros`: [`privileged_span!`].
 #![warn(missing_docs)]
 
 mod actor;
@@ -178,6 +209,7 @@ mod build_error;
 mod builder;
 mod clock;
 mod core;
+pub mod effect;
 pub mod export;
 pub mod gate;
 pub mod identity;
@@ -190,11 +222,12 @@ mod stats;
 pub use actor::Actor;
 pub use build_error::BuildError;
 pub use builder::AuditLayerBuilder;
+pub use effect::{require_gate, Ungated};
 pub use export::{
     Destination, FlushError, FlushGuard, MemorySink, Protocol, WhenFull, DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT, SCOPE_NAME,
 };
-pub use gate::{gate, GateError, GateGuard, Privileged};
+pub use gate::{gate, gate_span, GateError, GateGuard, GateSpan, Privileged};
 pub use layer::AuditLayer;
 pub use policy::Policy;
 pub use stats::{AuditStatus, StatsSnapshot};
@@ -208,6 +241,12 @@ pub mod __private {
     // The macro names tracing through this path, so that callers need not
     // depend on tracing themselves.
     pub use tracing;
+
+    /// A fresh event id for `privileged_span!`, so that the span (and any
+    /// `fmt` log of it) carries the id its audit row will have.
+    pub fn event_id() -> String {
+        crate::ids::event_id()
+    }
 }
 
 #[cfg(test)]

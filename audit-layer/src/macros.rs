@@ -7,8 +7,10 @@
 /// `privileged_span!(actor, "action.name", field = value, ...)` expands to
 /// `tracing::info_span!(target: "audit", "action.name", actor.kind = ..,
 /// agent.id = .., owner.id = .., agent.credential = .., agent.name = ..,
-/// initiator.id = .., task.id = .., field = value, ...)`. Optional actor
-/// parts are recorded only when set. The actor may be an `Actor` or an
+/// initiator.id = .., task.id = .., event.id = .., field = value, ...)`.
+/// Optional actor parts are recorded only when set. The span carries a
+/// fresh UUIDv7 `event.id` (the audit row's), so the application's own
+/// `fmt` log shows it; an `event.id` among the fields is kept instead. The actor may be an `Actor` or an
 /// `&Actor`; user fields accept tracing's `%` (Display) and `?` (Debug)
 /// sigils, and may be declared `tracing::field::Empty` and recorded later.
 ///
@@ -42,16 +44,20 @@ macro_rules! privileged_span {
             __audit_actor => {
                 let __audit_actor: &$crate::Actor =
                     ::core::borrow::Borrow::<$crate::Actor>::borrow(__audit_actor);
-                $crate::__private::tracing::info_span!(
-                    target: "audit",
-                    $name,
-                    actor.kind = __audit_actor.kind(),
-                    agent.id = __audit_actor.agent_id(),
-                    owner.id = __audit_actor.owner_id(),
-                    agent.credential = __audit_actor.credential_id(),
-                    agent.name = __audit_actor.agent_name(),
-                    initiator.id = __audit_actor.initiator_id(),
-                    task.id = __audit_actor.task_id(),
+                $crate::__privileged_span_fields!(
+                    @field
+                    [
+                        target: "audit",
+                        $name,
+                        actor.kind = __audit_actor.kind(),
+                        agent.id = __audit_actor.agent_id(),
+                        owner.id = __audit_actor.owner_id(),
+                        agent.credential = __audit_actor.credential_id(),
+                        agent.name = __audit_actor.agent_name(),
+                        initiator.id = __audit_actor.initiator_id(),
+                        task.id = __audit_actor.task_id(),
+                    ]
+                    [$($fields)*]
                     $($fields)*
                 )
             }
@@ -59,5 +65,36 @@ macro_rules! privileged_span {
     };
     ($actor:expr, $name:expr) => {
         $crate::privileged_span!($actor, $name,)
+    };
+}
+
+/// `privileged_span!`'s fields: the caller's `event.id` when it names one
+/// (an idempotency key it may retry with), else a fresh one, recorded on
+/// the span so that the application's own logs show the audit row's id.
+/// Scans the fields at their starts (after a top-level comma).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __privileged_span_fields {
+    (@field [$($head:tt)*] [$($user:tt)*] event . id $($rest:tt)*) => {
+        $crate::__private::tracing::info_span!($($head)* $($user)*)
+    };
+    (@field [$($head:tt)*] [$($user:tt)*] audit . event . id $($rest:tt)*) => {
+        $crate::__private::tracing::info_span!($($head)* $($user)*)
+    };
+    (@field [$($head:tt)*] [$($user:tt)*] $skip:tt $($rest:tt)*) => {
+        $crate::__privileged_span_fields!(@value [$($head)*] [$($user)*] $($rest)*)
+    };
+    (@value [$($head:tt)*] [$($user:tt)*] , $($rest:tt)*) => {
+        $crate::__privileged_span_fields!(@field [$($head)*] [$($user)*] $($rest)*)
+    };
+    (@value [$($head:tt)*] [$($user:tt)*] $skip:tt $($rest:tt)*) => {
+        $crate::__privileged_span_fields!(@value [$($head)*] [$($user)*] $($rest)*)
+    };
+    (@$state:ident [$($head:tt)*] [$($user:tt)*]) => {
+        $crate::__private::tracing::info_span!(
+            $($head)*
+            event.id = $crate::__private::event_id().as_str(),
+            $($user)*
+        )
     };
 }

@@ -22,6 +22,7 @@ struct Counters {
     dropped: AtomicU64,
     retries: AtomicU64,
     gate_refusals: AtomicU64,
+    ungated: AtomicU64,
     queued: AtomicU64,
     spooled: AtomicU64,
     spool_bytes: AtomicU64,
@@ -64,6 +65,10 @@ pub struct StatsSnapshot {
     /// Gate calls refused because the audit path could not take the record
     /// (`fail_closed`, or `block` timing out).
     pub gate_refusals: u64,
+    /// Privileged effects that ran outside any open gate or privileged span
+    /// whose action matches them ([`require_gate`](crate::require_gate)):
+    /// side doors. Each also leaves an `ungated` violation record.
+    pub ungated: u64,
     /// Gauge: records waiting in memory.
     pub queued: u64,
     /// Gauge: records waiting in the disk spool.
@@ -102,6 +107,7 @@ impl AuditStatus {
     counter!(dropped, add_dropped);
     counter!(retries, add_retries);
     counter!(gate_refusals, add_gate_refusals);
+    counter!(ungated, add_ungated);
 
     /// See [`StatsSnapshot::queued`].
     pub fn queued(&self) -> u64 {
@@ -158,6 +164,7 @@ impl AuditStatus {
             dropped: self.dropped(),
             retries: self.retries(),
             gate_refusals: self.gate_refusals(),
+            ungated: self.ungated(),
             queued: self.queued(),
             spooled: self.spooled(),
             spool_bytes: self.inner.spool_bytes.load(Ordering::Relaxed),

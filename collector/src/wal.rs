@@ -28,8 +28,13 @@ pub struct Frame {
     pub violations: Vec<(ViolationRecord, Stamp)>,
 }
 
-/// Payload format tag 1: postcard (compact binary serde) of [`Frame`].
-const FRAME_POSTCARD: u8 = 1;
+mod v1;
+
+/// Payload format tag 1: postcard of a frame written before violations had
+/// a `kind` (still read, see `v1`).
+const FRAME_POSTCARD_V1: u8 = 1;
+/// Payload format tag 2: postcard (compact binary serde) of [`Frame`].
+const FRAME_POSTCARD: u8 = 2;
 
 impl Frame {
     /// The payload bytes: a format tag, then the body.
@@ -43,6 +48,9 @@ impl Frame {
     pub fn decode(bytes: &[u8]) -> Result<Frame, String> {
         match bytes.split_first() {
             Some((&FRAME_POSTCARD, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+            Some((&FRAME_POSTCARD_V1, body)) => postcard::from_bytes::<v1::FrameV1>(body)
+                .map(Frame::from)
+                .map_err(|e| e.to_string()),
             Some((tag, _)) => Err(format!("unknown frame format {tag}")),
             None => Err("empty frame".into()),
         }

@@ -1,7 +1,8 @@
 //! Trail health: `verify`'s result over the whole dataset (every file's
 //! hash, every chain, seq continuity), and each collector's chain: its
 //! length, its last seal and its last digest (the heartbeat that proves a
-//! collector was alive when nothing was sealed).
+//! collector was alive when nothing was sealed); and the side doors of the
+//! last 7 days: ungated effects per service.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,15 +57,25 @@ fn when(ns: i64) -> String {
     DateTime::from_timestamp_nanos(ns).to_rfc3339()
 }
 
+/// Ungated effects per service over the last 7 days.
+async fn ungated(app: &App) -> Result<Vec<(String, i64)>, String> {
+    let to = chrono::Utc::now();
+    let engine = app.engine().await.map_err(|e| e.to_string())?;
+    audit_query::ungated::by_service(&engine, to - chrono::Duration::days(7), to)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// `GET /health`.
 pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<Viewer>) -> Response {
-    let (report, chains) = tokio::join!(
+    let (report, chains, ungated) = tokio::join!(
         report(app.location.clone(), app.operator_keys.clone()),
-        chains(&app.location)
+        chains(&app.location),
+        ungated(&app)
     );
-    let (report, chains) = match (report, chains) {
-        (Ok(r), Ok(c)) => (r, c),
-        (Err(e), _) | (_, Err(e)) => {
+    let (report, chains, ungated) = match (report, chains, ungated) {
+        (Ok(r), Ok(c), Ok(u)) => (r, c, u),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             return problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 PATH,
@@ -78,12 +89,17 @@ pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<View
         "Trail health",
         PATH,
         Some(&viewer.0),
-        body(&app.location, &report, &chains),
+        body(&app.location, &report, &chains, &ungated),
     );
     with_rows(respond(StatusCode::OK, page), collectors)
 }
 
-fn body(loc: &Location, r: &Report, chains: &BTreeMap<String, Vec<Entry>>) -> Markup {
+fn body(
+    loc: &Location,
+    r: &Report,
+    chains: &BTreeMap<String, Vec<Entry>>,
+    ungated: &[(String, i64)],
+) -> Markup {
     let (verdict, class) = if r.intact() {
         ("INTACT", "human")
     } else {
@@ -128,6 +144,18 @@ fn body(loc: &Location, r: &Report, chains: &BTreeMap<String, Vec<Entry>>) -> Ma
                         td { (seal.map_or_else(|| "—".to_owned(), |(_, s)| s.to_string())) }
                         td { (digest.map_or_else(|| "never".to_owned(), |e| when(e.time_ns))) }
                     }
+                }
+            }
+        }
+        table class="rows" id="ungated" {
+            caption { "Side doors: ungated effects in the last 7 days" }
+            thead { tr { th scope="col" { "Service" } th scope="col" { "Ungated effects" } } }
+            tbody {
+                @for (service, n) in ungated {
+                    tr { td { (service) } td class="fail" { (n) } }
+                }
+                @if ungated.is_empty() {
+                    tr { td colspan="2" { "none" } }
                 }
             }
         }

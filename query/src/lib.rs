@@ -12,7 +12,8 @@
 //!   directories) and Parquet pruning switched on: row-group statistics,
 //!   page index, the bloom filter on `event_id`, and filters evaluated
 //!   inside the scan.
-//! - [`who`], [`activity`], [`prove`]: the three questions and the negative.
+//! - [`who`], [`activity`], [`prove`]: the three questions and the negative;
+//!   [`ungated`]: the side doors (effects that ran outside their gate).
 //!   Each runs SQL through the same engine; [`who::sql`] and
 //!   [`activity::sql`] return exactly the text that `docs/analysts.md`
 //!   shows, so what an analyst runs in DuckDB is what the command runs.
@@ -46,6 +47,7 @@ pub mod cli;
 pub mod engine;
 pub mod output;
 pub mod prove;
+pub mod ungated;
 pub mod who;
 
 use chrono::{DateTime, Utc};

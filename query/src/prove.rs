@@ -71,10 +71,11 @@ impl Proof {
     }
 }
 
-/// The violations check's SQL (also in `docs/analysts.md`).
+/// The violations check's SQL (also in `docs/analysts.md`): every
+/// violation, and how many of them were side doors (kind `ungated`).
 pub fn violations_sql(service: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
     format!(
-        "SELECT count(*) AS violations\nFROM violations\nWHERE service_name = {}\n  AND time >= {}\n  AND time <= {}\n  AND {}",
+        "SELECT count(*) AS violations, count(CASE WHEN kind = 'ungated' THEN 1 END) AS ungated\nFROM violations\nWHERE service_name = {}\n  AND time >= {}\n  AND time <= {}\n  AND {}",
         quote(service),
         ts_literal(from),
         ts_literal(to),
@@ -214,16 +215,21 @@ async fn violations_check(
     let batches = engine
         .sql(&violations_sql(&r.service_name, from, to))
         .await?;
-    let mut n = 0i64;
+    let (mut n, mut ungated) = (0i64, 0i64);
     for b in &batches {
-        let c = cast(b.column(0), &DataType::Int64)?;
-        n += c.as_primitive::<Int64Type>().iter().flatten().sum::<i64>();
+        let sum = |i: usize| -> Result<i64, QueryError> {
+            let c = cast(b.column(i), &DataType::Int64)?;
+            Ok(c.as_primitive::<Int64Type>().iter().flatten().sum::<i64>())
+        };
+        n += sum(0)?;
+        ungated += sum(1)?;
     }
     Ok(Check {
         check: "violations",
         pass: n == 0,
         detail: format!(
-            "{n} violation(s) for service {:?} between {} and {}",
+            "{n} violation(s) for service {:?} between {} and {}; \
+             ungated effects in this service and window: {ungated}",
             r.service_name,
             from.to_rfc3339(),
             to.to_rfc3339()

@@ -132,6 +132,7 @@ pub fn encode_violation(x: &ViolationRecord) -> LogRecord {
     let a = &mut lr.attributes;
     push_str(a, Field::EventId.wire(), Some(&x.event_id));
     push_str(a, v::DETECTED_BY, Some(&x.detected_by));
+    push_str(a, v::KIND, Some(x.kind_or_inferred()));
     a.push(kv(v::MISSING, string_array(&x.missing)));
     push_str(a, v::REASON, Some(&x.reason));
     push_str(a, v::SPAN_TARGET, x.span_target.as_deref());
@@ -339,6 +340,7 @@ fn decode_violation(lr: &LogRecord, res: &ResourceInfo, time_ns: Option<i64>) ->
         match key {
             k if k == Field::EventId.wire() => x.event_id = stringify(val),
             v::DETECTED_BY => x.detected_by = stringify(val),
+            v::KIND => x.kind = s(),
             v::MISSING => x.missing = string_list(val),
             v::REASON => x.reason = stringify(val),
             v::SPAN_TARGET => x.span_target = s(),
@@ -355,6 +357,8 @@ fn decode_violation(lr: &LogRecord, res: &ResourceInfo, time_ns: Option<i64>) ->
             }
         }
     }
+    // Clients older than the `kind` column say it only through `missing`.
+    x.kind = Some(x.kind_or_inferred().to_owned());
     x
 }
 
@@ -425,6 +429,7 @@ mod tests {
             event_id: "019ac0de-0000-7000-8000-000000000002".into(),
             time_ns: 1_764_000_000_000_000_000,
             detected_by: "layer".into(),
+            kind: Some("unattributed".into()),
             missing: vec!["audit.owner.id".into()],
             reason: "agent action without `audit.owner.id`".into(),
             span_target: Some("audit::payments".into()),
@@ -449,6 +454,37 @@ mod tests {
             decode(&encode_violation(&x), &res),
             Decoded::Violation(Box::new(x))
         );
+    }
+
+    #[test]
+    fn a_violation_without_a_kind_gets_the_one_older_clients_meant() {
+        let res = ResourceInfo::default();
+        let kind_of = |x: ViolationRecord| {
+            let mut lr = encode_violation(&x);
+            lr.attributes.retain(|kv| kv.key != v::KIND);
+            match decode(&lr, &res) {
+                Decoded::Violation(x) => x.kind.unwrap_or_default(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let drop_report = ViolationRecord {
+            missing: vec![crate::wire::violation_kind::DROPPED_COUNT_ATTR.into()],
+            ..ViolationRecord::default()
+        };
+        assert_eq!(kind_of(drop_report), "dropped");
+        let unattributed = ViolationRecord {
+            missing: vec!["audit.owner.id".into()],
+            ..ViolationRecord::default()
+        };
+        assert_eq!(kind_of(unattributed), "unattributed");
+        let ungated = ViolationRecord {
+            kind: Some("ungated".into()),
+            ..ViolationRecord::default()
+        };
+        let Decoded::Violation(x) = decode(&encode_violation(&ungated), &res) else {
+            panic!("not a violation")
+        };
+        assert_eq!(x.kind.as_deref(), Some("ungated"), "a stated kind is kept");
     }
 
     #[test]

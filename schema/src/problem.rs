@@ -215,6 +215,23 @@ impl fmt::Display for Rejection {
 impl std::error::Error for Rejection {}
 
 impl ViolationRecord {
+    /// The row's `kind`, or for a row that states none (a client older
+    /// than the column): `dropped` for a drop report (it carries
+    /// `audit.dropped.count`), else `unattributed`, the only other kind
+    /// such clients sent.
+    pub fn kind_or_inferred(&self) -> &str {
+        use crate::wire::violation_kind::{DROPPED, DROPPED_COUNT_ATTR, UNATTRIBUTED};
+        if let Some(kind) = self.kind.as_deref().filter(|k| !k.trim().is_empty()) {
+            kind
+        } else if self.missing.iter().any(|m| m == DROPPED_COUNT_ATTR)
+            || self.attributes.contains_key(DROPPED_COUNT_ATTR)
+        {
+            DROPPED
+        } else {
+            UNATTRIBUTED
+        }
+    }
+
     /// The row that records a refused draft, the one definition the layer
     /// and the collector share: the fields at fault and why (`missing`,
     /// `reason`), and who and what the draft named, as given. The service is
@@ -233,6 +250,7 @@ impl ViolationRecord {
             event_id,
             time_ns,
             detected_by: detected_by.to_owned(),
+            kind: Some(crate::wire::violation_kind::UNATTRIBUTED.to_owned()),
             missing: rejection.missing(),
             reason: rejection.reason(),
             action: d.action.clone(),

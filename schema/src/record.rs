@@ -149,6 +149,9 @@ stored_record! {
         /// `layer` or `collector`.
         detected_by: string = "detected_by", attr "audit.violation.detected_by"
             " (`layer`/`collector`)";
+        /// What kind of failure: see [`crate::wire::violation_kind`].
+        kind: text = "kind", attr "audit.violation.kind"
+            " (`unattributed`, `ungated` or `dropped`; null in files sealed before the column)";
         /// Wire names of what was missing or wrong.
         missing: list = "missing", attr "audit.violation.missing" " (wire names)";
         /// Human-readable reason.

@@ -146,16 +146,17 @@ impl Rules {
 
 /// `*` matches any run of characters (including none); everything else is literal.
 pub fn glob_match(pattern: &str, s: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
+    // Without allocating: `audit_layer::require_gate` matches on every
+    // privileged effect.
+    let Some((first, rest)) = pattern.split_once('*') else {
         return pattern == s;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    };
+    let (mids, last) = rest.rsplit_once('*').unwrap_or(("", rest));
     if !s.starts_with(first) || s.len() < first.len() + last.len() || !s.ends_with(last) {
         return false;
     }
     let mut rest = &s[first.len()..s.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
+    for mid in mids.split('*').filter(|m| !m.is_empty()) {
         match rest.find(mid) {
             Some(i) => rest = &rest[i + mid.len()..],
             None => return false,
@@ -273,6 +274,8 @@ mod tests {
         assert!(!glob_match("payments.*", "payment"));
         assert!(glob_match("exact", "exact"));
         assert!(!glob_match("ab*ba", "aba"));
+        assert!(glob_match("*", "") && glob_match("a**b", "ab") && glob_match("*x*", "yxy"));
+        assert!(!glob_match("a*b*c*d", "abdc"));
     }
 
     #[test]

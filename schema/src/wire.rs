@@ -40,6 +40,23 @@ pub mod violation {
     pub const CODE_FILE: &str = "code.file.path";
     /// Source line of the callsite.
     pub const CODE_LINE: &str = "code.line.number";
+    /// What kind of failure the row records: one of [`super::violation_kind`].
+    pub const KIND: &str = "audit.violation.kind";
+}
+
+/// The values of the violations' `kind` column.
+pub mod violation_kind {
+    /// A privileged action that broke a dual-key rule (no actor, an agent
+    /// without its accountable human, a dangerous action without consent…).
+    pub const UNATTRIBUTED: &str = "unattributed";
+    /// A privileged effect that ran outside any open gate or privileged
+    /// span whose action matches it: a side door.
+    pub const UNGATED: &str = "ungated";
+    /// The layer dropped records (queue and spool full); the row carries
+    /// the count in `audit.dropped.count`.
+    pub const DROPPED: &str = "dropped";
+    /// The attribute of a layer's drop report that holds the count.
+    pub const DROPPED_COUNT_ATTR: &str = "audit.dropped.count";
 }
 
 pub use crate::record::{markdown_fields, Field, FieldSpec, FIELDS};
@@ -62,6 +79,7 @@ mod tests {
             violation::SPAN_NAME,
             violation::CODE_FILE,
             violation::CODE_LINE,
+            violation::KIND,
         ] {
             assert!(
                 docs.iter().any(|d| d.contains(&format!("`{key}`"))),

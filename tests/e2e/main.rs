@@ -20,6 +20,7 @@ mod durability;
 mod external_tables;
 mod first_screen;
 mod fuzz_corpus;
+mod gate_e2e;
 mod hostile;
 mod layer_e2e;
 mod limits;

@@ -227,9 +227,24 @@ impl ReadCells for RowCells<'_> {
 fn rows<R: Stored>(c: &Cols<'_>) -> Result<Vec<(R, Stamp, String)>, PartitionError> {
     let n = c.batch.num_rows();
     let own = &R::COLUMNS[..R::COLUMNS.len() - columns::STAMP.len()];
+    // A column added to the schema later is nullable: a file sealed before
+    // it existed reads as null there (violations' `kind`).
+    let absent: Vec<(&str, arrow_array::ArrayRef)> = own
+        .iter()
+        .filter(|col| col.nullable && c.batch.column_by_name(col.name).is_none())
+        .map(|col| {
+            let ty = columns::data_type(col.ty);
+            (col.name, arrow_array::new_null_array(&ty, n))
+        })
+        .collect();
     let arrays = own
         .iter()
-        .map(|col| Ok((col.name, c.column(col.name)?)))
+        .map(
+            |col| match absent.iter().find(|(name, _)| *name == col.name) {
+                Some((_, nulls)) => Ok((col.name, nulls.as_ref())),
+                None => Ok((col.name, c.column(col.name)?)),
+            },
+        )
         .collect::<Result<Vec<_>, PartitionError>>()?;
     let stamps = stamp_and_collector(c, n)?;
     stamps

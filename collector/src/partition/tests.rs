@@ -90,6 +90,7 @@ fn violation(seq: u64, service: &str, time_ns: i64, full: bool) -> (ViolationRec
     };
     if full {
         v.missing.push("gen_ai.agent.id".into());
+        v.kind = Some("unattributed".into());
         v.span_target = Some("billing::pay".into());
         v.span_name = Some("transfer".into());
         v.code_file = Some("src/pay.rs".into());
@@ -179,6 +180,39 @@ fn every_violation_column_round_trips() {
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(file).unwrap()).unwrap();
     let want = columns::arrow_schema(columns::VIOLATIONS);
     assert_eq!(builder.schema().fields(), want.fields());
+}
+
+/// A file sealed before violations had a `kind` column still reads: the
+/// column is null there, everything else as written.
+#[test]
+fn a_violations_file_sealed_before_the_kind_column_reads_with_a_null_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = at(T0.0, T0.1, T0.2, 3, 0, 0, 0);
+    let rows = vec![violation(5, "billing", t, true)];
+    let sealed = PartitionWriter::new(dir.path(), "c")
+        .seal_violations(rows.clone())
+        .unwrap();
+    let file = dir.path().join(&sealed[0].path);
+    // The same file as the schema before the column: `kind` projected away.
+    let batch = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| batch.schema().field(i).name() != "kind")
+        .collect();
+    let old = batch.project(&keep).unwrap();
+    let old_file = dir.path().join("old.parquet");
+    let mut w = ArrowWriter::try_new(File::create(&old_file).unwrap(), old.schema(), None).unwrap();
+    w.write(&old).unwrap();
+    w.close().unwrap();
+    let back = read_violations_file(&old_file).unwrap();
+    let (mut want, stamp) = rows[0].clone();
+    want.kind = None;
+    assert_eq!(back, [(want, stamp, "c".to_owned())]);
 }
 
 #[test]
