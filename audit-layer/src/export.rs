@@ -489,4 +489,4 @@ pub const DEFAULT_SPAN_WAIT: Duration = Duration::from_secs(1);
 /// Span name of the violation record that reports drops.
 pub const DROPPED_SPAN: &str = "audit-layer.dropped";
 /// Attribute of that record holding how many records were dropped.
-pub const DROPPED_COUNT: &str = "audit.dropped.count";
+pub const DROPPED_COUNT: &str = audit_schema::wire::violation_kind::DROPPED_COUNT_ATTR;

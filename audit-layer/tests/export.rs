@@ -827,6 +827,16 @@ fn spool_full_drop_counts_every_drop_and_reports_it_when_delivery_resumes() {
         .and_then(|kv| kv.value.as_ref())
         .map(|v| format!("{:?}", v.value));
     assert!(count.unwrap().contains(&dropped.to_string()));
+    let kind = report[0]
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "audit.violation.kind")
+        .and_then(|kv| kv.value.as_ref())
+        .map(|v| format!("{:?}", v.value));
+    assert!(
+        kind.unwrap().contains("dropped"),
+        "the report is of kind dropped"
+    );
     // Shutdown's verdict covers the exporter's whole life.
     match guard.shutdown(Duration::from_secs(10)) {
         Err(FlushError::Lost(loss)) => assert_eq!(loss.total(), dropped),

@@ -121,6 +121,7 @@ fn report(
         missing: vec![DROPPED_COUNT.to_owned()],
         reason,
         span_name: Some(DROPPED_SPAN.to_owned()),
+        kind: Some(audit_schema::wire::violation_kind::DROPPED.to_owned()),
         service_name: resource
             .service_name
             .clone()
