@@ -12,6 +12,7 @@ mod answer_dataset;
 mod answerability;
 mod auth;
 mod collector_otlp;
+mod consent;
 mod console;
 mod delivery;
 mod deploy;

@@ -1,6 +1,7 @@
 //! Parquet files back to rows.
 
 use super::*;
+use arrow_array::BooleanArray;
 use audit_schema::columns::{ReadCells, Stored};
 use bytes::Bytes;
 use parquet::file::reader::ChunkReader;
@@ -209,6 +210,11 @@ impl ReadCells for RowCells<'_> {
     fn map(&mut self, column: &'static str) -> Result<BTreeMap<String, String>, PartitionError> {
         let arr = self.next::<MapArray>(column)?;
         map_at(arr, column, self.row, self.path)
+    }
+
+    fn boolean(&mut self, column: &'static str) -> Result<Option<bool>, PartitionError> {
+        let arr = self.next::<BooleanArray>(column)?;
+        Ok(arr.is_valid(self.row).then(|| arr.value(self.row)))
     }
 
     fn null(&self, column: &'static str) -> PartitionError {
