@@ -104,7 +104,12 @@ impl AuditLayerBuilder {
 
     /// Chooses the destination from `OTEL_EXPORTER_OTLP_*` (protocol,
     /// endpoint, headers, timeout) — the default when no destination is set.
-    /// A destination set after this call wins.
+    /// A destination set after this call wins. Whatever the destination,
+    /// [`build`](Self::build) also adds the dangerous-action patterns of
+    /// `AUDIT_DANGEROUS_ACTIONS` and reads `AUDIT_CONSENT_KEYS_FILE`.
+    ///
+    /// Nothing is dangerous by default: without a pattern from the policy
+    /// or that variable, no action needs consent.
     pub fn from_env(mut self) -> Self {
         self.destination = None;
         self

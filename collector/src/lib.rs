@@ -69,6 +69,7 @@ mod test_records;
 pub mod tls;
 pub mod verify;
 pub mod wal;
+mod wal_format1;
 pub mod witness;
 
 /// Now, in ns since the epoch.

@@ -28,8 +28,11 @@ pub struct Frame {
     pub violations: Vec<(ViolationRecord, Stamp)>,
 }
 
-/// Payload format tag 1: postcard (compact binary serde) of [`Frame`].
-const FRAME_POSTCARD: u8 = 1;
+/// Payload format tag 2: postcard (compact binary serde) of [`Frame`].
+const FRAME_POSTCARD: u8 = 2;
+
+/// Format 1: postcard of the first schema's rows (`crate::wal_format1`).
+const FRAME_POSTCARD_1: u8 = 1;
 
 impl Frame {
     /// The payload bytes: a format tag, then the body.
@@ -43,6 +46,7 @@ impl Frame {
     pub fn decode(bytes: &[u8]) -> Result<Frame, String> {
         match bytes.split_first() {
             Some((&FRAME_POSTCARD, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+            Some((&FRAME_POSTCARD_1, body)) => crate::wal_format1::decode(body),
             Some((tag, _)) => Err(format!("unknown frame format {tag}")),
             None => Err("empty frame".into()),
         }

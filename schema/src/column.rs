@@ -123,6 +123,10 @@ pub trait ReadCells {
 pub trait Stored: Sized {
     /// The dataset's columns in file order: the record's, then [`STAMP`].
     const COLUMNS: &'static [Column];
+    /// Columns added after the first files were written: a file without
+    /// one reads it as null (false for a boolean), what rows written
+    /// before it existed meant. Any other column missing is an error.
+    const ADDED: &'static [&'static str] = &[];
     /// The record's cells, in column order (the stamp columns are not the
     /// record's to give).
     fn cells(&self, f: &mut dyn FnMut(Cell<'_>));

@@ -236,7 +236,7 @@ macro_rules! wire_key {
 macro_rules! stored_record {
     (
         $(#[$meta:meta])*
-        pub struct $Record:ident in $COLUMNS:ident {
+        pub struct $Record:ident in $COLUMNS:ident $(added $ADDED:ident)? {
             $(
                 $(#[doc = $doc:literal])*
                 $name:ident: $kind:ident = $col:literal
@@ -274,6 +274,7 @@ macro_rules! stored_record {
 
         impl $crate::column::Stored for $Record {
             const COLUMNS: &'static [$crate::column::Column] = $COLUMNS;
+            $(const ADDED: &'static [&'static str] = $ADDED;)?
 
             fn cells(&self, f: &mut dyn FnMut($crate::column::Cell<'_>)) {
                 $( f(cell!($kind, self.$name)); )*
@@ -347,7 +348,7 @@ macro_rules! audit_record {
 
         stored_record! {
             $(#[$meta])*
-            pub struct AuditRecord in AUDIT {
+            pub struct AuditRecord in AUDIT added AUDIT_ADDED {
                 $(
                     $(#[doc = $doc])*
                     $name: $kind = $col

@@ -150,11 +150,23 @@ audit_record! {
     }
 }
 
+/// Audit columns added after the first files were written (see
+/// [`Stored::ADDED`](crate::columns::Stored::ADDED)): consent verification.
+pub const AUDIT_ADDED: &[&str] = &[
+    "consent_token",
+    "consent_verified",
+    "consent_key_id",
+    "consent_approver",
+];
+
+/// Violation columns added after the first files were written.
+pub const VIOLATIONS_ADDED: &[&str] = &["task_id", "target"];
+
 stored_record! {
     /// A privileged span (or wire record) that broke a dual-key rule: a row of
     /// the `violations` dataset without the collector's stamp.
     #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-    pub struct ViolationRecord in VIOLATIONS {
+    pub struct ViolationRecord in VIOLATIONS added VIOLATIONS_ADDED {
         /// UUIDv7 of the violation itself.
         event_id: string = "event_id", attr "audit.event.id";
         /// When the span closed (or the record arrived), ns since the epoch.

@@ -9,13 +9,9 @@ use audit_collector::partition::{read_audit, read_violations};
 use audit_schema::consent::{Claims, Issuer};
 use audit_schema::otlp::encode_action;
 use audit_schema::{AuditRecord, Draft, Rules};
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
 
 use crate::common::wire::request;
-use crate::common::Collector;
+use crate::common::{export_grpc, Collector};
 
 const NS: i64 = 1_000_000_000;
 
@@ -47,20 +43,6 @@ fn transfer(n: u32, agent: &str, owner: &str, consent: &str) -> AuditRecord {
         ..Draft::default()
     };
     Rules::default().check(d).expect("well-formed")
-}
-
-/// One OTLP/gRPC export, answered.
-fn export(c: &Collector, req: ExportLogsServiceRequest) -> ExportLogsServiceResponse {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            let mut client = LogsServiceClient::connect(c.grpc_url())
-                .await
-                .expect("connect");
-            client.export(req).await.expect("export").into_inner()
-        })
 }
 
 #[test]
@@ -116,16 +98,7 @@ fn only_a_verified_matching_unused_token_is_stored() {
         (7, "no signed consent token"),
     ];
     let req = request(sent.iter().map(encode_action).collect());
-    let resp = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            let mut client = LogsServiceClient::connect(c.grpc_url())
-                .await
-                .expect("connect");
-            client.export(req).await.expect("export").into_inner()
-        });
+    let resp = export_grpc(&c, req);
     let ps = resp.partial_success.expect("some refused");
     assert_eq!(
         ps.rejected_log_records,
@@ -153,6 +126,22 @@ fn only_a_verified_matching_unused_token_is_stored() {
     assert!(r.consent_verified);
     assert_eq!(r.consent_key_id.as_deref(), Some("consent-2026"));
     assert_eq!(r.consent_approver.as_deref(), Some("usr_alice"));
+    let who = crate::common::cli(
+        &[
+            "who",
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            &r.event_id,
+        ],
+        &[],
+    );
+    assert!(
+        who.stdout
+            .contains("consent cns_ok verified by key consent-2026, approved by usr_alice"),
+        "{}{}",
+        who.stdout,
+        who.stderr
+    );
     let violations = read_violations(&data).expect("read violations");
     assert_eq!(violations.len(), want.len());
     assert!(violations
@@ -171,16 +160,7 @@ fn without_keys_consent_is_stored_unverified_and_says_so() {
         "usr_alice",
         &token,
     ))]);
-    let resp = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            let mut client = LogsServiceClient::connect(c.grpc_url())
-                .await
-                .expect("connect");
-            client.export(req).await.expect("export").into_inner()
-        });
+    let resp = export_grpc(&c, req);
     assert_eq!(resp.partial_success, None);
     assert!(c.terminate());
     let rows = read_audit(dir.path()).expect("read");

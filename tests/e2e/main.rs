@@ -26,6 +26,7 @@ mod layer_e2e;
 mod limits;
 mod ops;
 mod overload;
+mod prove_related;
 mod request_size;
 mod s3;
 mod s3_query;

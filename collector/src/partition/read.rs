@@ -156,7 +156,8 @@ fn stamp_and_collector(c: &Cols<'_>, n: usize) -> Result<Vec<(Stamp, String)>, P
 /// [`Stored::from_cells`], over the arrays of one record batch.
 struct RowCells<'a> {
     /// The record's columns (the stamp's are read apart), with their arrays.
-    arrays: &'a [(&'static str, &'a dyn Array)],
+    /// `None`: a column of [`Stored::ADDED`] the file predates.
+    arrays: &'a [(&'static str, Option<&'a dyn Array>)],
     /// The column read next.
     next: usize,
     row: usize,
@@ -167,13 +168,25 @@ impl<'a> RowCells<'a> {
     /// The array of `column`, which must be the next one: a record reads its
     /// columns in the order they are declared and stored.
     fn next<T: Array + 'static>(&mut self, column: &'static str) -> Result<&'a T, PartitionError> {
+        self.next_added(column)?
+            .ok_or_else(|| schema_err(self.path, format!("column {column} is missing")))
+    }
+
+    /// [`RowCells::next`], or `None` for a column the file predates.
+    fn next_added<T: Array + 'static>(
+        &mut self,
+        column: &'static str,
+    ) -> Result<Option<&'a T>, PartitionError> {
         let (name, arr) = self
             .arrays
             .get(self.next)
             .filter(|(name, _)| *name == column)
             .ok_or_else(|| schema_err(self.path, format!("column {column} read out of order")))?;
         self.next += 1;
-        arr.as_any().downcast_ref::<T>().ok_or_else(|| {
+        let Some(arr) = arr else {
+            return Ok(None);
+        };
+        arr.as_any().downcast_ref::<T>().map(Some).ok_or_else(|| {
             schema_err(
                 self.path,
                 format!("column {name} has type {}", arr.data_type()),
@@ -186,10 +199,11 @@ impl ReadCells for RowCells<'_> {
     type Error = PartitionError;
 
     fn text(&mut self, column: &'static str) -> Result<Option<String>, PartitionError> {
-        let arr = self.next::<StringArray>(column)?;
-        Ok(arr
-            .is_valid(self.row)
-            .then(|| arr.value(self.row).to_owned()))
+        let arr = self.next_added::<StringArray>(column)?;
+        Ok(arr.and_then(|arr| {
+            arr.is_valid(self.row)
+                .then(|| arr.value(self.row).to_owned())
+        }))
     }
 
     fn time(&mut self, column: &'static str) -> Result<Option<i64>, PartitionError> {
@@ -213,7 +227,10 @@ impl ReadCells for RowCells<'_> {
     }
 
     fn boolean(&mut self, column: &'static str) -> Result<Option<bool>, PartitionError> {
-        let arr = self.next::<BooleanArray>(column)?;
+        // Rows written before the column existed were never verified.
+        let Some(arr) = self.next_added::<BooleanArray>(column)? else {
+            return Ok(Some(false));
+        };
         Ok(arr.is_valid(self.row).then(|| arr.value(self.row)))
     }
 
@@ -235,7 +252,11 @@ fn rows<R: Stored>(c: &Cols<'_>) -> Result<Vec<(R, Stamp, String)>, PartitionErr
     let own = &R::COLUMNS[..R::COLUMNS.len() - columns::STAMP.len()];
     let arrays = own
         .iter()
-        .map(|col| Ok((col.name, c.column(col.name)?)))
+        .map(|col| match c.column(col.name) {
+            Ok(a) => Ok((col.name, Some(a))),
+            Err(_) if R::ADDED.contains(&col.name) => Ok((col.name, None)),
+            Err(e) => Err(e),
+        })
         .collect::<Result<Vec<_>, PartitionError>>()?;
     let stamps = stamp_and_collector(c, n)?;
     stamps
