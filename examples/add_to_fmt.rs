@@ -20,7 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with(audit) // + the audit layer
         .init();
 
-    // Typed: forgetting the actor does not compile.
+    // Typed: forgetting the actor does not compile. Nothing is dangerous by
+    // default: `consent` is recorded here, and required only for actions in
+    // AUDIT_DANGEROUS_ACTIONS or `Policy::dangerous_action` (see "Consent").
     let (account, consent_id) = ("acct_9", "cns_77");
     let agent = Actor::agent("agt_7f3", "usr_alice").credential("key_2026_11");
     privileged_span!(&agent, "payments.transfer", target = %account, consent = %consent_id)

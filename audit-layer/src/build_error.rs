@@ -30,6 +30,9 @@ pub enum BuildError {
     /// A TLS file is missing or unusable, or TLS settings do not fit the endpoint.
     #[error("OTLP TLS: {0}")]
     Tls(String),
+    /// The consent keys file is missing or not a usable JWK Set.
+    #[error("consent keys: {0}")]
+    Consent(String),
     /// The export worker thread or its runtime could not be started.
     #[error("could not start the audit export worker: {0}")]
     Worker(#[from] std::io::Error),

@@ -18,6 +18,7 @@ use std::time::Duration;
 use audit_schema::otlp::ResourceInfo;
 
 use crate::build_error::BuildError;
+use crate::consent::{ConsentKeys, ReplayGuard};
 use crate::core::Core;
 use crate::export::{
     self, http_logs_url, Destination, EnvSettings, FlushGuard, GrpcConfig, Http, MemorySink,
@@ -40,6 +41,8 @@ pub struct AuditLayerBuilder {
     timeout: Option<Duration>,
     tls: TlsFiles,
     settings: WorkerSettings,
+    consent_keys: Option<ConsentKeys>,
+    consent_keys_file: Option<std::path::PathBuf>,
 }
 
 impl AuditLayer {
@@ -103,7 +106,12 @@ impl AuditLayerBuilder {
 
     /// Chooses the destination from `OTEL_EXPORTER_OTLP_*` (protocol,
     /// endpoint, headers, timeout) — the default when no destination is set.
-    /// A destination set after this call wins.
+    /// A destination set after this call wins. Whatever the destination,
+    /// [`build`](Self::build) also adds the dangerous-action patterns of
+    /// `AUDIT_DANGEROUS_ACTIONS` and reads `AUDIT_CONSENT_KEYS_FILE`.
+    ///
+    /// Nothing is dangerous by default: without a pattern from the policy
+    /// or that variable, no action needs consent.
     pub fn from_env(mut self) -> Self {
         self.destination = None;
         self
@@ -232,7 +240,28 @@ impl AuditLayerBuilder {
         self
     }
 
+    /// Verify consent: a dangerous action is accepted only with a consent
+    /// token signed by one of `keys` that matches it (see
+    /// [`consent`](crate::consent)), and its row says so. Else (and without
+    /// `AUDIT_CONSENT_KEYS_FILE`) any consent id passes, unverified.
+    pub fn consent_keys(mut self, keys: ConsentKeys) -> Self {
+        self.consent_keys = Some(keys);
+        self
+    }
+
+    /// [`consent_keys`](Self::consent_keys) from a JWK Set file, read when
+    /// building (else the file `AUDIT_CONSENT_KEYS_FILE` names).
+    pub fn consent_keys_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.consent_keys_file = Some(path.into());
+        self
+    }
+
     /// Builds the layer and the guard that owns delivery.
+    ///
+    /// Read from the environment as well: `AUDIT_DANGEROUS_ACTIONS`
+    /// (comma-separated action patterns, added to the policy's, as the
+    /// collector's `AUDIT_COLLECTOR_DANGEROUS_ACTIONS` adds to its config)
+    /// and `AUDIT_CONSENT_KEYS_FILE` (when no keys were given).
     pub fn build(self) -> Result<(AuditLayer, FlushGuard), BuildError> {
         // The environment is only consulted for what the builder left open.
         // A malformed OTEL_* variable is an error for a real exporter, but
@@ -296,8 +325,15 @@ impl AuditLayerBuilder {
             }
             Err(memory) => (Sink::Memory(memory), FlushGuard::inline(status.clone())),
         };
+        let mut policy = self.policy;
+        for p in env_list(DANGEROUS_ACTIONS_VAR) {
+            policy = policy.dangerous_action(p);
+        }
+        let consent = consent_keys(self.consent_keys, self.consent_keys_file)?
+            .map(|keys| (keys, ReplayGuard::default()));
         let core = Core {
-            policy: self.policy,
+            consent,
+            policy,
             resource,
             sink,
             status,
@@ -309,4 +345,39 @@ impl AuditLayerBuilder {
         };
         Ok((layer, guard))
     }
+}
+
+/// Action patterns added to the policy's dangerous ones, comma-separated.
+pub const DANGEROUS_ACTIONS_VAR: &str = "AUDIT_DANGEROUS_ACTIONS";
+
+/// A JWK Set file of consent verification keys.
+pub const CONSENT_KEYS_FILE_VAR: &str = "AUDIT_CONSENT_KEYS_FILE";
+
+fn env_list(var: &str) -> Vec<String> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The keys given, else those of the file given, else of the variable's.
+fn consent_keys(
+    keys: Option<ConsentKeys>,
+    file: Option<std::path::PathBuf>,
+) -> Result<Option<ConsentKeys>, BuildError> {
+    if keys.is_some() {
+        return Ok(keys);
+    }
+    let Some(path) = file.or_else(|| std::env::var_os(CONSENT_KEYS_FILE_VAR).map(Into::into))
+    else {
+        return Ok(None);
+    };
+    let bad = |e: &dyn std::fmt::Display| BuildError::Consent(format!("{}: {e}", path.display()));
+    let bytes = std::fs::read(&path).map_err(|e| bad(&e))?;
+    ConsentKeys::from_jwks(&bytes)
+        .map(Some)
+        .map_err(|e| bad(&e))
 }

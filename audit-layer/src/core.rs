@@ -6,10 +6,12 @@
 //! gate refuses and one the layer rejects are told apart only by their
 //! callsite.
 
+use audit_schema::consent::{self, ConsentKeys, ReplayGuard, Verifier};
 use audit_schema::otlp::ResourceInfo;
-use audit_schema::{Rejection, Rules, ViolationRecord};
+use audit_schema::{AuditRecord, Draft, Rejection, Rules, ViolationRecord};
 use tracing_core::Metadata;
 
+use crate::clock::now_ns;
 use crate::export::{Item, Sink};
 use crate::ids;
 use crate::policy::Policy;
@@ -21,12 +23,36 @@ pub(crate) struct Core {
     pub resource: ResourceInfo,
     pub sink: Sink,
     pub status: AuditStatus,
+    /// Consent verification keys and the consents already used; `None`:
+    /// consent is not verified (and rows say so).
+    pub consent: Option<(ConsentKeys, ReplayGuard)>,
 }
 
 impl Core {
     /// The dual-key rules of the policy.
     pub fn rules(&self) -> &Rules {
         self.policy.rules_ref()
+    }
+
+    /// The rules and, for a dangerous action, the consent token: the
+    /// record to send, or why not. Uses the consent (once per event).
+    pub fn check(&self, draft: Draft) -> Result<AuditRecord, Rejection> {
+        self.check_consent(draft, true)
+    }
+
+    /// [`Core::check`] before the action: the consent is checked but not
+    /// used, the record made when the action ends uses it.
+    pub fn precheck(&self, draft: Draft) -> Result<AuditRecord, Rejection> {
+        self.check_consent(draft, false)
+    }
+
+    fn check_consent(&self, draft: Draft, use_it: bool) -> Result<AuditRecord, Rejection> {
+        let verifier = self.consent.as_ref().map(|(keys, replay)| Verifier {
+            keys,
+            replay: use_it.then_some(replay),
+            now_ns: now_ns(),
+        });
+        consent::check_action(self.rules(), draft, Vec::new(), verifier)
     }
 
     /// Hands a finished record to the exporter; blocks only under

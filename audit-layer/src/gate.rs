@@ -163,7 +163,8 @@ impl<'a> Privileged<'a> {
         self
     }
 
-    /// The consent token (required for dangerous actions).
+    /// The consent (required for dangerous actions): the signed token
+    /// when the layer verifies consent, else the consent id.
     pub fn consent(mut self, consent_id: impl Into<String>) -> Self {
         self.consent = Some(consent_id.into());
         self
@@ -205,13 +206,16 @@ impl<'a> Privileged<'a> {
             (Field::OwnerId, Some(a.owner_id())),
             (Field::Action, Some(self.action.as_str())),
             (Field::ConsentId, self.consent.as_deref()),
+            // A consent token is checked against these too.
+            (Field::Target, self.target.as_deref()),
+            (Field::Scopes, self.scopes.as_deref()),
         ] {
             if let Some(v) = v {
                 d.set(f, v.to_owned());
             }
         }
         d.dangerous = core.rules().is_dangerous_action(&self.action);
-        if let Err(rejection) = core.rules().check(d) {
+        if let Err(rejection) = core.precheck(d) {
             core.report_rejection(&rejection, gate_metadata(), now_ns());
             return Err(GateError::Unattributed(Box::new(rejection)));
         }

@@ -329,7 +329,7 @@ impl AuditLayer {
         {
             draft.event_id = Some(ids::event_id());
         }
-        match self.core.rules().check(draft) {
+        match self.core.check(draft) {
             Ok(record) => self.core.send(Item::Action(record)),
             Err(rejection) => self.reject(rejection, meta, end_ns),
         }

@@ -81,7 +81,8 @@
 //! | `target` | `audit.target` | to what |
 //! | `outcome` | `audit.outcome` | `ok`, `error` or `denied` |
 //! | `scopes` | `audit.scopes` | authorization scopes (string array; comma-separated on spans) |
-//! | `consent` | `audit.consent.id` | consent token id, required for dangerous actions |
+//! | `consent` | `audit.consent.id` | consent id, required for dangerous actions; a signed consent token is accepted here too |
+//! | `consent.token` | `audit.consent.token` | signed consent token (compact JWS, EdDSA) from the approval service |
 //! | `inputs.sha256` | `audit.inputs.sha256` | SHA-256 of the inputs the agent acted on |
 //! | `audit.privileged` | `audit.privileged` | `true` makes a span privileged whatever its target |
 //! | `audit.dangerous` | `audit.dangerous` | `true` makes an action dangerous: consent required |
@@ -189,25 +190,27 @@
 //! 2. `ids`: trace, span and event ids;
 //! 3. `stats`: the counters behind [`AuditStatus`];
 //! 4. `build_error`: [`BuildError`];
-//! 5. `actor`: the typed [`Actor`];
-//! 6. `policy`: what is privileged, and the dual-key rules;
-//! 7. `export`: the queue, the worker thread, the transports and the spool;
-//! 8. `core`: what the layer and the gate share (policy, resource, sink,
+//! 5. `consent`: consent tokens, and the keys that verify them ([`consent`]);
+//! 6. `actor`: the typed [`Actor`];
+//! 7. `policy`: what is privileged, and the dual-key rules;
+//! 8. `export`: the queue, the worker thread, the transports and the spool;
+//! 9. `core`: what the layer and the gate share (policy, resource, sink,
 //!    status), held once behind an `Arc`;
-//! 9. `layer`: [`AuditLayer`], which owns the core;
-//! 10. `gate`: [`gate()`], which finds the core through the layer in the
+//! 10. `layer`: [`AuditLayer`], which owns the core;
+//! 11. `gate`: [`gate()`], which finds the core through the layer in the
 //!     current dispatcher;
-//! 11. `effect`: [`require_gate`], which walks the open spans through the
+//! 12. `effect`: [`require_gate`], which walks the open spans through the
 //!     layer in the current dispatcher;
-//! 12. `identity`: lifecycle actions, through the gate;
-//! 13. `builder`: [`AuditLayerBuilder`], which assembles the rest;
-//! 14. `macros`: [`privileged_span!`].
+//! 13. `identity`: lifecycle actions, through the gate;
+//! 14. `builder`: [`AuditLayerBuilder`], which assembles the rest;
+//! 15. `macros`: [`privileged_span!`].
 #![warn(missing_docs)]
 
 mod actor;
 mod build_error;
 mod builder;
 mod clock;
+pub mod consent;
 mod core;
 pub mod effect;
 pub mod export;

@@ -216,6 +216,8 @@ pub struct Config {
     pub rules: Rules,
     /// Client authentication.
     pub auth: AuthConfig,
+    /// Consent token verification.
+    pub consent: crate::consent::ConsentConfig,
     /// TLS (and mutual TLS) on both receivers.
     pub tls: crate::tls::TlsConfig,
     /// Storage.
@@ -263,6 +265,7 @@ impl Default for Config {
                 tokens: None,
                 reload_interval_secs: 60,
             },
+            consent: crate::consent::ConsentConfig::default(),
             tls: crate::tls::TlsConfig {
                 cert_file: None,
                 key_file: None,

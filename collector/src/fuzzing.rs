@@ -50,7 +50,7 @@ pub fn otlp_request(data: &[u8]) -> Option<Checked> {
         .sum();
     let rules = Rules::default().dangerous_action("payments.*");
     let limits = rules.limits.clone();
-    let checked = check(req, &rules);
+    let checked = check(req, &rules, None);
     let refused = usize::try_from(checked.refused).unwrap_or(usize::MAX);
     assert!(
         checked.batch.actions.len() + refused <= records,

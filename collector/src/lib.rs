@@ -14,6 +14,7 @@
 //!
 //! Who may write: [`auth`] (bearer tokens) and [`tls`] (TLS, mutual TLS),
 //! both reloaded from their files by [`reload`] (interval and SIGHUP).
+//! Consent tokens of dangerous actions: [`consent`] (keys reloaded alike).
 //!
 //! Answering questions (`query`, `who`, `activity`, `prove-human`) is the
 //! `audit-query` crate's, with DataFusion; this library has no SQL engine.
@@ -42,6 +43,7 @@ pub mod admin;
 pub mod auth;
 pub mod checkpoint;
 pub mod config;
+pub mod consent;
 pub mod coverage;
 pub mod dataset;
 pub mod dedup;

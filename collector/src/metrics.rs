@@ -74,6 +74,8 @@ metrics! {
         tls_reload_failures_total: "TLS reloads refused (unreadable or unusable files); the previous certificates stay in use.",
         tokens_reloads_total: "Tokens file reloaded (changed file, or SIGHUP): later requests are checked against the new tokens.",
         tokens_reload_failures_total: "Tokens file reloads refused (unreadable, malformed or empty file); the previous tokens stay in use.",
+        consent_keys_reloads_total: "Consent keys file reloaded (changed file, or SIGHUP): later records are verified with the new keys.",
+        consent_keys_reload_failures_total: "Consent keys file reloads refused (unreadable, or not a JWK Set of Ed25519 keys); the previous keys stay in use.",
         overloaded_total: "Requests answered with a retryable overload error (write queue or buffer full).",
         shed_total: "Requests refused at once because max_in_flight_requests were being served.",
         connections_refused_total: "Connections to the OTLP listeners closed at once because max_connections were open.",

@@ -16,6 +16,7 @@ use audit_collector::store::{chain, Location};
 /// The columns `who` shows, in order.
 pub const COLUMNS: &str = "event_id, actor_kind, agent_id, agent_name, agent_credential_id, \
 owner_id, initiator_id, task_id, action, target, outcome, scopes, consent_id, \
+consent_verified, consent_key_id, consent_approver, \
 inputs_sha256, start_time, end_time, service_name, service_instance_id, trace_id, \
 span_id, received_time, collector_id, seq";
 
@@ -52,6 +53,22 @@ pub struct RowFacts {
     pub owner_id: String,
     /// `service_name`.
     pub service_name: String,
+    /// `task_id`.
+    pub task_id: Option<String>,
+    /// `action`.
+    pub action: String,
+    /// `target`.
+    pub target: Option<String>,
+    /// `trace_id`.
+    pub trace_id: Option<String>,
+    /// `consent_id`.
+    pub consent_id: Option<String>,
+    /// `consent_verified`: the collector checked the consent token.
+    pub consent_verified: bool,
+    /// `consent_key_id`: the key that verified it.
+    pub consent_key_id: Option<String>,
+    /// `consent_approver`: the human who approved (the token's `sub`).
+    pub consent_approver: Option<String>,
     /// `start_time`.
     pub start: DateTime<Utc>,
     /// `end_time`, when the span recorded one.
@@ -98,9 +115,10 @@ pub async fn who(engine: &Engine, event_id: &str) -> Result<Answer, QueryError> 
     Ok(Answer { batches: out, rows })
 }
 
-/// A one-line statement of human or AI, for the table output.
+/// A one-line statement of human or AI (and of the consent, if any), for
+/// the table output.
 pub fn headline(r: &RowFacts) -> String {
-    match (r.actor_kind.as_str(), &r.agent_id) {
+    let actor = match (r.actor_kind.as_str(), &r.agent_id) {
         ("human", None) => format!(
             "HUMAN: {} acted themselves (actor_kind = human, no agent id)",
             r.owner_id
@@ -117,6 +135,21 @@ pub fn headline(r: &RowFacts) -> String {
         (kind, agent) => format!(
             "INCONSISTENT: actor_kind {kind:?} with agent_id {agent:?} (the collector never writes this)"
         ),
+    };
+    format!("{actor}{}", consent_clause(r))
+}
+
+/// `; consent … verified by key …, approved by …` (or not verified), or
+/// nothing for a row without consent.
+pub fn consent_clause(r: &RowFacts) -> String {
+    match (&r.consent_id, r.consent_verified) {
+        (None, _) => String::new(),
+        (Some(id), true) => format!(
+            "; consent {id} verified by key {}, approved by {}",
+            r.consent_key_id.as_deref().unwrap_or("?"),
+            r.consent_approver.as_deref().unwrap_or("?")
+        ),
+        (Some(id), false) => format!("; consent {id} NOT verified (no consent keys configured)"),
     }
 }
 
@@ -153,6 +186,14 @@ pub fn facts(b: &RecordBatch, i: usize) -> Result<RowFacts, QueryError> {
         credential: col_str(b, "agent_credential_id", i)?,
         owner_id: col_str(b, "owner_id", i)?.unwrap_or_default(),
         service_name: col_str(b, "service_name", i)?.unwrap_or_default(),
+        task_id: col_str(b, "task_id", i)?,
+        action: col_str(b, "action", i)?.unwrap_or_default(),
+        target: col_str(b, "target", i)?,
+        trace_id: col_str(b, "trace_id", i)?,
+        consent_id: col_str(b, "consent_id", i)?,
+        consent_verified: col_str(b, "consent_verified", i)?.as_deref() == Some("true"),
+        consent_key_id: col_str(b, "consent_key_id", i)?,
+        consent_approver: col_str(b, "consent_approver", i)?,
         start: col_time(b, "start_time", i)?.ok_or_else(|| missing("start_time"))?,
         end: col_time(b, "end_time", i)?,
         collector_id: col_str(b, "collector_id", i)?.unwrap_or_default(),

@@ -20,6 +20,8 @@ pub enum ColumnType {
     ListUtf8,
     /// Map from string to string.
     MapUtf8,
+    /// Boolean.
+    Bool,
 }
 
 impl ColumnType {
@@ -32,6 +34,7 @@ impl ColumnType {
             ColumnType::UInt64 => "uint64",
             ColumnType::ListUtf8 => "list<string>",
             ColumnType::MapUtf8 => "map<string,string>",
+            ColumnType::Bool => "bool",
         }
     }
 }
@@ -87,6 +90,8 @@ pub enum Cell<'a> {
     List(&'a [String]),
     /// A [`ColumnType::MapUtf8`] value.
     Map(&'a BTreeMap<String, String>),
+    /// A [`ColumnType::Bool`] value.
+    Bool(bool),
 }
 
 /// The values of one stored row, read back column by column in file order
@@ -105,6 +110,8 @@ pub trait ReadCells {
     fn list(&mut self, column: &'static str) -> Result<Vec<String>, Self::Error>;
     /// A string-to-string map column (never null).
     fn map(&mut self, column: &'static str) -> Result<BTreeMap<String, String>, Self::Error>;
+    /// A boolean column.
+    fn boolean(&mut self, column: &'static str) -> Result<Option<bool>, Self::Error>;
     /// The error for a null in a column that may not hold one.
     fn null(&self, column: &'static str) -> Self::Error;
     /// The error for a value the column may not hold (`expected` says
@@ -116,6 +123,10 @@ pub trait ReadCells {
 pub trait Stored: Sized {
     /// The dataset's columns in file order: the record's, then [`STAMP`].
     const COLUMNS: &'static [Column];
+    /// Columns added after the first files were written: a file without
+    /// one reads it as null (false for a boolean), what rows written
+    /// before it existed meant. Any other column missing is an error.
+    const ADDED: &'static [&'static str] = &[];
     /// The record's cells, in column order (the stamp columns are not the
     /// record's to give).
     fn cells(&self, f: &mut dyn FnMut(Cell<'_>));
@@ -155,6 +166,7 @@ mod arrow_schema_impl {
             }
             ColumnType::Int64 => DataType::Int64,
             ColumnType::UInt64 => DataType::UInt64,
+            ColumnType::Bool => DataType::Boolean,
             ColumnType::ListUtf8 => {
                 DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
             }

@@ -15,6 +15,7 @@
 //! | `opt_int` | `Option<i64>` | — | int64, nullable |
 //! | `list` | `Vec<String>` | `Vec<String>` | list of strings |
 //! | `map` | `BTreeMap<String, String>` | the same | string-to-string map |
+//! | `bool` | `bool` | `bool` (false) | boolean |
 //!
 //! A draft's `string`, `actor` and `time` fields become the record's only
 //! through [`Rules::check`](crate::Rules::check), which refuses a draft
@@ -30,6 +31,7 @@ macro_rules! record_ty {
     (opt_int) => { Option<i64> };
     (list) => { Vec<String> };
     (map) => { BTreeMap<String, String> };
+    (bool) => { bool };
 }
 
 /// The draft's type of a field of this kind: as given, unchecked.
@@ -41,6 +43,7 @@ macro_rules! draft_ty {
     (opt_time) => { Option<i64> };
     (list) => { Vec<String> };
     (map) => { BTreeMap<String, String> };
+    (bool) => { bool };
 }
 
 /// The column of a field of this kind.
@@ -61,6 +64,7 @@ macro_rules! column {
     (opt_int, $name:expr, $doc:expr) => { column!(@ $name, Int64, true, $doc) };
     (list, $name:expr, $doc:expr) => { column!(@ $name, ListUtf8, false, $doc) };
     (map, $name:expr, $doc:expr) => { column!(@ $name, MapUtf8, false, $doc) };
+    (bool, $name:expr, $doc:expr) => { column!(@ $name, Bool, false, $doc) };
 }
 
 /// The stored cell of a record's field.
@@ -88,6 +92,9 @@ macro_rules! cell {
     };
     (map, $v:expr) => {
         $crate::column::Cell::Map(&$v)
+    };
+    (bool, $v:expr) => {
+        $crate::column::Cell::Bool($v)
     };
 }
 
@@ -117,6 +124,9 @@ macro_rules! read_cell {
     };
     (map, $r:expr, $col:expr) => {
         $r.map($col)?
+    };
+    (bool, $r:expr, $col:expr) => {
+        $r.boolean($col)?.ok_or_else(|| $r.null($col))?
     };
 }
 
@@ -226,7 +236,7 @@ macro_rules! wire_key {
 macro_rules! stored_record {
     (
         $(#[$meta:meta])*
-        pub struct $Record:ident in $COLUMNS:ident {
+        pub struct $Record:ident in $COLUMNS:ident $(added $ADDED:ident)? {
             $(
                 $(#[doc = $doc:literal])*
                 $name:ident: $kind:ident = $col:literal
@@ -264,6 +274,7 @@ macro_rules! stored_record {
 
         impl $crate::column::Stored for $Record {
             const COLUMNS: &'static [$crate::column::Column] = $COLUMNS;
+            $(const ADDED: &'static [&'static str] = $ADDED;)?
 
             fn cells(&self, f: &mut dyn FnMut($crate::column::Cell<'_>)) {
                 $( f(cell!($kind, self.$name)); )*
@@ -337,7 +348,7 @@ macro_rules! audit_record {
 
         stored_record! {
             $(#[$meta])*
-            pub struct AuditRecord in AUDIT {
+            pub struct AuditRecord in AUDIT added AUDIT_ADDED {
                 $(
                     $(#[doc = $doc])*
                     $name: $kind = $col

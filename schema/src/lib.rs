@@ -35,12 +35,16 @@
 //! 5. [`limits`]: [`Limits`], bounds on a record's size, shape and time.
 //! 6. [`rules`]: [`Rules`], the dual-key rules (limits included).
 //! 7. [`otlp`] (feature `otlp`): records to and from OTLP log records.
+//! 8. `consent` (feature `consent`): signed consent tokens, verified
+//!    against the record by the layer and the collector alike.
 #![warn(missing_docs)]
 
 #[macro_use]
 mod declare;
 
 mod column;
+#[cfg(feature = "consent")]
+pub mod consent;
 pub mod limits;
 #[cfg(feature = "otlp")]
 pub mod otlp;

@@ -110,6 +110,9 @@ pub fn encode_action(r: &AuditRecord) -> LogRecord {
         }
         // The attribute map is the record's remainder, added below.
         Cell::Map(_) => {}
+        // Only verifiers set booleans, and a client's word is not taken
+        // for them: they do not travel.
+        Cell::Bool(_) => {}
     });
     for (k, val) in &r.attributes {
         if k == Field::Dangerous.wire() {
@@ -145,6 +148,8 @@ pub fn encode_violation(x: &ViolationRecord) -> LogRecord {
     push_str(a, Field::ActorKind.wire(), x.actor_kind.as_deref());
     push_str(a, Field::AgentId.wire(), x.agent_id.as_deref());
     push_str(a, Field::OwnerId.wire(), x.owner_id.as_deref());
+    push_str(a, Field::TaskId.wire(), x.task_id.as_deref());
+    push_str(a, Field::Target.wire(), x.target.as_deref());
     for (k, val) in &x.attributes {
         a.push(kv(k, Value::StringValue(val.clone())));
     }
@@ -351,6 +356,8 @@ fn decode_violation(lr: &LogRecord, res: &ResourceInfo, time_ns: Option<i64>) ->
             k if k == Field::ActorKind.wire() => x.actor_kind = s(),
             k if k == Field::AgentId.wire() => x.agent_id = s(),
             k if k == Field::OwnerId.wire() => x.owner_id = s(),
+            k if k == Field::TaskId.wire() => x.task_id = s(),
+            k if k == Field::Target.wire() => x.target = s(),
             wire::LEGACY_EVENT_NAME_ATTR => {}
             _ => {
                 x.attributes.insert(key.to_owned(), stringify(val));
@@ -396,9 +403,13 @@ mod tests {
         let mut unset = Vec::new();
         let mut cols = crate::columns::AUDIT.iter();
         r.cells(&mut |cell| {
-            let col = cols.next().map_or("?", |c| c.name);
-            if matches!(cell, Cell::Str(None) | Cell::Time(None) | Cell::Int(None))
-                || matches!(cell, Cell::List(l) if l.is_empty())
+            let col = cols.next();
+            // What a verifier establishes is not the client's to send.
+            let by_verifier = col.is_some_and(|c| c.wire.starts_with("set by the verifier"));
+            let col = col.map_or("?", |c| c.name);
+            if !by_verifier
+                && (matches!(cell, Cell::Str(None) | Cell::Time(None) | Cell::Int(None))
+                    || matches!(cell, Cell::List(l) if l.is_empty()))
             {
                 unset.push(col);
             }
@@ -440,6 +451,8 @@ mod tests {
             actor_kind: None,
             agent_id: Some("agt_7f3".into()),
             owner_id: None,
+            task_id: Some("tsk_9".into()),
+            target: Some("acct_42".into()),
             service_name: "billing".into(),
             service_instance_id: None,
             trace_id: None,

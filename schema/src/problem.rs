@@ -24,6 +24,9 @@ pub enum Problem {
     HumanWithAgentId,
     /// A dangerous action without a consent token.
     DangerousWithoutConsent,
+    /// A dangerous action whose consent token did not verify or match
+    /// (consent keys configured); the reason says which check failed.
+    ConsentNotVerified(String),
     /// No action name.
     NoAction,
     /// No start time.
@@ -83,6 +86,7 @@ impl Problem {
             Problem::AgentWithoutAgentId | Problem::HumanWithAgentId => Field::AgentId.wire(),
             Problem::AgentWithoutOwner | Problem::HumanWithoutOwner => Field::OwnerId.wire(),
             Problem::DangerousWithoutConsent => Field::ConsentId.wire(),
+            Problem::ConsentNotVerified(_) => Field::ConsentToken.wire(),
             Problem::NoAction => Field::Action.wire(),
             Problem::NoStartTime => "time_unix_nano",
             Problem::UnknownOutcome(_) => Field::Outcome.wire(),
@@ -106,6 +110,7 @@ impl Problem {
             Problem::HumanWithoutOwner => "human_without_owner",
             Problem::HumanWithAgentId => "human_with_agent_id",
             Problem::DangerousWithoutConsent => "dangerous_without_consent",
+            Problem::ConsentNotVerified(_) => "consent_not_verified",
             Problem::NoAction => "no_action",
             Problem::NoStartTime => "no_start_time",
             Problem::UnknownOutcome(_) => "unknown_outcome",
@@ -143,8 +148,9 @@ impl fmt::Display for Problem {
                 "human action names an agent (`gen_ai.agent.id`): an action is a human's or an agent's, not both"
             ),
             Problem::DangerousWithoutConsent => {
-                write!(f, "dangerous action without `audit.consent.id` (the consent token)")
+                write!(f, "dangerous action without `audit.consent.id` or `audit.consent.token` (the consent)")
             }
+            Problem::ConsentNotVerified(why) => write!(f, "consent not verified: {why}"),
             Problem::NoAction => write!(f, "no `audit.action`"),
             Problem::NoStartTime => write!(f, "no start time (`time_unix_nano` is 0)"),
             Problem::UnknownOutcome(o) => {
@@ -257,6 +263,8 @@ impl ViolationRecord {
             actor_kind: d.actor_kind.clone(),
             agent_id: d.agent_id.clone(),
             owner_id: d.owner_id.clone(),
+            task_id: d.task_id.clone(),
+            target: d.target.clone(),
             service_name: d
                 .service_name
                 .as_deref()

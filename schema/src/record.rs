@@ -111,7 +111,20 @@ audit_record! {
             "authorization scopes (string array; comma-separated on spans)") " (string array)";
         /// Consent token id.
         consent_id: text = "consent_id", field ConsentId("audit.consent.id", "consent",
-            "consent token id, required for dangerous actions");
+            "consent id, required for dangerous actions; a signed consent token is accepted here too");
+        /// The signed consent token, as given.
+        consent_token: text = "consent_token", field ConsentToken("audit.consent.token",
+            "consent.token", "signed consent token (compact JWS, EdDSA) from the approval service");
+        /// Whether the token was verified (signature and claims) by whoever
+        /// wrote the row. Never taken from the client.
+        consent_verified: bool = "consent_verified",
+            source "set by the verifier: the consent token's signature and claims matched this row";
+        /// `kid` of the key that verified the token.
+        consent_key_id: text = "consent_key_id",
+            source "set by the verifier: `kid` of the key that verified the consent token";
+        /// The human who approved: the verified token's `sub`.
+        consent_approver: text = "consent_approver",
+            source "set by the verifier: the consent token's `sub`, the human who approved";
         /// Digest of the inputs.
         inputs_sha256: text = "inputs_sha256", field InputsSha256("audit.inputs.sha256",
             "inputs.sha256", "SHA-256 of the inputs the agent acted on");
@@ -137,11 +150,23 @@ audit_record! {
     }
 }
 
+/// Audit columns added after the first files were written (see
+/// [`Stored::ADDED`](crate::columns::Stored::ADDED)): consent verification.
+pub const AUDIT_ADDED: &[&str] = &[
+    "consent_token",
+    "consent_verified",
+    "consent_key_id",
+    "consent_approver",
+];
+
+/// Violation columns added after the first files were written.
+pub const VIOLATIONS_ADDED: &[&str] = &["kind", "task_id", "target"];
+
 stored_record! {
     /// A privileged span (or wire record) that broke a dual-key rule: a row of
     /// the `violations` dataset without the collector's stamp.
     #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-    pub struct ViolationRecord in VIOLATIONS {
+    pub struct ViolationRecord in VIOLATIONS added VIOLATIONS_ADDED {
         /// UUIDv7 of the violation itself.
         event_id: string = "event_id", attr "audit.event.id";
         /// When the span closed (or the record arrived), ns since the epoch.
@@ -172,6 +197,10 @@ stored_record! {
         agent_id: text = "agent_id", attr "gen_ai.agent.id" ", as given";
         /// The owner id, as given.
         owner_id: text = "owner_id", attr "audit.owner.id" ", as given";
+        /// The task, as given (to tell which violations could be an action's).
+        task_id: text = "task_id", attr "audit.task.id" ", as given";
+        /// The target, as given.
+        target: text = "target", attr "audit.target" ", as given";
         /// From the OTel resource.
         service_name: string = "service_name", resource "service.name";
         /// From the OTel resource.

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `agent` (stated, or implied by an agent id) | `gen_ai.agent.id`, `audit.owner.id` | — |
 //! | `human` | `audit.actor.kind = "human"` stated, `audit.owner.id` | `gen_ai.agent.id` |
-//! | dangerous action | `audit.consent.id` in addition | — |
+//! | dangerous action | `audit.consent.id` or `audit.consent.token` in addition (a verified token when consent keys are configured: see `consent`) | — |
 //!
 //! A human is never inferred from a missing agent id: absence of evidence is
 //! not proof, and "no agent was involved" must rest on a stated fact.
@@ -106,7 +106,10 @@ impl Rules {
         match d.action.as_deref() {
             None => problems.push(Problem::NoAction),
             Some(a) => {
-                if (d.dangerous || self.is_dangerous_action(a)) && d.consent_id.is_none() {
+                if (d.dangerous || self.is_dangerous_action(a))
+                    && d.consent_id.is_none()
+                    && d.consent_token.is_none()
+                {
                     problems.push(Problem::DangerousWithoutConsent);
                 }
             }

@@ -198,13 +198,14 @@ async fn prove_human_passes_and_fails_as_the_command_does() {
     let c = Console::start(&[]);
     let ok = view(&c, &format!("/prove?event_id={HUMAN_OK}")).await;
     assert!(verdict(&ok.body).starts_with("PROVEN"), "{}", ok.body);
+    // An unrelated agent's violation nearby is information, not a failure.
     let near = view(&c, &format!("/prove?event_id={HUMAN_NEAR_VIOLATION}")).await;
+    assert!(verdict(&near.body).starts_with("PROVEN"), "{}", near.body);
     assert!(
-        verdict(&near.body).starts_with("NOT PROVEN"),
+        near.body.contains("1 violation(s) in service"),
         "{}",
         near.body
     );
-    assert!(near.body.contains("1 violation(s)"), "{}", near.body);
 }
 
 fn cli(args: &[&str]) -> Vec<u8> {

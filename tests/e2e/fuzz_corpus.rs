@@ -177,7 +177,7 @@ fn write_seeds() {
         .expect("runtime");
     let rules = Rules::default();
     for (_, req) in requests() {
-        let batch = check(req, &rules).batch;
+        let batch = check(req, &rules, None).batch;
         rt.block_on(ingest.submit(batch)).expect("submit");
     }
     let dir = tmp.path().join("wal/seed");

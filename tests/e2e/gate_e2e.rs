@@ -279,7 +279,7 @@ fn the_apps_fmt_log_shows_the_event_id_the_collector_stored() {
 }
 
 /// The answers count the side door: `prove-human` for a human action of
-/// the same service and window, `query` by kind, and the console's
+/// the same service and window (as information: it is not this action), `query` by kind, and the console's
 /// trail-health view.
 #[tokio::test(flavor = "multi_thread")]
 async fn prove_human_query_and_the_console_count_ungated_effects() {
@@ -307,7 +307,14 @@ async fn prove_human_query_and_the_console_count_ungated_effects() {
     let data = dir.path().to_str().unwrap();
 
     let proof = common::cli(&["prove-human", "--data-dir", data, human_id], &[]);
-    assert!(!proof.ok, "a side door in the window: not proven");
+    // The side door ran in another trace, with no owner, target or callsite
+    // of this action: it cannot be this action, so it does not fail the
+    // proof, but the answer counts it for the reader.
+    assert!(
+        proof.ok,
+        "an unrelated side door does not fail the proof: {}",
+        proof.stdout
+    );
     assert!(
         proof
             .stdout

@@ -148,7 +148,7 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
         ),
         (0, vec!["prove-human", HUMAN_OK]),
         (1, vec!["prove-human", "--format", "json", AGENT_A1]),
-        (1, vec!["prove-human", HUMAN_NEAR_VIOLATION]),
+        (0, vec!["prove-human", HUMAN_NEAR_VIOLATION]),
         (
             0,
             vec![

@@ -38,6 +38,10 @@ AUDIT_TYPES = {
     "outcome": "VARCHAR",
     "scopes": "VARCHAR[]",
     "consent_id": "VARCHAR",
+    "consent_token": "VARCHAR",
+    "consent_verified": "BOOLEAN",
+    "consent_key_id": "VARCHAR",
+    "consent_approver": "VARCHAR",
     "inputs_sha256": "VARCHAR",
     "service_name": "VARCHAR",
     "service_instance_id": "VARCHAR",
@@ -51,12 +55,12 @@ AUDIT_TYPES = {
 
 
 class Collector:
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, *extra):
         if not BIN.exists():
             subprocess.run(["cargo", "build", "--bin", "audit-collector"], cwd=ROOT, check=True)
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "--data-dir", str(data_dir),
-             "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"],
+             "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", *extra],
             stdout=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn"},
         )
         line = []

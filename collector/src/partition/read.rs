@@ -1,6 +1,7 @@
 //! Parquet files back to rows.
 
 use super::*;
+use arrow_array::BooleanArray;
 use audit_schema::columns::{ReadCells, Stored};
 use bytes::Bytes;
 use parquet::file::reader::ChunkReader;
@@ -155,7 +156,8 @@ fn stamp_and_collector(c: &Cols<'_>, n: usize) -> Result<Vec<(Stamp, String)>, P
 /// [`Stored::from_cells`], over the arrays of one record batch.
 struct RowCells<'a> {
     /// The record's columns (the stamp's are read apart), with their arrays.
-    arrays: &'a [(&'static str, &'a dyn Array)],
+    /// `None`: a column of [`Stored::ADDED`] the file predates.
+    arrays: &'a [(&'static str, Option<&'a dyn Array>)],
     /// The column read next.
     next: usize,
     row: usize,
@@ -166,13 +168,25 @@ impl<'a> RowCells<'a> {
     /// The array of `column`, which must be the next one: a record reads its
     /// columns in the order they are declared and stored.
     fn next<T: Array + 'static>(&mut self, column: &'static str) -> Result<&'a T, PartitionError> {
+        self.next_added(column)?
+            .ok_or_else(|| schema_err(self.path, format!("column {column} is missing")))
+    }
+
+    /// [`RowCells::next`], or `None` for a column the file predates.
+    fn next_added<T: Array + 'static>(
+        &mut self,
+        column: &'static str,
+    ) -> Result<Option<&'a T>, PartitionError> {
         let (name, arr) = self
             .arrays
             .get(self.next)
             .filter(|(name, _)| *name == column)
             .ok_or_else(|| schema_err(self.path, format!("column {column} read out of order")))?;
         self.next += 1;
-        arr.as_any().downcast_ref::<T>().ok_or_else(|| {
+        let Some(arr) = arr else {
+            return Ok(None);
+        };
+        arr.as_any().downcast_ref::<T>().map(Some).ok_or_else(|| {
             schema_err(
                 self.path,
                 format!("column {name} has type {}", arr.data_type()),
@@ -185,10 +199,11 @@ impl ReadCells for RowCells<'_> {
     type Error = PartitionError;
 
     fn text(&mut self, column: &'static str) -> Result<Option<String>, PartitionError> {
-        let arr = self.next::<StringArray>(column)?;
-        Ok(arr
-            .is_valid(self.row)
-            .then(|| arr.value(self.row).to_owned()))
+        let arr = self.next_added::<StringArray>(column)?;
+        Ok(arr.and_then(|arr| {
+            arr.is_valid(self.row)
+                .then(|| arr.value(self.row).to_owned())
+        }))
     }
 
     fn time(&mut self, column: &'static str) -> Result<Option<i64>, PartitionError> {
@@ -211,6 +226,14 @@ impl ReadCells for RowCells<'_> {
         map_at(arr, column, self.row, self.path)
     }
 
+    fn boolean(&mut self, column: &'static str) -> Result<Option<bool>, PartitionError> {
+        // Rows written before the column existed were never verified.
+        let Some(arr) = self.next_added::<BooleanArray>(column)? else {
+            return Ok(Some(false));
+        };
+        Ok(arr.is_valid(self.row).then(|| arr.value(self.row)))
+    }
+
     fn null(&self, column: &'static str) -> PartitionError {
         null_err(self.path, column, self.row)
     }
@@ -227,24 +250,13 @@ impl ReadCells for RowCells<'_> {
 fn rows<R: Stored>(c: &Cols<'_>) -> Result<Vec<(R, Stamp, String)>, PartitionError> {
     let n = c.batch.num_rows();
     let own = &R::COLUMNS[..R::COLUMNS.len() - columns::STAMP.len()];
-    // A column added to the schema later is nullable: a file sealed before
-    // it existed reads as null there (violations' `kind`).
-    let absent: Vec<(&str, arrow_array::ArrayRef)> = own
-        .iter()
-        .filter(|col| col.nullable && c.batch.column_by_name(col.name).is_none())
-        .map(|col| {
-            let ty = columns::data_type(col.ty);
-            (col.name, arrow_array::new_null_array(&ty, n))
-        })
-        .collect();
     let arrays = own
         .iter()
-        .map(
-            |col| match absent.iter().find(|(name, _)| *name == col.name) {
-                Some((_, nulls)) => Ok((col.name, nulls.as_ref())),
-                None => Ok((col.name, c.column(col.name)?)),
-            },
-        )
+        .map(|col| match c.column(col.name) {
+            Ok(a) => Ok((col.name, Some(a))),
+            Err(_) if R::ADDED.contains(&col.name) => Ok((col.name, None)),
+            Err(e) => Err(e),
+        })
         .collect::<Result<Vec<_>, PartitionError>>()?;
     let stamps = stamp_and_collector(c, n)?;
     stamps

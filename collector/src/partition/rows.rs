@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, MapBuilder, MapFieldNames, StringBuilder};
 use arrow_array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray, UInt64Array,
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+    UInt64Array,
 };
 use arrow_schema::{ArrowError, DataType, FieldRef, SchemaRef};
 use audit_schema::columns::{self, Cell, ColumnType, Stored};
@@ -73,6 +74,7 @@ enum Col {
     UInt(Vec<u64>),
     List(Vec<Vec<String>>),
     Map(Vec<Vec<(String, String)>>),
+    Bool(Vec<bool>),
 }
 
 impl Col {
@@ -84,6 +86,7 @@ impl Col {
             ColumnType::UInt64 => Col::UInt(Vec::with_capacity(rows)),
             ColumnType::ListUtf8 => Col::List(Vec::with_capacity(rows)),
             ColumnType::MapUtf8 => Col::Map(Vec::with_capacity(rows)),
+            ColumnType::Bool => Col::Bool(Vec::with_capacity(rows)),
         }
     }
 
@@ -97,6 +100,7 @@ impl Col {
             (Col::Int(v), Cell::Int(i)) => v.push(i),
             (Col::List(v), Cell::List(items)) => v.push(items.to_vec()),
             (Col::Map(v), Cell::Map(m)) => v.push(attrs(m)),
+            (Col::Bool(v), Cell::Bool(b)) => v.push(b),
             _ => {}
         }
     }
@@ -107,6 +111,7 @@ impl Col {
             Col::Time(v) => Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC")),
             Col::Int(v) => Arc::new(Int64Array::from(v)),
             Col::UInt(v) => Arc::new(UInt64Array::from(v)),
+            Col::Bool(v) => Arc::new(BooleanArray::from(v)),
             Col::List(v) => {
                 let mut b = ListBuilder::new(StringBuilder::new());
                 if let DataType::List(item) = ty {

@@ -497,3 +497,51 @@ fn a_corrupt_file_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn files_written_before_the_added_columns_read_them_as_null_and_unverified() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = at(T0.0, T0.1, T0.2, 3, 0, 0, 0);
+    let w = PartitionWriter::new(dir.path(), "col-1");
+    let f = w
+        .seal_audit(vec![full(1, "agt_7f3", "usr_alice", t)])
+        .unwrap();
+    // The same file as the first version wrote it: without the columns.
+    let path = dir.path().join(&f[0].path);
+    let batch = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| {
+            !audit_schema::record::AUDIT_ADDED.contains(&batch.schema().field(i).name().as_str())
+        })
+        .collect();
+    let old = batch.project(&keep).unwrap();
+    rewrite(&path, &old);
+    let (r, _, _) = &read_audit(dir.path()).unwrap()[0];
+    assert_eq!(r.consent_id.as_deref(), Some("consent-77"));
+    assert_eq!(
+        (r.consent_verified, r.consent_key_id.as_deref()),
+        (false, None)
+    );
+    // A column that was always there is still required.
+    let keep: Vec<usize> = (1..old.num_columns()).collect();
+    rewrite(&path, &old.project(&keep).unwrap());
+    assert!(
+        read_audit(dir.path()).is_err(),
+        "event_id missing is an error"
+    );
+}
+
+/// Replaces the file at `path` with one holding `batch`.
+fn rewrite(path: &Path, batch: &arrow_array::RecordBatch) {
+    fs::remove_file(path).unwrap();
+    let file = File::create(path).unwrap();
+    let mut out = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    out.write(batch).unwrap();
+    out.close().unwrap();
+}

@@ -36,6 +36,8 @@ pub struct Receiver {
     /// Accepted bearer tokens, as the last reload left them; `None` lets
     /// any client write.
     pub tokens: Option<LiveTokens>,
+    /// Consent verification; `None`: consent is not verified.
+    pub consent: Option<Arc<crate::consent::ConsentCheck>>,
     /// One permit per request being served, both protocols together.
     pub in_flight: Arc<Semaphore>,
 }
@@ -86,7 +88,11 @@ const MAX_MESSAGE_BYTES: usize = 1024;
 /// batch is kept. A refused `audit.action` or `audit.violation` also
 /// becomes a violation row (`detected_by = collector`), so that a
 /// non-compliant client leaves evidence, not silence.
-pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
+pub fn check(
+    req: ExportLogsServiceRequest,
+    rules: &Rules,
+    consent: Option<&crate::consent::ConsentCheck>,
+) -> Checked {
     let limits = &rules.limits;
     let mut out = Checked::default();
     let mut index = 0usize;
@@ -113,7 +119,11 @@ pub fn check(req: ExportLogsServiceRequest, rules: &Rules) -> Checked {
                                 .attributes
                                 .insert("audit.event.id.assigned_by".into(), "collector".into());
                         }
-                        match rules.check_with(draft, found) {
+                        let checked = match consent {
+                            Some(c) => c.check(rules, draft, found),
+                            None => audit_schema::consent::check_action(rules, draft, found, None),
+                        };
+                        match checked {
                             Ok(record) => out.batch.actions.push(record),
                             Err(rejection) => {
                                 out.refuse(
@@ -323,7 +333,7 @@ impl Receiver {
             .sum();
         Metrics::add(&self.metrics.requests_total, 1);
         Metrics::add(&self.metrics.records_received_total, received as u64);
-        let mut checked = check(req, &self.rules);
+        let mut checked = check(req, &self.rules, self.consent.as_deref());
         checked.stamp_client(client);
         if let Err(e) = self.ingest.submit(std::mem::take(&mut checked.batch)).await {
             self.metrics.requests_throttled.add(e.reason(), 1);
@@ -375,7 +385,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let checked = check(req, &Rules::default());
+        let checked = check(req, &Rules::default(), None);
         assert_eq!(checked.batch.actions.len(), 2);
         assert_eq!(checked.refused, 1);
         assert_eq!(checked.batch.violations.len(), 1);

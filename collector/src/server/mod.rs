@@ -143,6 +143,10 @@ impl Server {
         // Read before the store starts, so bad settings stop nothing half-way.
         let tokens = cfg.auth.load(metrics.clone())?;
         let tls = cfg.tls.load()?;
+        let consent = cfg
+            .consent
+            .load(metrics.clone())
+            .map_err(|e| ConfigError::Invalid(format!("consent: {e}")))?;
         if tokens.is_none() && cfg.tls.client_ca_file.is_none() {
             tracing::warn!(
                 "neither client tokens nor client certificates required: any client that reaches the OTLP ports can write"
@@ -208,6 +212,7 @@ impl Server {
             rules: cfg.rules.clone(),
             metrics: metrics.clone(),
             tokens,
+            consent: consent.as_ref().map(|(check, _)| check.clone()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight_requests)),
         });
         let request_timeout = Duration::from_secs(cfg.request_timeout_secs);
@@ -279,6 +284,11 @@ impl Server {
             reloads.push(requested);
         }
         if let Some(r) = tokens_reloader {
+            let requested = Arc::new(Notify::new());
+            tasks.push(tokio::spawn(r.run(requested.clone(), stopped.clone())));
+            reloads.push(requested);
+        }
+        if let Some((_, r)) = consent {
             let requested = Arc::new(Notify::new());
             tasks.push(tokio::spawn(r.run(requested.clone(), stopped.clone())));
             reloads.push(requested);

@@ -1,13 +1,16 @@
-//! WAL frames written before violations had a `kind` (format tag 1).
+//! WAL frames of format tag 1: the rows as the first schema had them,
+//! before the consent columns of actions and the `kind`, task and target
+//! of violations.
 //!
-//! Postcard is positional: a field added to [`ViolationRecord`] changes the
-//! layout, so a collector upgraded with frames not yet sealed reads them
-//! with the layout they were written in, and gives each violation the
-//! kind such clients meant ([`ViolationRecord::kind_or_inferred`]).
+//! Postcard is positional: a field added to a record changes the layout,
+//! so a collector upgraded with frames not yet sealed reads them with the
+//! layout they were written in, seals them with the new columns empty (as
+//! the first files read), and gives each violation the kind such clients
+//! meant ([`ViolationRecord::kind_or_inferred`]).
 
 use std::collections::BTreeMap;
 
-use audit_schema::{AuditRecord, Stamp, ViolationRecord};
+use audit_schema::{ActorKind, AuditRecord, Stamp, ViolationRecord};
 use serde::Deserialize;
 
 use super::Frame;
@@ -16,8 +19,67 @@ use super::Frame;
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 pub(super) struct FrameV1 {
-    actions: Vec<(AuditRecord, Stamp)>,
+    actions: Vec<(ActionV1, Stamp)>,
     violations: Vec<(ViolationV1, Stamp)>,
+}
+
+/// An [`AuditRecord`] without the consent verification columns.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct ActionV1 {
+    event_id: String,
+    start_time_ns: i64,
+    end_time_ns: Option<i64>,
+    actor_kind: ActorKind,
+    agent_id: Option<String>,
+    agent_name: Option<String>,
+    agent_credential_id: Option<String>,
+    owner_id: String,
+    initiator_id: Option<String>,
+    task_id: Option<String>,
+    action: String,
+    target: Option<String>,
+    outcome: String,
+    scopes: Vec<String>,
+    consent_id: Option<String>,
+    inputs_sha256: Option<String>,
+    service_name: String,
+    service_instance_id: Option<String>,
+    trace_id: Option<String>,
+    span_id: Option<String>,
+    attributes: BTreeMap<String, String>,
+}
+
+impl From<ActionV1> for AuditRecord {
+    fn from(a: ActionV1) -> AuditRecord {
+        AuditRecord {
+            event_id: a.event_id,
+            start_time_ns: a.start_time_ns,
+            end_time_ns: a.end_time_ns,
+            actor_kind: a.actor_kind,
+            agent_id: a.agent_id,
+            agent_name: a.agent_name,
+            agent_credential_id: a.agent_credential_id,
+            owner_id: a.owner_id,
+            initiator_id: a.initiator_id,
+            task_id: a.task_id,
+            action: a.action,
+            target: a.target,
+            outcome: a.outcome,
+            scopes: a.scopes,
+            consent_id: a.consent_id,
+            consent_token: None,
+            consent_verified: false,
+            consent_key_id: None,
+            consent_approver: None,
+            inputs_sha256: a.inputs_sha256,
+            service_name: a.service_name,
+            service_instance_id: a.service_instance_id,
+            trace_id: a.trace_id,
+            span_id: a.span_id,
+            attributes: a.attributes,
+        }
+    }
 }
 
 /// A [`ViolationRecord`] without `kind`, field for field.
@@ -61,6 +123,8 @@ impl From<ViolationV1> for ViolationRecord {
             actor_kind: v.actor_kind,
             agent_id: v.agent_id,
             owner_id: v.owner_id,
+            task_id: None,
+            target: None,
             service_name: v.service_name,
             service_instance_id: v.service_instance_id,
             trace_id: v.trace_id,
@@ -75,7 +139,7 @@ impl From<ViolationV1> for ViolationRecord {
 impl From<FrameV1> for Frame {
     fn from(f: FrameV1) -> Frame {
         Frame {
-            actions: f.actions,
+            actions: f.actions.into_iter().map(|(a, s)| (a.into(), s)).collect(),
             violations: f
                 .violations
                 .into_iter()

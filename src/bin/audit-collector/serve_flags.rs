@@ -89,6 +89,10 @@ pub struct ServeArgs {
     #[arg(long, env = "AUDIT_COLLECTOR_TLS_RELOAD_INTERVAL_SECS")]
     #[serde(rename = "tls.reload_interval_secs")]
     tls_reload_interval_secs: Option<u64>,
+    /// JWK Set of the Ed25519 keys consent tokens are signed with; when set, a dangerous action needs a consent token that verifies and matches it.
+    #[arg(long, env = "AUDIT_COLLECTOR_CONSENT_KEYS_FILE")]
+    #[serde(rename = "consent.keys_file")]
+    consent_keys_file: Option<PathBuf>,
     /// Action pattern that requires consent (`*` wildcard); repeatable (the variable: comma-separated), adds to the config's.
     #[arg(
         long = "dangerous-action",
@@ -156,6 +160,7 @@ pub(crate) mod tests {
             "--tls-client-crl=/r1",
             "--tls-client-crl=/r2",
             "--tls-reload-interval-secs=8",
+            "--consent-keys-file=/jwks",
             "--dangerous-action=x.*",
             "--max-depth=3",
         ]);
@@ -180,6 +185,7 @@ pub(crate) mod tests {
         want.tls.client_ca_file = Some("/ca".into());
         want.tls.client_crl_files = vec!["/r1".into(), "/r2".into()];
         want.tls.reload_interval_secs = 8;
+        want.consent.keys_file = Some("/jwks".into());
         want.rules.dangerous_actions = vec!["x.*".into()];
         want.rules.limits.max_depth = 3;
         assert_eq!(cfg, want);

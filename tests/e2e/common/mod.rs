@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use audit_schema::otlp::{encode_action, ResourceInfo};
 use audit_schema::{ActorKind, AuditRecord, Draft, Rules};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
 pub mod load;
@@ -174,6 +177,20 @@ impl Drop for Collector {
     fn drop(&mut self) {
         let _ = self.child.kill();
     }
+}
+
+/// One OTLP/gRPC export to `c`, answered (on a runtime of its own).
+pub fn export_grpc(c: &Collector, req: ExportLogsServiceRequest) -> ExportLogsServiceResponse {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let mut client = LogsServiceClient::connect(c.grpc_url())
+                .await
+                .expect("connect");
+            client.export(req).await.expect("export").into_inner()
+        })
 }
 
 /// An agent's `db.write` by `agt_ops` for `owner` (empty: a refused record).
