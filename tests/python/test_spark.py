@@ -22,7 +22,7 @@ from pyspark.sql import Row, SparkSession
 import answer_data
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = pathlib.Path(os.environ.get("AUDIT_COLLECTOR_BIN", ROOT / "target" / "debug" / "audit-collector"))
+BIN = answer_data.BIN
 DOC = (ROOT / "docs" / "external-tables.md").read_text()
 SECTION = re.search(r"\n## Spark SQL\n(.*?)\n## ", DOC, re.S).group(1)
 DDL = re.findall(r"```sql\n(.*?)```", SECTION, re.S)
@@ -40,8 +40,7 @@ def table_name(ddl):
 def data(tmp_path_factory):
     parent = tmp_path_factory.mktemp("spark")
     info = answer_data.write(parent / "audit-data")
-    if not BIN.exists():
-        subprocess.run(["cargo", "build", "--bin", "audit-collector"], cwd=ROOT, check=True)
+    answer_data.collector()
     root = (parent / "audit-data").as_uri()
     spark = (SparkSession.builder.master("local[1]").appName("external-tables")
              .config(*SETTING)
