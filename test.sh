@@ -13,6 +13,11 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 fi
+# Spark's JVM for the Spark DDL test (tests/python/test_spark.py).
+if ! command -v java >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless
+fi
 # The lean sidecar: the binary without the query crate. Neither it nor the
 # collector library may pull in DataFusion.
 cargo build --bin audit-collector --no-default-features

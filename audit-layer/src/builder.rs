@@ -12,7 +12,7 @@
 //! # Ok::<(), audit_layer::BuildError>(())
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use audit_schema::otlp::ResourceInfo;
@@ -342,6 +342,7 @@ impl AuditLayerBuilder {
             core: Arc::new(core),
             strict: self.strict,
             scope: None,
+            dispatch: OnceLock::new(),
         };
         Ok((layer, guard))
     }

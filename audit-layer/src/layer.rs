@@ -6,9 +6,10 @@
 //! and then left alone: no allocation, no extension, nothing on close.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use audit_schema::{Draft, Field, Rejection};
+use tracing_core::dispatcher::WeakDispatch;
 use tracing_core::field::Visit;
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Dispatch, Event, Level, Metadata, Subscriber};
@@ -21,6 +22,7 @@ use crate::core::Core;
 use crate::export::Item;
 use crate::ids;
 use crate::policy::Static;
+use crate::trace_context;
 
 /// Checks privileged spans for the dual key and ships the result.
 ///
@@ -33,6 +35,9 @@ pub struct AuditLayer {
     /// Walks the open spans around the current code; set when the layer
     /// joins a subscriber, whose type it needs (see [`OpenSpan`]).
     pub(crate) scope: Option<WalkScope>,
+    /// The subscriber the layer joined, to read a span's OpenTelemetry
+    /// ids from `tracing-opentelemetry` ([`trace_context`]).
+    pub(crate) dispatch: OnceLock<WeakDispatch>,
 }
 
 /// A span open around the current code, as [`WalkScope`] shows it.
@@ -97,6 +102,8 @@ struct SpanState {
     explicit_outcome: bool,
     /// An ERROR-level event happened inside the span.
     error_seen: bool,
+    /// The OpenTelemetry span's ids were looked for (`trace_context`).
+    otel_checked: bool,
 }
 
 impl SpanState {
@@ -190,6 +197,11 @@ where
         self.scope = Some(walk_scope::<S>);
     }
 
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        // The first subscriber wins: a layer joins only one.
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let meta = attrs.metadata();
         let statically_privileged = match self.core.policy.classify(meta) {
@@ -205,6 +217,7 @@ where
             statically_privileged,
             explicit_outcome: false,
             error_seen: false,
+            otel_checked: false,
         };
         attrs.record(&mut DraftVisitor {
             draft: &mut state.draft,
@@ -243,6 +256,36 @@ where
         state.draft.service_name = self.core.resource.service_name.clone();
         state.draft.service_instance_id = self.core.resource.service_instance_id.clone();
         span.extensions_mut().insert(state);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        // Only the OpenTelemetry ids are read here; without the feature,
+        // entering a span costs the layer nothing.
+        if !cfg!(feature = "opentelemetry") {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        if self.core.policy.surely_not_privileged(span.metadata()) {
+            return;
+        }
+        let unchecked = span
+            .extensions()
+            .get::<SpanState>()
+            .is_some_and(|st| !st.otel_checked);
+        if !unchecked {
+            return;
+        }
+        // Read without holding the extensions: `tracing-opentelemetry`
+        // locks them.
+        let found = trace_context::otel_ids(self.dispatch.get(), id);
+        let mut ext = span.extensions_mut();
+        if let Some(state) = ext.get_mut::<SpanState>() {
+            state.otel_checked = true;
+            if let Some((trace_id, span_id)) = found {
+                state.draft.trace_id = Some(trace_id);
+                state.draft.span_id = Some(span_id);
+            }
+        }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -287,7 +330,16 @@ where
             let mut ext = span.extensions_mut();
             ext.remove::<SpanState>()
         };
-        if let Some(state) = state.filter(SpanState::privileged) {
+        if let Some(mut state) = state.filter(SpanState::privileged) {
+            // A span closed without being entered: the OpenTelemetry
+            // layer's data is still there if it was added after this one.
+            if !state.otel_checked {
+                if let Some((trace_id, span_id)) = trace_context::otel_ids(self.dispatch.get(), &id)
+                {
+                    state.draft.trace_id = Some(trace_id);
+                    state.draft.span_id = Some(span_id);
+                }
+            }
             self.finish(state);
         }
     }

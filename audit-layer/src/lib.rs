@@ -181,6 +181,18 @@
 //! gate whose action matches, and records each as an `ungated` violation
 //! (panicking in strict mode): see [`effect`].
 //!
+//! ## OpenTelemetry traces
+//!
+//! With the feature `opentelemetry` and `tracing-opentelemetry` in the same
+//! subscriber (either order), a row's `trace_id` and `span_id` are those of
+//! the OpenTelemetry span made for the same tracing span, so a row leads to
+//! its trace in Jaeger or Tempo, and a server that joins a caller's trace
+//! (`OpenTelemetrySpanExt::set_parent` with a context extracted from
+//! `traceparent`) writes rows in the caller's trace. Without either, rows
+//! carry ids of the layer's own. The ids are read when the span is first
+//! entered (or, never entered, at its close), so `set_parent` must come
+//! before the span is entered, as `tracing-opentelemetry` requires anyway.
+//!
 //! ## Inside the crate
 //!
 //! Each module uses only modules listed before it, so dependencies run one
@@ -188,22 +200,24 @@
 //!
 //! 1. `clock`: wall-clock time in nanoseconds, as OTLP carries it;
 //! 2. `ids`: trace, span and event ids;
-//! 3. `stats`: the counters behind [`AuditStatus`];
-//! 4. `build_error`: [`BuildError`];
-//! 5. `consent`: consent tokens, and the keys that verify them ([`consent`]);
-//! 6. `actor`: the typed [`Actor`];
-//! 7. `policy`: what is privileged, and the dual-key rules;
-//! 8. `export`: the queue, the worker thread, the transports and the spool;
-//! 9. `core`: what the layer and the gate share (policy, resource, sink,
-//!    status), held once behind an `Arc`;
-//! 10. `layer`: [`AuditLayer`], which owns the core;
-//! 11. `gate`: [`gate()`], which finds the core through the layer in the
+//! 3. `trace_context`: a span's OpenTelemetry trace and span id (feature
+//!    `opentelemetry`);
+//! 4. `stats`: the counters behind [`AuditStatus`];
+//! 5. `build_error`: [`BuildError`];
+//! 6. `consent`: consent tokens, and the keys that verify them ([`consent`]);
+//! 7. `actor`: the typed [`Actor`];
+//! 8. `policy`: what is privileged, and the dual-key rules;
+//! 9. `export`: the queue, the worker thread, the transports and the spool;
+//! 10. `core`: what the layer and the gate share (policy, resource, sink,
+//!     status), held once behind an `Arc`;
+//! 11. `layer`: [`AuditLayer`], which owns the core;
+//! 12. `gate`: [`gate()`], which finds the core through the layer in the
 //!     current dispatcher;
-//! 12. `effect`: [`require_gate`], which walks the open spans through the
+//! 13. `effect`: [`require_gate`], which walks the open spans through the
 //!     layer in the current dispatcher;
-//! 13. `identity`: lifecycle actions, through the gate;
-//! 14. `builder`: [`AuditLayerBuilder`], which assembles the rest;
-//! 15. `macros`: [`privileged_span!`].
+//! 14. `identity`: lifecycle actions, through the gate;
+//! 15. `builder`: [`AuditLayerBuilder`], which assembles the rest;
+//! 16. `macros`: [`privileged_span!`].
 #![warn(missing_docs)]
 
 mod actor;
@@ -221,6 +235,7 @@ mod layer;
 mod macros;
 mod policy;
 mod stats;
+mod trace_context;
 
 pub use actor::Actor;
 pub use build_error::BuildError;

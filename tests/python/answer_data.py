@@ -7,6 +7,14 @@ import pathlib
 import subprocess
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(os.environ.get("AUDIT_COLLECTOR_BIN", ROOT / "target" / "debug" / "audit-collector"))
+
+
+def collector() -> pathlib.Path:
+    """The `audit-collector` binary the tests ask, built if missing."""
+    if not BIN.exists():
+        subprocess.run(["cargo", "build", "--bin", "audit-collector"], cwd=ROOT, check=True)
+    return BIN
 
 
 def write(data_dir: pathlib.Path) -> dict:

@@ -19,7 +19,7 @@ import pytest
 import answer_data
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = pathlib.Path(os.environ.get("AUDIT_COLLECTOR_BIN", ROOT / "target" / "debug" / "audit-collector"))
+BIN = answer_data.BIN
 DOC = (ROOT / "docs" / "analysts.md").read_text()
 BLOCKS = dict(re.findall(r"<!-- sql:([\w-]+) -->\n```sql\n(.*?)```", DOC, re.S))
 
@@ -33,8 +33,7 @@ DOC_WHO = "019a0000-0000-7000-8000-000000000003"
 def data(tmp_path_factory):
     parent = tmp_path_factory.mktemp("analysts")
     info = answer_data.write(parent / "audit-data")
-    if not BIN.exists():
-        subprocess.run(["cargo", "build", "--bin", "audit-collector"], cwd=ROOT, check=True)
+    answer_data.collector()
     con = duckdb.connect()
     con.execute(f"SET file_search_path = '{parent}'")
     for stmt in BLOCKS["duckdb-views"].strip().split(";"):
