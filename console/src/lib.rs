@@ -23,7 +23,8 @@
 //! Every question is recorded before it is answered: an access row with
 //! the viewer, the question, its parameters and the rows returned, made
 //! durable through the collector's own writer in a dataset of its own
-//! (`--access-dir`), which `verify` checks like any other.
+//! (`--access-dir`, shared with the CLI's answer commands), which `verify`
+//! checks like any other.
 //!
 //! Pages are server-rendered HTML with no JavaScript: the find view, the
 //! forms and the exports work in any browser, and the Content-Security-Policy

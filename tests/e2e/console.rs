@@ -211,6 +211,7 @@ fn cli(args: &[&str]) -> Vec<u8> {
     let o = Command::new(collector_bin())
         .args(args)
         .env("RUST_LOG", "warn")
+        .env("AUDIT_ACCESS_DIR", crate::common::access_dir())
         .output()
         .expect("run audit-collector");
     assert!(
@@ -489,10 +490,10 @@ async fn every_question_leaves_an_access_row_with_the_viewer() {
         assert_eq!(row["actor_kind"], "human");
         assert_eq!(row["action"], *action);
         assert_eq!(row["target"].as_str(), target.as_deref());
-        assert_eq!(row["attributes"]["console.rows"], *n, "{row}");
+        assert_eq!(row["attributes"]["access.rows"], *n, "{row}");
         assert_eq!(row["outcome"], "ok");
         assert_eq!(
-            row["attributes"]["console.query"].as_str(),
+            row["attributes"]["access.parameters"].as_str(),
             path.split_once('?').map(|(_, q)| q)
         );
     }
@@ -501,7 +502,8 @@ async fn every_question_leaves_an_access_row_with_the_viewer() {
         "the refused id is recorded too"
     );
 
-    // A console started again on the same access dataset shows them.
+    // A console started again on the same access dataset shows them, and
+    // a question asked through the CLI into it while it runs.
     let dir = std::mem::replace(&mut c.dir, tempfile::tempdir().expect("tempdir"));
     let again = Console::spawn_in(dir, &[]);
     let looked = view(&again, "/access?viewer=auditor-ann").await;
@@ -512,6 +514,26 @@ async fn every_question_leaves_an_access_row_with_the_viewer() {
         looked.body
     );
     assert!(looked.body.contains("console.timeline.csv"));
+    let access = again.dir.path().join("access");
+    let data = ds.path.to_str().expect("utf-8 path");
+    let access = access.to_str().expect("utf-8 path");
+    cli(&[
+        "who",
+        "--data-dir",
+        data,
+        "--access-dir",
+        access,
+        "--viewer",
+        "auditor-bob",
+        OTHER_AGENT,
+    ]);
+    let bob = view(&again, "/access?viewer=auditor-bob").await;
+    assert!(
+        bob.body.contains("The latest 1 question(s)") && bob.body.contains("cli.who"),
+        "{}",
+        bob.body
+    );
+    assert!(bob.body.contains(&format!("event_id={OTHER_AGENT}")));
 }
 
 /// "Who touched acct_9?": the find view's search by target or action in a
@@ -547,4 +569,54 @@ async fn find_searches_by_target_and_action_in_a_window() {
     );
     let bad = view(&c, "/find?target=acct_9&from=never").await;
     assert_eq!(bad.status, 400);
+}
+
+/// The tokens file is read again on SIGHUP, as the collector's is: a token
+/// added since the start works from then on, a removed one is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_viewers_tokens() {
+    const ADDED: &str = "console-token-added-later";
+    let c = Console::start(&[]);
+    let added = format!("Bearer {ADDED}");
+    let path = "/health";
+    assert_eq!(view(&c, path).await.status, 200);
+    std::fs::write(
+        c.dir.path().join("viewers"),
+        format!("auditor-cy:{ADDED}\n"),
+    )
+    .expect("rewrite tokens");
+    assert_eq!(
+        get(&c.base, path, &[("authorization", &added)])
+            .await
+            .status,
+        401,
+        "not read again before SIGHUP"
+    );
+    let pid = c.child.id().to_string();
+    let hup = Command::new("kill").args(["-HUP", &pid]).status();
+    assert!(hup.is_ok_and(|s| s.success()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = get(&c.base, path, &[("authorization", &added)]).await;
+        if page.status == 200 {
+            assert!(page
+                .body
+                .contains("Signed in as <strong>auditor-cy</strong>"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the added token still refused after SIGHUP: {}",
+            page.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(view(&c, path).await.status, 401, "the removed token");
+    // The process is still serving (SIGHUP did not end it).
+    assert_eq!(
+        get(&c.base, path, &[("authorization", &added)])
+            .await
+            .status,
+        200
+    );
 }

@@ -80,6 +80,7 @@ fn run(moto: &Moto, data: &str, args: &[&str]) -> Run {
         .args(["--data", data])
         .args(&args[1..])
         .env("RUST_LOG", "warn")
+        .env("AUDIT_ACCESS_DIR", common::access_dir())
         .envs(moto.env())
         .output()
         .expect("run audit-collector");
