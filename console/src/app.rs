@@ -31,6 +31,8 @@ pub struct App {
     pub auth: Auth,
     /// Where each question is recorded.
     pub access: Arc<AccessLog>,
+    /// The collectors' witness, where their signed checkpoints are.
+    pub witness: Option<crate::checkpoints::Witness>,
 }
 
 /// The viewer of a request, set by [`require_viewer`].

@@ -17,6 +17,7 @@ use clap::Args;
 
 use crate::app::{router, App};
 use crate::auth::Auth;
+use crate::checkpoints::Witness;
 use crate::ConsoleError;
 
 /// Time a browser has to send a request's head.
@@ -52,6 +53,11 @@ pub struct ConsoleArgs {
     /// CLI's answer commands record theirs there too (their --access-dir).
     #[arg(long, env = "AUDIT_ACCESS_DIR", default_value = "./audit-access")]
     pub access_dir: PathBuf,
+    /// The collectors' witness directory (or s3://bucket/prefix), whose
+    /// signed checkpoints the proof panel and trail health show
+    /// [default: --config's [store] witness_dir].
+    #[arg(long, env = "AUDIT_COLLECTOR_WITNESS_DIR")]
+    pub witness: Option<PathBuf>,
 }
 
 /// A token nobody can guess: 32 random bytes, hex.
@@ -68,13 +74,17 @@ impl ConsoleArgs {
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<bool, ConsoleError> {
         let location = self.data.locate().map_err(audit_query::QueryError::from)?;
         // `verify` in the trail-health view judges deletions with the
-        // operator keys the collector's config names, as `verify` does.
-        let operator_keys = self
+        // operator keys the collector's config names, as `verify` does, and
+        // reads checkpoints from the witness it names.
+        let cfg = self
             .data
             .config()
-            .map_err(|e| ConsoleError::Access(e.to_string()))?
-            .retention
-            .operator_keys;
+            .map_err(|e| ConsoleError::Access(e.to_string()))?;
+        let operator_keys = cfg.retention.operator_keys;
+        let witness = match self.witness.as_ref().or(cfg.store.witness_dir.as_ref()) {
+            Some(dir) => Some(Witness::open(dir, &cfg.store.remote)?),
+            None => None,
+        };
         let proxy = match self.trusted_proxy {
             Some(ip) => Some((
                 ip,
@@ -137,6 +147,7 @@ impl ConsoleArgs {
                 proxy,
             },
             access: access.clone(),
+            witness,
         });
         let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
         if let Some(reloader) = tokens.and_then(|t| t.reloader) {

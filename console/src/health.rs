@@ -1,7 +1,9 @@
 //! Trail health: `verify`'s result over the whole dataset (every file's
-//! hash, every chain, seq continuity), and each collector's chain: its
-//! length, its last seal and its last digest (the heartbeat that proves a
-//! collector was alive when nothing was sealed).
+//! hash, every chain, seq continuity, and the witness's checkpoints when
+//! one is configured), and each collector's chain: its length, its last
+//! seal and its last digest (the heartbeat that proves a collector was
+//! alive when nothing was sealed), the windows it recorded nobody was
+//! listening (coverage gaps), and its last signed checkpoint.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,8 +16,10 @@ use chrono::DateTime;
 use maud::{html, Markup};
 
 use crate::app::{with_rows, App, Viewer};
+use crate::checkpoints::{self, Witness};
 use crate::page::{layout, problem, respond};
 use audit_collector::checkpoint::NoteVerifier;
+use audit_collector::coverage::{self, SealedThrough};
 use audit_collector::manifest::{self, Body, Entry};
 use audit_collector::store::{chain, Location};
 use audit_collector::verify::{self, Report};
@@ -34,8 +38,13 @@ async fn chains(loc: &Location) -> Result<BTreeMap<String, Vec<Entry>>, String> 
         .collect())
 }
 
-/// `verify` over the dataset, off the async threads (it reads every file).
-async fn report(loc: Location, operator_keys: Vec<String>) -> Result<Report, String> {
+/// `verify` over the dataset, off the async threads (it reads every file),
+/// with `verify --witness`'s check of a data dir when a witness is known.
+async fn report(
+    loc: Location,
+    operator_keys: Vec<String>,
+    witness: Option<Witness>,
+) -> Result<Report, String> {
     let opts = verify::Options {
         operator_keys: NoteVerifier::parse_all(&operator_keys)
             .map_err(|e| format!("[retention] operator_keys: {e}"))?,
@@ -44,7 +53,14 @@ async fn report(loc: Location, operator_keys: Vec<String>) -> Result<Report, Str
     // A thread of its own: the store's verify runs its own runtime.
     std::thread::spawn(move || {
         let r = match loc.local_dir() {
-            Some(dir) => verify::verify(dir, &opts).map_err(|e| e.to_string()),
+            Some(dir) => verify::verify(dir, &opts)
+                .map_err(|e| e.to_string())
+                .and_then(|mut r| match &witness {
+                    Some(w) => verify::check_witness(dir, &w.dir, &w.remote, None, &mut r)
+                        .map(|()| r)
+                        .map_err(|e| format!("witness {}: {e}", w.dir.display())),
+                    None => Ok(r),
+                }),
             None => verify::verify_store(&loc, &opts).map_err(|e| e.to_string()),
         };
         let _ = tx.send(r);
@@ -58,13 +74,19 @@ fn when(ns: i64) -> String {
 
 /// `GET /health`.
 pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<Viewer>) -> Response {
-    let (report, chains) = tokio::join!(
-        report(app.location.clone(), app.operator_keys.clone()),
-        chains(&app.location)
+    let (report, chains, sealed) = tokio::join!(
+        report(
+            app.location.clone(),
+            app.operator_keys.clone(),
+            app.witness.clone()
+        ),
+        chains(&app.location),
+        coverage::require(&app.location)
     );
-    let (report, chains) = match (report, chains) {
-        (Ok(r), Ok(c)) => (r, c),
-        (Err(e), _) | (_, Err(e)) => {
+    let sealed = sealed.map_err(|e| e.to_string());
+    let (report, chains, sealed) = match (report, chains, sealed) {
+        (Ok(r), Ok(c), Ok(s)) => (r, c, s),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             return problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 PATH,
@@ -73,12 +95,20 @@ pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<View
             )
         }
     };
+    let signed = match &app.witness {
+        Some(w) => checkpoints::latest_all(w, &chains).await,
+        None => BTreeMap::new(),
+    };
     let collectors = chains.len();
     let page = layout(
         "Trail health",
         PATH,
         Some(&viewer.0),
-        body(&app.location, &report, &chains),
+        html! {
+            (body(&app.location, &report, &chains))
+            (gaps(&sealed))
+            (checkpoints::table(app.witness.as_ref(), &signed))
+        },
     );
     with_rows(respond(StatusCode::OK, page), collectors)
 }
@@ -131,9 +161,38 @@ fn body(loc: &Location, r: &Report, chains: &BTreeMap<String, Vec<Entry>>) -> Ma
                 }
             }
         }
-        p class="hint" {
-            "Signed checkpoints are kept away from the trail; check them with "
-            code { "audit-collector verify --checkpoint FILE --public-key KEY" } "."
+    }
+}
+
+/// Each collector's coverage gaps: windows it recorded that nothing was
+/// listening, in which "no rows" proves nothing.
+fn gaps(sealed: &[SealedThrough]) -> Markup {
+    let n: usize = sealed.iter().map(|s| s.gaps.len()).sum();
+    html! {
+        table class="rows" {
+            caption { "Coverage gaps (" (n) "): windows nothing was listening" }
+            thead { tr {
+                th scope="col" { "Collector" } th scope="col" { "Sealed through" }
+                th scope="col" { "Not listening from" } th scope="col" { "to" }
+            } }
+            tbody {
+                @for s in sealed {
+                    @if s.gaps.is_empty() {
+                        tr {
+                            td { code { (s.collector_id) } }
+                            td { (s.through.as_deref().unwrap_or("nothing yet")) }
+                            td class="pass" colspan="2" { "none: listening throughout" }
+                        }
+                    }
+                    @for g in &s.gaps {
+                        tr {
+                            td { code { (s.collector_id) } }
+                            td { (s.through.as_deref().unwrap_or("nothing yet")) }
+                            td class="fail" { (g.from) } td class="fail" { (g.to) }
+                        }
+                    }
+                }
+            }
         }
     }
 }

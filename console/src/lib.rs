@@ -15,7 +15,8 @@
 //! Modules, in dependency order: [`params`] (what a request may ask),
 //! `table` (result batches as text cells), `chart` (the histogram),
 //! `page` (the layout, the stylesheet, the security headers), `auth` (who
-//! is looking), `access` (the access rows: who looked), the views (`find`,
+//! is looking), `access` (the access rows: who looked), `checkpoints`
+//! (the latest signed checkpoint of each collector), the views (`find`,
 //! `timeline`, `violations`, `health`, `looked`), `app` (the routes and the
 //! checks every question goes through), and [`args`] (the command's flags
 //! and its server).
@@ -36,6 +37,7 @@ mod app;
 pub mod args;
 mod auth;
 mod chart;
+mod checkpoints;
 mod find;
 mod health;
 mod looked;
@@ -73,6 +75,9 @@ pub enum ConsoleError {
     /// The access dataset could not be opened or closed.
     #[error("access dataset: {0}")]
     Access(String),
+    /// The witness location is unusable.
+    #[error("witness: {0}")]
+    Witness(#[from] audit_collector::store::StoreError),
     /// Writing the listening line failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use audit_collector::config::Config;
 use audit_collector::ingest::{Batch, Ingest, IngestError};
 use audit_collector::metrics::Metrics;
-use audit_collector::retention::{self, RetentionError};
+use audit_collector::retention::RetentionError;
 use audit_schema::{ActorKind, AuditRecord};
 use chrono::{DateTime, Utc};
 
@@ -138,6 +138,10 @@ impl AccessLog {
             ingest.seal_interval = CONSOLE_SEAL_INTERVAL;
         }
         let deadline = Instant::now() + CLI_LOCK_WAIT;
+        // What the writer says when another process holds this collector's
+        // lock (asking the lock again after the failure would race with its
+        // release).
+        let held = IngestError::Storage(RetentionError::Locked(id.clone()).to_string()).to_string();
         loop {
             match Ingest::start(ingest.clone(), Arc::new(Metrics::default())) {
                 Ok(ingest) => {
@@ -148,7 +152,7 @@ impl AccessLog {
                 }
                 // Another command of the same writer holds the lock: wait
                 // for it (it holds it for one row). The console never waits.
-                Err(e) if writer == Writer::Cli && held(dir, &id) => {
+                Err(e) if writer == Writer::Cli && e.to_string() == held => {
                     if Instant::now() >= deadline {
                         tracing::debug!(error = %e, "access lock still held");
                         return Err(AccessError::Busy(dir.to_owned()));
@@ -187,11 +191,6 @@ impl AccessLog {
             source,
         })
     }
-}
-
-/// Whether `id`'s manifest lock in `dir` is held by another process now.
-fn held(dir: &Path, id: &str) -> bool {
-    matches!(retention::lock(dir, id), Err(RetentionError::Locked(_)))
 }
 
 /// The audit row of `q`, answered at `now`.

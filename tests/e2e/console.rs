@@ -2,6 +2,7 @@
 //! ephemeral loopback port, over the dataset the real collector wrote for
 //! the answerability tests, with answers known in advance.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -29,10 +30,18 @@ impl Drop for Console {
 
 impl Console {
     fn start(extra: &[&str]) -> Console {
+        Console::start_over(&dataset().path, extra)
+    }
+
+    /// A console over the dataset in `data`.
+    fn start_over(data: &Path, extra: &[&str]) -> Console {
         let tokens = tempfile::tempdir().expect("tempdir");
         let file = tokens.path().join("viewers");
         std::fs::write(&file, format!("# viewers\nauditor-ann:{TOKEN}\n")).expect("tokens");
-        Console::spawn_in(tokens, extra)
+        let file = file.to_str().expect("utf-8 path").to_owned();
+        let mut args = vec!["--tokens-file", file.as_str()];
+        args.extend_from_slice(extra);
+        Console::spawn_over(data, &args, tokens, false).0
     }
 
     /// A console with the tokens file and access dataset of `dir` (from a
@@ -52,10 +61,19 @@ impl Console {
         tokens: tempfile::TempDir,
         second_line: bool,
     ) -> (Console, Option<String>) {
+        Console::spawn_over(&dataset().path, args, tokens, second_line)
+    }
+
+    fn spawn_over(
+        data: &Path,
+        args: &[&str],
+        tokens: tempfile::TempDir,
+        second_line: bool,
+    ) -> (Console, Option<String>) {
         let mut child = Command::new(collector_bin())
             .arg("console")
             .arg("--data-dir")
-            .arg(&dataset().path)
+            .arg(data)
             .args(["--listen", "127.0.0.1:0", "--access-dir"])
             .arg(tokens.path().join("access"))
             .args(args)
@@ -619,4 +637,78 @@ async fn sighup_reloads_the_viewers_tokens() {
             .status,
         200
     );
+}
+
+/// A dataset written by a collector with a witness (a checkpoint at every
+/// one-second digest), stopped and started again after a pause so that its
+/// chain records a coverage gap: `(data dir, witness dir, collector id)`.
+fn witnessed_dataset() -> (tempfile::TempDir, tempfile::TempDir, String) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let witness = tempfile::tempdir().expect("tempdir");
+    let w = witness.path().to_str().expect("utf-8 path");
+    let flags = ["--witness-dir", w, "--digest-interval-secs", "1"];
+    let c = crate::common::Collector::start(data.path(), &flags);
+    crate::answer_dataset::build(&c.grpc_url()).expect("dataset sent");
+    let id = c.collector_id.clone();
+    assert!(c.terminate());
+    // Down for longer than a digest interval and its slack: a gap.
+    std::thread::sleep(Duration::from_millis(2500));
+    let c = crate::common::Collector::start(data.path(), &flags);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(c.terminate());
+    (data, witness, id)
+}
+
+/// The proof panel shows the chain checked now and the latest signed
+/// checkpoint covering the row; trail health shows each collector's last
+/// checkpoint and its coverage gaps; a chain cut off after signing shows
+/// in both.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_and_coverage_gaps_in_the_proof_panel_and_trail_health() {
+    let (data, witness, id) = tokio::task::spawn_blocking(witnessed_dataset)
+        .await
+        .expect("dataset");
+    let w = witness.path().to_str().expect("utf-8 path");
+    let c = Console::start_over(data.path(), &["--witness", w]);
+    let a = view(&c, &format!("/find?event_id={AGENT_A2}")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body.contains("<strong>INTACT</strong> all "),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains("covers this row&#39;s seal entry")
+            || a.body.contains("covers this row's seal entry"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("<strong>SIGNED</strong> by"), "{}", a.body);
+    assert!(
+        a.body.contains("<strong>NOT VERIFIED</strong>"),
+        "consent is stated, not verified: {}",
+        a.body
+    );
+    let h = view(&c, "/health").await;
+    assert_eq!(verdict(&h.body), "INTACT", "{}", h.body);
+    assert!(h.body.contains("Coverage gaps (1)"), "{}", h.body);
+    assert!(h.body.contains("Last signed checkpoint per collector"));
+    assert!(h.body.contains("<strong>SIGNED</strong> by"), "{}", h.body);
+
+    // Cut the chain's last entries off cleanly: the chain still links, but
+    // the witness signed more than it now holds.
+    let path = audit_collector::manifest::manifest_path(data.path(), &id);
+    let text = std::fs::read_to_string(&path).expect("manifest");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&path, lines[..lines.len() - 2].join("\n") + "\n").expect("cut");
+    let cut = view(&c, &format!("/find?event_id={AGENT_A2}")).await;
+    assert!(cut.body.contains("cut off since"), "{}", cut.body);
+    let h = view(&c, "/health").await;
+    assert_eq!(verdict(&h.body), "NOT INTACT", "{}", h.body);
+    assert!(h.body.contains("manifest_truncated"), "{}", h.body);
+
+    // Without a witness the panel says so plainly.
+    let plain = Console::start(&[]);
+    let p = view(&plain, &format!("/find?event_id={AGENT_A2}")).await;
+    assert!(p.body.contains("no witness configured"), "{}", p.body);
 }
