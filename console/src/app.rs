@@ -33,6 +33,8 @@ pub struct App {
     pub access: Arc<AccessLog>,
     /// The collectors' witness, where their signed checkpoints are.
     pub witness: Option<crate::checkpoints::Witness>,
+    /// Most rows one export may hold (it is built in memory).
+    pub export_limit: u64,
 }
 
 /// The viewer of a request, set by [`require_viewer`].

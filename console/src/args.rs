@@ -58,6 +58,11 @@ pub struct ConsoleArgs {
     /// [default: --config's [store] witness_dir].
     #[arg(long, env = "AUDIT_COLLECTOR_WITNESS_DIR")]
     pub witness: Option<PathBuf>,
+    /// Most rows one CSV or JSON export may hold: an export is built in
+    /// memory, so a longer one is refused with a message (the timeline
+    /// pages through any window).
+    #[arg(long, default_value_t = 100_000)]
+    pub export_limit: u64,
 }
 
 /// A token nobody can guess: 32 random bytes, hex.
@@ -148,6 +153,7 @@ impl ConsoleArgs {
             },
             access: access.clone(),
             witness,
+            export_limit: self.export_limit,
         });
         let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
         if let Some(reloader) = tokens.and_then(|t| t.reloader) {

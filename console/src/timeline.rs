@@ -279,10 +279,34 @@ async fn export(app: &App, viewer: &Viewer, p: &TimelineParams, format: Format) 
         }
         Err(r) => return refuse(viewer, p, &r),
     };
-    let body = match app.engine().await {
-        Ok(engine) => q.export(&engine, format).await,
-        Err(e) => Err(e),
+    let engine = match app.engine().await {
+        Ok(e) => e,
+        Err(e) => return failed(PATH, viewer, &e),
     };
+    // An export is built in memory whole: counted first, so a window of
+    // years is refused before any row of it is read.
+    let total = match engine
+        .sql(&q.count_sql())
+        .await
+        .and_then(|b| Ok(Cells::of(&b)?))
+    {
+        Ok(c) => c.count(),
+        Err(e) => return failed(PATH, viewer, &e),
+    };
+    if total > app.export_limit {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            PATH,
+            Some(&viewer.0),
+            &format!(
+                "{total} actions in this window, more than this console exports at once \
+                 ({}): narrow the window or the filters, page through it here, or run \
+                 `audit-collector activity --format csv` where the data is.",
+                app.export_limit
+            ),
+        );
+    }
+    let body = q.export(&engine, format).await;
     match body {
         Ok((body, n)) => {
             let (ty, name) = match format {

@@ -712,3 +712,94 @@ async fn checkpoints_and_coverage_gaps_in_the_proof_panel_and_trail_health() {
     let p = view(&plain, &format!("/find?event_id={AGENT_A2}")).await;
     assert!(p.body.contains("no witness configured"), "{}", p.body);
 }
+
+/// A window of ten years over a dataset of 200,000 rows: every view
+/// answers a bounded page (100 actions, 100 search hits), the count and
+/// the last page are right, and an export longer than `--export-limit` is
+/// refused with a message instead of being built in memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ten_year_window_pages_and_refuses_an_unbounded_export() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let generated = Command::new(crate::common::example_bin("gen_dataset"))
+        .arg(data.path())
+        .args(["200000", "48", "1"])
+        .output()
+        .expect("gen_dataset");
+    assert!(generated.status.success(), "{generated:?}");
+    let dir = data.path().to_str().expect("utf-8 path");
+    let counted = String::from_utf8(cli(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM audit WHERE owner_id = 'usr_007'",
+    ]))
+    .expect("utf-8");
+    let total: u64 = counted.lines().nth(1).expect("a count").parse().expect("n");
+    assert!(total > 500, "the owner has more than a page: {total}");
+
+    let c = Console::start_over(data.path(), &["--export-limit", "500"]);
+    let ten_years = "owner=usr_007&from=2016-12-01&to=2026-12-31";
+    let rows = |body: &str| body.matches("<td><a href=\"/find?event_id=").count();
+    let first = view(&c, &format!("/timeline?{ten_years}")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(
+        first
+            .body
+            .contains(&format!("{total} action(s), showing 1–100")),
+        "{}",
+        first.body
+    );
+    assert_eq!(rows(&first.body), 100);
+    let last_page = (total - 1) / 100;
+    let last = view(&c, &format!("/timeline?{ten_years}&page={last_page}")).await;
+    assert!(
+        last.body
+            .contains(&format!("showing {}–{total}", last_page * 100 + 1)),
+        "{}",
+        last.body
+    );
+    assert_eq!(rows(&last.body) as u64, total - last_page * 100);
+    assert!(
+        !last.body.contains("rel=\"next\""),
+        "no page after the last"
+    );
+
+    let export = view(&c, &format!("/timeline.csv?{ten_years}")).await;
+    assert_eq!(export.status, 413, "{}", export.body);
+    assert!(export.body.contains("narrow the window"), "{}", export.body);
+    // An hour of it is within the limit, and is `activity --format csv`.
+    let (from, to) = ("2026-11-01T00:00:00Z", "2026-11-01T01:00:00Z");
+    let hour = view(
+        &c,
+        &format!("/timeline.csv?owner=usr_007&from={from}&to={to}"),
+    )
+    .await;
+    assert_eq!(hour.status, 200, "{}", hour.body);
+    let expected = cli(&[
+        "activity",
+        "--data-dir",
+        dir,
+        "--owner",
+        "usr_007",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(hour.body.as_bytes(), expected);
+
+    let search = view(
+        &c,
+        "/find?action=invoices.read&from=2016-12-01&to=2026-12-31",
+    )
+    .await;
+    assert_eq!(search.status, 200, "{}", search.body);
+    assert!(search.body.contains("(the first 100;"), "{}", search.body);
+    assert_eq!(rows(&search.body), 100);
+    let violations = view(&c, "/violations?from=2016-12-01&to=2026-12-31").await;
+    assert_eq!(violations.status, 200, "{}", violations.body);
+}

@@ -4,6 +4,8 @@
 use audit_schema::columns::{markdown_table, AUDIT, VIOLATIONS};
 use audit_schema::wire::markdown_fields;
 
+use crate::common::example_bin;
+
 fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md")
 }
@@ -121,23 +123,6 @@ fn docs_stand_alone() {
             );
         }
     }
-}
-
-/// An example's binary: `cargo test` builds the package's examples next to
-/// its test binaries (`target/<profile>/examples/`).
-fn example_bin(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo test builds the examples; run it through cargo",
-        bin.display()
-    );
-    bin
 }
 
 #[test]

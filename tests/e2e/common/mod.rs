@@ -48,6 +48,23 @@ pub fn collector_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_audit-collector"))
 }
 
+/// An example's binary: `cargo test` builds the package's examples next to
+/// its test binaries (`target/<profile>/examples/`).
+pub fn example_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: cargo test builds the examples; run it through cargo",
+        bin.display()
+    );
+    bin
+}
+
 /// What a command of the collector binary printed, and whether it exited 0.
 pub struct CliOut {
     pub ok: bool,
