@@ -803,3 +803,79 @@ async fn a_ten_year_window_pages_and_refuses_an_unbounded_export() {
     let violations = view(&c, "/violations?from=2016-12-01&to=2026-12-31").await;
     assert_eq!(violations.status, 200, "{}", violations.body);
 }
+
+/// The README's one command, on the quickstart's data, in the directory
+/// the quickstart ran in: it prints a sign-in link that works, and the
+/// trail-health view finds the data intact.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_command_serves_the_quickstart_data() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("cargo run -- console "))
+        .expect("README shows the console command");
+    let args: Vec<&str> = line
+        .split('#')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(3)
+        .collect();
+    assert_eq!(args[..2], ["console", "--data-dir"], "{line}");
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let quickstart = Command::new(crate::common::example_bin("quickstart"))
+        .arg(cwd.path().join(args[2]))
+        .current_dir(cwd.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("quickstart");
+    assert!(quickstart.status.success(), "{quickstart:?}");
+    let mut child = Command::new(collector_bin())
+        .args(&args)
+        // Any free port instead of the documented 8080.
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(cwd.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("AUDIT_ACCESS_DIR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn console");
+    let lines = stdout_lines(&mut child);
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a line from the console")
+    };
+    let (listening, sign_in) = (next(), next());
+    let base = listening
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("address")
+        .to_owned();
+    let c = Console {
+        child,
+        base,
+        dir: cwd,
+    };
+    let link = sign_in
+        .split_whitespace()
+        .find(|w| w.contains("/login?token="))
+        .expect("a sign-in link");
+    let signed = get(&c.base, link.strip_prefix(&c.base).expect("path"), &[]).await;
+    assert_eq!(signed.status, 303);
+    let cookie = signed.headers.get("set-cookie").expect("cookie");
+    let pair = cookie
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair");
+    let health = get(&c.base, "/health", &[("cookie", pair)]).await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(verdict(&health.body), "INTACT");
+    assert!(
+        c.dir.path().join("audit-access").is_dir(),
+        "the access dataset beside the data, as documented"
+    );
+}
