@@ -25,8 +25,6 @@ use audit_query::{Engine, QueryError};
 pub struct App {
     /// The dataset.
     pub location: Location,
-    /// The operator public keys (note format) deletions are judged by.
-    pub operator_keys: Vec<String>,
     /// How viewers are identified.
     pub auth: Auth,
     /// Where each question is recorded.
@@ -35,6 +33,8 @@ pub struct App {
     pub witness: Option<crate::checkpoints::Witness>,
     /// Most rows one export may hold (it is built in memory).
     pub export_limit: u64,
+    /// `verify`, run in the background for the trail-health view.
+    pub verifier: Arc<crate::verified::Verifier>,
 }
 
 /// The viewer of a request, set by [`require_viewer`].

@@ -18,6 +18,8 @@ use clap::Args;
 use crate::app::{router, App};
 use crate::auth::Auth;
 use crate::checkpoints::Witness;
+use crate::health;
+use crate::verified::Verifier;
 use crate::ConsoleError;
 
 /// Time a browser has to send a request's head.
@@ -144,9 +146,12 @@ impl ConsoleArgs {
             }
             out.flush()?;
         }
+        let verifier = {
+            let (loc, witness) = (location.clone(), witness.clone());
+            Verifier::new(move || health::verify_now(&loc, &operator_keys, witness.as_ref()))
+        };
         let app = Arc::new(App {
             location,
-            operator_keys,
             auth: Auth {
                 tokens: tokens.as_ref().map(|t| t.live.clone()),
                 proxy,
@@ -154,6 +159,7 @@ impl ConsoleArgs {
             access: access.clone(),
             witness,
             export_limit: self.export_limit,
+            verifier,
         });
         let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
         if let Some(reloader) = tokens.and_then(|t| t.reloader) {

@@ -1,6 +1,7 @@
 //! Trail health: `verify`'s result over the whole dataset (every file's
 //! hash, every chain, seq continuity, and the witness's checkpoints when
-//! one is configured), and each collector's chain: its length, its last
+//! one is configured; run in the background by [`crate::verified`], the
+//! page showing the latest run and when it ran), and each collector's chain: its length, its last
 //! seal and its last digest (the heartbeat that proves a collector was
 //! alive when nothing was sealed), the windows it recorded nobody was
 //! listening (coverage gaps), and its last signed checkpoint.
@@ -18,6 +19,7 @@ use maud::{html, Markup};
 use crate::app::{with_rows, App, Viewer};
 use crate::checkpoints::{self, Witness};
 use crate::page::{layout, problem, respond};
+use crate::verified::{self, Latest};
 use audit_collector::checkpoint::NoteVerifier;
 use audit_collector::coverage::{self, SealedThrough};
 use audit_collector::manifest::{self, Body, Entry};
@@ -38,34 +40,26 @@ async fn chains(loc: &Location) -> Result<BTreeMap<String, Vec<Entry>>, String> 
         .collect())
 }
 
-/// `verify` over the dataset, off the async threads (it reads every file),
-/// with `verify --witness`'s check of a data dir when a witness is known.
-async fn report(
-    loc: Location,
-    operator_keys: Vec<String>,
-    witness: Option<Witness>,
+/// `verify` over the dataset (blocking: it reads every file), with
+/// `verify --witness`'s check of a data dir when a witness is known.
+pub fn verify_now(
+    loc: &Location,
+    operator_keys: &[String],
+    witness: Option<&Witness>,
 ) -> Result<Report, String> {
     let opts = verify::Options {
-        operator_keys: NoteVerifier::parse_all(&operator_keys)
+        operator_keys: NoteVerifier::parse_all(operator_keys)
             .map_err(|e| format!("[retention] operator_keys: {e}"))?,
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // A thread of its own: the store's verify runs its own runtime.
-    std::thread::spawn(move || {
-        let r = match loc.local_dir() {
-            Some(dir) => verify::verify(dir, &opts)
-                .map_err(|e| e.to_string())
-                .and_then(|mut r| match &witness {
-                    Some(w) => verify::check_witness(dir, &w.dir, &w.remote, None, &mut r)
-                        .map(|()| r)
-                        .map_err(|e| format!("witness {}: {e}", w.dir.display())),
-                    None => Ok(r),
-                }),
-            None => verify::verify_store(&loc, &opts).map_err(|e| e.to_string()),
-        };
-        let _ = tx.send(r);
-    });
-    rx.await.map_err(|_| "verify stopped".to_owned())?
+    let Some(dir) = loc.local_dir() else {
+        return verify::verify_store(loc, &opts).map_err(|e| e.to_string());
+    };
+    let mut r = verify::verify(dir, &opts).map_err(|e| e.to_string())?;
+    if let Some(w) = witness {
+        verify::check_witness(dir, &w.dir, &w.remote, None, &mut r)
+            .map_err(|e| format!("witness {}: {e}", w.dir.display()))?;
+    }
+    Ok(r)
 }
 
 fn when(ns: i64) -> String {
@@ -74,24 +68,27 @@ fn when(ns: i64) -> String {
 
 /// `GET /health`.
 pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<Viewer>) -> Response {
-    let (report, chains, sealed) = tokio::join!(
-        report(
-            app.location.clone(),
-            app.operator_keys.clone(),
-            app.witness.clone()
-        ),
-        chains(&app.location),
-        coverage::require(&app.location)
-    );
+    let (chains, sealed) = tokio::join!(chains(&app.location), coverage::require(&app.location));
     let sealed = sealed.map_err(|e| e.to_string());
-    let (report, chains, sealed) = match (report, chains, sealed) {
-        (Ok(r), Ok(c), Ok(s)) => (r, c, s),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+    let (chains, sealed) = match (chains, sealed) {
+        (Ok(c), Ok(s)) => (c, s),
+        (Err(e), _) | (_, Err(e)) => {
             return problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 PATH,
                 Some(&viewer.0),
                 &format!("cannot read the trail: {e}"),
+            )
+        }
+    };
+    let seen = match verified::fingerprint(&app.location, &chains).await {
+        Ok(f) => f,
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                PATH,
+                Some(&viewer.0),
+                &format!("cannot list the trail: {e}"),
             )
         }
     };
@@ -105,7 +102,9 @@ pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<View
         PATH,
         Some(&viewer.0),
         html! {
-            (body(&app.location, &report, &chains))
+            p { "Dataset " code { (app.location.url) } }
+            (verdict(&app.verifier.latest(&seen)))
+            (chain_table(&chains))
             (gaps(&sealed))
             (checkpoints::table(app.witness.as_ref(), &signed))
         },
@@ -113,18 +112,44 @@ pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<View
     with_rows(respond(StatusCode::OK, page), collectors)
 }
 
-fn body(loc: &Location, r: &Report, chains: &BTreeMap<String, Vec<Entry>>) -> Markup {
+/// `verify`'s latest result: its verdict, when it ran and what it found.
+fn verdict(latest: &Latest) -> Markup {
+    let Some(run) = &latest.run else {
+        return html! {
+            p id="verdict" class="verdict small" { "VERIFYING" }
+            p class="summary" {
+                "verify has been running since "
+                (latest.running.map_or_else(String::new, |t| t.to_rfc3339()))
+                " (it reads every file); reload in a moment."
+            }
+        };
+    };
+    let r = match &run.report {
+        Ok(r) => r,
+        Err(e) => {
+            return html! {
+                p id="verdict" class="verdict small inconsistent" { "NOT VERIFIED" }
+                p class="problem" role="alert" { "verify could not run: " (e) }
+            }
+        }
+    };
     let (verdict, class) = if r.intact() {
         ("INTACT", "human")
     } else {
         ("NOT INTACT", "inconsistent")
     };
     html! {
-        p { "Dataset " code { (loc.url) } }
         p id="verdict" class=(format!("verdict small {class}")) { (verdict) }
         p class="summary" {
             (r.manifests) " manifest(s), " (r.entries) " entries, " (r.files) " files, "
             (r.rows) " rows, " (r.deleted) " deleted by retention"
+        }
+        p class="hint" {
+            "verify ran at " (run.at.to_rfc3339()) " (took " (format!("{:.1}", run.took.as_secs_f64())) " s) over the chains as they were then"
+            @if let Some(t) = latest.running {
+                "; a new run for the chains as they are now has been under way since " (t.to_rfc3339())
+            }
+            "."
         }
         @if !r.findings.is_empty() {
             table class="rows" {
@@ -137,6 +162,12 @@ fn body(loc: &Location, r: &Report, chains: &BTreeMap<String, Vec<Entry>>) -> Ma
                 }
             }
         }
+    }
+}
+
+/// Each collector's chain: length, head, last seal, last digest.
+fn chain_table(chains: &BTreeMap<String, Vec<Entry>>) -> Markup {
+    html! {
         table class="rows" {
             caption { "Collectors" }
             thead { tr {

@@ -17,7 +17,8 @@
 //! `page` (the layout, the stylesheet, the security headers), `auth` (who
 //! is looking), `access` (the access rows: who looked), `checkpoints`
 //! (the latest signed checkpoint of each collector), the views (`find`,
-//! `timeline`, `violations`, `health`, `looked`), `app` (the routes and the
+//! `timeline`, `violations`, `health` with `verified` (verify in the
+//! background), `looked`), `app` (the routes and the
 //! checks every question goes through), and [`args`] (the command's flags
 //! and its server).
 //!
@@ -45,6 +46,7 @@ mod page;
 pub mod params;
 mod table;
 mod timeline;
+mod verified;
 mod violations;
 
 pub use args::ConsoleArgs;

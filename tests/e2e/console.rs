@@ -134,6 +134,25 @@ async fn view(c: &Console, path: &str) -> Got {
     get(&c.base, path, &[BEARER]).await
 }
 
+/// The trail-health page once `verify` has finished a run over the
+/// dataset as it is now (it runs in the background).
+async fn health(base: &str, headers: &[(&str, &str)]) -> Got {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = get(base, "/health", headers).await;
+        let done = !page.body.contains(">VERIFYING<") && !page.body.contains("under way");
+        if page.status != 200 || done {
+            return page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "verify still running: {}",
+            page.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The text of the page's verdict element.
 fn verdict(body: &str) -> &str {
     let start = body.find("id=\"verdict\"").expect("a verdict");
@@ -332,7 +351,7 @@ async fn violations_and_health_views_answer() {
         v.body
     );
     assert!(v.body.contains("<td>billing</td>") && v.body.contains("refunds.issue"));
-    let h = view(&c, "/health").await;
+    let h = health(&c.base, &[BEARER]).await;
     assert_eq!(h.status, 200);
     assert_eq!(verdict(&h.body), "INTACT");
     // Six actions and one violation, every one sealed and covered.
@@ -689,7 +708,7 @@ async fn checkpoints_and_coverage_gaps_in_the_proof_panel_and_trail_health() {
         "consent is stated, not verified: {}",
         a.body
     );
-    let h = view(&c, "/health").await;
+    let h = health(&c.base, &[BEARER]).await;
     assert_eq!(verdict(&h.body), "INTACT", "{}", h.body);
     assert!(h.body.contains("Coverage gaps (1)"), "{}", h.body);
     assert!(h.body.contains("Last signed checkpoint per collector"));
@@ -703,7 +722,7 @@ async fn checkpoints_and_coverage_gaps_in_the_proof_panel_and_trail_health() {
     std::fs::write(&path, lines[..lines.len() - 2].join("\n") + "\n").expect("cut");
     let cut = view(&c, &format!("/find?event_id={AGENT_A2}")).await;
     assert!(cut.body.contains("cut off since"), "{}", cut.body);
-    let h = view(&c, "/health").await;
+    let h = health(&c.base, &[BEARER]).await;
     assert_eq!(verdict(&h.body), "NOT INTACT", "{}", h.body);
     assert!(h.body.contains("manifest_truncated"), "{}", h.body);
 
@@ -871,9 +890,9 @@ async fn the_readme_command_serves_the_quickstart_data() {
         .split(';')
         .next()
         .expect("pair");
-    let health = get(&c.base, "/health", &[("cookie", pair)]).await;
-    assert_eq!(health.status, 200, "{}", health.body);
-    assert_eq!(verdict(&health.body), "INTACT");
+    let h = health(&c.base, &[("cookie", pair)]).await;
+    assert_eq!(h.status, 200, "{}", h.body);
+    assert_eq!(verdict(&h.body), "INTACT");
     assert!(
         c.dir.path().join("audit-access").is_dir(),
         "the access dataset beside the data, as documented"
