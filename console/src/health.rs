@@ -96,6 +96,7 @@ pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<View
         Some(w) => checkpoints::latest_all(w, &chains).await,
         None => BTreeMap::new(),
     };
+    let latest = app.verifier.latest(&seen);
     let collectors = chains.len();
     let page = layout(
         "Trail health",
@@ -103,8 +104,8 @@ pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<View
         Some(&viewer.0),
         html! {
             p { "Dataset " code { (app.location.url) } }
-            (verdict(&app.verifier.latest(&seen)))
-            (chain_table(&chains))
+            (verdict(&latest))
+            (chain_table(&chains, &latest))
             (gaps(&sealed))
             (checkpoints::table(app.witness.as_ref(), &signed))
         },
@@ -165,13 +166,20 @@ fn verdict(latest: &Latest) -> Markup {
     }
 }
 
-/// Each collector's chain: length, head, last seal, last digest.
-fn chain_table(chains: &BTreeMap<String, Vec<Entry>>) -> Markup {
+/// Each collector's chain: verify's result for it, length, head, last
+/// seal, last digest.
+fn chain_table(chains: &BTreeMap<String, Vec<Entry>>, latest: &Latest) -> Markup {
+    // verify's findings name the manifest or file they are about, and
+    // both names hold the collector id.
+    let findings = |id: &str| {
+        let r = latest.run.as_ref()?.report.as_ref().ok()?;
+        Some(r.findings.iter().filter(|f| f.path.contains(id)).count())
+    };
     html! {
         table class="rows" {
             caption { "Collectors" }
             thead { tr {
-                th scope="col" { "Collector" } th scope="col" { "Entries" } th scope="col" { "Head" }
+                th scope="col" { "Collector" } th scope="col" { "verify" } th scope="col" { "Entries" } th scope="col" { "Head" }
                 th scope="col" { "Last seal" } th scope="col" { "Sealed up to seq" } th scope="col" { "Last digest" }
             } }
             tbody {
@@ -183,6 +191,11 @@ fn chain_table(chains: &BTreeMap<String, Vec<Entry>>) -> Markup {
                     @let digest = entries.iter().rev().find(|e| matches!(e.body, Body::Digest { .. }));
                     tr {
                         td { code { (id) } }
+                        @match findings(id) {
+                            Some(0) => td class="pass" { "intact" },
+                            Some(n) => td class="fail" { (n) " finding(s)" },
+                            None => td { "—" },
+                        }
                         td { (entries.len()) }
                         td { code class="hash" { (entries.last().map_or("—", |e| e.hash.as_str())) } }
                         td { (seal.map_or_else(|| "never".to_owned(), |(t, _)| when(t))) }

@@ -711,6 +711,11 @@ async fn checkpoints_and_coverage_gaps_in_the_proof_panel_and_trail_health() {
     let h = health(&c.base, &[BEARER]).await;
     assert_eq!(verdict(&h.body), "INTACT", "{}", h.body);
     assert!(h.body.contains("Coverage gaps (1)"), "{}", h.body);
+    assert!(
+        h.body.contains("<td class=\"pass\">intact</td>"),
+        "{}",
+        h.body
+    );
     assert!(h.body.contains("Last signed checkpoint per collector"));
     assert!(h.body.contains("<strong>SIGNED</strong> by"), "{}", h.body);
 
@@ -725,6 +730,11 @@ async fn checkpoints_and_coverage_gaps_in_the_proof_panel_and_trail_health() {
     let h = health(&c.base, &[BEARER]).await;
     assert_eq!(verdict(&h.body), "NOT INTACT", "{}", h.body);
     assert!(h.body.contains("manifest_truncated"), "{}", h.body);
+    assert!(
+        h.body.contains(" finding(s)</td>"),
+        "the collector's own verify result: {}",
+        h.body
+    );
 
     // Without a witness the panel says so plainly.
     let plain = Console::start(&[]);
