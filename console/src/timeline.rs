@@ -233,10 +233,17 @@ async fn answer(
     q: &Question,
 ) -> Result<(Markup, usize), QueryError> {
     let engine = app.engine().await?;
-    let total = Cells::of(&engine.sql(&q.count_sql()).await?)?.count();
     let page = p.page.unwrap_or(0);
-    let rows = Cells::of(&engine.sql(&q.page_sql(page)).await?)?;
-    let hist = Cells::of(&engine.sql(&q.histogram_sql()).await?)?;
+    // Two scans, at once: the page, and the histogram whose buckets cover
+    // the window, so their counts add up to the total.
+    let (page_sql, histogram_sql) = (q.page_sql(page), q.histogram_sql());
+    let (rows, hist) = tokio::join!(engine.sql(&page_sql), engine.sql(&histogram_sql));
+    let (rows, hist) = (Cells::of(&rows?)?, Cells::of(&hist?)?);
+    let total: u64 = hist
+        .rows
+        .iter()
+        .filter_map(|r| hist.get(r, "n")?.parse::<u64>().ok())
+        .sum();
     let bars = chart::from_cells(q.range.from, q.range.to, 2, &hist, |r| {
         usize::from(hist.get(r, "actor_kind") != Some("human"))
     });
