@@ -96,9 +96,7 @@ impl Question {
             .await
             .map_err(std::io::Error::other)??;
         let written = log.record(&q).await;
-        let log = std::sync::Arc::new(log);
-        let closing = log.clone();
-        let closed = tokio::task::spawn_blocking(move || closing.close())
+        let closed = tokio::task::spawn_blocking(move || log.close())
             .await
             .map_err(std::io::Error::other)?;
         written?;
@@ -110,8 +108,9 @@ impl Question {
 /// The command line as typed, each argument quoted when it holds a space
 /// or a quote, so a person can read (and re-run) what was asked.
 fn command_line() -> String {
-    std::env::args()
+    std::env::args_os()
         .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
         .map(|a| {
             if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
                 format!("'{}'", a.replace('\'', "'\\''"))
