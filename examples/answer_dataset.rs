@@ -4,8 +4,11 @@
 //! runs it).
 //!
 //! ```text
-//! cargo run --example answer_dataset DIR     # in-process collector; prints the ids as JSON
+//! cargo run --example answer_dataset DIR [WITNESS_DIR]   # in-process collector; prints the ids as JSON
 //! ```
+//!
+//! With a witness directory, the collector signs a checkpoint to it every
+//! second, the last one after every row is sealed.
 //!
 //! What it holds (event ids are fixed, so the tests know them in advance):
 //! - `hr-portal`: usr_alice changes a role herself (a human action, no
@@ -131,19 +134,30 @@ fn main() -> anyhow::Result<()> {
     let data_dir = std::env::args()
         .nth(1)
         .map_or_else(|| PathBuf::from("./answer-data"), PathBuf::from);
-    let rt = tokio::runtime::Runtime::new()?;
-    let server = rt.block_on(Server::start(Config {
+    let witness = std::env::args().nth(2).map(PathBuf::from);
+    let mut cfg = Config {
         data_dir: data_dir.clone(),
         otlp_grpc: Some(([127, 0, 0, 1], 0).into()),
         otlp_http: None,
         ..Config::default()
-    }))?;
+    };
+    if witness.is_some() {
+        // A digest (which seals first) and its checkpoint every second.
+        cfg.store.witness_dir = witness.clone();
+        cfg.store.digest_interval_secs = 1;
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    let server = rt.block_on(Server::start(cfg))?;
     let grpc = server
         .grpc_addr
         .ok_or_else(|| anyhow::anyhow!("no gRPC listener"))?;
     let from = chrono::Utc::now();
     build(&format!("http://{grpc}"))?;
     let to = chrono::Utc::now();
+    if witness.is_some() {
+        // A digest after the last row: the witness signs a head covering it.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
     rt.block_on(server.shutdown())?;
     // One JSON line for scripts: the ids and a window that holds every action.
     println!(

@@ -13,23 +13,28 @@ use axum::{Form, Router};
 use maud::html;
 use serde::Deserialize;
 
-use crate::access::{AccessLog, Question, Rows};
+use crate::access::{asked, Rows};
 use crate::auth::{sign_in_cookie, Auth};
 use crate::page::{self, layout, problem, respond};
 use crate::{find, health, looked, timeline, violations};
 use audit_collector::store::Location;
+use audit_query::access::AccessLog;
 use audit_query::{Engine, QueryError};
 
 /// What every handler shares.
 pub struct App {
     /// The dataset.
     pub location: Location,
-    /// The operator public keys (note format) deletions are judged by.
-    pub operator_keys: Vec<String>,
     /// How viewers are identified.
     pub auth: Auth,
     /// Where each question is recorded.
     pub access: Arc<AccessLog>,
+    /// The collectors' witness, where their signed checkpoints are.
+    pub witness: Option<crate::checkpoints::Witness>,
+    /// Most rows one export may hold (it is built in memory).
+    pub export_limit: u64,
+    /// `verify`, run in the background for the trail-health view.
+    pub verifier: Arc<crate::verified::Verifier>,
 }
 
 /// The viewer of a request, set by [`require_viewer`].
@@ -85,7 +90,7 @@ async fn require_viewer(State(app): State<Arc<App>>, mut req: Request, next: Nex
 /// Records the question in the access dataset once answered, and sends
 /// the answer only when that row is durable.
 async fn record_access(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let asked = chrono::Utc::now();
+    let at = chrono::Utc::now();
     let viewer = req.extensions().get::<Viewer>().cloned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -93,14 +98,14 @@ async fn record_access(State(app): State<Arc<App>>, req: Request, next: Next) ->
     let Some(viewer) = viewer else {
         return res;
     };
-    let q = Question {
-        viewer: &viewer.0,
-        path: &path,
-        query: &query,
-        asked,
-        status: res.status().as_u16(),
-        rows: res.extensions().get::<Rows>().map(|r| r.0),
-    };
+    let q = asked(
+        &viewer.0,
+        &path,
+        &query,
+        at,
+        res.status().as_u16(),
+        res.extensions().get::<Rows>().map(|r| r.0),
+    );
     match app.access.record(&q).await {
         Ok(()) => res,
         Err(e) => {

@@ -7,16 +7,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_collector::auth::Tokens;
+use audit_collector::auth::{ClientTokens, Tokens};
 use audit_collector::dataset::DatasetArgs;
 use audit_collector::metrics::Metrics;
 use audit_collector::server::{serve_http, ConnLimit, HttpLimits};
+use audit_query::access::{AccessLog, Writer};
 use axum::http::HeaderName;
 use clap::Args;
 
-use crate::access::AccessLog;
 use crate::app::{router, App};
 use crate::auth::Auth;
+use crate::checkpoints::Witness;
+use crate::health;
+use crate::verified::Verifier;
 use crate::ConsoleError;
 
 /// Time a browser has to send a request's head.
@@ -35,8 +38,9 @@ pub struct ConsoleArgs {
     #[arg(long, env = "AUDIT_CONSOLE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Viewers' tokens, `name:token` per line (the collector's format); the
-    /// name is who looked. Without this or --trusted-proxy, a one-time
-    /// token is made and its sign-in link printed.
+    /// name is who looked. Read again on SIGHUP. Without this or
+    /// --trusted-proxy, a one-time token is made and its sign-in link
+    /// printed.
     #[arg(long, env = "AUDIT_CONSOLE_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
     /// Address of an authenticating reverse proxy: only requests from it
@@ -47,13 +51,20 @@ pub struct ConsoleArgs {
     #[arg(long, default_value = "x-forwarded-user")]
     pub proxy_header: String,
     /// Where every question asked is recorded (who looked): a dataset of
-    /// its own, written like the collector's and checked by `verify`.
-    #[arg(
-        long,
-        env = "AUDIT_CONSOLE_ACCESS_DIR",
-        default_value = "./audit-access"
-    )]
+    /// its own, written like the collector's and checked by `verify`; the
+    /// CLI's answer commands record theirs there too (their --access-dir).
+    #[arg(long, env = "AUDIT_ACCESS_DIR", default_value = "./audit-access")]
     pub access_dir: PathBuf,
+    /// The collectors' witness directory (or s3://bucket/prefix), whose
+    /// signed checkpoints the proof panel and trail health show
+    /// [default: --config's [store] witness_dir].
+    #[arg(long, env = "AUDIT_COLLECTOR_WITNESS_DIR")]
+    pub witness: Option<PathBuf>,
+    /// Most rows one CSV or JSON export may hold: an export is built in
+    /// memory, so a longer one is refused with a message (the timeline
+    /// pages through any window).
+    #[arg(long, default_value_t = 100_000)]
+    pub export_limit: u64,
 }
 
 /// A token nobody can guess: 32 random bytes, hex.
@@ -70,13 +81,17 @@ impl ConsoleArgs {
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<bool, ConsoleError> {
         let location = self.data.locate().map_err(audit_query::QueryError::from)?;
         // `verify` in the trail-health view judges deletions with the
-        // operator keys the collector's config names, as `verify` does.
-        let operator_keys = self
+        // operator keys the collector's config names, as `verify` does, and
+        // reads checkpoints from the witness it names.
+        let cfg = self
             .data
             .config()
-            .map_err(|e| ConsoleError::Access(e.to_string()))?
-            .retention
-            .operator_keys;
+            .map_err(|e| ConsoleError::Access(e.to_string()))?;
+        let operator_keys = cfg.retention.operator_keys;
+        let witness = match self.witness.as_ref().or(cfg.store.witness_dir.as_ref()) {
+            Some(dir) => Some(Witness::open(dir, &cfg.store.remote)?),
+            None => None,
+        };
         let proxy = match self.trusted_proxy {
             Some(ip) => Some((
                 ip,
@@ -86,17 +101,29 @@ impl ConsoleArgs {
             None => None,
         };
         let mut made = None;
+        let metrics = Arc::new(Metrics::default());
         let tokens = match (&self.tokens_file, &proxy) {
-            (Some(path), _) => Some(Tokens::from_file(path)?),
+            // Only on SIGHUP (interval zero): a console's viewers change
+            // when an operator says so.
+            (Some(path), _) => Some(ClientTokens::watch(path, Duration::ZERO, metrics.clone())?),
             (None, Some(_)) => None,
             (None, None) => {
                 let t = one_time_token()?;
                 let tokens = Tokens::parse(&format!("operator:{t}"))?;
                 made = Some(t);
-                Some(tokens)
+                Some(ClientTokens::fixed(tokens))
             }
         };
-        let access = Arc::new(AccessLog::open(&self.access_dir)?);
+        // Installed before the listening line, like the collector's: from
+        // then on SIGHUP reloads instead of ending the process.
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let dir = self.access_dir.clone();
+        let access = tokio::task::spawn_blocking(move || AccessLog::open(&dir, Writer::Console))
+            .await
+            .map_err(|e| ConsoleError::Access(e.to_string()))?
+            .map_err(|e| ConsoleError::Access(e.to_string()))?;
+        let access = Arc::new(access);
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .map_err(|source| ConsoleError::Bind {
@@ -119,24 +146,37 @@ impl ConsoleArgs {
             }
             out.flush()?;
         }
+        let verifier = {
+            let (loc, witness) = (location.clone(), witness.clone());
+            Verifier::new(move || health::verify_now(&loc, &operator_keys, witness.as_ref()))
+        };
         let app = Arc::new(App {
             location,
-            operator_keys,
-            auth: Auth { tokens, proxy },
+            auth: Auth {
+                tokens: tokens.as_ref().map(|t| t.live.clone()),
+                proxy,
+            },
             access: access.clone(),
+            witness,
+            export_limit: self.export_limit,
+            verifier,
         });
         let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
+        if let Some(reloader) = tokens.and_then(|t| t.reloader) {
+            let asked = Arc::new(tokio::sync::Notify::new());
+            tokio::spawn(reloader.run(asked.clone(), stopped.clone()));
+            #[cfg(unix)]
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    asked.notify_one();
+                }
+            });
+        }
         let limits = HttpLimits {
             header_read_timeout: HEADER_READ_TIMEOUT,
             connections: ConnLimit::new(MAX_CONNECTIONS, None),
         };
-        let server = tokio::spawn(serve_http(
-            listener,
-            router(app),
-            limits,
-            Arc::new(Metrics::default()),
-            stopped,
-        ));
+        let server = tokio::spawn(serve_http(listener, router(app), limits, metrics, stopped));
         stop.await;
         let _ = stopped_tx.send(true);
         let _ = server.await;

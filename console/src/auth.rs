@@ -3,11 +3,13 @@
 //! [`audit_collector::auth`]), sent as `authorization: Bearer …` by a
 //! script, or kept by a browser in an HttpOnly cookie after signing in;
 //! or, opt-in, by a header that an authenticating reverse proxy sets,
-//! believed only on connections from the proxy's address.
+//! believed only on connections from the proxy's address. A tokens file
+//! is read again on SIGHUP, as the collector's is: a token added works
+//! from then on, a removed one is refused.
 
 use std::net::{IpAddr, SocketAddr};
 
-use audit_collector::auth::Tokens;
+use audit_collector::auth::LiveTokens;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 
 /// The cookie a signed-in browser sends (the token, hex-encoded: a token
@@ -17,8 +19,8 @@ pub const COOKIE: &str = "audit_console";
 /// How viewers are identified.
 #[derive(Debug)]
 pub struct Auth {
-    /// Accepted tokens, if any.
-    pub tokens: Option<Tokens>,
+    /// Accepted tokens, if any, as they are at each request.
+    pub tokens: Option<LiveTokens>,
     /// The proxy's address and the header it names the viewer in.
     pub proxy: Option<(IpAddr, HeaderName)>,
 }
@@ -41,7 +43,7 @@ impl Auth {
                 }
             }
         }
-        let tokens = self.tokens.as_ref()?;
+        let tokens = self.tokens.as_ref()?.current();
         if let Some(a) = headers.get(header::AUTHORIZATION) {
             return tokens.check(a.to_str().ok()).ok().map(str::to_owned);
         }
@@ -56,6 +58,7 @@ impl Auth {
     pub fn check_token(&self, token: &str) -> Option<String> {
         self.tokens
             .as_ref()?
+            .current()
             .check(Some(&format!("Bearer {}", token.trim())))
             .ok()
             .map(str::to_owned)
@@ -90,7 +93,9 @@ mod tests {
 
     fn auth(proxy: bool) -> Auth {
         Auth {
-            tokens: Some(Tokens::parse("ann:aaaaaaaaaaaaaaaa").unwrap()),
+            tokens: Some(LiveTokens::new(
+                audit_collector::auth::Tokens::parse("ann:aaaaaaaaaaaaaaaa").unwrap(),
+            )),
             proxy: proxy.then(|| {
                 (
                     IpAddr::from([127, 0, 0, 2]),

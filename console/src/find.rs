@@ -1,9 +1,10 @@
 //! Find an action: an event id → the row as an auditor reads it (HUMAN or
 //! AI in large type, the agent and its credential, the accountable human,
-//! initiator, task, consent, scopes, outcome, times) and the proof panel
-//! (the sealed file, its SHA-256, its seal entry in the hash chain, and
-//! that file's check, as `prove-human` runs it). "Prove human" on a human
-//! row runs `prove-human`.
+//! initiator, task, consent — stated, not verified —, scopes, outcome,
+//! times) and the proof panel (the sealed file, its SHA-256, its seal entry
+//! in the hash chain, the chain checked entry by entry, the latest signed
+//! checkpoint and whether it covers the row, and that file's check, as
+//! `prove-human` runs it). "Prove human" on a human row runs `prove-human`.
 
 use std::sync::Arc;
 
@@ -15,9 +16,12 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::app::{failed, with_rows, App, Viewer};
+use crate::checkpoints::{self, Signed, Witness};
 use crate::page::{self, layout, problem, respond, window_fields};
 use crate::params;
 use crate::table::Cells;
+use audit_collector::manifest::Entry;
+use audit_collector::store::chain;
 use audit_query::{activity, prove, who};
 
 const PATH: &str = "/find";
@@ -180,7 +184,18 @@ pub async fn find(
     }
     for (facts, row) in answer.rows.iter().zip(&cells.rows) {
         let check = prove::file_check(engine.location(), &id, facts).await;
-        body.push(action(&id, facts, &cells, row, &check));
+        let entries = chain::entries(engine.location(), &facts.collector_id).await;
+        let signed = match (&app.witness, &entries) {
+            (Some(w), Ok(e)) => w.latest(&facts.collector_id, e).await,
+            _ => None,
+        };
+        let proof = Proof {
+            check: &check,
+            entries: &entries,
+            witness: app.witness.as_ref(),
+            signed: signed.as_ref(),
+        };
+        body.push(action(&id, facts, &cells, row, &proof));
     }
     let n = answer.rows.len();
     with_rows(
@@ -195,12 +210,20 @@ pub async fn find(
     )
 }
 
+/// What the proof panel shows beside the row's own facts.
+struct Proof<'a> {
+    check: &'a prove::Check,
+    entries: &'a std::io::Result<Vec<Entry>>,
+    witness: Option<&'a Witness>,
+    signed: Option<&'a Signed>,
+}
+
 fn action(
     id: &str,
     facts: &who::RowFacts,
     cells: &Cells,
     row: &[Option<String>],
-    check: &prove::Check,
+    proof: &Proof<'_>,
 ) -> Markup {
     let c = |name: &str| cells.get(row, name).unwrap_or("—").to_owned();
     let human = facts.actor_kind == "human" && facts.agent_id.is_none();
@@ -247,6 +270,13 @@ fn action(
                 dt { "Event id" } dd { code { (id) } }
                 @for (k, v) in &fields {
                     dt { (k) } dd { (v) }
+                    @if *k == "Consent" && cells.get(row, "consent_id").is_some() {
+                        dt { "Consent verified" }
+                        dd class="fail" {
+                            strong { "NOT VERIFIED" } ": the application stated this consent id; "
+                            "nothing checks it against a consent record yet"
+                        }
+                    }
                 }
             }
             @if human {
@@ -255,12 +285,13 @@ fn action(
                     button type="submit" { "Prove human" }
                 }
             }
-            (proof_panel(facts, check))
+            (proof_panel(facts, proof))
         }
     }
 }
 
-fn proof_panel(facts: &who::RowFacts, check: &prove::Check) -> Markup {
+fn proof_panel(facts: &who::RowFacts, proof: &Proof<'_>) -> Markup {
+    let check = proof.check;
     html! {
         section class="proof" aria-labelledby="proof-title" {
             h2 id="proof-title" { "Proof" }
@@ -274,6 +305,16 @@ fn proof_panel(facts: &who::RowFacts, check: &prove::Check) -> Markup {
                 } @else {
                     dt { "File" } dd { "not listed by any seal entry" }
                 }
+                dt { "Chain" }
+                @match proof.entries {
+                    Ok(e) => @match prove::chain_break(e) {
+                        None => dd class="pass" { strong { "INTACT" } " all " (e.len()) " entries of collector " code { (facts.collector_id) } " link and hash, checked now" },
+                        Some(i) => dd class="fail" { strong { "BROKEN" } " at entry " (i) " of " (e.len()) },
+                    },
+                    Err(e) => dd class="fail" { strong { "UNREADABLE" } " " (e) },
+                }
+                dt { "Signed checkpoint" }
+                (checkpoints::covering(proof.witness, proof.signed, facts.file.as_ref().map(|l| l.entry)))
                 dt { "Verified" }
                 dd class=(if check.pass { "pass" } else { "fail" }) {
                     strong { (if check.pass { "PASS" } else { "FAIL" }) } " " (check.detail)

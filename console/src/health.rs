@@ -1,8 +1,11 @@
 //! Trail health: `verify`'s result over the whole dataset (every file's
-//! hash, every chain, seq continuity), and each collector's chain: its
-//! length, its last seal and its last digest (the heartbeat that proves a
-//! collector was alive when nothing was sealed); and the side doors of the
-//! last 7 days: ungated effects per service.
+//! hash, every chain, seq continuity, and the witness's checkpoints when
+//! one is configured; run in the background by [`crate::verified`], the
+//! page showing the latest run and when it ran), and each collector's
+//! chain: its length, its last seal and its last digest (the heartbeat that proves a collector was
+//! alive when nothing was sealed), the windows it recorded nobody was
+//! listening (coverage gaps), and its last signed checkpoint; and the side
+//! doors of the last 7 days: ungated effects per service.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,8 +18,11 @@ use chrono::DateTime;
 use maud::{html, Markup};
 
 use crate::app::{with_rows, App, Viewer};
+use crate::checkpoints::{self, Witness};
 use crate::page::{layout, problem, respond};
+use crate::verified::{self, Latest};
 use audit_collector::checkpoint::NoteVerifier;
+use audit_collector::coverage::{self, SealedThrough};
 use audit_collector::manifest::{self, Body, Entry};
 use audit_collector::store::{chain, Location};
 use audit_collector::verify::{self, Report};
@@ -35,22 +41,26 @@ async fn chains(loc: &Location) -> Result<BTreeMap<String, Vec<Entry>>, String> 
         .collect())
 }
 
-/// `verify` over the dataset, off the async threads (it reads every file).
-async fn report(loc: Location, operator_keys: Vec<String>) -> Result<Report, String> {
+/// `verify` over the dataset (blocking: it reads every file), with
+/// `verify --witness`'s check of a data dir when a witness is known.
+pub fn verify_now(
+    loc: &Location,
+    operator_keys: &[String],
+    witness: Option<&Witness>,
+) -> Result<Report, String> {
     let opts = verify::Options {
-        operator_keys: NoteVerifier::parse_all(&operator_keys)
+        operator_keys: NoteVerifier::parse_all(operator_keys)
             .map_err(|e| format!("[retention] operator_keys: {e}"))?,
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // A thread of its own: the store's verify runs its own runtime.
-    std::thread::spawn(move || {
-        let r = match loc.local_dir() {
-            Some(dir) => verify::verify(dir, &opts).map_err(|e| e.to_string()),
-            None => verify::verify_store(&loc, &opts).map_err(|e| e.to_string()),
-        };
-        let _ = tx.send(r);
-    });
-    rx.await.map_err(|_| "verify stopped".to_owned())?
+    let Some(dir) = loc.local_dir() else {
+        return verify::verify_store(loc, &opts).map_err(|e| e.to_string());
+    };
+    let mut r = verify::verify(dir, &opts).map_err(|e| e.to_string())?;
+    if let Some(w) = witness {
+        verify::check_witness(dir, &w.dir, &w.remote, None, &mut r)
+            .map_err(|e| format!("witness {}: {e}", w.dir.display()))?;
+    }
+    Ok(r)
 }
 
 fn when(ns: i64) -> String {
@@ -68,13 +78,14 @@ async fn ungated(app: &App) -> Result<Vec<(String, i64)>, String> {
 
 /// `GET /health`.
 pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<Viewer>) -> Response {
-    let (report, chains, ungated) = tokio::join!(
-        report(app.location.clone(), app.operator_keys.clone()),
+    let (chains, sealed, ungated) = tokio::join!(
         chains(&app.location),
+        coverage::require(&app.location),
         ungated(&app)
     );
-    let (report, chains, ungated) = match (report, chains, ungated) {
-        (Ok(r), Ok(c), Ok(u)) => (r, c, u),
+    let sealed = sealed.map_err(|e| e.to_string());
+    let (chains, sealed, ungated) = match (chains, sealed, ungated) {
+        (Ok(c), Ok(s), Ok(u)) => (c, s, u),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             return problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -84,33 +95,77 @@ pub async fn page(State(app): State<Arc<App>>, Extension(viewer): Extension<View
             )
         }
     };
+    let seen = match verified::fingerprint(&app.location, &chains).await {
+        Ok(f) => f,
+        Err(e) => {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                PATH,
+                Some(&viewer.0),
+                &format!("cannot list the trail: {e}"),
+            )
+        }
+    };
+    let signed = match &app.witness {
+        Some(w) => checkpoints::latest_all(w, &chains).await,
+        None => BTreeMap::new(),
+    };
+    let latest = app.verifier.latest(&seen);
     let collectors = chains.len();
     let page = layout(
         "Trail health",
         PATH,
         Some(&viewer.0),
-        body(&app.location, &report, &chains, &ungated),
+        html! {
+            p { "Dataset " code { (app.location.url) } }
+            (verdict(&latest))
+            (chain_table(&chains, &latest))
+            (gaps(&sealed))
+            (checkpoints::table(app.witness.as_ref(), &signed))
+            (side_doors(&ungated))
+        },
     );
     with_rows(respond(StatusCode::OK, page), collectors)
 }
 
-fn body(
-    loc: &Location,
-    r: &Report,
-    chains: &BTreeMap<String, Vec<Entry>>,
-    ungated: &[(String, i64)],
-) -> Markup {
+/// `verify`'s latest result: its verdict, when it ran and what it found.
+fn verdict(latest: &Latest) -> Markup {
+    let Some(run) = &latest.run else {
+        return html! {
+            p id="verdict" class="verdict small" { "VERIFYING" }
+            p class="summary" {
+                "verify has been running since "
+                (latest.running.map_or_else(String::new, |t| t.to_rfc3339()))
+                " (it reads every file); reload in a moment."
+            }
+        };
+    };
+    let r = match &run.report {
+        Ok(r) => r,
+        Err(e) => {
+            return html! {
+                p id="verdict" class="verdict small inconsistent" { "NOT VERIFIED" }
+                p class="problem" role="alert" { "verify could not run: " (e) }
+            }
+        }
+    };
     let (verdict, class) = if r.intact() {
         ("INTACT", "human")
     } else {
         ("NOT INTACT", "inconsistent")
     };
     html! {
-        p { "Dataset " code { (loc.url) } }
         p id="verdict" class=(format!("verdict small {class}")) { (verdict) }
         p class="summary" {
             (r.manifests) " manifest(s), " (r.entries) " entries, " (r.files) " files, "
             (r.rows) " rows, " (r.deleted) " deleted by retention"
+        }
+        p class="hint" {
+            "verify ran at " (run.at.to_rfc3339()) " (took " (format!("{:.1}", run.took.as_secs_f64())) " s) over the chains as they were then"
+            @if let Some(t) = latest.running {
+                "; a new run for the chains as they are now has been under way since " (t.to_rfc3339())
+            }
+            "."
         }
         @if !r.findings.is_empty() {
             table class="rows" {
@@ -123,10 +178,23 @@ fn body(
                 }
             }
         }
+    }
+}
+
+/// Each collector's chain: verify's result for it, length, head, last
+/// seal, last digest.
+fn chain_table(chains: &BTreeMap<String, Vec<Entry>>, latest: &Latest) -> Markup {
+    // verify's findings name the manifest or file they are about, and
+    // both names hold the collector id.
+    let findings = |id: &str| {
+        let r = latest.run.as_ref()?.report.as_ref().ok()?;
+        Some(r.findings.iter().filter(|f| f.path.contains(id)).count())
+    };
+    html! {
         table class="rows" {
             caption { "Collectors" }
             thead { tr {
-                th scope="col" { "Collector" } th scope="col" { "Entries" } th scope="col" { "Head" }
+                th scope="col" { "Collector" } th scope="col" { "verify" } th scope="col" { "Entries" } th scope="col" { "Head" }
                 th scope="col" { "Last seal" } th scope="col" { "Sealed up to seq" } th scope="col" { "Last digest" }
             } }
             tbody {
@@ -138,6 +206,11 @@ fn body(
                     @let digest = entries.iter().rev().find(|e| matches!(e.body, Body::Digest { .. }));
                     tr {
                         td { code { (id) } }
+                        @match findings(id) {
+                            Some(0) => td class="pass" { "intact" },
+                            Some(n) => td class="fail" { (n) " finding(s)" },
+                            None => td { "—" },
+                        }
                         td { (entries.len()) }
                         td { code class="hash" { (entries.last().map_or("—", |e| e.hash.as_str())) } }
                         td { (seal.map_or_else(|| "never".to_owned(), |(t, _)| when(t))) }
@@ -147,6 +220,45 @@ fn body(
                 }
             }
         }
+    }
+}
+
+/// Each collector's coverage gaps: windows it recorded that nothing was
+/// listening, in which "no rows" proves nothing.
+fn gaps(sealed: &[SealedThrough]) -> Markup {
+    let n: usize = sealed.iter().map(|s| s.gaps.len()).sum();
+    html! {
+        table class="rows" {
+            caption { "Coverage gaps (" (n) "): windows nothing was listening" }
+            thead { tr {
+                th scope="col" { "Collector" } th scope="col" { "Sealed through" }
+                th scope="col" { "Not listening from" } th scope="col" { "to" }
+            } }
+            tbody {
+                @for s in sealed {
+                    @if s.gaps.is_empty() {
+                        tr {
+                            td { code { (s.collector_id) } }
+                            td { (s.through.as_deref().unwrap_or("nothing yet")) }
+                            td class="pass" colspan="2" { "none: listening throughout" }
+                        }
+                    }
+                    @for g in &s.gaps {
+                        tr {
+                            td { code { (s.collector_id) } }
+                            td { (s.through.as_deref().unwrap_or("nothing yet")) }
+                            td class="fail" { (g.from) } td class="fail" { (g.to) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Side doors: ungated effects per service in the last 7 days.
+fn side_doors(ungated: &[(String, i64)]) -> Markup {
+    html! {
         table class="rows" id="ungated" {
             caption { "Side doors: ungated effects in the last 7 days" }
             thead { tr { th scope="col" { "Service" } th scope="col" { "Ungated effects" } } }
@@ -158,10 +270,6 @@ fn body(
                     tr { td colspan="2" { "none" } }
                 }
             }
-        }
-        p class="hint" {
-            "Signed checkpoints are kept away from the trail; check them with "
-            code { "audit-collector verify --checkpoint FILE --public-key KEY" } "."
         }
     }
 }

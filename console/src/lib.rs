@@ -15,15 +15,18 @@
 //! Modules, in dependency order: [`params`] (what a request may ask),
 //! `table` (result batches as text cells), `chart` (the histogram),
 //! `page` (the layout, the stylesheet, the security headers), `auth` (who
-//! is looking), `access` (the access rows: who looked), the views (`find`,
-//! `timeline`, `violations`, `health`, `looked`), `app` (the routes and the
+//! is looking), `access` (the access rows: who looked), `checkpoints`
+//! (the latest signed checkpoint of each collector), the views (`find`,
+//! `timeline`, `violations`, `health` with `verified` (verify in the
+//! background), `looked`), `app` (the routes and the
 //! checks every question goes through), and [`args`] (the command's flags
 //! and its server).
 //!
 //! Every question is recorded before it is answered: an access row with
 //! the viewer, the question, its parameters and the rows returned, made
 //! durable through the collector's own writer in a dataset of its own
-//! (`--access-dir`), which `verify` checks like any other.
+//! (`--access-dir`, shared with the CLI's answer commands), which `verify`
+//! checks like any other.
 //!
 //! Pages are server-rendered HTML with no JavaScript: the find view, the
 //! forms and the exports work in any browser, and the Content-Security-Policy
@@ -35,6 +38,7 @@ mod app;
 pub mod args;
 mod auth;
 mod chart;
+mod checkpoints;
 mod find;
 mod health;
 mod looked;
@@ -42,6 +46,7 @@ mod page;
 pub mod params;
 mod table;
 mod timeline;
+mod verified;
 mod violations;
 
 pub use args::ConsoleArgs;
@@ -72,6 +77,9 @@ pub enum ConsoleError {
     /// The access dataset could not be opened or closed.
     #[error("access dataset: {0}")]
     Access(String),
+    /// The witness location is unusable.
+    #[error("witness: {0}")]
+    Witness(#[from] audit_collector::store::StoreError),
     /// Writing the listening line failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),

@@ -1,6 +1,8 @@
 //! Who looked: the access rows, newest first — who asked which question,
-//! with which parameters, and how many rows it returned. Rows appear once
-//! sealed (every few seconds); `verify --data-dir ACCESS_DIR` checks them.
+//! through the console or the CLI, with which parameters, and how many
+//! rows it returned. Rows appear once sealed (the console's every few
+//! seconds, a CLI command's as it exits); `verify --data-dir ACCESS_DIR`
+//! checks them.
 
 use std::sync::Arc;
 
@@ -11,7 +13,6 @@ use axum::Extension;
 use maud::html;
 use serde::Deserialize;
 
-use crate::access::SERVICE;
 use crate::app::{failed, with_rows, App, Viewer};
 use crate::page::{find_href, layout, respond};
 use crate::params;
@@ -19,6 +20,7 @@ use crate::table::{self, Cells};
 
 type Attributes = std::collections::BTreeMap<String, String>;
 use audit_collector::store::Location;
+use audit_query::access::{CLI, CONSOLE};
 use audit_query::{quote, Engine, QueryError};
 
 const PATH: &str = "/access";
@@ -37,9 +39,10 @@ pub fn sql(viewer: Option<&str>) -> String {
     format!(
         "SELECT start_time, owner_id AS viewer, action AS question, target, outcome,\n  \
          attributes, event_id\n\
-         FROM audit\nWHERE service_name = {}{only}\n\
+         FROM audit\nWHERE service_name IN ({}, {}){only}\n\
          ORDER BY start_time DESC, seq DESC\nLIMIT {LATEST}",
-        quote(SERVICE)
+        quote(CONSOLE),
+        quote(CLI)
     )
 }
 
@@ -78,8 +81,8 @@ pub async fn page(
             button type="submit" { "Show" }
         }
         p class="summary" {
-            "The latest " (cells.rows.len()) " question(s) asked through the console, from "
-            code { (app.access.dir().display()) } " (sealed every few seconds)."
+            "The latest " (cells.rows.len()) " question(s) asked through the console and the CLI, from "
+            code { (app.access.dir().display()) } " (the console's sealed every few seconds)."
         }
         table class="rows" {
             thead { tr {
@@ -97,9 +100,15 @@ pub async fn page(
                                 td { (v) }
                             }
                         }
-                        td { code { (readable(&attr(i, "console.query"))) } }
-                        td { (attr(i, "console.rows")) }
-                        td { (attr(i, "console.status")) }
+                        @let params = attr(i, "access.parameters");
+                        @let params = if cells.get(r, "question").is_some_and(|q| q.starts_with("cli.")) {
+                            params
+                        } else {
+                            readable(&params)
+                        };
+                        td { code { (params) } }
+                        td { (attr(i, "access.rows")) }
+                        td { (attr(i, "access.status")) }
                     }
                 }
             }

@@ -233,10 +233,17 @@ async fn answer(
     q: &Question,
 ) -> Result<(Markup, usize), QueryError> {
     let engine = app.engine().await?;
-    let total = Cells::of(&engine.sql(&q.count_sql()).await?)?.count();
     let page = p.page.unwrap_or(0);
-    let rows = Cells::of(&engine.sql(&q.page_sql(page)).await?)?;
-    let hist = Cells::of(&engine.sql(&q.histogram_sql()).await?)?;
+    // Two scans, at once: the page, and the histogram whose buckets cover
+    // the window, so their counts add up to the total.
+    let (page_sql, histogram_sql) = (q.page_sql(page), q.histogram_sql());
+    let (rows, hist) = tokio::join!(engine.sql(&page_sql), engine.sql(&histogram_sql));
+    let (rows, hist) = (Cells::of(&rows?)?, Cells::of(&hist?)?);
+    let total: u64 = hist
+        .rows
+        .iter()
+        .filter_map(|r| hist.get(r, "n")?.parse::<u64>().ok())
+        .sum();
     let bars = chart::from_cells(q.range.from, q.range.to, 2, &hist, |r| {
         usize::from(hist.get(r, "actor_kind") != Some("human"))
     });
@@ -279,10 +286,34 @@ async fn export(app: &App, viewer: &Viewer, p: &TimelineParams, format: Format) 
         }
         Err(r) => return refuse(viewer, p, &r),
     };
-    let body = match app.engine().await {
-        Ok(engine) => q.export(&engine, format).await,
-        Err(e) => Err(e),
+    let engine = match app.engine().await {
+        Ok(e) => e,
+        Err(e) => return failed(PATH, viewer, &e),
     };
+    // An export is built in memory whole: counted first, so a window of
+    // years is refused before any row of it is read.
+    let total = match engine
+        .sql(&q.count_sql())
+        .await
+        .and_then(|b| Ok(Cells::of(&b)?))
+    {
+        Ok(c) => c.count(),
+        Err(e) => return failed(PATH, viewer, &e),
+    };
+    if total > app.export_limit {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            PATH,
+            Some(&viewer.0),
+            &format!(
+                "{total} actions in this window, more than this console exports at once \
+                 ({}): narrow the window or the filters, page through it here, or run \
+                 `audit-collector activity --format csv` where the data is.",
+                app.export_limit
+            ),
+        );
+    }
+    let body = q.export(&engine, format).await;
     match body {
         Ok((body, n)) => {
             let (ty, name) = match format {

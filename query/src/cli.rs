@@ -3,10 +3,13 @@
 //! each returns whether the answer was affirmative (the exit code).
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args};
 
+use super::access::{self, AccessLog, Asked, Writer};
 use super::activity::{Range, Subject};
 use super::output::{self, Format};
 use super::{activity, prove, who, Engine, QueryError};
@@ -36,12 +39,102 @@ fn note(o: &mut dyn Write, format: Format, line: &str) -> std::io::Result<()> {
     }
 }
 
+/// Where each question asked is recorded, and as whom.
+#[derive(Args, Clone, Debug)]
+pub struct AccessArgs {
+    /// Where this question is recorded (who looked): a dataset of its own,
+    /// written like the collector's and checked by `verify`; the console's
+    /// --access-dir.
+    #[arg(long, env = "AUDIT_ACCESS_DIR", default_value = "./audit-access")]
+    pub access_dir: PathBuf,
+    /// Who is asking, as recorded [default: the OS user].
+    #[arg(long, env = "AUDIT_VIEWER")]
+    pub viewer: Option<String>,
+}
+
+/// One CLI question, before its answer.
+struct Question {
+    name: &'static str,
+    subject: Option<String>,
+    asked: DateTime<Utc>,
+}
+
+impl Question {
+    fn new(name: &'static str, subject: Option<String>) -> Question {
+        Question {
+            name,
+            subject,
+            asked: Utc::now(),
+        }
+    }
+
+    /// Records the question with its outcome, then lets the answer
+    /// through: an answer whose access row is not durable is not printed.
+    async fn recorded<T>(
+        self,
+        access: &AccessArgs,
+        result: Result<T, QueryError>,
+        rows: impl Fn(&T) -> u64,
+    ) -> Result<T, QueryError> {
+        let mut extra = std::collections::BTreeMap::new();
+        if let Err(e) = &result {
+            extra.insert("access.error".to_owned(), e.to_string());
+        }
+        let q = Asked {
+            viewer: access.viewer.clone().unwrap_or_else(access::os_user),
+            service: access::CLI,
+            question: format!("cli.{}", self.name),
+            subject: self.subject,
+            parameters: command_line(),
+            asked: self.asked,
+            ok: result.is_ok(),
+            rows: result.as_ref().ok().map(rows),
+            extra,
+        };
+        let dir = access.access_dir.clone();
+        let log = tokio::task::spawn_blocking(move || AccessLog::open(&dir, Writer::Cli))
+            .await
+            .map_err(std::io::Error::other)??;
+        let written = log.record(&q).await;
+        let closed = tokio::task::spawn_blocking(move || log.close())
+            .await
+            .map_err(std::io::Error::other)?;
+        written?;
+        closed?;
+        result
+    }
+}
+
+/// The command line as typed, each argument quoted when it holds a space
+/// or a quote, so a person can read (and re-run) what was asked.
+fn command_line() -> String {
+    std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn batch_rows(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> u64 {
+    batches.iter().map(|b| b.num_rows() as u64).sum()
+}
+
 /// `query --data-dir DIR|s3://BUCKET/PREFIX "SQL"`.
 #[derive(Args, Debug)]
 pub struct QueryArgs {
     /// Where the dataset is.
     #[command(flatten)]
     pub data: DatasetArgs,
+    /// Where the question is recorded.
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -55,6 +148,9 @@ pub struct WhoArgs {
     /// Where the dataset is.
     #[command(flatten)]
     pub data: DatasetArgs,
+    /// Where the question is recorded.
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -73,6 +169,9 @@ pub struct ActivityArgs {
     /// Where the dataset is.
     #[command(flatten)]
     pub data: DatasetArgs,
+    /// Where the question is recorded.
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// Output format.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -107,6 +206,9 @@ pub struct ProveArgs {
     /// Where the dataset is.
     #[command(flatten)]
     pub data: DatasetArgs,
+    /// Where the question is recorded.
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// Output format (`csv` prints the checks as rows).
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -161,8 +263,15 @@ impl QueryArgs {
     }
 
     async fn answer(self) -> Result<bool, QueryError> {
-        let (engine, sealed) = engine(&self.data).await?;
-        let (schema, batches) = engine.sql_with_schema(&self.sql).await?;
+        let q = Question::new("query", None);
+        let result = async {
+            let (engine, sealed) = engine(&self.data).await?;
+            Ok((engine.sql_with_schema(&self.sql).await?, sealed))
+        }
+        .await;
+        let ((schema, batches), sealed) = q
+            .recorded(&self.access, result, |((_, b), _)| batch_rows(b))
+            .await?;
         let mut o = out();
         output::write(&mut o, self.format, &schema, &batches)?;
         sealed_note(&mut o, self.format, &sealed)?;
@@ -181,8 +290,15 @@ impl WhoArgs {
             writeln!(out(), "{}", who::sql(&self.event_id))?;
             return Ok(true);
         }
-        let (engine, sealed) = engine(&self.data).await?;
-        let answer = who::who(&engine, &self.event_id).await?;
+        let q = Question::new("who", Some(format!("event_id={}", self.event_id)));
+        let result = async {
+            let (engine, sealed) = engine(&self.data).await?;
+            Ok((who::who(&engine, &self.event_id).await?, sealed))
+        }
+        .await;
+        let (answer, sealed) = q
+            .recorded(&self.access, result, |(a, _)| a.rows.len() as u64)
+            .await?;
         let mut o = out();
         match self.format {
             Format::Table => {
@@ -233,8 +349,19 @@ impl ActivityArgs {
             writeln!(out(), "{}", activity::sql(&subject, range))?;
             return Ok(true);
         }
-        let (engine, sealed) = engine(&self.data).await?;
-        let (schema, batches) = activity::activity(&engine, &subject, range).await?;
+        let about = match &subject {
+            Subject::Agent(a) => format!("agent={a}"),
+            Subject::Owner(o) => format!("owner={o}"),
+        };
+        let q = Question::new("activity", Some(about));
+        let result = async {
+            let (engine, sealed) = engine(&self.data).await?;
+            Ok((activity::activity(&engine, &subject, range).await?, sealed))
+        }
+        .await;
+        let ((schema, batches), sealed) = q
+            .recorded(&self.access, result, |((_, b), _)| batch_rows(b))
+            .await?;
         let mut o = out();
         match self.format {
             Format::Table => {
@@ -258,11 +385,17 @@ impl ProveArgs {
     }
 
     async fn answer(self) -> Result<bool, QueryError> {
-        let (engine, sealed) = engine(&self.data).await?;
-        let window = chrono::Duration::seconds(i64::from(self.window_secs));
-        let mut proof = prove::prove_human(&engine, &self.event_id, window).await?;
-        let (from, to) = proof.window_ns;
-        proof.check_coverage(coverage::uncovered(&sealed, from, to));
+        let q = Question::new("prove-human", Some(format!("event_id={}", self.event_id)));
+        let result = async {
+            let (engine, sealed) = engine(&self.data).await?;
+            let window = chrono::Duration::seconds(i64::from(self.window_secs));
+            let mut proof = prove::prove_human(&engine, &self.event_id, window).await?;
+            let (from, to) = proof.window_ns;
+            proof.check_coverage(coverage::uncovered(&sealed, from, to));
+            Ok((proof, sealed))
+        }
+        .await;
+        let (proof, sealed) = q.recorded(&self.access, result, |_| 1).await?;
         let mut o = out();
         match self.format {
             Format::Json => {

@@ -18,6 +18,9 @@
 //!   [`activity::sql`] return exactly the text that `docs/analysts.md`
 //!   shows, so what an analyst runs in DuckDB is what the command runs.
 //! - [`output`]: a readable table, JSON or CSV.
+//! - [`access`]: who looked. Every question asked through the commands
+//!   (and the console) is recorded, durably and hash-chained, in an access
+//!   dataset of its own before its answer is shown.
 //!
 //! DataFusion is a large dependency, and the sidecar never needs it: it is
 //! why this is a crate of its own. `cargo build --bin audit-collector
@@ -42,6 +45,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod activity;
 pub mod cli;
 pub mod engine;
@@ -125,6 +129,10 @@ pub enum QueryError {
     /// Reading a manifest or a data file failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The question could not be recorded in the access dataset, so it is
+    /// not answered.
+    #[error(transparent)]
+    Access(#[from] access::AccessError),
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {

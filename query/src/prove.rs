@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::who::{self, RowFacts};
 use super::{partition_range, quote, ts_literal, Engine, QueryError};
-use audit_collector::manifest::{Body, GENESIS};
+use audit_collector::manifest::{Body, Entry, GENESIS};
 use audit_collector::partition;
 use audit_collector::store::{chain, put, Location};
 
@@ -180,17 +180,11 @@ pub async fn file_check(location: &Location, event_id: &str, r: &RowFacts) -> Ch
         Ok(e) => e,
         Err(e) => return fail(format!("manifest: {e}")),
     };
-    // The chain, entry by entry, as `verify` checks it: position, link to
-    // the previous entry, and each entry's own hash.
-    let mut prev = GENESIS.to_owned();
-    for (i, e) in entries.iter().enumerate() {
-        if e.index != i as u64 || e.prev != prev || e.compute_hash() != e.hash {
-            return fail(format!(
-                "manifest of collector {}: chain broken at entry {i}",
-                r.collector_id
-            ));
-        }
-        prev.clone_from(&e.hash);
+    if let Some(i) = chain_break(&entries) {
+        return fail(format!(
+            "manifest of collector {}: chain broken at entry {i}",
+            r.collector_id
+        ));
     }
     let Some(loc) = who::locate_in(&entries, r) else {
         return fail(format!(
@@ -231,6 +225,20 @@ pub async fn file_check(location: &Location, event_id: &str, r: &RowFacts) -> Ch
         Ok(_) => fail(format!("{path}: does not contain this event id")),
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// The first entry at which a chain does not hold, as `verify` checks it
+/// entry by entry (position, link to the previous entry, the entry's own
+/// hash); `None` when it holds to its head.
+pub fn chain_break(entries: &[Entry]) -> Option<usize> {
+    let mut prev = GENESIS;
+    for (i, e) in entries.iter().enumerate() {
+        if e.index != i as u64 || e.prev != prev || e.compute_hash() != e.hash {
+            return Some(i);
+        }
+        prev = &e.hash;
+    }
+    None
 }
 
 /// `[start - w, end + w]` around the action.

@@ -580,6 +580,7 @@ fn a_closed_pipe_ends_the_answer_quietly() {
         let mut child = Command::new(collector_bin())
             .args(&args)
             .env("RUST_LOG", "warn")
+            .env("AUDIT_ACCESS_DIR", common::access_dir())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

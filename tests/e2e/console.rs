@@ -2,6 +2,7 @@
 //! ephemeral loopback port, over the dataset the real collector wrote for
 //! the answerability tests, with answers known in advance.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -29,10 +30,18 @@ impl Drop for Console {
 
 impl Console {
     fn start(extra: &[&str]) -> Console {
+        Console::start_over(&dataset().path, extra)
+    }
+
+    /// A console over the dataset in `data`.
+    fn start_over(data: &Path, extra: &[&str]) -> Console {
         let tokens = tempfile::tempdir().expect("tempdir");
         let file = tokens.path().join("viewers");
         std::fs::write(&file, format!("# viewers\nauditor-ann:{TOKEN}\n")).expect("tokens");
-        Console::spawn_in(tokens, extra)
+        let file = file.to_str().expect("utf-8 path").to_owned();
+        let mut args = vec!["--tokens-file", file.as_str()];
+        args.extend_from_slice(extra);
+        Console::spawn_over(data, &args, tokens, false).0
     }
 
     /// A console with the tokens file and access dataset of `dir` (from a
@@ -52,10 +61,19 @@ impl Console {
         tokens: tempfile::TempDir,
         second_line: bool,
     ) -> (Console, Option<String>) {
+        Console::spawn_over(&dataset().path, args, tokens, second_line)
+    }
+
+    fn spawn_over(
+        data: &Path,
+        args: &[&str],
+        tokens: tempfile::TempDir,
+        second_line: bool,
+    ) -> (Console, Option<String>) {
         let mut child = Command::new(collector_bin())
             .arg("console")
             .arg("--data-dir")
-            .arg(&dataset().path)
+            .arg(data)
             .args(["--listen", "127.0.0.1:0", "--access-dir"])
             .arg(tokens.path().join("access"))
             .args(args)
@@ -114,6 +132,25 @@ const BEARER: (&str, &str) = ("authorization", "Bearer console-test-token-aaaa")
 
 async fn view(c: &Console, path: &str) -> Got {
     get(&c.base, path, &[BEARER]).await
+}
+
+/// The trail-health page once `verify` has finished a run over the
+/// dataset as it is now (it runs in the background).
+async fn health(base: &str, headers: &[(&str, &str)]) -> Got {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = get(base, "/health", headers).await;
+        let done = !page.body.contains(">VERIFYING<") && !page.body.contains("under way");
+        if page.status != 200 || done {
+            return page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "verify still running: {}",
+            page.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The text of the page's verdict element.
@@ -212,6 +249,7 @@ fn cli(args: &[&str]) -> Vec<u8> {
     let o = Command::new(collector_bin())
         .args(args)
         .env("RUST_LOG", "warn")
+        .env("AUDIT_ACCESS_DIR", crate::common::access_dir())
         .output()
         .expect("run audit-collector");
     assert!(
@@ -314,7 +352,7 @@ async fn violations_and_health_views_answer() {
         v.body
     );
     assert!(v.body.contains("<td>billing</td>") && v.body.contains("refunds.issue"));
-    let h = view(&c, "/health").await;
+    let h = health(&c.base, &[BEARER]).await;
     assert_eq!(h.status, 200);
     assert_eq!(verdict(&h.body), "INTACT");
     // Six actions and one violation, every one sealed and covered.
@@ -490,10 +528,10 @@ async fn every_question_leaves_an_access_row_with_the_viewer() {
         assert_eq!(row["actor_kind"], "human");
         assert_eq!(row["action"], *action);
         assert_eq!(row["target"].as_str(), target.as_deref());
-        assert_eq!(row["attributes"]["console.rows"], *n, "{row}");
+        assert_eq!(row["attributes"]["access.rows"], *n, "{row}");
         assert_eq!(row["outcome"], "ok");
         assert_eq!(
-            row["attributes"]["console.query"].as_str(),
+            row["attributes"]["access.parameters"].as_str(),
             path.split_once('?').map(|(_, q)| q)
         );
     }
@@ -502,7 +540,8 @@ async fn every_question_leaves_an_access_row_with_the_viewer() {
         "the refused id is recorded too"
     );
 
-    // A console started again on the same access dataset shows them.
+    // A console started again on the same access dataset shows them, and
+    // a question asked through the CLI into it while it runs.
     let dir = std::mem::replace(&mut c.dir, tempfile::tempdir().expect("tempdir"));
     let again = Console::spawn_in(dir, &[]);
     let looked = view(&again, "/access?viewer=auditor-ann").await;
@@ -513,6 +552,26 @@ async fn every_question_leaves_an_access_row_with_the_viewer() {
         looked.body
     );
     assert!(looked.body.contains("console.timeline.csv"));
+    let access = again.dir.path().join("access");
+    let data = ds.path.to_str().expect("utf-8 path");
+    let access = access.to_str().expect("utf-8 path");
+    cli(&[
+        "who",
+        "--data-dir",
+        data,
+        "--access-dir",
+        access,
+        "--viewer",
+        "auditor-bob",
+        OTHER_AGENT,
+    ]);
+    let bob = view(&again, "/access?viewer=auditor-bob").await;
+    assert!(
+        bob.body.contains("The latest 1 question(s)") && bob.body.contains("cli.who"),
+        "{}",
+        bob.body
+    );
+    assert!(bob.body.contains(&format!("event_id={OTHER_AGENT}")));
 }
 
 /// "Who touched acct_9?": the find view's search by target or action in a
@@ -548,4 +607,305 @@ async fn find_searches_by_target_and_action_in_a_window() {
     );
     let bad = view(&c, "/find?target=acct_9&from=never").await;
     assert_eq!(bad.status, 400);
+}
+
+/// The tokens file is read again on SIGHUP, as the collector's is: a token
+/// added since the start works from then on, a removed one is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_viewers_tokens() {
+    const ADDED: &str = "console-token-added-later";
+    let c = Console::start(&[]);
+    let added = format!("Bearer {ADDED}");
+    let path = "/health";
+    assert_eq!(view(&c, path).await.status, 200);
+    std::fs::write(
+        c.dir.path().join("viewers"),
+        format!("auditor-cy:{ADDED}\n"),
+    )
+    .expect("rewrite tokens");
+    assert_eq!(
+        get(&c.base, path, &[("authorization", &added)])
+            .await
+            .status,
+        401,
+        "not read again before SIGHUP"
+    );
+    let pid = c.child.id().to_string();
+    let hup = Command::new("kill").args(["-HUP", &pid]).status();
+    assert!(hup.is_ok_and(|s| s.success()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = get(&c.base, path, &[("authorization", &added)]).await;
+        if page.status == 200 {
+            assert!(page
+                .body
+                .contains("Signed in as <strong>auditor-cy</strong>"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the added token still refused after SIGHUP: {}",
+            page.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(view(&c, path).await.status, 401, "the removed token");
+    // The process is still serving (SIGHUP did not end it).
+    assert_eq!(
+        get(&c.base, path, &[("authorization", &added)])
+            .await
+            .status,
+        200
+    );
+}
+
+/// A dataset written by a collector with a witness (a checkpoint at every
+/// one-second digest), stopped and started again after a pause so that its
+/// chain records a coverage gap: `(data dir, witness dir, collector id)`.
+fn witnessed_dataset() -> (tempfile::TempDir, tempfile::TempDir, String) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let witness = tempfile::tempdir().expect("tempdir");
+    let w = witness.path().to_str().expect("utf-8 path");
+    let flags = ["--witness-dir", w, "--digest-interval-secs", "1"];
+    let c = crate::common::Collector::start(data.path(), &flags);
+    crate::answer_dataset::build(&c.grpc_url()).expect("dataset sent");
+    let id = c.collector_id.clone();
+    assert!(c.terminate());
+    // Down for longer than a digest interval and its slack: a gap.
+    std::thread::sleep(Duration::from_millis(2500));
+    let c = crate::common::Collector::start(data.path(), &flags);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(c.terminate());
+    (data, witness, id)
+}
+
+/// The proof panel shows the chain checked now and the latest signed
+/// checkpoint covering the row; trail health shows each collector's last
+/// checkpoint and its coverage gaps; a chain cut off after signing shows
+/// in both.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_and_coverage_gaps_in_the_proof_panel_and_trail_health() {
+    let (data, witness, id) = tokio::task::spawn_blocking(witnessed_dataset)
+        .await
+        .expect("dataset");
+    let w = witness.path().to_str().expect("utf-8 path");
+    let c = Console::start_over(data.path(), &["--witness", w]);
+    let a = view(&c, &format!("/find?event_id={AGENT_A2}")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body.contains("<strong>INTACT</strong> all "),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains("covers this row&#39;s seal entry")
+            || a.body.contains("covers this row's seal entry"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("<strong>SIGNED</strong> by"), "{}", a.body);
+    assert!(
+        a.body.contains("<strong>NOT VERIFIED</strong>"),
+        "consent is stated, not verified: {}",
+        a.body
+    );
+    let h = health(&c.base, &[BEARER]).await;
+    assert_eq!(verdict(&h.body), "INTACT", "{}", h.body);
+    assert!(h.body.contains("Coverage gaps (1)"), "{}", h.body);
+    assert!(
+        h.body.contains("<td class=\"pass\">intact</td>"),
+        "{}",
+        h.body
+    );
+    assert!(h.body.contains("Last signed checkpoint per collector"));
+    assert!(h.body.contains("<strong>SIGNED</strong> by"), "{}", h.body);
+
+    // Cut the chain's last entries off cleanly: the chain still links, but
+    // the witness signed more than it now holds.
+    let path = audit_collector::manifest::manifest_path(data.path(), &id);
+    let text = std::fs::read_to_string(&path).expect("manifest");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&path, lines[..lines.len() - 2].join("\n") + "\n").expect("cut");
+    let cut = view(&c, &format!("/find?event_id={AGENT_A2}")).await;
+    assert!(cut.body.contains("cut off since"), "{}", cut.body);
+    let h = health(&c.base, &[BEARER]).await;
+    assert_eq!(verdict(&h.body), "NOT INTACT", "{}", h.body);
+    assert!(h.body.contains("manifest_truncated"), "{}", h.body);
+    assert!(
+        h.body.contains(" finding(s)</td>"),
+        "the collector's own verify result: {}",
+        h.body
+    );
+
+    // Without a witness the panel says so plainly.
+    let plain = Console::start(&[]);
+    let p = view(&plain, &format!("/find?event_id={AGENT_A2}")).await;
+    assert!(p.body.contains("no witness configured"), "{}", p.body);
+}
+
+/// A window of ten years over a dataset of 200,000 rows: every view
+/// answers a bounded page (100 actions, 100 search hits), the count and
+/// the last page are right, and an export longer than `--export-limit` is
+/// refused with a message instead of being built in memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ten_year_window_pages_and_refuses_an_unbounded_export() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let generated = Command::new(crate::common::example_bin("gen_dataset"))
+        .arg(data.path())
+        .args(["200000", "48", "1"])
+        .output()
+        .expect("gen_dataset");
+    assert!(generated.status.success(), "{generated:?}");
+    let dir = data.path().to_str().expect("utf-8 path");
+    let counted = String::from_utf8(cli(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM audit WHERE owner_id = 'usr_007'",
+    ]))
+    .expect("utf-8");
+    let total: u64 = counted.lines().nth(1).expect("a count").parse().expect("n");
+    assert!(total > 500, "the owner has more than a page: {total}");
+
+    let c = Console::start_over(data.path(), &["--export-limit", "500"]);
+    let ten_years = "owner=usr_007&from=2016-12-01&to=2026-12-31";
+    let rows = |body: &str| body.matches("<td><a href=\"/find?event_id=").count();
+    let first = view(&c, &format!("/timeline?{ten_years}")).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(
+        first
+            .body
+            .contains(&format!("{total} action(s), showing 1–100")),
+        "{}",
+        first.body
+    );
+    assert_eq!(rows(&first.body), 100);
+    let last_page = (total - 1) / 100;
+    let last = view(&c, &format!("/timeline?{ten_years}&page={last_page}")).await;
+    assert!(
+        last.body
+            .contains(&format!("showing {}–{total}", last_page * 100 + 1)),
+        "{}",
+        last.body
+    );
+    assert_eq!(rows(&last.body) as u64, total - last_page * 100);
+    assert!(
+        !last.body.contains("rel=\"next\""),
+        "no page after the last"
+    );
+
+    let export = view(&c, &format!("/timeline.csv?{ten_years}")).await;
+    assert_eq!(export.status, 413, "{}", export.body);
+    assert!(export.body.contains("narrow the window"), "{}", export.body);
+    // An hour of it is within the limit, and is `activity --format csv`.
+    let (from, to) = ("2026-11-01T00:00:00Z", "2026-11-01T01:00:00Z");
+    let hour = view(
+        &c,
+        &format!("/timeline.csv?owner=usr_007&from={from}&to={to}"),
+    )
+    .await;
+    assert_eq!(hour.status, 200, "{}", hour.body);
+    let expected = cli(&[
+        "activity",
+        "--data-dir",
+        dir,
+        "--owner",
+        "usr_007",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(hour.body.as_bytes(), expected);
+
+    let search = view(
+        &c,
+        "/find?action=invoices.read&from=2016-12-01&to=2026-12-31",
+    )
+    .await;
+    assert_eq!(search.status, 200, "{}", search.body);
+    assert!(search.body.contains("(the first 100;"), "{}", search.body);
+    assert_eq!(rows(&search.body), 100);
+    let violations = view(&c, "/violations?from=2016-12-01&to=2026-12-31").await;
+    assert_eq!(violations.status, 200, "{}", violations.body);
+}
+
+/// The README's one command, on the quickstart's data, in the directory
+/// the quickstart ran in: it prints a sign-in link that works, and the
+/// trail-health view finds the data intact.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_command_serves_the_quickstart_data() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("cargo run -- console "))
+        .expect("README shows the console command");
+    let args: Vec<&str> = line
+        .split('#')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(3)
+        .collect();
+    assert_eq!(args[..2], ["console", "--data-dir"], "{line}");
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let quickstart = Command::new(crate::common::example_bin("quickstart"))
+        .arg(cwd.path().join(args[2]))
+        .current_dir(cwd.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("quickstart");
+    assert!(quickstart.status.success(), "{quickstart:?}");
+    let mut child = Command::new(collector_bin())
+        .args(&args)
+        // Any free port instead of the documented 8080.
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(cwd.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("AUDIT_ACCESS_DIR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn console");
+    let lines = stdout_lines(&mut child);
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a line from the console")
+    };
+    let (listening, sign_in) = (next(), next());
+    let base = listening
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("address")
+        .to_owned();
+    let c = Console {
+        child,
+        base,
+        dir: cwd,
+    };
+    let link = sign_in
+        .split_whitespace()
+        .find(|w| w.contains("/login?token="))
+        .expect("a sign-in link");
+    let signed = get(&c.base, link.strip_prefix(&c.base).expect("path"), &[]).await;
+    assert_eq!(signed.status, 303);
+    let cookie = signed.headers.get("set-cookie").expect("cookie");
+    let pair = cookie
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair");
+    let h = health(&c.base, &[("cookie", pair)]).await;
+    assert_eq!(h.status, 200, "{}", h.body);
+    assert_eq!(verdict(&h.body), "INTACT");
+    assert!(
+        c.dir.path().join("audit-access").is_dir(),
+        "the access dataset beside the data, as documented"
+    );
 }

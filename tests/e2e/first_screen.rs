@@ -19,11 +19,11 @@
 //! (`tests/python/requirements.txt`, installed by `test.sh`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::common::collector_bin;
+use crate::common::{collector_bin, example_bin};
 use crate::docs::readme;
 
 /// What the line before a command block says when the block claims to
@@ -124,23 +124,6 @@ const ANSWERS: &[Answer] = &[
         lacks: &["users.update_role"],
     },
 ];
-
-/// An example's binary: `cargo test` builds the package's examples next to
-/// its test binaries (`target/<profile>/examples/`).
-fn example_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo test builds the examples; run it through cargo",
-        bin.display()
-    );
-    bin
-}
 
 /// A directory standing in for the clone's root after
 /// `cargo run --example quickstart`, and what the quickstart printed.

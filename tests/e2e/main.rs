@@ -9,6 +9,7 @@ mod common;
 #[path = "../../examples/answer_dataset.rs"]
 mod answer_dataset;
 
+mod access;
 mod answerability;
 mod auth;
 mod collector_otlp;

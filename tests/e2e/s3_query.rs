@@ -80,6 +80,7 @@ fn run(moto: &Moto, data: &str, args: &[&str]) -> Run {
         .args(["--data", data])
         .args(&args[1..])
         .env("RUST_LOG", "warn")
+        .env("AUDIT_ACCESS_DIR", common::access_dir())
         .envs(moto.env())
         .output()
         .expect("run audit-collector");
@@ -227,7 +228,7 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
         "{agent_page}"
     );
     assert!(agent_page.contains("<strong>PASS</strong>"), "{agent_page}");
-    assert!(console.get("/health").contains(">INTACT</p>"));
+    assert!(console.verified_health().contains(">INTACT</p>"));
     let q = format!(
         "agent=agt_ledger&from={}&to={}",
         from.replace('+', "%2B"),
@@ -272,7 +273,7 @@ fn answer_commands_give_the_same_answers_over_the_bucket_as_over_the_directory()
     // The running console sees it too: the proof panel and the trail's health.
     let tampered = console.get(&format!("/find?event_id={HUMAN_OK}"));
     assert!(tampered.contains("<strong>FAIL</strong>"), "{tampered}");
-    assert!(console.get("/health").contains(">NOT INTACT</p>"));
+    assert!(console.verified_health().contains(">NOT INTACT</p>"));
     drop(console);
     assert!(r.stdout.contains("FAIL  file"), "{}", r.stdout);
     assert!(r.stdout.contains("sha256"), "{}", r.stdout);
@@ -364,6 +365,25 @@ impl ConsoleOverBucket {
             assert_eq!(resp.status(), 200, "{path}");
             resp.text().await.expect("body")
         })
+    }
+}
+
+impl ConsoleOverBucket {
+    /// The trail-health page once `verify` (run in the background) has
+    /// finished a run over the bucket as it is now.
+    fn verified_health(&self) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let page = self.get("/health");
+            if !page.contains(">VERIFYING<") && !page.contains("under way") {
+                return page;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "verify still running: {page}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 }
 

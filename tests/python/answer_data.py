@@ -17,11 +17,13 @@ def collector() -> pathlib.Path:
     return BIN
 
 
-def write(data_dir: pathlib.Path) -> dict:
-    """Writes the dataset to `data_dir`; returns the example's JSON line:
-    the known event ids and a window (`from`, `to`) holding every action."""
+def write(data_dir: pathlib.Path, witness: pathlib.Path | None = None) -> dict:
+    """Writes the dataset to `data_dir` (signing checkpoints to `witness`
+    if given); returns the example's JSON line: the known event ids and a
+    window (`from`, `to`) holding every action."""
+    extra = [str(witness)] if witness else []
     out = subprocess.run(
-        ["cargo", "run", "-q", "--example", "answer_dataset", str(data_dir)],
+        ["cargo", "run", "-q", "--example", "answer_dataset", str(data_dir), *extra],
         cwd=ROOT, check=True, capture_output=True, text=True,
         env={**os.environ, "RUST_LOG": "warn"},
     )

@@ -6,7 +6,9 @@ and owner for known event ids, the export link gives `activity --format
 csv`, the keyboard reaches every control, the page breaks no rule of its
 Content-Security-Policy, every question shows in the "Who looked" view
 under the viewer's name (its access dataset verifies), and a screenshot of
-each view is saved under target/console-screenshots/ for review."""
+each view is saved under target/console-screenshots/ for review. With
+UPDATE_README_SCREENSHOTS=1 it also writes the README's two screenshots
+(docs/console-find.png and docs/console-timeline.png)."""
 
 import os
 import pathlib
@@ -27,6 +29,7 @@ import answer_data
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(os.environ.get("AUDIT_COLLECTOR_BIN", ROOT / "target" / "debug" / "audit-collector"))
 SHOTS = ROOT / "target" / "console-screenshots"
+README_SHOTS = {"find-agent.png": "console-find.png", "timeline.png": "console-timeline.png"}
 TOKEN = "browser-test-token-0123456789"
 
 
@@ -41,13 +44,14 @@ def chromium():
 @pytest.fixture(scope="module")
 def console(tmp_path_factory):
     parent = tmp_path_factory.mktemp("console")
-    info = answer_data.write(parent / "audit-data")
+    info = answer_data.write(parent / "audit-data", parent / "witness")
     subprocess.run(["cargo", "build", "-q", "--bin", "audit-collector"], cwd=ROOT, check=True)
     tokens = parent / "viewers"
     tokens.write_text(f"auditor-ann:{TOKEN}\n")
     proc = subprocess.Popen(
         [str(BIN), "console", "--data-dir", info["data_dir"], "--listen", "127.0.0.1:0",
-         "--tokens-file", str(tokens), "--access-dir", str(parent / "access")],
+         "--tokens-file", str(tokens), "--access-dir", str(parent / "access"),
+         "--witness", str(parent / "witness")],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "RUST_LOG": "warn"},
     )
     line = proc.stdout.readline()
@@ -79,6 +83,13 @@ def browser(console):
     driver.quit()
 
 
+def shot(driver, name):
+    """Saves a screenshot for review, and the README's when asked to."""
+    driver.save_screenshot(str(SHOTS / name))
+    if os.environ.get("UPDATE_README_SCREENSHOTS") == "1" and name in README_SHOTS:
+        shutil.copyfile(SHOTS / name, ROOT / "docs" / README_SHOTS[name])
+
+
 def verdict(driver):
     return driver.find_element(By.ID, "verdict").text
 
@@ -106,10 +117,10 @@ def test_find_shows_human_or_ai_and_the_owner(console, browser):
     assert verdict(browser) == "HUMAN"
     assert dd(browser, "Accountable human") == "usr_alice"
     assert "PASS" in dd(browser, "Verified")
-    browser.save_screenshot(str(SHOTS / "find-human.png"))
+    shot(browser, "find-human.png")
     browser.find_element(By.XPATH, "//button[normalize-space()='Prove human']").click()
     assert verdict(browser).startswith("PROVEN")
-    browser.save_screenshot(str(SHOTS / "prove-human.png"))
+    shot(browser, "prove-human.png")
 
     find(browser, console["base"], console["ledger"][1])
     assert verdict(browser) == "AI"
@@ -117,8 +128,11 @@ def test_find_shows_human_or_ai_and_the_owner(console, browser):
     assert dd(browser, "Credential") == "key_A"
     assert dd(browser, "Accountable human") == "usr_alice"
     assert dd(browser, "Consent") == "cns_1"
+    assert dd(browser, "Consent verified").startswith("NOT VERIFIED")
+    assert dd(browser, "Chain").startswith("INTACT")
+    assert dd(browser, "Signed checkpoint").startswith("covers this row's seal entry. SIGNED by")
     assert browser.find_elements(By.XPATH, "//button[normalize-space()='Prove human']") == []
-    browser.save_screenshot(str(SHOTS / "find-agent.png"))
+    shot(browser, "find-agent.png")
 
     find(browser, console["base"], console["other_agent"])
     assert verdict(browser) == "AI"
@@ -168,7 +182,7 @@ def test_timeline_lists_the_agent_and_exports_what_activity_prints(console, brow
     kinds = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "table.rows tbody td:nth-child(2)")]
     assert sorted(set(kinds)) == ["agent", "human"], kinds
     assert browser.find_elements(By.CSS_SELECTOR, "svg rect.human")
-    browser.save_screenshot(str(SHOTS / "timeline.png"))
+    shot(browser, "timeline.png")
 
     # A row's event id opens the find view.
     browser.find_element(By.LINK_TEXT, console["ledger"][0]).click()
@@ -182,10 +196,18 @@ def test_violations_and_trail_health(console, browser):
     assert "1 violation(s) at 1 callsite(s)" in browser.page_source
     cells = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "table.rows tbody td")]
     assert "billing" in cells and "refunds.issue" in cells
-    browser.save_screenshot(str(SHOTS / "violations.png"))
-    browser.get(console["base"] + "/health")
+    shot(browser, "violations.png")
+    # verify runs in the background: the page says so until it is done.
+    deadline = time.monotonic() + 60
+    while True:
+        browser.get(console["base"] + "/health")
+        if verdict(browser) != "VERIFYING" and "under way" not in browser.page_source:
+            break
+        assert time.monotonic() < deadline, "verify still running"
+        time.sleep(0.2)
     assert verdict(browser) == "INTACT"
-    browser.save_screenshot(str(SHOTS / "health.png"))
+    assert "Coverage gaps (0)" in browser.page_source
+    shot(browser, "health.png")
     no_policy_violations(browser)
 
 
@@ -212,7 +234,7 @@ def test_who_looked_lists_this_browsers_questions(console, browser):
     assert viewers == {"auditor-ann"}
     abouts = [r.find_elements(By.TAG_NAME, "td")[3].text for r in rows]
     assert f"event_id={console['human_ok']}" in abouts
-    browser.save_screenshot(str(SHOTS / "who-looked.png"))
+    shot(browser, "who-looked.png")
     verified = subprocess.run([str(BIN), "verify", "--data-dir", console["access"]],
                               capture_output=True, text=True, env={**os.environ, "RUST_LOG": "warn"})
     assert verified.returncode == 0 and verified.stdout.startswith("intact"), verified.stdout

@@ -438,9 +438,10 @@ fn retention(args: RetentionArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn init_logs(format: LogFormat) {
+/// `default` is the filter when `RUST_LOG` is unset.
+fn init_logs(format: LogFormat, default: &str) {
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colour codes would corrupt JSON lines.
     let ansi =
         matches!(format, LogFormat::Text) && std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -468,10 +469,17 @@ fn main() -> ExitCode {
         _ => None,
     };
     let configured = serve_cfg.as_ref().map(|c| c.log_format);
+    // Other commands write only access rows: their writer's start and
+    // seal lines would bury the answer.
+    let default_filter = match &cli.cmd {
+        Cmd::Serve(_) => "info",
+        _ => "info,audit_collector::ingest=warn",
+    };
     init_logs(
         cli.log_format
             .or(configured)
             .unwrap_or(Config::default().log_format),
+        default_filter,
     );
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -35,10 +35,37 @@ pub fn stored_ids(data: &Path) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// Where the answer commands run by the tests record their questions (the
+/// access dataset, `--access-dir`): one directory for the test binary,
+/// never the working directory. Tests that check access rows pass
+/// `--access-dir` themselves.
+pub fn access_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("access tempdir"))
+        .path()
+}
+
 /// Path of the collector binary: cargo builds it for this test target
 /// (the binary and these tests belong to the same package).
 pub fn collector_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_audit-collector"))
+}
+
+/// An example's binary: `cargo test` builds the package's examples next to
+/// its test binaries (`target/<profile>/examples/`).
+pub fn example_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: cargo test builds the examples; run it through cargo",
+        bin.display()
+    );
+    bin
 }
 
 /// What a command of the collector binary printed, and whether it exited 0.
@@ -52,6 +79,7 @@ pub struct CliOut {
 pub fn cli(args: &[&str], env: &[(&str, String)]) -> CliOut {
     let o = Command::new(collector_bin())
         .args(args)
+        .env("AUDIT_ACCESS_DIR", access_dir())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("RUST_LOG", "warn")
         .output()
