@@ -83,6 +83,9 @@
 //! | `scopes` | `audit.scopes` | authorization scopes (string array; comma-separated on spans) |
 //! | `consent` | `audit.consent.id` | consent token id, required for dangerous actions |
 //! | `inputs.sha256` | `audit.inputs.sha256` | SHA-256 of the inputs the agent acted on |
+//! | `delegation` | `audit.delegation` | delegation chain (v2): JSON array of hops `{kind, id, owner_id, credential_id, scopes}`, origin first, acting actor last |
+//! | `origin.id` | `audit.origin.id` | the human at the start of the delegation chain (v2) |
+//! | `delegation.from` | `audit.delegation.from` | the service that sent the chain in a request header: the chain is its claim (v2) |
 //! | `audit.privileged` | `audit.privileged` | `true` makes a span privileged whatever its target |
 //! | `audit.dangerous` | `audit.dangerous` | `true` makes an action dangerous: consent required |
 //!

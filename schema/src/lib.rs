@@ -1,6 +1,6 @@
 //! # audit-schema
 //!
-//! One definition of the audit trail's record: schema v1, the OTLP wire
+//! One definition of the audit trail's record: schema v2, the OTLP wire
 //! names, and the dual-key rules. `audit-layer` uses it to check spans,
 //! the collector uses it to re-check every record it receives, and the
 //! README's tables are printed from it.
@@ -41,6 +41,7 @@
 mod declare;
 
 mod column;
+pub mod delegation;
 pub mod limits;
 #[cfg(feature = "otlp")]
 pub mod otlp;
@@ -59,6 +60,7 @@ pub mod columns {
     pub use crate::record::{AUDIT, VIOLATIONS};
 }
 
+pub use delegation::Hop;
 pub use limits::Limits;
 pub use problem::{Problem, Rejection};
 pub use record::{ActorKind, AuditRecord, Draft, Field, Stamp, ViolationRecord, FIELDS};
