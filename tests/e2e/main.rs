@@ -13,6 +13,7 @@ mod answerability;
 mod auth;
 mod collector_otlp;
 mod console;
+mod delegation;
 mod delivery;
 mod deploy;
 mod docs;
