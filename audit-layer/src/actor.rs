@@ -58,6 +58,8 @@ struct Chain {
     origin: Option<String>,
     /// The service that sent the chain in a request header.
     from: Option<String>,
+    /// The scopes the actor holds and may hand on, when stated.
+    scopes: Option<Vec<String>>,
 }
 
 impl Actor {
@@ -168,6 +170,37 @@ impl Actor {
         self
     }
 
+    /// The scopes this actor holds (its hop's `scopes`): an actor acting
+    /// on its behalf may hold a subset, never more; the rules refuse a
+    /// row whose chain widens them.
+    ///
+    /// ```
+    /// use audit_layer::Actor;
+    /// let planner = Actor::agent("agt_planner", "usr_alice").holding(["db:read", "db:write"]);
+    /// let worker = Actor::agent("agt_worker", "usr_bob").holding(["db:write"]).on_behalf_of(&planner);
+    /// assert_eq!(worker.hops()[0].scopes.as_deref(), Some(&["db:read".to_owned(), "db:write".to_owned()][..]));
+    /// ```
+    pub fn holding<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Actor {
+        self.chain.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        let before = std::mem::take(&mut self.chain.before);
+        self.set_chain(before);
+        self
+    }
+
+    /// The actor with the hops before it replaced by `before` (origin
+    /// first), as [`crate::propagation`] rebuilds a caller from a request.
+    pub(crate) fn with_chain(
+        mut self,
+        before: Vec<Hop>,
+        scopes: Option<Vec<String>>,
+        from: Option<String>,
+    ) -> Actor {
+        self.chain.scopes = scopes;
+        self.chain.from = from;
+        self.set_chain(before);
+        self
+    }
+
     fn set_chain(&mut self, before: Vec<Hop>) {
         self.chain.before = before;
         let hops = self.hops();
@@ -188,7 +221,7 @@ impl Actor {
                 .unwrap_or_else(|| self.owner_id.clone()),
             owner_id: self.agent_id.as_ref().map(|_| self.owner_id.clone()),
             credential_id: self.credential.clone(),
-            scopes: None,
+            scopes: self.chain.scopes.clone(),
         }
     }
 

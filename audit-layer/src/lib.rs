@@ -220,6 +220,7 @@ mod ids;
 mod layer;
 mod macros;
 mod policy;
+pub mod propagation;
 mod stats;
 
 pub use actor::Actor;
