@@ -114,8 +114,8 @@ pub(crate) fn check(
                 out.push(chain_problem(
                     Field::OriginId,
                     format!(
-                        "`audit.origin.id` {:?} differs from `audit.owner.id` and no delegation \
-                         chain says how it got here",
+                        "{:?} differs from `audit.owner.id` and no delegation chain says how \
+                         it got here",
                         clip(o, QUOTE_BYTES)
                     ),
                 ));

@@ -18,7 +18,7 @@ use prost::Message;
 
 /// `common::wire::action` (agent `agt_7f3` for `usr_alice`) with string
 /// attributes added as a client would send them.
-fn record(event: &str, attrs: &[(&str, String)]) -> LogRecord {
+pub(crate) fn record(event: &str, attrs: &[(&str, String)]) -> LogRecord {
     let mut lr = encode_action(&action(event));
     for (k, v) in attrs {
         lr.attributes.push(KeyValue {
@@ -73,7 +73,7 @@ fn each_chain_rule_refuses_its_record_at_the_collector_naming_the_hop() {
         (
             // A hop naming another human as origin, with no chain to show for it.
             record("forged-origin", &[("audit.origin.id", "usr_ceo".into())]),
-            "`audit.origin.id` \"usr_ceo\" differs from `audit.owner.id`",
+            "`audit.origin.id`: \"usr_ceo\" differs from `audit.owner.id`",
         ),
         (
             record(

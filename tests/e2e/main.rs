@@ -14,6 +14,7 @@ mod auth;
 mod collector_otlp;
 mod console;
 mod delegation;
+mod delegation_services;
 mod delivery;
 mod deploy;
 mod docs;
