@@ -205,6 +205,8 @@
 //! 12. `identity`: lifecycle actions, through the gate;
 //! 13. `builder`: [`AuditLayerBuilder`], which assembles the rest;
 //! 14. `macros`: [`privileged_span!`].
+//! 15. `propagation`: the delegation chain on request headers, and the
+//!     caller [`Actor`] rebuilt from them.
 #![warn(missing_docs)]
 
 mod actor;

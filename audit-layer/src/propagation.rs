@@ -50,7 +50,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::Actor;
+use crate::actor::Actor;
 
 #[cfg(feature = "tower")]
 mod tower;

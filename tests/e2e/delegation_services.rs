@@ -269,7 +269,8 @@ fn a_chain_crosses_http_and_grpc_and_answers_by_origin() {
     let ps = answer.export().partial_success.expect("refused");
     assert_eq!(ps.rejected_log_records, 1, "{}", ps.error_message);
     assert!(
-        ps.error_message.contains("`audit.origin.id`: \"usr_carol\" differs"),
+        ps.error_message
+            .contains("`audit.origin.id`: \"usr_carol\" differs"),
         "{}",
         ps.error_message
     );

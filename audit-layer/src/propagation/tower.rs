@@ -5,7 +5,7 @@
 use std::task::{Context, Poll};
 
 use super::{extract, PropagationError};
-use crate::Actor;
+use crate::actor::Actor;
 
 /// What [`ExtractLayer`] put in a request's extensions: the calling actor
 /// with its chain (`Ok(None)` when the request carried none), or why the
