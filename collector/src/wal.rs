@@ -28,13 +28,17 @@ pub struct Frame {
     pub violations: Vec<(ViolationRecord, Stamp)>,
 }
 
+mod pre_delegation;
 mod v1;
 
 /// Payload format tag 1: postcard of a frame written before violations had
 /// a `kind` (still read, see `v1`).
 const FRAME_POSTCARD_V1: u8 = 1;
-/// Payload format tag 2: postcard (compact binary serde) of [`Frame`].
-const FRAME_POSTCARD: u8 = 2;
+/// Payload format tag 2: postcard of a frame written before actions had
+/// their delegation columns (still read, see `pre_delegation`).
+const FRAME_POSTCARD_V2: u8 = 2;
+/// Payload format tag 3: postcard (compact binary serde) of [`Frame`].
+const FRAME_POSTCARD: u8 = 3;
 
 impl Frame {
     /// The payload bytes: a format tag, then the body.
@@ -48,6 +52,11 @@ impl Frame {
     pub fn decode(bytes: &[u8]) -> Result<Frame, String> {
         match bytes.split_first() {
             Some((&FRAME_POSTCARD, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+            Some((&FRAME_POSTCARD_V2, body)) => {
+                postcard::from_bytes::<pre_delegation::FrameV2>(body)
+                    .map(Frame::from)
+                    .map_err(|e| e.to_string())
+            }
             Some((&FRAME_POSTCARD_V1, body)) => postcard::from_bytes::<v1::FrameV1>(body)
                 .map(Frame::from)
                 .map_err(|e| e.to_string()),

@@ -7,16 +7,17 @@
 
 use std::collections::BTreeMap;
 
-use audit_schema::{AuditRecord, Stamp, ViolationRecord};
+use audit_schema::{Stamp, ViolationRecord};
 use serde::Deserialize;
 
+use super::pre_delegation::{self, AuditV1};
 use super::Frame;
 
 /// A [`Frame`] of format 1.
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
 pub(super) struct FrameV1 {
-    actions: Vec<(AuditRecord, Stamp)>,
+    actions: Vec<(AuditV1, Stamp)>,
     violations: Vec<(ViolationV1, Stamp)>,
 }
 
@@ -75,7 +76,7 @@ impl From<ViolationV1> for ViolationRecord {
 impl From<FrameV1> for Frame {
     fn from(f: FrameV1) -> Frame {
         Frame {
-            actions: f.actions,
+            actions: pre_delegation::actions(f.actions),
             violations: f
                 .violations
                 .into_iter()
@@ -131,7 +132,7 @@ mod tests {
         let now = Frame::decode(&frame.encode().expect("encode")).expect("decode");
         assert_eq!(
             now.violations[0].0, frame.violations[0].0,
-            "format 2 round-trips"
+            "the current format round-trips"
         );
     }
 }
