@@ -209,6 +209,8 @@ impl<'a> Privileged<'a> {
             // A consent token is checked against these too.
             (Field::Target, self.target.as_deref()),
             (Field::Scopes, self.scopes.as_deref()),
+            (Field::Delegation, a.delegation_json()),
+            (Field::OriginId, a.origin_id()),
         ] {
             if let Some(v) = v {
                 d.set(f, v.to_owned());
@@ -240,6 +242,9 @@ impl<'a> Privileged<'a> {
             agent.name = a.agent_name(),
             initiator.id = a.initiator_id(),
             task.id = a.task_id(),
+            delegation = a.delegation_json(),
+            origin.id = a.origin_id(),
+            delegation.from = a.delegation_from(),
             action = self.action.as_str(),
             target = self.target.as_deref(),
             consent = self.consent.as_deref(),

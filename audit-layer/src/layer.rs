@@ -226,7 +226,7 @@ where
         // One trace per privileged operation tree: a privileged child joins
         // its nearest privileged ancestor's trace, and a child that names
         // no actor at all inherits the ancestor's dual key (agent, owner,
-        // credential, name, initiator, task): work done inside a gated
+        // credential, name, initiator, task, delegation chain): work done inside a gated
         // action is done by the same actor.
         let names_actor = {
             let d = &state.draft;
@@ -248,6 +248,9 @@ where
                 if d.task_id.is_none() {
                     d.task_id.clone_from(&p.task_id);
                 }
+                d.delegation.clone_from(&p.delegation);
+                d.origin_id.clone_from(&p.origin_id);
+                d.delegation_from.clone_from(&p.delegation_from);
             }
             parent.draft.trace_id.clone()
         });

@@ -84,6 +84,9 @@
 //! | `consent` | `audit.consent.id` | consent id, required for dangerous actions; a signed consent token is accepted here too |
 //! | `consent.token` | `audit.consent.token` | signed consent token (compact JWS, EdDSA) from the approval service |
 //! | `inputs.sha256` | `audit.inputs.sha256` | SHA-256 of the inputs the agent acted on |
+//! | `delegation` | `audit.delegation` | delegation chain (v2): JSON array of hops `{kind, id, owner_id, credential_id, scopes}`, origin first, acting actor last |
+//! | `origin.id` | `audit.origin.id` | the human at the start of the delegation chain (v2) |
+//! | `delegation.from` | `audit.delegation.from` | the service that sent the chain in a request header: the chain is its claim (v2) |
 //! | `audit.privileged` | `audit.privileged` | `true` makes a span privileged whatever its target |
 //! | `audit.dangerous` | `audit.dangerous` | `true` makes an action dangerous: consent required |
 //!
@@ -217,7 +220,9 @@
 //!     layer in the current dispatcher;
 //! 14. `identity`: lifecycle actions, through the gate;
 //! 15. `builder`: [`AuditLayerBuilder`], which assembles the rest;
-//! 16. `macros`: [`privileged_span!`].
+//! 16. `macros`: [`privileged_span!`];
+//! 17. `propagation`: the delegation chain on request headers, and the
+//!     caller [`Actor`] rebuilt from them.
 #![warn(missing_docs)]
 
 mod actor;
@@ -234,6 +239,7 @@ mod ids;
 mod layer;
 mod macros;
 mod policy;
+pub mod propagation;
 mod stats;
 mod trace_context;
 

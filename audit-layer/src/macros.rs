@@ -7,7 +7,8 @@
 /// `privileged_span!(actor, "action.name", field = value, ...)` expands to
 /// `tracing::info_span!(target: "audit", "action.name", actor.kind = ..,
 /// agent.id = .., owner.id = .., agent.credential = .., agent.name = ..,
-/// initiator.id = .., task.id = .., event.id = .., field = value, ...)`.
+/// initiator.id = .., task.id = .., delegation = .., origin.id = ..,
+/// delegation.from = .., event.id = .., field = value, ...)`.
 /// Optional actor parts are recorded only when set. The span carries a
 /// fresh UUIDv7 `event.id` (the audit row's), so the application's own
 /// `fmt` log shows it; an `event.id` among the fields is kept instead. The actor may be an `Actor` or an
@@ -56,6 +57,9 @@ macro_rules! privileged_span {
                         agent.name = __audit_actor.agent_name(),
                         initiator.id = __audit_actor.initiator_id(),
                         task.id = __audit_actor.task_id(),
+                        delegation = __audit_actor.delegation_json(),
+                        origin.id = __audit_actor.origin_id(),
+                        delegation.from = __audit_actor.delegation_from(),
                     ]
                     [$($fields)*]
                     $($fields)*

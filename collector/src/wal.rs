@@ -30,8 +30,8 @@ pub struct Frame {
 
 mod v1;
 
-/// Payload format tag 1: postcard of a frame written before violations had
-/// a `kind` (still read, see `v1`).
+/// Payload format tag 1: postcard of a frame of the first schema, before
+/// the columns added since (still read, see `v1`).
 const FRAME_POSTCARD_V1: u8 = 1;
 /// Payload format tag 2: postcard (compact binary serde) of [`Frame`].
 const FRAME_POSTCARD: u8 = 2;

@@ -88,6 +88,7 @@ impl TimelineParams {
         let mut pairs: Vec<(&str, String)> = vec![match &q.subject {
             Subject::Agent(a) => ("agent", a.clone()),
             Subject::Owner(o) => ("owner", o.clone()),
+            Subject::Origin(o) => ("origin", o.clone()),
         }];
         pairs.push(("from", q.range.from.to_rfc3339()));
         pairs.push(("to", q.range.to.to_rfc3339()));

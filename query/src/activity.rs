@@ -2,6 +2,14 @@
 //! order. The agent id is the key, never the credential: an agent whose
 //! credential rotated mid-window shows every action, the
 //! `agent_credential_id` column telling which credential each one used.
+//! An agent's activity includes the identity rows about it (`identity.*`
+//! actions whose `target` is the agent: its creation, revocation, owner
+//! transfer and each access-change cascade row), done by someone else.
+//!
+//! `activity --origin ID` is everything done in a human's name through
+//! any number of delegation hops: rows whose `origin_id` is theirs, and
+//! rows with no chain (single-hop rows, and every v1 row) whose owner is
+//! theirs, since there the owner is the origin.
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -17,12 +25,14 @@ pub enum Subject {
     /// Everything a human answers for (`owner_id`): their agents' actions
     /// and their own.
     Owner(String),
+    /// Everything done in a human's name (`origin_id`), through any chain.
+    Origin(String),
 }
 
 /// The columns `activity` shows, in order.
 pub const COLUMNS: &str = "start_time, end_time, actor_kind, agent_id, agent_name, \
 agent_credential_id, owner_id, initiator_id, task_id, action, target, outcome, scopes, \
-consent_id, service_name, collector_id, seq, event_id";
+consent_id, service_name, collector_id, seq, event_id, origin_id, delegation_from, delegation";
 
 /// What the table shows, most important first, with shorter headers: a
 /// terminal's 120 columns hold the id and the who, what and when; the
@@ -42,7 +52,9 @@ pub const TABLE: &[(&str, &str)] = &[
     ("task_id", "task"),
     ("initiator_id", "initiator"),
     ("agent_name", "agent_name"),
+    ("origin_id", "origin"),
     ("service_name", "service"),
+    ("delegation_from", "chain_from"),
     ("end_time", "end_time"),
     ("collector_id", "collector"),
     ("seq", "seq"),
@@ -105,8 +117,15 @@ impl Range {
 /// skip the rest.
 pub fn sql(who: &Subject, range: Range) -> String {
     let key = match who {
-        Subject::Agent(id) => format!("agent_id = {}", quote(id)),
+        Subject::Agent(id) => format!(
+            "(agent_id = {id} OR (action LIKE 'identity.%' AND target = {id}))",
+            id = quote(id)
+        ),
         Subject::Owner(id) => format!("owner_id = {}", quote(id)),
+        Subject::Origin(id) => format!(
+            "(origin_id = {id} OR (origin_id IS NULL AND delegation IS NULL AND owner_id = {id}))",
+            id = quote(id)
+        ),
     };
     format!(
         "SELECT {COLUMNS}\nFROM audit\nWHERE {key}\n  AND start_time >= {}\n  AND start_time < {}\n  AND {}\nORDER BY start_time, seq",

@@ -161,9 +161,9 @@ pub struct WhoArgs {
     pub event_id: String,
 }
 
-/// `activity --agent ID | --owner ID --from T1 [--to T2] | --on DAY | --last 24h`.
+/// `activity --agent ID | --owner ID | --origin ID --from T1 [--to T2] | --on DAY | --last 24h`.
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("subject").required(true).args(["agent", "owner"])))]
+#[command(group(ArgGroup::new("subject").required(true).args(["agent", "owner", "origin"])))]
 #[command(group(ArgGroup::new("window").required(true).args(["from", "on", "last"])))]
 pub struct ActivityArgs {
     /// Where the dataset is.
@@ -181,6 +181,10 @@ pub struct ActivityArgs {
     /// Accountable human: every action they answer for.
     #[arg(long)]
     pub owner: Option<String>,
+    /// Human at the start of a delegation chain: everything done in their
+    /// name, through any number of agents and services.
+    #[arg(long)]
+    pub origin: Option<String>,
     /// Start, inclusive: RFC 3339 (2026-11-28T03:00:00Z) or a date (its
     /// first instant).
     #[arg(long)]
@@ -304,6 +308,9 @@ impl WhoArgs {
             Format::Table => {
                 for r in &answer.rows {
                     writeln!(o, "{}", who::headline(r))?;
+                    if let Some(chain) = who::chain_line(r) {
+                        writeln!(o, "{chain}")?;
+                    }
                 }
                 if answer.rows.len() > 1 {
                     writeln!(o, "WARNING: {} rows carry this event_id", answer.rows.len())?;
@@ -339,11 +346,12 @@ impl ActivityArgs {
             // clap's required group rules this out.
             (None, None, None) => unreachable!("--from, --on or --last is required"),
         };
-        let subject = match (self.agent, self.owner) {
-            (Some(a), _) => Subject::Agent(a),
-            (None, Some(o)) => Subject::Owner(o),
+        let subject = match (self.agent, self.owner, self.origin) {
+            (Some(a), _, _) => Subject::Agent(a),
+            (None, Some(o), _) => Subject::Owner(o),
+            (None, None, Some(o)) => Subject::Origin(o),
             // clap's required group rules this out.
-            (None, None) => unreachable!("--agent or --owner is required"),
+            (None, None, None) => unreachable!("--agent, --owner or --origin is required"),
         };
         if self.show_sql {
             writeln!(out(), "{}", activity::sql(&subject, range))?;
@@ -352,6 +360,7 @@ impl ActivityArgs {
         let about = match &subject {
             Subject::Agent(a) => format!("agent={a}"),
             Subject::Owner(o) => format!("owner={o}"),
+            Subject::Origin(o) => format!("origin={o}"),
         };
         let q = Question::new("activity", Some(about));
         let result = async {

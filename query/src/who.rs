@@ -18,7 +18,7 @@ pub const COLUMNS: &str = "event_id, actor_kind, agent_id, agent_name, agent_cre
 owner_id, initiator_id, task_id, action, target, outcome, scopes, consent_id, \
 consent_verified, consent_key_id, consent_approver, \
 inputs_sha256, start_time, end_time, service_name, service_instance_id, trace_id, \
-span_id, received_time, collector_id, seq";
+span_id, received_time, collector_id, seq, origin_id, delegation_from, delegation";
 
 /// The SQL `who` runs (and `docs/analysts.md` shows). The bloom filter on
 /// `event_id` and the column statistics decide which row groups are read.
@@ -69,6 +69,12 @@ pub struct RowFacts {
     pub consent_key_id: Option<String>,
     /// `consent_approver`: the human who approved (the token's `sub`).
     pub consent_approver: Option<String>,
+    /// `delegation`, the chain as stored (JSON); `None` for single-hop rows.
+    pub delegation: Option<String>,
+    /// `origin_id`.
+    pub origin_id: Option<String>,
+    /// `delegation_from`: the service that sent the chain.
+    pub delegation_from: Option<String>,
     /// `start_time`.
     pub start: DateTime<Utc>,
     /// `end_time`, when the span recorded one.
@@ -153,6 +159,34 @@ pub fn consent_clause(r: &RowFacts) -> String {
     }
 }
 
+/// The delegation chain as one line, origin first, with who supplied it;
+/// `None` for a single-hop row (all v1 rows).
+pub fn chain_line(r: &RowFacts) -> Option<String> {
+    let json = r.delegation.as_deref()?;
+    let Ok(hops) = audit_schema::delegation::parse(json) else {
+        return Some(format!("CHAIN (unreadable, as stored): {json}"));
+    };
+    let hops: Vec<String> = hops
+        .iter()
+        .map(|h| {
+            let mut parts = vec![h.kind.as_str().to_owned()];
+            parts.extend(h.owner_id.as_ref().map(|o| format!("owner {o}")));
+            parts.extend(h.credential_id.as_ref().map(|c| format!("credential {c}")));
+            parts.extend(h.scopes.as_ref().map(|s| format!("scopes {}", s.join(","))));
+            format!("{} ({})", h.id, parts.join(", "))
+        })
+        .collect();
+    let claimed = match &r.delegation_from {
+        Some(from) => format!(", as claimed by service {from}"),
+        None => String::new(),
+    };
+    Some(format!(
+        "CHAIN (origin {}{claimed}): {}",
+        r.origin_id.as_deref().unwrap_or("not a human"),
+        hops.join(" -> ")
+    ))
+}
+
 fn col_str(b: &RecordBatch, name: &str, row: usize) -> Result<Option<String>, QueryError> {
     let c = b.column_by_name(name).ok_or_else(|| {
         datafusion::error::DataFusionError::Internal(format!("column {name} missing"))
@@ -194,6 +228,9 @@ pub fn facts(b: &RecordBatch, i: usize) -> Result<RowFacts, QueryError> {
         consent_verified: col_str(b, "consent_verified", i)?.as_deref() == Some("true"),
         consent_key_id: col_str(b, "consent_key_id", i)?,
         consent_approver: col_str(b, "consent_approver", i)?,
+        delegation: col_str(b, "delegation", i)?,
+        origin_id: col_str(b, "origin_id", i)?,
+        delegation_from: col_str(b, "delegation_from", i)?,
         start: col_time(b, "start_time", i)?.ok_or_else(|| missing("start_time"))?,
         end: col_time(b, "end_time", i)?,
         collector_id: col_str(b, "collector_id", i)?.unwrap_or_default(),

@@ -1,6 +1,6 @@
 //! # audit-schema
 //!
-//! One definition of the audit trail's record: schema v1, the OTLP wire
+//! One definition of the audit trail's record: schema v2, the OTLP wire
 //! names, and the dual-key rules. `audit-layer` uses it to check spans,
 //! the collector uses it to re-check every record it receives, and the
 //! README's tables are printed from it.
@@ -45,6 +45,7 @@ mod declare;
 mod column;
 #[cfg(feature = "consent")]
 pub mod consent;
+pub mod delegation;
 pub mod limits;
 #[cfg(feature = "otlp")]
 pub mod otlp;
@@ -63,6 +64,7 @@ pub mod columns {
     pub use crate::record::{AUDIT, VIOLATIONS};
 }
 
+pub use delegation::Hop;
 pub use limits::Limits;
 pub use problem::{Problem, Rejection};
 pub use record::{ActorKind, AuditRecord, Draft, Field, Stamp, ViolationRecord, FIELDS};

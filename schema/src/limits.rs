@@ -10,6 +10,7 @@
 //! | `max_depth` | 8 | nesting of OTLP array / kvlist values (a scalar is depth 0) |
 //! | `min_time_unix_secs` | 946684800 (2000-01-01) | start and end time, violation time |
 //! | `max_future_secs` | 86400 | how far past the collector's clock a time may be |
+//! | `max_delegation_hops` | 8 | hops of one delegation chain, origin and actor included |
 //!
 //! A record that breaks one is refused by itself with a [`Problem`] that
 //! names the limit; the rest of its batch is kept.
@@ -47,6 +48,8 @@ pub struct Limits {
     pub min_time_unix_secs: i64,
     /// Latest accepted time, seconds past the checker's clock (skew allowance).
     pub max_future_secs: i64,
+    /// Hops of one delegation chain, origin and acting actor included.
+    pub max_delegation_hops: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             max_depth: 8,
             min_time_unix_secs: 946_684_800,
             max_future_secs: 86_400,
+            max_delegation_hops: 8,
         }
     }
 }

@@ -395,6 +395,11 @@ mod tests {
                 Field::EndTime => "1764000000500000000".to_owned(),
                 Field::Scopes => "payments:write, accounts:read".to_owned(),
                 Field::Privileged | Field::Dangerous => "true".to_owned(),
+                // A chain the rules accept: from the origin to this agent.
+                Field::Delegation => crate::delegation::to_json(&[
+                    crate::Hop::human("origin.id-value"),
+                    crate::Hop::agent("agent.id-value", "owner.id-value"),
+                ]),
                 _ => format!("{}-value", spec.alias),
             };
             d.set(spec.field, value);

@@ -33,6 +33,16 @@ pub enum Problem {
     NoStartTime,
     /// An outcome outside `ok`/`error`/`denied`.
     UnknownOutcome(String),
+    /// A delegation chain or origin that breaks a rule of
+    /// [`crate::delegation`]; names the hop at fault when there is one.
+    Delegation {
+        /// Wire name of the field at fault (`audit.delegation` or `audit.origin.id`).
+        field: &'static str,
+        /// The hop at fault: its index from the origin (0) and its id.
+        hop: Option<(usize, String)>,
+        /// What is wrong.
+        reason: String,
+    },
     /// More attributes than [`Limits::max_attributes`](crate::Limits::max_attributes).
     TooManyAttributes {
         /// Attributes given.
@@ -94,7 +104,7 @@ impl Problem {
             | Problem::KeyTooLong { .. }
             | Problem::ValueTooLong { .. }
             | Problem::TooDeep { .. } => "attributes",
-            Problem::TimeOutOfRange { field, .. } => field,
+            Problem::TimeOutOfRange { field, .. } | Problem::Delegation { field, .. } => field,
         }
     }
 }
@@ -114,6 +124,7 @@ impl Problem {
             Problem::NoAction => "no_action",
             Problem::NoStartTime => "no_start_time",
             Problem::UnknownOutcome(_) => "unknown_outcome",
+            Problem::Delegation { .. } => "delegation",
             Problem::TooManyAttributes { .. } => "too_many_attributes",
             Problem::KeyTooLong { .. } => "key_too_long",
             Problem::ValueTooLong { .. } => "value_too_long",
@@ -156,6 +167,16 @@ impl fmt::Display for Problem {
             Problem::UnknownOutcome(o) => {
                 write!(f, "`audit.outcome` is {o:?}; expected one of ok, error, denied")
             }
+            Problem::Delegation {
+                hop: Some((i, id)),
+                reason,
+                ..
+            } => write!(f, "delegation hop {i} ({id:?}): {reason}"),
+            Problem::Delegation {
+                field,
+                hop: None,
+                reason,
+            } => write!(f, "`{field}`: {reason}"),
             Problem::TooManyAttributes { count, max } => {
                 write!(f, "{count} attributes; at most {max} are accepted")
             }

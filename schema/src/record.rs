@@ -1,4 +1,4 @@
-//! The audit record (schema v1) and the violation record, declared once:
+//! The audit record (schema v2) and the violation record, declared once:
 //! each row of the two tables below is one field, with its column, its
 //! wire key, its span alias and its meaning. The structs, the [`Draft`],
 //! [`Field`] and [`FIELDS`], the column lists, the checks of
@@ -128,6 +128,18 @@ audit_record! {
         /// Digest of the inputs.
         inputs_sha256: text = "inputs_sha256", field InputsSha256("audit.inputs.sha256",
             "inputs.sha256", "SHA-256 of the inputs the agent acted on");
+        /// Delegation chain (schema v2): JSON array of hops, origin first.
+        delegation: text = "delegation", field Delegation("audit.delegation", "delegation",
+            "delegation chain (v2): JSON array of hops `{kind, id, owner_id, credential_id, scopes}`, origin first, acting actor last")
+            " (JSON text; null in v1 files)";
+        /// The human at the start of the chain (schema v2).
+        origin_id: text = "origin_id", field OriginId("audit.origin.id", "origin.id",
+            "the human at the start of the delegation chain (v2)") " (null in v1 files)";
+        /// Which service supplied the chain over the wire (schema v2).
+        delegation_from: text = "delegation_from", field DelegationFrom(
+            "audit.delegation.from", "delegation.from",
+            "the service that sent the chain in a request header: the chain is its claim (v2)")
+            " (null when built in-process and in v1 files)";
         /// From the OTel resource.
         service_name: string = "service_name", resource "service.name";
         /// From the OTel resource.
@@ -151,12 +163,16 @@ audit_record! {
 }
 
 /// Audit columns added after the first files were written (see
-/// [`Stored::ADDED`](crate::columns::Stored::ADDED)): consent verification.
+/// [`Stored::ADDED`](crate::columns::Stored::ADDED)): consent verification
+/// and the delegation chain (schema v2).
 pub const AUDIT_ADDED: &[&str] = &[
     "consent_token",
     "consent_verified",
     "consent_key_id",
     "consent_approver",
+    "delegation",
+    "origin_id",
+    "delegation_from",
 ];
 
 /// Violation columns added after the first files were written.

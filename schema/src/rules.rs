@@ -6,6 +6,7 @@
 //! | `agent` (stated, or implied by an agent id) | `gen_ai.agent.id`, `audit.owner.id` | — |
 //! | `human` | `audit.actor.kind = "human"` stated, `audit.owner.id` | `gen_ai.agent.id` |
 //! | dangerous action | `audit.consent.id` or `audit.consent.token` in addition (a verified token when consent keys are configured: see `consent`) | — |
+//! | delegated action | a chain that keeps the rules of [`crate::delegation`] | widening scopes, a forged origin |
 //!
 //! A human is never inferred from a missing agent id: absence of evidence is
 //! not proof, and "no agent was involved" must rest on a stated fact.
@@ -103,6 +104,8 @@ impl Rules {
             }
             None => {}
         }
+        let origin =
+            crate::delegation::check(&d, kind, self.limits.max_delegation_hops, &mut problems);
         match d.action.as_deref() {
             None => problems.push(Problem::NoAction),
             Some(a) => {
@@ -135,6 +138,7 @@ impl Rules {
                 draft: Box::new(d),
             });
         };
+        d.origin_id = origin;
         d.event_id.get_or_insert_with(String::new);
         d.outcome.get_or_insert_with(|| "ok".to_owned());
         d.service_name

@@ -480,6 +480,7 @@ fn docs_show_the_commands_sql() {
     for (block_name, flag, id) in [
         ("activity-agent", "--agent", "agt_ledger"),
         ("activity-owner", "--owner", "usr_alice"),
+        ("activity-origin", "--origin", "usr_alice"),
     ] {
         assert_eq!(
             block(block_name),

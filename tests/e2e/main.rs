@@ -15,6 +15,8 @@ mod auth;
 mod collector_otlp;
 mod consent;
 mod console;
+mod delegation;
+mod delegation_services;
 mod delivery;
 mod deploy;
 mod docs;

@@ -2,6 +2,7 @@
 records by following the wire table, the real collector binary stores them,
 and DuckDB and pyarrow read the Parquet back."""
 
+import json
 import os
 import pathlib
 import signal
@@ -43,6 +44,11 @@ AUDIT_TYPES = {
     "consent_key_id": "VARCHAR",
     "consent_approver": "VARCHAR",
     "inputs_sha256": "VARCHAR",
+    # Schema v2: the delegation chain (JSON text), its human origin, and the
+    # service that sent the chain.
+    "delegation": "VARCHAR",
+    "origin_id": "VARCHAR",
+    "delegation_from": "VARCHAR",
     "service_name": "VARCHAR",
     "service_instance_id": "VARCHAR",
     "trace_id": "VARCHAR",
@@ -101,6 +107,18 @@ def dataset(tmp_path_factory):
         "audit.actor.kind": "human", "audit.owner.id": "usr_dana",
         "audit.action": "invoices.void", "audit.target": "inv_8",
     }, t0 + 3_600_000_000_000)
+    # Schema v2: agt_py (erin's) acting for dana through her planner.
+    emit(logger, "audit.action", {
+        "audit.event.id": "019ac0de-0000-7000-8000-0000000000p4",
+        "audit.actor.kind": "agent", "gen_ai.agent.id": "agt_py", "audit.owner.id": "usr_erin",
+        "audit.action": "invoices.send", "audit.target": "inv_9",
+        "audit.delegation": json.dumps([
+            {"kind": "human", "id": "usr_dana"},
+            {"kind": "agent", "id": "agt_planner", "owner_id": "usr_dana"},
+            {"kind": "agent", "id": "agt_py", "owner_id": "usr_erin"},
+        ]),
+        "audit.delegation.from": "py-planner",
+    }, t0 + 2 * 3_600_000_000_000)
     # Unattributed: an agent with no accountable human. Must be refused.
     emit(logger, "audit.action", {
         "audit.event.id": "019ac0de-0000-7000-8000-0000000000p3",
@@ -135,12 +153,31 @@ def test_python_sdk_records_stored_and_unattributed_refused(dataset):
          ["invoices:write"], "py-billing", "key_a", "2025-11-28", "03"),
         ("019ac0de-0000-7000-8000-0000000000p2", "human", None, "usr_dana", "invoices.void",
          [], "py-billing", None, "2025-11-28", "04"),
+        ("019ac0de-0000-7000-8000-0000000000p4", "agent", "agt_py", "usr_erin", "invoices.send",
+         [], "py-billing", None, "2025-11-28", "05"),
     ]
     violations = con.execute(f"""
         SELECT detected_by, missing, agent_id, attributes['audit.refused_event_id']
         FROM read_parquet('{dataset}/violations/**/*.parquet', hive_partitioning = true)""").fetchall()
     assert violations == [("collector", ["audit.owner.id"], "agt_py",
                            "019ac0de-0000-7000-8000-0000000000p3")]
+
+
+def test_duckdb_reads_the_delegation_chain_and_its_origin(dataset):
+    con = duckdb.connect()
+    rows = con.execute(f"""
+        SELECT event_id, origin_id, delegation_from, json_array_length(delegation),
+               json_extract_string(delegation, '$[1].id'),
+               json_extract_string(delegation, '$[2].owner_id')
+        FROM read_parquet('{dataset}/audit/**/*.parquet', hive_partitioning = true)
+        ORDER BY start_time""").fetchall()
+    assert rows == [
+        ("019ac0de-0000-7000-8000-0000000000p1", None, None, None, None, None),
+        ("019ac0de-0000-7000-8000-0000000000p2", None, None, None, None, None),
+        # The origin is the chain's first hop, a human, filled by the collector.
+        ("019ac0de-0000-7000-8000-0000000000p4", "usr_dana", "py-planner", 3, "agt_planner",
+         "usr_erin"),
+    ]
 
 
 def test_pyarrow_reads_the_same_columns(dataset):

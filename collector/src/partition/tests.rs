@@ -50,6 +50,11 @@ fn full(seq: u64, agent: &str, owner: &str, start_ns: i64) -> (AuditRecord, Stam
         scopes: vec!["payments:write".into(), "accounts:read".into()],
         consent_id: Some("consent-77".into()),
         inputs_sha256: Some("ab".repeat(32)),
+        delegation: Some(audit_schema::delegation::to_json(&[
+            audit_schema::Hop::human("usr_root"),
+            audit_schema::Hop::agent(agent, owner),
+        ])),
+        delegation_from: Some("planner".into()),
         service_name: Some("billing".into()),
         service_instance_id: Some("billing-0".into()),
         trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
@@ -182,6 +187,51 @@ fn every_violation_column_round_trips() {
     assert_eq!(builder.schema().fields(), want.fields());
 }
 
+/// The same file as a schema before `columns` would have written it: them
+/// projected away, beside the original as `old.parquet`.
+fn without_columns(file: &Path, columns: &[&str]) -> std::path::PathBuf {
+    let batch = ParquetRecordBatchReaderBuilder::try_new(File::open(file).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|&i| !columns.contains(&batch.schema().field(i).name().as_str()))
+        .collect();
+    let old = batch.project(&keep).unwrap();
+    let old_file = file.with_file_name("old.parquet");
+    let mut w = ArrowWriter::try_new(File::create(&old_file).unwrap(), old.schema(), None).unwrap();
+    w.write(&old).unwrap();
+    w.close().unwrap();
+    old_file
+}
+
+/// An audit file sealed before schema v2 (no `delegation`, `origin_id`,
+/// `delegation_from`) still reads: those are null, the rest as written.
+#[test]
+fn an_audit_file_sealed_before_schema_v2_reads_with_null_chain_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = full(5, "agt_a", "usr_alice", at(T0.0, T0.1, T0.2, 3, 0, 0, 0));
+    assert!(row.0.delegation.is_some() && row.0.origin_id.is_some());
+    let sealed = PartitionWriter::new(dir.path(), "c")
+        .seal_audit(vec![row.clone()])
+        .unwrap();
+    let v2 = dir.path().join(&sealed[0].path);
+    assert_eq!(
+        read_audit_file(&v2).unwrap(),
+        [(row.0.clone(), row.1.clone(), "c".into())]
+    );
+    let v1 = without_columns(&v2, &["delegation", "origin_id", "delegation_from"]);
+    let (mut want, stamp) = row;
+    (want.delegation, want.origin_id, want.delegation_from) = (None, None, None);
+    assert_eq!(
+        read_audit_file(&v1).unwrap(),
+        [(want, stamp, "c".to_owned())]
+    );
+}
+
 /// A file sealed before violations had a `kind` column still reads: the
 /// column is null there, everything else as written.
 #[test]
@@ -192,23 +242,7 @@ fn a_violations_file_sealed_before_the_kind_column_reads_with_a_null_kind() {
     let sealed = PartitionWriter::new(dir.path(), "c")
         .seal_violations(rows.clone())
         .unwrap();
-    let file = dir.path().join(&sealed[0].path);
-    // The same file as the schema before the column: `kind` projected away.
-    let batch = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap())
-        .unwrap()
-        .build()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let keep: Vec<usize> = (0..batch.num_columns())
-        .filter(|&i| batch.schema().field(i).name() != "kind")
-        .collect();
-    let old = batch.project(&keep).unwrap();
-    let old_file = dir.path().join("old.parquet");
-    let mut w = ArrowWriter::try_new(File::create(&old_file).unwrap(), old.schema(), None).unwrap();
-    w.write(&old).unwrap();
-    w.close().unwrap();
+    let old_file = without_columns(&dir.path().join(&sealed[0].path), &["kind"]);
     let back = read_violations_file(&old_file).unwrap();
     let (mut want, stamp) = rows[0].clone();
     want.kind = None;

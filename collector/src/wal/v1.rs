@@ -1,6 +1,6 @@
 //! WAL frames of format tag 1: the rows as the first schema had them,
-//! before the consent columns of actions and the `kind`, task and target
-//! of violations.
+//! before the consent and delegation columns of actions and the `kind`,
+//! task and target of violations.
 //!
 //! Postcard is positional: a field added to a record changes the layout,
 //! so a collector upgraded with frames not yet sealed reads them with the
@@ -73,6 +73,9 @@ impl From<ActionV1> for AuditRecord {
             consent_key_id: None,
             consent_approver: None,
             inputs_sha256: a.inputs_sha256,
+            origin_id: None,
+            delegation_from: None,
+            delegation: None,
             service_name: a.service_name,
             service_instance_id: a.service_instance_id,
             trace_id: a.trace_id,
@@ -195,7 +198,7 @@ mod tests {
         let now = Frame::decode(&frame.encode().expect("encode")).expect("decode");
         assert_eq!(
             now.violations[0].0, frame.violations[0].0,
-            "format 2 round-trips"
+            "the current format round-trips"
         );
     }
 }

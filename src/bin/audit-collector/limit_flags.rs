@@ -57,6 +57,10 @@ pub struct LimitFlags {
     #[arg(long, env = "AUDIT_COLLECTOR_MAX_FUTURE_SECS")]
     #[serde(rename = "rules.limits.max_future_secs")]
     max_future_secs: Option<i64>,
+    /// Hops of one delegation chain, origin and acting actor included [default: 8].
+    #[arg(long, env = "AUDIT_COLLECTOR_MAX_DELEGATION_HOPS")]
+    #[serde(rename = "rules.limits.max_delegation_hops")]
+    max_delegation_hops: Option<usize>,
 }
 
 /// The help's stated defaults are checked with the other `serve` flags'
@@ -87,6 +91,7 @@ mod tests {
             "--max-depth=1011",
             "--min-time-unix-secs=1012",
             "--max-future-secs=1013",
+            "--max-delegation-hops=1014",
         ]);
         let l = &cfg.rules.limits;
         let got = [
@@ -103,6 +108,7 @@ mod tests {
             l.max_depth as i64,
             l.min_time_unix_secs,
             l.max_future_secs,
+            l.max_delegation_hops as i64,
         ];
         assert_eq!(got, std::array::from_fn(|i| 1001 + i as i64));
     }

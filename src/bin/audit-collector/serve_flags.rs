@@ -252,6 +252,6 @@ pub(crate) mod tests {
             seen += 1;
             limits += usize::from(is_limit);
         }
-        assert_eq!((seen, limits), (23, 13));
+        assert_eq!((seen, limits), (24, 14));
     }
 }
