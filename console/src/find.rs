@@ -1,6 +1,7 @@
 //! Find an action: an event id → the row as an auditor reads it (HUMAN or
 //! AI in large type, the agent and its credential, the accountable human,
-//! initiator, task, consent — stated, not verified —, scopes, outcome,
+//! initiator, the delegation chain, consent and whether the collector
+//! verified it, scopes, outcome,
 //! times) and the proof panel (the sealed file, its SHA-256, its seal entry
 //! in the hash chain, the chain checked entry by entry, the latest signed
 //! checkpoint and whether it covers the row, and that file's check, as
@@ -232,7 +233,7 @@ fn action(
         "agent" => ("AI", "agent"),
         _ => ("INCONSISTENT", "inconsistent"),
     };
-    let fields: [(&str, String); 15] = [
+    let fields: [(&str, String); 16] = [
         (
             "Agent",
             match (&facts.agent_id, &facts.agent_name) {
@@ -244,6 +245,10 @@ fn action(
         ("Credential", c("agent_credential_id")),
         ("Accountable human", c("owner_id")),
         ("Initiator", c("initiator_id")),
+        (
+            "Delegation chain",
+            who::chain_line(facts).unwrap_or_else(|| "— (single hop)".into()),
+        ),
         ("Task", c("task_id")),
         ("Consent", c("consent_id")),
         ("Scopes", c("scopes")),
@@ -270,11 +275,21 @@ fn action(
                 dt { "Event id" } dd { code { (id) } }
                 @for (k, v) in &fields {
                     dt { (k) } dd { (v) }
-                    @if *k == "Consent" && cells.get(row, "consent_id").is_some() {
+                    @if *k == "Consent" && facts.consent_id.is_some() {
                         dt { "Consent verified" }
-                        dd class="fail" {
-                            strong { "NOT VERIFIED" } ": the application stated this consent id; "
-                            "nothing checks it against a consent record yet"
+                        @if facts.consent_verified {
+                            dd class="pass" {
+                                strong { "VERIFIED" } " by key "
+                                code { (facts.consent_key_id.as_deref().unwrap_or("?")) }
+                                ", approved by "
+                                (facts.consent_approver.as_deref().unwrap_or("?"))
+                                ": the collector checked the signed consent token against this row"
+                            }
+                        } @else {
+                            dd class="fail" {
+                                strong { "NOT VERIFIED" } ": the application stated this consent; "
+                                "the collector had no consent keys to check it with"
+                            }
                         }
                     }
                 }

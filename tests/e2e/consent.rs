@@ -142,6 +142,22 @@ fn only_a_verified_matching_unused_token_is_stored() {
         who.stdout,
         who.stderr
     );
+    // The console's find view says the same, from the same row.
+    let console = crate::console::Console::start_over(&data, &[]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let page = rt.block_on(crate::console::view(
+        &console,
+        &format!("/find?event_id={}", r.event_id),
+    ));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(
+            "<strong>VERIFIED</strong> by key <code>consent-2026</code>, approved by usr_alice"
+        ),
+        "{}",
+        page.body
+    );
+    drop(console);
     let violations = read_violations(&data).expect("read violations");
     assert_eq!(violations.len(), want.len());
     assert!(violations

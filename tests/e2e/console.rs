@@ -14,7 +14,7 @@ const TOKEN: &str = "console-test-token-aaaa";
 const OTHER_DEPLOYMENT_TOKEN: &str = "another-deployments-token";
 
 /// A console process, killed when dropped.
-struct Console {
+pub(crate) struct Console {
     child: Child,
     base: String,
     /// Its tokens file and its access dataset (`access/`).
@@ -34,7 +34,7 @@ impl Console {
     }
 
     /// A console over the dataset in `data`.
-    fn start_over(data: &Path, extra: &[&str]) -> Console {
+    pub(crate) fn start_over(data: &Path, extra: &[&str]) -> Console {
         let tokens = tempfile::tempdir().expect("tempdir");
         let file = tokens.path().join("viewers");
         std::fs::write(&file, format!("# viewers\nauditor-ann:{TOKEN}\n")).expect("tokens");
@@ -105,10 +105,10 @@ impl Console {
     }
 }
 
-struct Got {
-    status: u16,
+pub(crate) struct Got {
+    pub(crate) status: u16,
     headers: reqwest::header::HeaderMap,
-    body: String,
+    pub(crate) body: String,
 }
 
 async fn get(base: &str, path: &str, headers: &[(&str, &str)]) -> Got {
@@ -130,7 +130,7 @@ async fn get(base: &str, path: &str, headers: &[(&str, &str)]) -> Got {
 
 const BEARER: (&str, &str) = ("authorization", "Bearer console-test-token-aaaa");
 
-async fn view(c: &Console, path: &str) -> Got {
+pub(crate) async fn view(c: &Console, path: &str) -> Got {
     get(&c.base, path, &[BEARER]).await
 }
 

@@ -336,9 +336,23 @@ fn a_chain_crosses_http_and_grpc_and_answers_by_origin() {
 
     let who = cli(&["who", "--data-dir", d, field(tool_row, "event_id")], &[]);
     assert!(who.ok, "{}", who.stderr);
+    assert!(who.stdout.contains(CHAIN), "{}", who.stdout);
+
+    // The console's find view shows the same chain, from the same code.
+    let console = crate::console::Console::start_over(&data, &[]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let page = rt.block_on(crate::console::view(
+        &console,
+        &format!("/find?event_id={}", field(tool_row, "event_id")),
+    ));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let escaped = CHAIN.replace('>', "&gt;");
     assert!(
-        who.stdout.contains("CHAIN (origin usr_alice, as claimed by service worker): usr_alice (human) -> agt_planner (agent, owner usr_alice) -> agt_worker (agent, owner usr_bob, credential key_w1) -> agt_tool (agent, owner usr_ops)"),
+        page.body.contains(&escaped) || page.body.contains(CHAIN),
         "{}",
-        who.stdout
+        page.body
     );
 }
+
+/// The tool service's chain as `who` prints it.
+const CHAIN: &str = "CHAIN (origin usr_alice, as claimed by service worker): usr_alice (human) -> agt_planner (agent, owner usr_alice) -> agt_worker (agent, owner usr_bob, credential key_w1) -> agt_tool (agent, owner usr_ops)";

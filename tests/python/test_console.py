@@ -129,6 +129,7 @@ def test_find_shows_human_or_ai_and_the_owner(console, browser):
     assert dd(browser, "Accountable human") == "usr_alice"
     assert dd(browser, "Consent") == "cns_1"
     assert dd(browser, "Consent verified").startswith("NOT VERIFIED")
+    assert dd(browser, "Delegation chain") == "— (single hop)"
     assert dd(browser, "Chain").startswith("INTACT")
     assert dd(browser, "Signed checkpoint").startswith("covers this row's seal entry. SIGNED by")
     assert browser.find_elements(By.XPATH, "//button[normalize-space()='Prove human']") == []
