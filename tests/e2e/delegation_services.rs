@@ -102,7 +102,43 @@ async fn work(
     "done".to_owned()
 }
 
-fn listener(rt: &tokio::runtime::Runtime) -> tokio::net::TcpListener {
+/// Serves `app` (the chain extracted by the tower layer) on `l` until
+/// `stop` fires.
+pub(crate) fn serve_until(
+    rt: &tokio::runtime::Runtime,
+    l: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    rt.block_on(
+        axum::serve(l, app.layer(ExtractLayer))
+            .with_graceful_shutdown(async {
+                stop.await.ok();
+            })
+            .into_future(),
+    )
+    .expect("worker served");
+}
+
+/// POSTs to the worker's `/work` with `headers`; the call must succeed.
+pub(crate) fn post_work(
+    rt: &tokio::runtime::Runtime,
+    worker: SocketAddr,
+    headers: http::HeaderMap,
+) {
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://{worker}/work"))
+            .headers(headers)
+            .send()
+            .await
+            .expect("worker call")
+            .status()
+    });
+    assert!(status.is_success(), "{status}");
+}
+
+pub(crate) fn listener(rt: &tokio::runtime::Runtime) -> tokio::net::TcpListener {
     rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind")
 }
@@ -207,16 +243,8 @@ fn a_chain_crosses_http_and_grpc_and_answers_by_origin() {
             .expect("send");
         let app = axum::Router::new()
             .route("/work", axum::routing::post(work))
-            .layer(Extension(tool_addr))
-            .layer(ExtractLayer);
-        rt.block_on(
-            axum::serve(l, app)
-                .with_graceful_shutdown(async {
-                    worker_stop.await.ok();
-                })
-                .into_future(),
-        )
-        .expect("worker served");
+            .layer(Extension(tool_addr));
+        serve_until(rt, l, app, worker_stop);
     });
     let worker_addr: SocketAddr = worker_rx.recv().expect("worker address");
 
@@ -228,16 +256,7 @@ fn a_chain_crosses_http_and_grpc_and_answers_by_origin() {
         privileged_span!(&planner, "plan.dispatch", target = "tbl_orders").in_scope(|| {});
         let mut headers = http::HeaderMap::new();
         propagation::inject(&mut headers, &planner, "planner").expect("inject");
-        let status = rt.block_on(async {
-            reqwest::Client::new()
-                .post(format!("http://{worker_addr}/work"))
-                .headers(headers)
-                .send()
-                .await
-                .expect("worker call")
-                .status()
-        });
-        assert!(status.is_success(), "{status}");
+        post_work(rt, worker_addr, headers);
         identity::owner_access_change(&alice, "usr_alice", "revoked db:write", &[planner])
             .expect("access change recorded");
     })

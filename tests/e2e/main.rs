@@ -38,4 +38,5 @@ mod tls;
 mod tls_reload;
 mod tls_revocation;
 mod token_reload;
+mod trace_chain;
 mod trust;

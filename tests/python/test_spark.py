@@ -5,7 +5,9 @@ collector (examples/answer_dataset.rs). The doc drives the test: its
 directory), with the Spark setting and the `MSCK REPAIR TABLE` the doc
 names, and every column they declare must hold, in every row, what
 `audit-collector query` reads from the same files; `activity` and `who`
-asked in Spark SQL answer what the commands answer."""
+asked in Spark SQL answer what the commands answer. A file of the first
+schema beside the v2 files reads in the same table with the added columns
+null."""
 
 import calendar
 import datetime as dt
@@ -14,8 +16,10 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import Row, SparkSession
 
@@ -30,6 +34,10 @@ DDL = re.findall(r"```sql\n(.*?)```", SECTION, re.S)
 SETTING = re.search(r"`(spark\.sql\.[\w.]+)=(\w+)`", DOC).groups()
 # The doc's conversion of a nanosecond BIGINT to a Spark timestamp.
 TO_TIMESTAMP = re.search(r"`(timestamp_micros\(start_time DIV 1000\))`", DOC).group(1)
+# The audit columns the first files lack, from their one definition.
+AUDIT_ADDED = re.findall(r'"(\w+)"', re.search(
+    r"pub const AUDIT_ADDED: &\[&str\] = &\[(.*?)\];",
+    (ROOT / "schema" / "src" / "record.rs").read_text(), re.S).group(1))
 
 
 def table_name(ddl):
@@ -58,8 +66,41 @@ def data(tmp_path_factory):
         # The doc's step for hours that appeared after the table was made.
         spark.sql(f"MSCK REPAIR TABLE {tables[-1]}")
     info.update(spark=spark, dir=str(parent / "audit-data"), tables=tables)
+    info.update(mixed(spark, parent))
     yield info
     spark.stop()
+
+
+def mixed(spark, parent):
+    """The doc's audit table over a copy of the dataset holding, beside the
+    collector's files, a file of the first schema: one sealed audit file with
+    the added columns dropped, written into an hour no other file uses. A
+    copy, so that `verify` and the commands keep reading the collector's own
+    files; the same session, so that one Spark reads both kinds together."""
+    src, root = parent / "audit-data", parent / "mixed-data"
+    shutil.copytree(src, root)
+    files = sorted((root / "audit").rglob("*.parquet"))
+    assert files, "no audit file to copy"
+    used = {f.parent.name for f in files}
+    hour = next(f"hour={h:02}" for h in range(24) if f"hour={h:02}" not in used)
+    # The file whose rows carry the most chains, so dropping them shows.
+    def chains(f):
+        origin = pq.read_table(f, columns=["origin_id"]).column("origin_id")
+        return len(origin) - origin.null_count
+    original = max(files, key=chains)
+    v2 = pq.read_table(original)
+    assert set(AUDIT_ADDED) <= set(v2.column_names), AUDIT_ADDED
+    v1_dir = original.parent.parent / hour
+    v1_dir.mkdir()
+    v1 = v2.drop_columns(AUDIT_ADDED)
+    pq.write_table(v1, v1_dir / original.name)
+    ddl = next(d for d in DDL if table_name(d) == "audit")
+    spark.sql(ddl.replace("CREATE TABLE audit", "CREATE TABLE audit_mixed")
+              .replace("s3a://bucket/prefix", root.as_uri()).strip().rstrip(";"))
+    spark.sql("MSCK REPAIR TABLE audit_mixed")
+    return {"v1_partition": (original.parent.parent.name.split("=", 1)[1], hour.split("=", 1)[1]),
+            "v1_ids": sorted(v1.column("event_id").to_pylist()),
+            "v1_columns": v1.column_names}
 
 
 def cli(*args):
@@ -162,3 +203,32 @@ def test_who_in_spark_equals_the_command(data):
 def test_violations_in_spark(data):
     v = spark_rows(data, "SELECT service_name, agent_id, kind FROM violations")
     assert [(r["service_name"], r["agent_id"]) for r in v] == [("billing", "agt_rogue")]
+
+
+def test_spark_reads_first_schema_files_beside_v2(data):
+    """One query over both kinds of file: the first schema's rows hold null in
+    the added columns, every other column as the collector's file holds it,
+    and the v2 rows are the audit table's, unchanged."""
+    date, hour = data["v1_partition"]
+    in_v1 = f"(date = DATE'{date}' AND hour = '{hour}')"
+    v1 = spark_rows(data, f"SELECT * FROM audit_mixed WHERE {in_v1} ORDER BY event_id")
+    assert [r["event_id"] for r in v1] == data["v1_ids"] and v1
+    for r in v1:
+        assert all(r[c] is None for c in AUDIT_ADDED), r
+    ids = ", ".join(f"'{e}'" for e in data["v1_ids"])
+    before = spark_rows(data, f"SELECT * FROM audit WHERE event_id IN ({ids}) ORDER BY event_id")
+    assert any(r[c] is not None for r in before for c in AUDIT_ADDED), "the copied rows hold no v2 value"
+    kept = [c for c in data["v1_columns"] if c in before[0]] + ["date"]
+    assert [{c: r[c] for c in kept} for r in v1] == [{c: r[c] for c in kept} for r in before]
+    v2 = spark_rows(data, f"SELECT * FROM audit_mixed WHERE NOT {in_v1} ORDER BY event_id, hour")
+    assert v2 == spark_rows(data, "SELECT * FROM audit ORDER BY event_id, hour")
+    # An answer over both: each copied row counted twice, every other once.
+    counts = spark_rows(data, """SELECT event_id, count(*) AS n, count(origin_id) AS with_origin
+        FROM audit_mixed GROUP BY event_id ORDER BY event_id""")
+    assert {r["event_id"]: r["n"] for r in counts} == \
+        {r["event_id"]: 1 + (r["event_id"] in data["v1_ids"])
+         for r in spark_rows(data, "SELECT event_id FROM audit")}
+    origins = {r["event_id"]: r["origin_id"] for r in before}
+    for r in counts:
+        if r["event_id"] in origins:
+            assert r["with_origin"] == (origins[r["event_id"]] is not None), r
