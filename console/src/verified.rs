@@ -176,13 +176,19 @@ mod tests {
     fn runs_once_per_change_of_the_dataset() {
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = runs.clone();
+        // Each run waits for the test to let it finish, so "under way" is
+        // seen whatever the machine's speed.
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = std::sync::Mutex::new(gate);
         let v = Verifier::new(move || {
             counted.fetch_add(1, Ordering::SeqCst);
+            let _ = gate.lock().map(|g| g.recv());
             Ok(Report::default())
         });
         let a: Heads = "a".into();
         let first = v.latest(&a);
         assert!(first.run.is_none() && first.running.is_some());
+        release.send(()).expect("run waiting");
         wait_idle(&v);
         let again = v.latest(&a);
         assert!(again.run.is_some_and(|r| r.heads == a) && again.running.is_none());
@@ -193,6 +199,8 @@ mod tests {
             changed.run.is_some_and(|r| r.heads == a),
             "the old result meanwhile"
         );
+        assert!(changed.running.is_some(), "a new run is under way");
+        release.send(()).expect("run waiting");
         wait_idle(&v);
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         assert!(v.latest(&b).run.is_some_and(|r| r.heads == b));
