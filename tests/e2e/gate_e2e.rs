@@ -337,48 +337,12 @@ async fn prove_human_query_and_the_console_count_ungated_effects() {
     assert!(by_kind.ok, "{}", by_kind.stderr);
     assert_eq!(by_kind.stdout.trim(), "kind,n\nungated,1");
 
-    let health = console_health(dir.path()).await;
+    let console = crate::console::Console::start_over(dir.path(), &[]);
+    let health = crate::console::view(&console, "/health").await.body;
     let table = &health[health.find("id=\"ungated\"").expect("the ungated table")..];
     let table = &table[..table.find("</table>").expect("table end")];
     assert!(
         table.contains("<td>ledger</td><td class=\"fail\">1</td>"),
         "{table}"
     );
-}
-
-/// The console's `/health` page over the dataset in `data`.
-async fn console_health(data: &std::path::Path) -> String {
-    let state = tempfile::tempdir().unwrap();
-    let tokens = state.path().join("viewers");
-    std::fs::write(&tokens, "auditor-ann:side-doors-token-aaaa\n").unwrap();
-    let mut child = std::process::Command::new(common::collector_bin())
-        .arg("console")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0", "--access-dir"])
-        .arg(state.path().join("access"))
-        .arg("--tokens-file")
-        .arg(&tokens)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn console");
-    let line = common::listening_line(&mut child);
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    let body = reqwest::Client::new()
-        .get(format!("{base}/health"))
-        .header("authorization", "Bearer side-doors-token-aaaa")
-        .send()
-        .await
-        .expect("health")
-        .text()
-        .await
-        .expect("body");
-    let _ = child.kill();
-    let _ = child.wait();
-    body
 }
