@@ -52,7 +52,7 @@ fn form(value: &str, p: &FindParams) -> Markup {
         }
         p class="hint" {
             "An event id is in every row of the "
-            a href="/timeline" { "timeline" } " and in the application's own log for gated actions."
+            a href="/timeline" { "timeline" } " and in the application's own log (every privileged span records its event id)."
         }
         form method="get" action=(PATH) class="filters" {
             fieldset {
