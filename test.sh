@@ -20,7 +20,12 @@ if ! command -v java >/dev/null; then
 fi
 # The lean sidecar: the binary without the query crate. Neither it nor the
 # collector library may pull in DataFusion.
+lean_start=$(date +%s)
 cargo build --bin audit-collector --no-default-features
+# Its build time here is the cold one on a clean checkout (nothing built yet);
+# the size is of the debug binary (BENCHMARKS.md has the release figures).
+echo "test.sh: lean sidecar built in $(( $(date +%s) - lean_start )) s," \
+    "$(( $(stat -c %s target/debug/audit-collector) / 1048576 )) MiB (debug)"
 for spec in "-p audit-collector" "-p audit-trail --no-default-features"; do
     # shellcheck disable=SC2086
     tree=$(cargo tree -e normal $spec)

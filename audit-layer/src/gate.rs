@@ -83,7 +83,7 @@ pub enum GateError {
     /// The exporter has shut down (its [`FlushGuard`](crate::FlushGuard) was dropped).
     #[error("refused: the audit exporter has shut down")]
     ShutDown,
-    /// The current `tracing` subscriber has no [`AuditLayer`](crate::AuditLayer):
+    /// The current `tracing` subscriber has no [`AuditLayer`]:
     /// the action would leave no audit row.
     #[error("refused: no AuditLayer in the current tracing subscriber")]
     NotInstalled,
