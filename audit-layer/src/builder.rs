@@ -18,7 +18,7 @@ use std::time::Duration;
 use audit_schema::otlp::ResourceInfo;
 
 use crate::build_error::BuildError;
-use crate::consent::{ConsentKeys, ReplayGuard};
+use crate::consent::{ConsentError, ConsentKeys, Verification, DEFAULT_RELOAD_INTERVAL};
 use crate::core::Core;
 use crate::export::{
     self, http_logs_url, Destination, EnvSettings, FlushGuard, GrpcConfig, Http, MemorySink,
@@ -43,6 +43,7 @@ pub struct AuditLayerBuilder {
     settings: WorkerSettings,
     consent_keys: Option<ConsentKeys>,
     consent_keys_file: Option<std::path::PathBuf>,
+    consent_keys_reload: Option<Duration>,
 }
 
 impl AuditLayer {
@@ -249,10 +250,18 @@ impl AuditLayerBuilder {
         self
     }
 
-    /// [`consent_keys`](Self::consent_keys) from a JWK Set file, read when
-    /// building (else the file `AUDIT_CONSENT_KEYS_FILE` names).
+    /// [`consent_keys`](Self::consent_keys) from a JWK Set file (else the
+    /// file `AUDIT_CONSENT_KEYS_FILE` names), read when building and
+    /// reloaded while the layer runs (see [`consent`](crate::consent)).
     pub fn consent_keys_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.consent_keys_file = Some(path.into());
+        self
+    }
+
+    /// How often the consent keys file is read for changes (default
+    /// [`DEFAULT_RELOAD_INTERVAL`], 60 s); zero: read once, when building.
+    pub fn consent_keys_reload_interval(mut self, every: Duration) -> Self {
+        self.consent_keys_reload = Some(every);
         self
     }
 
@@ -329,8 +338,8 @@ impl AuditLayerBuilder {
         for p in env_list(DANGEROUS_ACTIONS_VAR) {
             policy = policy.dangerous_action(p);
         }
-        let consent = consent_keys(self.consent_keys, self.consent_keys_file)?
-            .map(|keys| (keys, ReplayGuard::default()));
+        let every = self.consent_keys_reload.unwrap_or(DEFAULT_RELOAD_INTERVAL);
+        let consent = verification(self.consent_keys, self.consent_keys_file, every, &status)?;
         let core = Core {
             consent,
             policy,
@@ -364,21 +373,25 @@ fn env_list(var: &str) -> Vec<String> {
         .collect()
 }
 
-/// The keys given, else those of the file given, else of the variable's.
-fn consent_keys(
+/// The keys given, else those of the file given, else of the variable's
+/// (reloaded every `every`).
+fn verification(
     keys: Option<ConsentKeys>,
     file: Option<std::path::PathBuf>,
-) -> Result<Option<ConsentKeys>, BuildError> {
-    if keys.is_some() {
-        return Ok(keys);
+    every: Duration,
+    status: &AuditStatus,
+) -> Result<Option<Verification>, BuildError> {
+    if let Some(keys) = keys {
+        return Ok(Some(Verification::fixed(keys)));
     }
     let Some(path) = file.or_else(|| std::env::var_os(CONSENT_KEYS_FILE_VAR).map(Into::into))
     else {
         return Ok(None);
     };
-    let bad = |e: &dyn std::fmt::Display| BuildError::Consent(format!("{}: {e}", path.display()));
-    let bytes = std::fs::read(&path).map_err(|e| bad(&e))?;
-    ConsentKeys::from_jwks(&bytes)
-        .map(Some)
-        .map_err(|e| bad(&e))
+    match Verification::from_file(&path, every, status) {
+        Ok(v) => Ok(Some(v)),
+        // The message already names the file.
+        Err(ConsentError::Keys(m)) => Err(BuildError::Consent(m)),
+        Err(e) => Err(BuildError::Consent(e.to_string())),
+    }
 }

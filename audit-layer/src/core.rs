@@ -6,12 +6,12 @@
 //! gate refuses and one the layer rejects are told apart only by their
 //! callsite.
 
-use audit_schema::consent::{self, ConsentKeys, ReplayGuard, Verifier};
+use audit_schema::consent;
 use audit_schema::otlp::ResourceInfo;
 use audit_schema::{AuditRecord, Draft, Rejection, Rules, ViolationRecord};
 use tracing_core::Metadata;
 
-use crate::clock::now_ns;
+use crate::consent::Verification;
 use crate::export::{Item, Sink};
 use crate::ids;
 use crate::policy::Policy;
@@ -25,7 +25,7 @@ pub(crate) struct Core {
     pub status: AuditStatus,
     /// Consent verification keys and the consents already used; `None`:
     /// consent is not verified (and rows say so).
-    pub consent: Option<(ConsentKeys, ReplayGuard)>,
+    pub consent: Option<Verification>,
 }
 
 impl Core {
@@ -47,12 +47,10 @@ impl Core {
     }
 
     fn check_consent(&self, draft: Draft, use_it: bool) -> Result<AuditRecord, Rejection> {
-        let verifier = self.consent.as_ref().map(|(keys, replay)| Verifier {
-            keys,
-            replay: use_it.then_some(replay),
-            now_ns: now_ns(),
-        });
-        consent::check_action(self.rules(), draft, Vec::new(), verifier)
+        match &self.consent {
+            Some(v) => v.check(self.rules(), draft, use_it),
+            None => consent::check_action(self.rules(), draft, Vec::new(), None),
+        }
     }
 
     /// Hands a finished record to the exporter; blocks only under

@@ -38,11 +38,20 @@
 //! `Audit-Delegation-From` is ours: the draft has no header for who sent
 //! the chain.
 //!
-//! **An extracted chain is a claim by the caller.** Nothing here proves
-//! it; the row says who made the claim (`delegation_from`), and the layer
-//! and the collector still check it against the rules of
+//! The W3C `traceparent` travels beside these headers, sent and read by
+//! the application's own OpenTelemetry propagator; with the layer's
+//! `opentelemetry` feature the rows of every hop then share the caller's
+//! trace id. `examples/delegation_chain.rs` sends both, over HTTP and gRPC.
+//!
+//! **An extracted chain is a claim by the caller**, and so is the sender's
+//! name in `Audit-Delegation-From`. Nothing here proves either; the row
+//! says who made the claim (`delegation_from`), and the layer and the
+//! collector still check it against the rules of
 //! [`audit_schema::delegation`] (an origin forged without a chain, a
-//! widened scope, an ownerless hop are refused).
+//! widened scope, an ownerless hop are refused). A caller that lies
+//! consistently (a chain that starts with another human, hops added or
+//! left out) is not caught here: its own row upstream, in the same trace,
+//! is what to compare with.
 
 use audit_schema::delegation::{self, Hop};
 use audit_schema::ActorKind;

@@ -23,6 +23,8 @@ struct Counters {
     retries: AtomicU64,
     gate_refusals: AtomicU64,
     ungated: AtomicU64,
+    consent_keys_reloads: AtomicU64,
+    consent_keys_reload_failures: AtomicU64,
     queued: AtomicU64,
     spooled: AtomicU64,
     spool_bytes: AtomicU64,
@@ -69,6 +71,11 @@ pub struct StatsSnapshot {
     /// whose action matches them ([`require_gate`](crate::require_gate)):
     /// side doors. Each also leaves an `ungated` violation record.
     pub ungated: u64,
+    /// Times the consent keys file was reloaded because it changed.
+    pub consent_keys_reloads: u64,
+    /// Reloads of the consent keys file refused (unreadable, not a JWK
+    /// Set): the previous keys stayed in use.
+    pub consent_keys_reload_failures: u64,
     /// Gauge: records waiting in memory.
     pub queued: u64,
     /// Gauge: records waiting in the disk spool.
@@ -108,6 +115,11 @@ impl AuditStatus {
     counter!(retries, add_retries);
     counter!(gate_refusals, add_gate_refusals);
     counter!(ungated, add_ungated);
+    counter!(consent_keys_reloads, add_consent_keys_reloads);
+    counter!(
+        consent_keys_reload_failures,
+        add_consent_keys_reload_failures
+    );
 
     /// See [`StatsSnapshot::queued`].
     pub fn queued(&self) -> u64 {
@@ -165,6 +177,8 @@ impl AuditStatus {
             retries: self.retries(),
             gate_refusals: self.gate_refusals(),
             ungated: self.ungated(),
+            consent_keys_reloads: self.consent_keys_reloads(),
+            consent_keys_reload_failures: self.consent_keys_reload_failures(),
             queued: self.queued(),
             spooled: self.spooled(),
             spool_bytes: self.inner.spool_bytes.load(Ordering::Relaxed),

@@ -1,7 +1,8 @@
 //! Consent through the layer: a token verified at span close (and by the
-//! gate before the action), each way of being wrong refused with its reason.
+//! gate before the action), each way of being wrong refused with its reason;
+//! a keys file reloaded while the layer runs.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use audit_layer::consent::{Claims, ConsentKeys, Issuer};
 use audit_layer::{privileged_span, Actor, AuditLayer, MemorySink, Policy, Privileged};
@@ -153,4 +154,91 @@ fn the_gate_checks_the_token_before_the_action_and_the_row_uses_it_once() {
     let rows = sink.records();
     assert_eq!(rows.len(), 1, "{:?}", sink.violations());
     assert!(rows[0].consent_verified);
+}
+
+/// Replaces `path` whole (a rename), as a secret mount or a deploy does, so
+/// that the layer never reads a half-written file.
+fn replace_file(path: &std::path::Path, contents: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// Waits (bounded) until `counter` reaches `n`.
+fn wait_for(what: &str, n: u64, counter: impl Fn() -> u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counter() < n {
+        assert!(Instant::now() < deadline, "{what} never reached {n}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_keys_file_is_reloaded_while_the_layer_runs_and_a_broken_one_keeps_the_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("consent.jwks");
+    let old = Issuer::from_seed("k-old", &[1; 32]);
+    let new = Issuer::from_seed("k-new", &[2; 32]);
+    replace_file(&path, &old.jwks());
+    let sink = MemorySink::default();
+    let (layer, guard) = AuditLayer::builder()
+        .policy(Policy::default().dangerous_action("payments.*"))
+        .consent_keys_file(&path)
+        .consent_keys_reload_interval(Duration::from_millis(10))
+        .memory(sink.clone())
+        .build()
+        .expect("builds");
+    let status = guard.status();
+    let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let alice = Actor::agent("agt_7f3", "usr_alice");
+    let transfer_with = |issuer: &Issuer, jti: &str| {
+        transfer(&alice, &issuer.issue(&claims(jti)));
+        (sink.records().len(), sink.violations().len())
+    };
+
+    assert_eq!(
+        transfer_with(&old, "cns_1"),
+        (1, 0),
+        "the key read at build"
+    );
+    replace_file(&path, &new.jwks());
+    wait_for("reloads", 1, || status.consent_keys_reloads());
+    assert_eq!(transfer_with(&new, "cns_2"), (2, 0), "the new key verifies");
+    assert_eq!(
+        transfer_with(&old, "cns_3"),
+        (2, 1),
+        "the old key is refused"
+    );
+    let refused = &sink.violations()[0].reason;
+    assert!(
+        refused.contains("\"k-old\", which is not a configured consent key"),
+        "{refused}"
+    );
+
+    replace_file(&path, "{\"keys\": []}");
+    wait_for("reload failures", 1, || {
+        status.consent_keys_reload_failures()
+    });
+    assert_eq!(transfer_with(&new, "cns_4"), (3, 1), "the keys in use stay");
+    let rows = sink.records();
+    let kids: Vec<_> = rows.iter().map(|r| r.consent_key_id.as_deref()).collect();
+    assert_eq!(kids, [Some("k-old"), Some("k-new"), Some("k-new")]);
+    assert_eq!(status.consent_keys_reloads(), 1);
+}
+
+#[test]
+fn a_keys_file_that_does_not_load_stops_the_build_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("consent.jwks");
+    std::fs::write(&path, "not a JWK Set").expect("write");
+    let built = AuditLayer::builder()
+        .consent_keys_file(&path)
+        .memory(MemorySink::default())
+        .build();
+    let Err(e) = built else {
+        panic!("a broken keys file was accepted")
+    };
+    let message = e.to_string();
+    assert!(message.starts_with("consent keys: "), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
 }

@@ -33,7 +33,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
-use crate::reload::{Live, Source, Watcher};
+use crate::reload::{Counted, Live, Source, Watcher};
 
 /// Attribute set on every stored row to the name of the authenticated client
 /// (overwriting any value the client sent, so it cannot be forged).
@@ -251,7 +251,9 @@ impl Source for TokensFile {
         self.live.replace(tokens);
         Ok(())
     }
+}
 
+impl Counted for TokensFile {
     fn counters(metrics: &Metrics) -> (&AtomicU64, &AtomicU64) {
         (
             &metrics.tokens_reloads_total,

@@ -1,6 +1,8 @@
 //! Consent verification at the collector (`[consent]`): the public keys a
 //! dangerous action's consent token must verify under, reloaded like the
-//! TLS files (see [`crate::reload`]), and the consents already used.
+//! TLS files (see [`crate::reload`]; the file itself is
+//! `audit_schema::consent::KeysFile`, which the layer reloads too), and the
+//! consents already used.
 //!
 //! The checks are `audit_schema::consent`'s, the ones the layer applies:
 //! a record from any client (a raw OTLP one included) is refused, with the
@@ -13,17 +15,18 @@
 //! is not remembered after it (the layer that used it still refuses a
 //! second use).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_schema::consent::{ConsentError, ConsentKeys, ReplayGuard, Verifier, DEFAULT_CAPACITY};
+use audit_schema::consent::{
+    ConsentError, ConsentKeys, KeysFile, ReplayGuard, Verifier, DEFAULT_CAPACITY,
+};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
-use crate::reload::{Live, Source, Watcher};
+use crate::reload::{Counted, Live, Watcher};
 
 /// The `[consent]` settings.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -59,10 +62,11 @@ pub struct ConsentCheck {
 }
 
 impl ConsentCheck {
-    /// Verifies with `keys` (fixed), remembering up to `capacity` consents.
-    pub fn fixed(keys: ConsentKeys, capacity: usize) -> ConsentCheck {
+    /// Verifies with the keys `keys` holds at each check, remembering up
+    /// to `capacity` consents.
+    fn new(keys: Live<ConsentKeys>, capacity: usize) -> ConsentCheck {
         ConsentCheck {
-            keys: Live::new(keys),
+            keys,
             replay: ReplayGuard::new(capacity, audit_schema::consent::DEFAULT_GRACE_SECS),
         }
     }
@@ -97,56 +101,17 @@ impl ConsentConfig {
         let Some(path) = &self.keys_file else {
             return Ok(None);
         };
-        let bytes = read(path)?;
-        let keys = parse(path, &bytes)?;
-        tracing::info!(path = %path.display(), kids = ?keys.kids().collect::<Vec<_>>(), "consent keys loaded: dangerous actions need a verified consent token");
-        let check = Arc::new(ConsentCheck::fixed(keys, self.max_remembered));
-        let file = KeysFile {
-            path: path.clone(),
-            live: check.keys.clone(),
-        };
+        let (file, digest) = KeysFile::open(path)?;
+        let keys = file.keys().clone();
+        tracing::info!(path = %path.display(), kids = ?keys.current().kids().collect::<Vec<_>>(), "consent keys loaded: dangerous actions need a verified consent token");
+        let check = Arc::new(ConsentCheck::new(keys, self.max_remembered));
         let every = Duration::from_secs(self.reload_interval_secs);
-        let reloader = Watcher::new(file, KeysFile::digest(&bytes), every, metrics);
+        let reloader = Watcher::new(file, digest, every, metrics);
         Ok(Some((check, reloader)))
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, ConsentError> {
-    std::fs::read(path).map_err(|e| ConsentError::Keys(format!("{}: {e}", path.display())))
-}
-
-fn parse(path: &Path, bytes: &[u8]) -> Result<ConsentKeys, ConsentError> {
-    ConsentKeys::from_jwks(bytes)
-        .map_err(|e| ConsentError::Keys(format!("{}: {e}", path.display())))
-}
-
-/// A consent keys file and the keys in use from it.
-#[derive(Debug)]
-pub struct KeysFile {
-    path: PathBuf,
-    live: Live<ConsentKeys>,
-}
-
-impl Source for KeysFile {
-    type Files = Vec<u8>;
-    type Error = ConsentError;
-    const WHAT: &'static str = "consent keys file";
-
-    fn read(&self) -> Result<Option<Vec<u8>>, ConsentError> {
-        read(&self.path).map(Some)
-    }
-
-    fn digest(bytes: &Vec<u8>) -> [u8; 32] {
-        Sha256::digest(bytes).into()
-    }
-
-    fn apply(&mut self, bytes: &Vec<u8>) -> Result<(), ConsentError> {
-        let keys = parse(&self.path, bytes)?;
-        tracing::info!(path = %self.path.display(), kids = ?keys.kids().collect::<Vec<_>>(), "consent keys loaded");
-        self.live.replace(keys);
-        Ok(())
-    }
-
+impl Counted for KeysFile {
     fn counters(metrics: &Metrics) -> (&AtomicU64, &AtomicU64) {
         (
             &metrics.consent_keys_reloads_total,

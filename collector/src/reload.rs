@@ -1,138 +1,70 @@
 //! Reloading files a running collector serves from (the TLS files, the
-//! tokens file), like the OpenTelemetry Collector's `reload_interval` and
-//! Vault's SIGHUP: every interval, and whenever asked (SIGHUP), a
-//! [`Source`]'s files are read again; when their bytes changed, what they
-//! configure is rebuilt and swapped into its [`Live`] holders, read by the
-//! next handshake or request.
+//! tokens file, the consent keys file), like the OpenTelemetry Collector's
+//! `reload_interval` and Vault's SIGHUP: every interval, and whenever asked
+//! (SIGHUP), a [`Source`]'s files are read again; when their bytes changed,
+//! what they configure is rebuilt and swapped into its [`Live`] holders,
+//! read by the next handshake or request.
 //!
 //! A reload whose files are unusable changes nothing: the previous
 //! configuration stays in use, the error is logged and counted. The same bad
 //! files are not retried (nor counted again) on every tick, only once they
-//! change again or on SIGHUP. Changes are found by hashing the bytes (not
-//! mtimes: Kubernetes secret volumes swap symlinks, and mtime granularity
-//! can hide a quick rewrite).
+//! change again or on SIGHUP. The detection of changes and the swapping are
+//! `audit_durable::reload`'s, which the layer uses for its consent keys
+//! file too; the schedule, the logs and the counters are the collector's.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use audit_durable::reload::Checked;
+pub use audit_durable::reload::{Live, Source};
 use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
 
-/// A value swapped whole by a reload and read, as it is at that moment, by
-/// each handshake or request.
-pub struct Live<T>(Arc<RwLock<Arc<T>>>);
-
-impl<T> Clone for Live<T> {
-    fn clone(&self) -> Self {
-        Live(self.0.clone())
-    }
-}
-
-impl<T: std::fmt::Debug> std::fmt::Debug for Live<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Live").field(&self.current()).finish()
-    }
-}
-
-impl<T> Live<T> {
-    /// Starts with `value`.
-    pub fn new(value: impl Into<Arc<T>>) -> Live<T> {
-        Live(Arc::new(RwLock::new(value.into())))
-    }
-
-    /// The value in use now.
-    pub fn current(&self) -> Arc<T> {
-        // The lock only guards swapping an `Arc`: a panic while holding it
-        // cannot leave a half-written value, so poisoning is ignored.
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Puts `value` in use for every later [`Live::current`].
-    pub fn replace(&self, value: impl Into<Arc<T>>) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = value.into();
-    }
-}
-
-/// Files that configure something the collector serves with.
-pub trait Source: Send + 'static {
-    /// The files' bytes, read once per check.
-    type Files;
-    /// Why they cannot be read or used.
-    type Error: std::fmt::Display;
-    /// What they are, for the logs ("TLS files", "tokens file").
-    const WHAT: &'static str;
-
-    /// Reads the files now; `None` when there is nothing to read.
-    fn read(&self) -> Result<Option<Self::Files>, Self::Error>;
-
-    /// SHA-256 of exactly the bytes `read` returned.
-    fn digest(files: &Self::Files) -> [u8; 32];
-
-    /// Builds from `files` and swaps the result in; on error nothing changes.
-    fn apply(&mut self, files: &Self::Files) -> Result<(), Self::Error>;
-
+/// A [`Source`] whose reloads the collector counts.
+pub trait Counted: Source {
     /// The counters of reloads that took and of reloads refused.
     fn counters(metrics: &Metrics) -> (&AtomicU64, &AtomicU64);
 }
 
-/// Checks one [`Source`] for changes and applies them.
+/// Checks one [`Source`] for changes on a schedule, applies them, logs and
+/// counts.
 #[derive(Debug)]
 pub struct Watcher<S> {
-    source: S,
+    inner: audit_durable::reload::Watcher<S>,
     every: Duration,
     metrics: Arc<Metrics>,
-    /// Digest of the files in use.
-    in_use: [u8; 32],
-    /// Digest of the files last looked at (or of why they could not be
-    /// read), so that unchanged bad files are not reported every tick.
-    last_seen: [u8; 32],
 }
 
-impl<S: Source> Watcher<S> {
+impl<S: Counted> Watcher<S> {
     /// Watches `source`, already serving from files of digest `in_use`,
     /// every `every` (never when zero: only when asked).
     pub fn new(source: S, in_use: [u8; 32], every: Duration, metrics: Arc<Metrics>) -> Self {
         Watcher {
-            source,
+            inner: audit_durable::reload::Watcher::new(source, in_use),
             every,
             metrics,
-            in_use,
-            last_seen: in_use,
         }
     }
 
     /// What is watched.
     pub fn source(&self) -> &S {
-        &self.source
+        self.inner.source()
     }
 
     /// One check. `forced` (SIGHUP) rebuilds even unchanged files. Returns
     /// whether a new configuration is in use.
     pub fn check(&mut self, forced: bool) -> bool {
-        let files = self.source.read();
-        let seen = match &files {
-            Ok(Some(f)) => S::digest(f),
-            Ok(None) => return false,
-            Err(e) => Sha256::digest(e.to_string().as_bytes()).into(),
-        };
-        let unchanged = seen == self.last_seen || seen == self.in_use;
-        self.last_seen = seen;
-        if unchanged && !forced {
-            return false;
-        }
         let (reloads, failures) = S::counters(&self.metrics);
-        match files.and_then(|f| f.map(|f| self.source.apply(&f)).transpose()) {
-            Ok(Some(())) => {
-                self.in_use = seen;
+        match self.inner.check(forced) {
+            Checked::Unchanged => false,
+            Checked::Reloaded => {
                 Metrics::add(reloads, 1);
                 tracing::info!(what = S::WHAT, "reloaded: in use from now on");
                 true
             }
-            Ok(None) => false,
-            Err(e) => {
+            Checked::Failed(e) => {
                 Metrics::add(failures, 1);
                 tracing::error!(what = S::WHAT, error = %e, "reload failed: the previous ones stay in use");
                 false

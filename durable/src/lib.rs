@@ -7,7 +7,12 @@
 //! feature (tests only), [`powerloss`] records those operations and
 //! rebuilds what a power loss at each point of a run would leave, so a
 //! test can run recovery on every such state.
+//!
+//! [`reload`] watches the files a running process is configured from (TLS,
+//! tokens, consent keys) and swaps in what they configure when they change;
+//! the collector and the layer share it.
 
 pub mod fsio;
 #[cfg(feature = "record")]
 pub mod powerloss;
+pub mod reload;

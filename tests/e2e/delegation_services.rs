@@ -1,146 +1,112 @@
-//! A planner app, a worker app and a tool service, each with its own audit
-//! layer shipping to the real collector: the planner (an agent for
-//! usr_alice) calls the worker over HTTP, the worker calls the tool over
-//! gRPC, and the chain crosses both hops in `Audit-Delegation-Chain`
-//! headers. The three run as threads of this test, each with its layer
-//! installed for its own thread only and its own runtime and listener, so
-//! that the hops are real network calls without building three binaries.
-//! Then: the tool's row carries the whole chain, `activity --origin` finds
-//! every hop's row, `who` prints the chain, a hop forging an origin is
-//! refused at the collector, and a v1 file answers beside the v2 ones.
+//! Three processes, each with its own audit layer shipping to the real
+//! collector: the `delegation_chain` example as a planner app (an agent for
+//! usr_alice), a worker app (HTTP, axum) and a tool service (gRPC, tonic).
+//! The planner calls the worker, the worker calls the tool, and the chain
+//! crosses both hops in `Audit-Delegation-Chain` headers with the W3C
+//! `traceparent` beside it. Then: the tool's row carries the whole chain
+//! (each hop's kind, id and owner), `activity --origin` finds every hop's
+//! row, each row names the service that sent its chain, all rows share the
+//! planner's trace id, `who` prints the chain, and a v1 file answers
+//! beside the v2 ones. A hop forging an origin without a chain, sent by a
+//! raw OTLP client, is refused at the collector in `delegation.rs`.
 
 use crate::common;
 
 use std::fs::File;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
-use audit_collector::partition::PartitionWriter;
-use audit_layer::propagation::{self, Caller, ExtractLayer};
-use audit_layer::{identity, privileged_span, Actor, AuditLayer};
-use audit_schema::{Draft, Rules, Stamp};
-use axum::Extension;
-use common::wire::{http_post, request};
-use common::{cli, Collector};
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use audit_collector::partition::{read_audit, PartitionWriter};
+use audit_layer::{identity, Actor, AuditLayer};
+use audit_schema::{ActorKind, Draft, Rules, Stamp};
+use common::{cli, example_bin, stdout_lines, Collector};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use prost::Message;
 use tracing_subscriber::layer::SubscriberExt;
 
-/// Runs `app` on a thread of its own with an audit layer for `service`
-/// shipping to `collector` (OTLP/HTTP), flushed before the thread ends.
-fn service<T: Send + 'static>(
-    service: &'static str,
-    collector: String,
-    app: impl FnOnce(&tokio::runtime::Runtime) -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    std::thread::spawn(move || {
-        let (layer, guard) = AuditLayer::builder()
-            .service_name(service)
-            .otlp_http(collector)
-            .build()
-            .expect("layer");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let out =
-            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-                app(&rt)
-            });
-        guard.shutdown(Duration::from_secs(20)).expect("flushed");
-        out
-    })
+/// One role of the `delegation_chain` example, killed if the test ends
+/// before it does.
+struct Hop {
+    child: Child,
+    lines: Receiver<String>,
 }
 
-/// The tool service's one RPC (the OTLP logs service stands in for any
-/// gRPC API): writes `db.write` as its own agent, for whoever called.
-struct Tool;
+impl Hop {
+    /// Starts `delegation_chain ARGS`, its layer shipping to `c`.
+    fn start(c: &Collector, args: &[&str]) -> Hop {
+        let mut child = Command::new(example_bin("delegation_chain"))
+            .args(args)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", c.http_url())
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the example");
+        let lines = stdout_lines(&mut child);
+        Hop { child, lines }
+    }
 
-#[tonic::async_trait]
-impl LogsService for Tool {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let caller = request
-            .extensions()
-            .get::<Caller>()
-            .expect("ExtractLayer ran");
-        let tool = caller
-            .delegate(Actor::agent("agt_tool", "usr_ops"))
-            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
-        privileged_span!(&tool, "db.write", target = "tbl_orders").in_scope(|| {});
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    /// The next line it prints, `prefix` removed.
+    fn line(&self, prefix: &str) -> String {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no {prefix:?} line within 60 s"));
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"))
+            .to_owned()
+    }
+
+    /// A server's address, from its first line.
+    fn address(&self) -> SocketAddr {
+        self.line("listening ").parse().expect("an address")
+    }
+
+    /// Waits (bounded) for it to exit; whether it exited 0.
+    fn wait(mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("still running after 60 s");
+    }
+
+    /// Ctrl-C: a server flushes its layer and exits.
+    fn stop(self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status();
+        assert!(sent.expect("kill").success());
+        self.wait()
     }
 }
 
-/// The worker's HTTP endpoint: acts for its caller, then calls the tool.
-async fn work(
-    Extension(caller): Extension<Caller>,
-    Extension(tool): Extension<SocketAddr>,
-) -> String {
-    let worker = caller
-        .delegate(Actor::agent("agt_worker", "usr_bob").credential("key_w1"))
-        .expect("a readable chain");
-    privileged_span!(&worker, "work.step", target = "tbl_orders").in_scope(|| {});
-    let mut client = LogsServiceClient::connect(format!("http://{tool}"))
-        .await
-        .expect("tool reachable");
-    let mut req = tonic::Request::new(ExportLogsServiceRequest::default());
-    propagation::inject_grpc(req.metadata_mut(), &worker, "worker").expect("inject");
-    client.export(req).await.expect("tool call");
-    "done".to_owned()
+impl Drop for Hop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
-/// Serves `app` (the chain extracted by the tower layer) on `l` until
-/// `stop` fires.
-pub(crate) fn serve_until(
-    rt: &tokio::runtime::Runtime,
-    l: tokio::net::TcpListener,
-    app: axum::Router,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    rt.block_on(
-        axum::serve(l, app.layer(ExtractLayer))
-            .with_graceful_shutdown(async {
-                stop.await.ok();
-            })
-            .into_future(),
-    )
-    .expect("worker served");
-}
-
-/// POSTs to the worker's `/work` with `headers`; the call must succeed.
-pub(crate) fn post_work(
-    rt: &tokio::runtime::Runtime,
-    worker: SocketAddr,
-    headers: http::HeaderMap,
-) {
-    let status = rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!("http://{worker}/work"))
-            .headers(headers)
-            .send()
-            .await
-            .expect("worker call")
-            .status()
+/// Alice's access change, which cascades to her planner agent, recorded by
+/// an identity service of the test's own.
+fn revoke_alices_access(c: &Collector) {
+    let (layer, guard) = AuditLayer::builder()
+        .service_name("iam")
+        .otlp_http(c.http_url())
+        .build()
+        .expect("layer");
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let alice = Actor::human("usr_alice");
+        let planner = Actor::agent("agt_planner", "usr_alice");
+        identity::owner_access_change(&alice, "usr_alice", "revoked db:write", &[planner])
+            .expect("access change recorded");
     });
-    assert!(status.is_success(), "{status}");
-}
-
-pub(crate) fn listener(rt: &tokio::runtime::Runtime) -> tokio::net::TcpListener {
-    rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind")
+    guard.shutdown(Duration::from_secs(20)).expect("flushed");
 }
 
 /// Rows of `activity --format json ARGS`, as JSON objects.
@@ -207,93 +173,49 @@ fn write_v1_file(data: &std::path::Path) {
 }
 
 #[test]
-fn a_chain_crosses_http_and_grpc_and_answers_by_origin() {
+fn a_chain_crosses_http_and_grpc_between_three_processes_and_answers_by_origin() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let c = Collector::start(&data, &[]);
 
-    // The tool service: gRPC, the chain extracted by the tower layer.
-    let (tool_addr, tool_rx) = mpsc::channel();
-    let (stop_tool, tool_stop) = tokio::sync::oneshot::channel::<()>();
-    let tool = service("tool", c.http_url(), move |rt| {
-        let l = listener(rt);
-        tool_addr.send(l.local_addr().expect("addr")).expect("send");
-        rt.block_on(
-            tonic::transport::Server::builder()
-                .layer(ExtractLayer)
-                .add_service(LogsServiceServer::new(Tool))
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(l),
-                    async {
-                        tool_stop.await.ok();
-                    },
-                ),
-        )
-        .expect("tool served");
-    });
-    let tool_addr: SocketAddr = tool_rx.recv().expect("tool address");
-
-    // The worker app: HTTP (axum), same layer.
-    let (worker_addr, worker_rx) = mpsc::channel();
-    let (stop_worker, worker_stop) = tokio::sync::oneshot::channel::<()>();
-    let worker = service("worker", c.http_url(), move |rt| {
-        let l = listener(rt);
-        worker_addr
-            .send(l.local_addr().expect("addr"))
-            .expect("send");
-        let app = axum::Router::new()
-            .route("/work", axum::routing::post(work))
-            .layer(Extension(tool_addr));
-        serve_until(rt, l, app, worker_stop);
-    });
-    let worker_addr: SocketAddr = worker_rx.recv().expect("worker address");
-
-    // The planner app: alice's agent, calling the worker over HTTP; then
-    // alice's access change, which cascades to her planner agent.
-    service("planner", c.http_url(), move |rt| {
-        let alice = Actor::human("usr_alice");
-        let planner = Actor::agent("agt_planner", "usr_alice").on_behalf_of(&alice);
-        privileged_span!(&planner, "plan.dispatch", target = "tbl_orders").in_scope(|| {});
-        let mut headers = http::HeaderMap::new();
-        propagation::inject(&mut headers, &planner, "planner").expect("inject");
-        post_work(rt, worker_addr, headers);
-        identity::owner_access_change(&alice, "usr_alice", "revoked db:write", &[planner])
-            .expect("access change recorded");
-    })
-    .join()
-    .expect("planner");
-    stop_worker.send(()).expect("stop worker");
-    worker.join().expect("worker");
-    stop_tool.send(()).expect("stop tool");
-    tool.join().expect("tool");
-
-    // A hop (an agent of usr_alice's) claiming another human as origin,
-    // without a chain, straight to the collector.
-    let forged = crate::delegation::record("forged", &[("audit.origin.id", "usr_carol".into())]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let answer = rt.block_on(async {
-        let body = request(vec![forged]).encode_to_vec();
-        http_post(
-            &reqwest::Client::new(),
-            c.http,
-            body,
-            "application/x-protobuf",
-            None,
-        )
-        .await
-    });
-    let ps = answer.export().partial_success.expect("refused");
-    assert_eq!(ps.rejected_log_records, 1, "{}", ps.error_message);
-    assert!(
-        ps.error_message
-            .contains("`audit.origin.id`: \"usr_carol\" differs"),
-        "{}",
-        ps.error_message
-    );
+    let tool = Hop::start(&c, &["tool"]);
+    let tool_addr = tool.address().to_string();
+    let worker = Hop::start(&c, &["worker", &tool_addr]);
+    let worker_addr = worker.address().to_string();
+    let planner = Hop::start(&c, &["planner", &worker_addr]);
+    let traceparent = planner.line("traceparent ");
+    assert!(planner.wait(), "the planner's call went through both hops");
+    assert!(worker.stop(), "the worker flushed and exited");
+    assert!(tool.stop(), "the tool service flushed and exited");
+    revoke_alices_access(&c);
     assert!(c.terminate(), "clean exit");
+
+    // One trace: `00-<trace id>-<span id>-<flags>` is the planner's span.
+    let sent: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(sent.len(), 4, "{traceparent}");
+    let stored = read_audit(&data).expect("read");
+    let span_of = |(agent, action): (&str, &str)| {
+        let (r, _, _) = stored
+            .iter()
+            .find(|(r, _, _)| r.agent_id.as_deref() == Some(agent) && r.action == action)
+            .unwrap_or_else(|| panic!("{agent}'s {action} row"));
+        (r.trace_id.as_deref(), r.span_id.clone())
+    };
+    let spans = [
+        ("agt_planner", "plan.dispatch"),
+        ("agt_worker", "work.step"),
+        ("agt_tool", "db.write"),
+    ]
+    .map(span_of);
+    assert!(
+        spans.iter().all(|(trace, _)| *trace == Some(sent[1])),
+        "every hop in the planner's trace {traceparent}: {spans:?}"
+    );
+    assert_eq!(spans[0].1.as_deref(), Some(sent[2]), "{traceparent}");
+    assert!(
+        spans[1].1 != spans[0].1 && spans[2].1 != spans[1].1,
+        "{spans:?}"
+    );
 
     write_v1_file(&data);
     let d = data.to_str().expect("utf-8 path");
@@ -301,38 +223,46 @@ fn a_chain_crosses_http_and_grpc_and_answers_by_origin() {
     let by_agent = |a: &str| rows.iter().find(|r| field(r, "agent_id") == a);
     let tool_row = by_agent("agt_tool").unwrap_or_else(|| panic!("tool row in {rows:#?}"));
     let hops = audit_schema::delegation::parse(field(tool_row, "delegation")).expect("chain");
-    let ids: Vec<_> = hops.iter().map(|h| h.id.as_str()).collect();
-    assert_eq!(ids, ["usr_alice", "agt_planner", "agt_worker", "agt_tool"]);
-    assert_eq!(hops[2].credential_id.as_deref(), Some("key_w1"));
+    let hops: Vec<_> = hops
+        .iter()
+        .map(|h| (h.kind, h.id.as_str(), h.owner_id.as_deref()))
+        .collect();
     assert_eq!(
-        field(tool_row, "delegation_from"),
-        "worker",
-        "the worker supplied the chain"
+        hops,
+        [
+            (ActorKind::Human, "usr_alice", None),
+            (ActorKind::Agent, "agt_planner", Some("usr_alice")),
+            (ActorKind::Agent, "agt_worker", Some("usr_bob")),
+            (ActorKind::Agent, "agt_tool", Some("usr_ops")),
+        ]
     );
+    assert_eq!(field(tool_row, "origin_id"), "usr_alice");
     assert_eq!(field(tool_row, "service_name"), "tool");
-    let worker_row = by_agent("agt_worker").expect("worker row");
-    assert_eq!(field(worker_row, "delegation_from"), "planner");
-    assert_eq!(
+    let sent_by = |a: &str| {
         field(
-            by_agent("agt_planner").expect("planner row"),
-            "delegation_from"
-        ),
-        ""
+            by_agent(a).unwrap_or_else(|| panic!("{a}'s row")),
+            "delegation_from",
+        )
+    };
+    assert_eq!(
+        sent_by("agt_tool"),
+        "worker",
+        "the worker sent the tool its chain"
     );
+    assert_eq!(sent_by("agt_worker"), "planner");
+    assert_eq!(sent_by("agt_planner"), "", "the planner's chain is its own");
     assert!(
         by_agent("agt_legacy").is_some(),
         "the v1 row, its owner its origin: {rows:#?}"
     );
-    assert!(rows.iter().all(|r| field(r, "event_id") != "forged"));
     assert!(
         rows.iter()
             .all(|r| field(r, "origin_id") == "usr_alice" || field(r, "owner_id") == "usr_alice"),
         "{rows:#?}"
     );
-
     assert!(
-        activity(d, &["--origin", "usr_carol"]).is_empty(),
-        "the forged row was not stored"
+        activity(d, &["--origin", "usr_bob"]).is_empty(),
+        "a hop's owner is no origin"
     );
 
     // v1 and v2 files together: the owner question reads both.

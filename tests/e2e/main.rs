@@ -38,5 +38,4 @@ mod tls;
 mod tls_reload;
 mod tls_revocation;
 mod token_reload;
-mod trace_chain;
 mod trust;

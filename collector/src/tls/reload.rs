@@ -16,7 +16,7 @@ use rustls::ServerConfig;
 use super::load::{self, FileSet};
 use super::{Loaded, TlsConfig, TlsError};
 use crate::metrics::Metrics;
-use crate::reload::{Live, Source, Watcher};
+use crate::reload::{Counted, Live, Source, Watcher};
 
 /// The rustls configuration a listener uses for its next handshake.
 pub type LiveConfig = Live<ServerConfig>;
@@ -77,7 +77,9 @@ impl Source for TlsFiles {
         self.http.replace(loaded.http);
         Ok(())
     }
+}
 
+impl Counted for TlsFiles {
     fn counters(metrics: &Metrics) -> (&AtomicU64, &AtomicU64) {
         (
             &metrics.tls_reloads_total,

@@ -23,9 +23,11 @@
 //! closes, the collector again for every record it receives.
 
 mod jws;
+mod keys_file;
 mod replay;
 
 pub use jws::{looks_like_jws, unverified_claims, ConsentKeys, Issuer, ALG};
+pub use keys_file::KeysFile;
 pub use replay::{ReplayGuard, DEFAULT_CAPACITY, DEFAULT_GRACE_SECS};
 
 use serde::{Deserialize, Serialize};
