@@ -16,8 +16,9 @@
 //!   `tracing_subscriber::fmt` writing to `std::io::sink()`.
 //! - `non-privileged span`: a plain `info_span!` with two fields on the
 //!   registry with the audit layer against the bare registry; after the
-//!   two criterion cases, the same two measured A/B interleaved (rounds
-//!   alternate between the subscribers, the median ratio is printed).
+//!   two criterion cases, the same two measured A/B interleaved (short
+//!   rounds alternate between the subscribers; the median ratio and its
+//!   quartiles are printed).
 //! - `effect check`: `require_gate("payments.*")` where it passes (inside a
 //!   gate, one ordinary span between) against that plain span, on the same
 //!   subscriber in the same scope: the cost of leaving the check on.
@@ -236,20 +237,23 @@ fn privileged_group(c: &mut Criterion) {
     g.finish();
 }
 
+/// Rounds of the interleaved A/B measure, and spans per round: short
+/// rounds, so that the two halves of a pair see the same machine load.
+const ROUNDS: usize = 400;
+const ROUND_SPANS: u32 = 2_000;
+
 /// Per-span time of `f` under `a` and under `b`, measured in alternating
 /// rounds (A then B, then B then A, ...) so that a change of machine load
-/// falls on both; the medians of the per-round times and of the per-round
-/// ratios a/b.
-fn interleaved(a: &Dispatch, b: &Dispatch, f: fn()) -> (Duration, Duration, f64) {
-    const ROUNDS: usize = 40;
-    const SPANS: u32 = 20_000;
+/// falls on both; the medians of the per-round times, and the quartiles
+/// of the per-round ratios a/b.
+fn interleaved(a: &Dispatch, b: &Dispatch, f: fn()) -> (Duration, Duration, [f64; 3]) {
     let time = |d: &Dispatch| {
         tracing::dispatcher::with_default(d, || {
             let start = Instant::now();
-            for _ in 0..SPANS {
+            for _ in 0..ROUND_SPANS {
                 f();
             }
-            start.elapsed() / SPANS
+            start.elapsed() / ROUND_SPANS
         })
     };
     // Warm both: registry pools, caches.
@@ -275,7 +279,12 @@ fn interleaved(a: &Dispatch, b: &Dispatch, f: fn()) -> (Duration, Duration, f64)
     let median_a = rounds[ROUNDS / 2].0;
     rounds.sort_by_key(|r| r.1);
     let median_b = rounds[ROUNDS / 2].1;
-    (median_a, median_b, ratios[ROUNDS / 2])
+    let quartiles = [
+        ratios[ROUNDS / 4],
+        ratios[ROUNDS / 2],
+        ratios[3 * ROUNDS / 4],
+    ];
+    (median_a, median_b, quartiles)
 }
 
 fn non_privileged_group(c: &mut Criterion) {
@@ -301,10 +310,11 @@ fn non_privileged_group(c: &mut Criterion) {
         .unwrap();
     let with_layer = Dispatch::new(tracing_subscriber::registry().with(layer));
     let bare = Dispatch::new(tracing_subscriber::registry());
-    let (a, b, ratio) = interleaved(&with_layer, &bare, plain);
+    let (a, b, [q1, median, q3]) = interleaved(&with_layer, &bare, plain);
     println!(
-        "non-privileged span, A/B interleaved (40 rounds of 20,000 spans, medians): \
-         registry + audit layer {a:?}, bare registry {b:?}, ratio {ratio:.3}"
+        "non-privileged span, A/B interleaved ({ROUNDS} rounds of {ROUND_SPANS} spans): \
+         medians registry + audit layer {a:?}, bare registry {b:?}; ratio per round: \
+         median {median:.3}, quartiles {q1:.3} {q3:.3}"
     );
 }
 
