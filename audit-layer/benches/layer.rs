@@ -13,7 +13,11 @@
 //!   same receiver (the pipeline a user assembles from those crates: both
 //!   encode and send), (d) `tracing-opentelemetry` with a batch exporter
 //!   that drops everything (the floor: no encoding, no I/O), (e)
-//!   `tracing_subscriber::fmt` writing to `std::io::sink()`.
+//!   `tracing_subscriber::fmt` writing to `std::io::sink()`. After the
+//!   two exporting cases' criterion runs, each also runs 100,000 spans and
+//!   a flush and prints the whole process's CPU time per span (and per
+//!   span the receiver got): the export thread's work, which the time on
+//!   the measured thread leaves out when the exporter drops spans.
 //! - `non-privileged span`: a plain `info_span!` with two fields on the
 //!   registry with the audit layer against the bare registry; after the
 //!   two criterion cases, the same two measured A/B interleaved (short
@@ -185,6 +189,11 @@ fn privileged_group(c: &mut Criterion) {
         g.bench_function("audit layer -> export queue -> receiver", |b| {
             b.iter(counted)
         });
+        RECEIVED_LOGS.store(0, Ordering::Relaxed);
+        let cost = pipeline_cost(privileged_spans(&actor), || {
+            queue_guard.flush(Duration::from_secs(60)).unwrap()
+        });
+        cost.print("audit layer", RECEIVED_LOGS.load(Ordering::Relaxed));
     });
     let status = queue_guard.status();
     let flushed = queue_guard.shutdown(Duration::from_secs(60));
@@ -205,6 +214,12 @@ fn privileged_group(c: &mut Criterion) {
         g.bench_function("tracing-opentelemetry -> otlp gRPC -> receiver", |b| {
             b.iter(counted)
         });
+        RECEIVED_SPANS.store(0, Ordering::Relaxed);
+        let cost = pipeline_cost(privileged_spans(&actor), || provider.force_flush().unwrap());
+        cost.print(
+            "tracing-opentelemetry",
+            RECEIVED_SPANS.load(Ordering::Relaxed),
+        );
     });
     let flushed = provider.shutdown();
     println!(
@@ -235,6 +250,67 @@ fn privileged_group(c: &mut Criterion) {
     });
 
     g.finish();
+}
+
+/// Spans of the whole-pipeline measure.
+const PIPELINE_SPANS: u64 = 100_000;
+
+/// `PIPELINE_SPANS` privileged spans, one after the other.
+fn privileged_spans(actor: &Actor) -> impl FnOnce() + '_ {
+    move || {
+        for _ in 0..PIPELINE_SPANS {
+            privileged(actor);
+        }
+    }
+}
+
+/// CPU time of the whole process (every thread: the measured one, the
+/// exporter's, the receiver's), user and system.
+fn process_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: RUSAGE_SELF is valid and `usage` is a writable rusage.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// What a pipeline's spans cost once everything it sends was sent.
+struct PipelineCost {
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl PipelineCost {
+    fn print(&self, name: &str, received: u64) {
+        let per = |d: Duration, n: u64| d / u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+        println!(
+            "{name}, whole pipeline: {PIPELINE_SPANS} spans, {received} received; \
+             wall {:?} per span, process CPU {:?} per span, {:?} per span received",
+            per(self.wall, PIPELINE_SPANS),
+            per(self.cpu, PIPELINE_SPANS),
+            per(self.cpu, received),
+        );
+    }
+}
+
+/// Wall and process CPU time of `spans` and then `flush` (which returns
+/// when the exporter has sent what it kept): the whole pipeline's work,
+/// whatever thread did it, which a time per span on the measured thread
+/// does not show (the layer's export worker, or a batch processor that
+/// drops spans when its queue is full).
+fn pipeline_cost(spans: impl FnOnce(), flush: impl FnOnce()) -> PipelineCost {
+    let (wall, cpu) = (Instant::now(), process_cpu());
+    spans();
+    flush();
+    PipelineCost {
+        wall: wall.elapsed(),
+        cpu: process_cpu() - cpu,
+    }
 }
 
 /// Rounds of the interleaved A/B measure, and spans per round: short
