@@ -189,18 +189,22 @@ fn privileged_group(c: &mut Criterion) {
         g.bench_function("audit layer -> export queue -> receiver", |b| {
             b.iter(counted)
         });
-        RECEIVED_LOGS.store(0, Ordering::Relaxed);
+        let before = RECEIVED_LOGS.load(Ordering::Relaxed);
         let cost = pipeline_cost(privileged_spans(&actor), || {
             queue_guard.flush(Duration::from_secs(60)).unwrap()
         });
-        cost.print("audit layer", RECEIVED_LOGS.load(Ordering::Relaxed));
+        cost.print(
+            "audit layer",
+            RECEIVED_LOGS.load(Ordering::Relaxed) - before,
+        );
+        spans.set(spans.get() + PIPELINE_SPANS);
     });
     let status = queue_guard.status();
     let flushed = queue_guard.shutdown(Duration::from_secs(60));
     // What each pipeline did with its spans: one that drops spans when
     // its queue is full does less work than one that delivers them all.
     println!(
-        "audit layer: {} spans, {} records received, {} dropped; {flushed:?}",
+        "audit layer, in all: {} spans, {} records received, {} dropped; {flushed:?}",
         spans.replace(0),
         RECEIVED_LOGS.swap(0, Ordering::Relaxed),
         status.dropped(),
@@ -214,16 +218,15 @@ fn privileged_group(c: &mut Criterion) {
         g.bench_function("tracing-opentelemetry -> otlp gRPC -> receiver", |b| {
             b.iter(counted)
         });
-        RECEIVED_SPANS.store(0, Ordering::Relaxed);
+        let before = RECEIVED_SPANS.load(Ordering::Relaxed);
         let cost = pipeline_cost(privileged_spans(&actor), || provider.force_flush().unwrap());
-        cost.print(
-            "tracing-opentelemetry",
-            RECEIVED_SPANS.load(Ordering::Relaxed),
-        );
+        let received = RECEIVED_SPANS.load(Ordering::Relaxed) - before;
+        cost.print("tracing-opentelemetry", received);
+        spans.set(spans.get() + PIPELINE_SPANS);
     });
     let flushed = provider.shutdown();
     println!(
-        "tracing-opentelemetry: {} spans, {} received; {flushed:?}",
+        "tracing-opentelemetry, in all: {} spans, {} received; {flushed:?}",
         spans.replace(0),
         RECEIVED_SPANS.swap(0, Ordering::Relaxed),
     );
