@@ -7,38 +7,64 @@
 //!   the actor; the action as the span name, target and scopes as fields)
 //!   created, entered and closed through (a) the audit layer delivering to
 //!   the in-memory sink, (b) the audit layer handing the record to its
-//!   export queue, (c) `tracing_subscriber::fmt` writing to
-//!   `std::io::sink()`, (d)
-//!   `tracing-opentelemetry` with an SDK tracer whose batch exporter drops
-//!   everything.
+//!   export queue, whose worker sends it over OTLP/gRPC to a receiver in
+//!   this process, (c) `tracing-opentelemetry` with the SDK's batch span
+//!   processor and `opentelemetry-otlp`'s gRPC exporter sending to the
+//!   same receiver (the pipeline a user assembles from those crates: both
+//!   encode and send), (d) `tracing-opentelemetry` with a batch exporter
+//!   that drops everything (the floor: no encoding, no I/O), (e)
+//!   `tracing_subscriber::fmt` writing to `std::io::sink()`. After the
+//!   two exporting cases' criterion runs, each also runs 100,000 spans and
+//!   a flush and prints the whole process's CPU time per span (and per
+//!   span the receiver got): the export thread's work, which the time on
+//!   the measured thread leaves out when the exporter drops spans.
 //! - `non-privileged span`: a plain `info_span!` with two fields on the
-//!   registry with the audit layer against the bare registry.
+//!   registry with the audit layer against the bare registry; after the
+//!   two criterion cases, the same two measured A/B interleaved (short
+//!   rounds alternate between the subscribers; the median ratio and its
+//!   quartiles are printed).
 //! - `effect check`: `require_gate("payments.*")` where it passes (inside a
 //!   gate, one ordinary span between) against that plain span, on the same
 //!   subscriber in the same scope: the cost of leaving the check on.
 //!
-//! The queue case exports over gRPC to an OTLP receiver in the same process
-//! (its own runtime thread) that acknowledges and discards every batch: the
-//! steady state of an application whose collector keeps up, with the export
-//! worker encoding and sending on the other core. (An earlier version sent
-//! to a closed port; the queue then only grew, and page faults of the
-//! growing queue were a tenth of the measure.)
+//! The receiver (its own runtime thread) acknowledges and discards every
+//! batch, logs and traces alike, after tonic decoded it: the steady state
+//! of an application whose collector keeps up, with the exporting thread
+//! encoding and sending on the other core. (An earlier version sent to a
+//! closed port; the queue then only grew, and page faults of the growing
+//! queue were a tenth of the measure.)
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use audit_layer::{gate, privileged_span, require_gate, Actor, AuditLayer, MemorySink};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use audit_layer::{gate, require_gate, Actor, AuditLayer, MemorySink};
 use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
+
+#[path = "../tests/support/spans.rs"]
+mod spans;
+use spans::{plain, privileged};
 
 /// The OpenTelemetry baseline's exporter: the SDK's work (span data,
 /// attributes, batch queue) without any I/O.
@@ -52,7 +78,13 @@ impl SpanExporter for NoopExporter {
     }
 }
 
-/// An OTLP/gRPC logs receiver that acknowledges everything and keeps nothing.
+/// Log records and spans the receiver was sent.
+static RECEIVED_LOGS: AtomicU64 = AtomicU64::new(0);
+static RECEIVED_SPANS: AtomicU64 = AtomicU64::new(0);
+
+/// An OTLP/gRPC receiver of logs and traces that acknowledges everything
+/// and keeps nothing but a count.
+#[derive(Clone, Copy)]
 struct Discard;
 
 #[tonic::async_trait]
@@ -61,49 +93,61 @@ impl LogsService for Discard {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        black_box(request);
+        let n = (request.get_ref().resource_logs.iter())
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len() as u64)
+            .sum();
+        RECEIVED_LOGS.fetch_add(n, Ordering::Relaxed);
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
 }
 
-/// Starts [`Discard`] on 127.0.0.1:0 in a background thread; its URL.
+#[tonic::async_trait]
+impl TraceService for Discard {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let n = (request.get_ref().resource_spans.iter())
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum();
+        RECEIVED_SPANS.fetch_add(n, Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// Starts [`Discard`] for logs and traces; its URL.
 fn discard_receiver() -> String {
+    spans::serve(
+        tonic::transport::Server::builder()
+            .add_service(LogsServiceServer::new(Discard))
+            .add_service(TraceServiceServer::new(Discard)),
+    )
+}
+
+/// `opentelemetry-otlp`'s gRPC span exporter to `url`. Its tonic channel
+/// lives on a runtime of its own thread, as the layer's export worker has
+/// one: the SDK's batch processor thread encodes, that runtime sends.
+fn otlp_exporter(url: &str) -> opentelemetry_otlp::SpanExporter {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        rt.block_on(
-            tonic::transport::Server::builder()
-                .add_service(LogsServiceServer::new(Discard))
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-        )
-    });
-    url
+    let exporter = {
+        let _cx = rt.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(url)
+            .build()
+            .unwrap()
+    };
+    std::thread::spawn(move || rt.block_on(std::future::pending::<()>()));
+    exporter
 }
 
 fn actor() -> Actor {
     Actor::agent("agt_7f3", "usr_alice").task("task_91")
-}
-
-/// The span every case of the privileged group creates, enters and closes.
-fn privileged(actor: &Actor) {
-    privileged_span!(
-        actor,
-        "payments.transfer",
-        target = "acct_42",
-        scopes = "payments:write,accounts:read"
-    )
-    .in_scope(|| black_box(1));
-}
-
-fn plain() {
-    tracing::info_span!("http.request", method = "GET", path = "/accounts/42")
-        .in_scope(|| black_box(1));
 }
 
 fn privileged_group(c: &mut Criterion) {
@@ -129,27 +173,63 @@ fn privileged_group(c: &mut Criterion) {
         });
     });
 
+    let receiver = discard_receiver();
     let (layer, queue_guard) = AuditLayer::builder()
         .service_name("bench")
-        .otlp_grpc(discard_receiver())
+        .otlp_grpc(receiver.clone())
         .shutdown_timeout(Duration::from_secs(5))
         .build()
         .unwrap();
+    let spans = Cell::new(0u64);
+    let counted = || {
+        spans.set(spans.get() + 1);
+        privileged(&actor)
+    };
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        g.bench_function("audit layer -> export queue", |b| {
-            b.iter(|| privileged(&actor))
+        g.bench_function("audit layer -> export queue -> receiver", |b| {
+            b.iter(counted)
         });
+        let before = RECEIVED_LOGS.load(Ordering::Relaxed);
+        let cost = pipeline_cost(privileged_spans(&actor), || {
+            queue_guard.flush(Duration::from_secs(60)).unwrap()
+        });
+        cost.print(
+            "audit layer",
+            RECEIVED_LOGS.load(Ordering::Relaxed) - before,
+        );
+        spans.set(spans.get() + PIPELINE_SPANS);
     });
-    drop(queue_guard);
+    let status = queue_guard.status();
+    let flushed = queue_guard.shutdown(Duration::from_secs(60));
+    // What each pipeline did with its spans: one that drops spans when
+    // its queue is full does less work than one that delivers them all.
+    println!(
+        "audit layer, in all: {} spans, {} records received, {} dropped; {flushed:?}",
+        spans.replace(0),
+        RECEIVED_LOGS.swap(0, Ordering::Relaxed),
+        status.dropped(),
+    );
 
-    let fmt = tracing_subscriber::fmt()
-        .with_writer(std::io::sink)
-        .with_ansi(false)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .finish();
-    tracing::subscriber::with_default(fmt, || {
-        g.bench_function("fmt -> io::sink", |b| b.iter(|| privileged(&actor)));
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(otlp_exporter(&receiver))
+        .build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(otel), || {
+        g.bench_function("tracing-opentelemetry -> otlp gRPC -> receiver", |b| {
+            b.iter(counted)
+        });
+        let before = RECEIVED_SPANS.load(Ordering::Relaxed);
+        let cost = pipeline_cost(privileged_spans(&actor), || provider.force_flush().unwrap());
+        let received = RECEIVED_SPANS.load(Ordering::Relaxed) - before;
+        cost.print("tracing-opentelemetry", received);
+        spans.set(spans.get() + PIPELINE_SPANS);
     });
+    let flushed = provider.shutdown();
+    println!(
+        "tracing-opentelemetry, in all: {} spans, {} received; {flushed:?}",
+        spans.replace(0),
+        RECEIVED_SPANS.swap(0, Ordering::Relaxed),
+    );
 
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(NoopExporter)
@@ -163,7 +243,127 @@ fn privileged_group(c: &mut Criterion) {
     // Shutdown errors of a no-op exporter are not part of the measure.
     let _ = provider.shutdown();
 
+    let fmt = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_ansi(false)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .finish();
+    tracing::subscriber::with_default(fmt, || {
+        g.bench_function("fmt -> io::sink", |b| b.iter(|| privileged(&actor)));
+    });
+
     g.finish();
+}
+
+/// Spans of the whole-pipeline measure.
+const PIPELINE_SPANS: u64 = 100_000;
+
+/// `PIPELINE_SPANS` privileged spans, one after the other.
+fn privileged_spans(actor: &Actor) -> impl FnOnce() + '_ {
+    move || {
+        for _ in 0..PIPELINE_SPANS {
+            privileged(actor);
+        }
+    }
+}
+
+/// CPU time of the whole process (every thread: the measured one, the
+/// exporter's, the receiver's), user and system.
+fn process_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: RUSAGE_SELF is valid and `usage` is a writable rusage.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// What a pipeline's spans cost once everything it sends was sent.
+struct PipelineCost {
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl PipelineCost {
+    fn print(&self, name: &str, received: u64) {
+        let per = |d: Duration, n: u64| d / u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+        println!(
+            "{name}, whole pipeline: {PIPELINE_SPANS} spans, {received} received; \
+             wall {:?} per span, process CPU {:?} per span, {:?} per span received",
+            per(self.wall, PIPELINE_SPANS),
+            per(self.cpu, PIPELINE_SPANS),
+            per(self.cpu, received),
+        );
+    }
+}
+
+/// Wall and process CPU time of `spans` and then `flush` (which returns
+/// when the exporter has sent what it kept): the whole pipeline's work,
+/// whatever thread did it, which a time per span on the measured thread
+/// does not show (the layer's export worker, or a batch processor that
+/// drops spans when its queue is full).
+fn pipeline_cost(spans: impl FnOnce(), flush: impl FnOnce()) -> PipelineCost {
+    let (wall, cpu) = (Instant::now(), process_cpu());
+    spans();
+    flush();
+    PipelineCost {
+        wall: wall.elapsed(),
+        cpu: process_cpu() - cpu,
+    }
+}
+
+/// Rounds of the interleaved A/B measure, and spans per round: short
+/// rounds, so that the two halves of a pair see the same machine load.
+const ROUNDS: usize = 400;
+const ROUND_SPANS: u32 = 2_000;
+
+/// Per-span time of `f` under `a` and under `b`, measured in alternating
+/// rounds (A then B, then B then A, ...) so that a change of machine load
+/// falls on both; the medians of the per-round times, and the quartiles
+/// of the per-round ratios a/b.
+fn interleaved(a: &Dispatch, b: &Dispatch, f: fn()) -> (Duration, Duration, [f64; 3]) {
+    let time = |d: &Dispatch| {
+        tracing::dispatcher::with_default(d, || {
+            let start = Instant::now();
+            for _ in 0..ROUND_SPANS {
+                f();
+            }
+            start.elapsed() / ROUND_SPANS
+        })
+    };
+    // Warm both: registry pools, caches.
+    time(a);
+    time(b);
+    let mut rounds: Vec<(Duration, Duration)> = (0..ROUNDS)
+        .map(|i| {
+            if i % 2 == 0 {
+                let ta = time(a);
+                (ta, time(b))
+            } else {
+                let tb = time(b);
+                (time(a), tb)
+            }
+        })
+        .collect();
+    let mut ratios: Vec<f64> = rounds
+        .iter()
+        .map(|(ta, tb)| ta.as_secs_f64() / tb.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    rounds.sort_by_key(|r| r.0);
+    let median_a = rounds[ROUNDS / 2].0;
+    rounds.sort_by_key(|r| r.1);
+    let median_b = rounds[ROUNDS / 2].1;
+    let quartiles = [
+        ratios[ROUNDS / 4],
+        ratios[ROUNDS / 2],
+        ratios[3 * ROUNDS / 4],
+    ];
+    (median_a, median_b, quartiles)
 }
 
 fn non_privileged_group(c: &mut Criterion) {
@@ -180,8 +380,21 @@ fn non_privileged_group(c: &mut Criterion) {
     tracing::subscriber::with_default(tracing_subscriber::registry(), || {
         g.bench_function("bare registry", |b| b.iter(plain));
     });
-
     g.finish();
+
+    let (layer, _guard) = AuditLayer::builder()
+        .service_name("bench")
+        .memory(MemorySink::default())
+        .build()
+        .unwrap();
+    let with_layer = Dispatch::new(tracing_subscriber::registry().with(layer));
+    let bare = Dispatch::new(tracing_subscriber::registry());
+    let (a, b, [q1, median, q3]) = interleaved(&with_layer, &bare, plain);
+    println!(
+        "non-privileged span, A/B interleaved ({ROUNDS} rounds of {ROUND_SPANS} spans): \
+         medians registry + audit layer {a:?}, bare registry {b:?}; ratio per round: \
+         median {median:.3}, quartiles {q1:.3} {q3:.3}"
+    );
 }
 
 fn effect_group(c: &mut Criterion) {

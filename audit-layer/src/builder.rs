@@ -21,7 +21,7 @@ use crate::build_error::BuildError;
 use crate::consent::{ConsentError, ConsentKeys, Verification, DEFAULT_RELOAD_INTERVAL};
 use crate::core::Core;
 use crate::export::{
-    self, http_logs_url, Destination, EnvSettings, FlushGuard, GrpcConfig, Http, MemorySink,
+    http_logs_url, Destination, EnvSettings, FlushGuard, GrpcConfig, Http, MemorySink, Prepared,
     Protocol, Sink, TlsFiles, TransportConfig, WhenFull, WorkerSettings, DEFAULT_GRPC_ENDPOINT,
     DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT,
 };
@@ -328,11 +328,14 @@ impl AuditLayerBuilder {
                 Ok(TransportConfig::Http(Box::new(http)))
             }
         };
-        let (sink, guard) = match transport {
+        // The queue exists before the core that sends to it; the worker,
+        // which checks spans with the core, starts after it.
+        let (sink, worker) = match transport {
             Ok(transport) => {
-                export::spawn(transport, resource.clone(), self.settings, status.clone())?
+                let prepared = Prepared::new(self.settings, status.clone())?;
+                (prepared.sink(), Some((prepared, transport)))
             }
-            Err(memory) => (Sink::Memory(memory), FlushGuard::inline(status.clone())),
+            Err(memory) => (Sink::Memory(memory), None),
         };
         let mut policy = self.policy;
         for p in env_list(DANGEROUS_ACTIONS_VAR) {
@@ -340,15 +343,19 @@ impl AuditLayerBuilder {
         }
         let every = self.consent_keys_reload.unwrap_or(DEFAULT_RELOAD_INTERVAL);
         let consent = verification(self.consent_keys, self.consent_keys_file, every, &status)?;
-        let core = Core {
+        let core = Arc::new(Core {
             consent,
             policy,
-            resource,
+            resource: resource.clone(),
             sink,
-            status,
+            status: status.clone(),
+        });
+        let guard = match worker {
+            Some((prepared, transport)) => prepared.start(transport, resource, core.clone())?,
+            None => FlushGuard::inline(status),
         };
         let layer = AuditLayer {
-            core: Arc::new(core),
+            core,
             strict: self.strict,
             scope: None,
             dispatch: OnceLock::new(),

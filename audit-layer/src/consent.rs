@@ -49,7 +49,6 @@ pub use audit_schema::consent::{
     Act, Claims, ConsentError, ConsentKeys, Issuer, ReplayGuard, MAX_LIFETIME_SECS,
 };
 
-use crate::clock::now_ns;
 use crate::stats::AuditStatus;
 
 /// How often a consent keys file is read for changes by default, as the
@@ -117,12 +116,13 @@ impl Verification {
         rules: &Rules,
         draft: Draft,
         use_it: bool,
+        at_ns: i64,
     ) -> Result<AuditRecord, Rejection> {
         let keys = self.keys.current();
         let verifier = Verifier {
             keys: &keys,
             replay: use_it.then_some(&self.replay),
-            now_ns: now_ns(),
+            now_ns: at_ns,
         };
         check_action(rules, draft, Vec::new(), Some(verifier))
     }

@@ -8,11 +8,13 @@
 
 use audit_schema::consent;
 use audit_schema::otlp::ResourceInfo;
-use audit_schema::{AuditRecord, Draft, Rejection, Rules, ViolationRecord};
+use audit_schema::{AuditRecord, Draft, Field, Rejection, Rules, ViolationRecord};
 use tracing_core::Metadata;
 
+use crate::clock::now_ns;
 use crate::consent::Verification;
-use crate::export::{Item, Sink};
+use crate::export::{Check, Item, Sink};
+use crate::fields::Closed;
 use crate::ids;
 use crate::policy::Policy;
 use crate::stats::AuditStatus;
@@ -34,29 +36,63 @@ impl Core {
         self.policy.rules_ref()
     }
 
-    /// The rules and, for a dangerous action, the consent token: the
-    /// record to send, or why not. Uses the consent (once per event).
-    pub fn check(&self, draft: Draft) -> Result<AuditRecord, Rejection> {
-        self.check_consent(draft, true)
-    }
-
-    /// [`Core::check`] before the action: the consent is checked but not
-    /// used, the record made when the action ends uses it.
+    /// The rules and, for a dangerous action, the consent token, before
+    /// the action: the consent is checked but not used, the record made
+    /// when the action ends ([`Core::record_of`]) uses it.
     pub fn precheck(&self, draft: Draft) -> Result<AuditRecord, Rejection> {
-        self.check_consent(draft, false)
+        self.check_consent(draft, false, now_ns())
     }
 
-    fn check_consent(&self, draft: Draft, use_it: bool) -> Result<AuditRecord, Rejection> {
+    /// A consent token is judged at `at_ns`: a span's close, not when the
+    /// exporter got to its record.
+    fn check_consent(
+        &self,
+        draft: Draft,
+        use_it: bool,
+        at_ns: i64,
+    ) -> Result<AuditRecord, Rejection> {
         match &self.consent {
-            Some(v) => v.check(self.rules(), draft, use_it),
+            Some(v) => v.check(self.rules(), draft, use_it, at_ns),
             None => consent::check_action(self.rules(), draft, Vec::new(), None),
         }
+    }
+
+    /// The record of a closed privileged span: its fields completed (the
+    /// resource, the close time, the action's and the outcome's defaults,
+    /// the policy's dangerous actions, an event id), then checked.
+    pub fn record_of(&self, span: Closed) -> Result<AuditRecord, Rejection> {
+        let Closed {
+            mut fields,
+            meta,
+            end_ns,
+            error_seen,
+        } = span;
+        fields.default_action(meta);
+        if error_seen {
+            fields.error_outcome();
+        }
+        // Record that the policy found it dangerous, not only the span: the
+        // row then says why consent was required.
+        if fields
+            .get(Field::Action)
+            .is_some_and(|a| self.rules().is_dangerous_action(a))
+        {
+            fields.set_dangerous();
+        }
+        fields.ensure_event_id();
+        let mut draft = fields.into_draft();
+        draft.end_time_ns.get_or_insert(end_ns);
+        draft.service_name.clone_from(&self.resource.service_name);
+        draft
+            .service_instance_id
+            .clone_from(&self.resource.service_instance_id);
+        self.check_consent(draft, true, end_ns)
     }
 
     /// Hands a finished record to the exporter; blocks only under
     /// [`WhenFull::Block`](crate::WhenFull::Block), at most its timeout.
     pub fn send(&self, item: Item) {
-        self.sink.send(item, &self.status);
+        self.sink.send(item, &self.status, self);
     }
 
     /// Counts a rejected privileged action and sends its violation record,
@@ -67,8 +103,21 @@ impl Core {
         meta: &'static Metadata<'static>,
         time_ns: i64,
     ) -> String {
+        let violation = self.violation(rejection, meta, time_ns);
+        let reason = violation.reason.clone();
+        self.send(Item::Violation(violation));
+        reason
+    }
+
+    /// Counts a rejected privileged action; its violation record.
+    fn violation(
+        &self,
+        rejection: &Rejection,
+        meta: &'static Metadata<'static>,
+        time_ns: i64,
+    ) -> ViolationRecord {
         self.status.add_violations(1);
-        let violation = ViolationRecord {
+        ViolationRecord {
             span_target: Some(meta.target().to_owned()),
             span_name: Some(meta.name().to_owned()),
             code_file: meta.file().map(str::to_owned),
@@ -81,9 +130,14 @@ impl Core {
                 time_ns,
                 self.resource.service_name.as_deref(),
             )
-        };
-        let reason = violation.reason.clone();
-        self.send(Item::Violation(violation));
-        reason
+        }
+    }
+}
+
+impl Check for Core {
+    fn check(&self, span: Closed) -> Result<AuditRecord, Box<ViolationRecord>> {
+        let (meta, end_ns) = (span.meta, span.end_ns);
+        self.record_of(span)
+            .map_err(|rejection| Box::new(self.violation(&rejection, meta, end_ns)))
     }
 }

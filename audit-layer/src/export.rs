@@ -113,8 +113,9 @@ pub use loss::DROPPED_CAUSE;
 pub use memory::MemorySink;
 pub(crate) use spool::Spool;
 pub(crate) use tls::TlsFiles;
-pub(crate) use worker::spawn;
+pub(crate) use worker::Prepared;
 
+use crate::fields::Closed;
 use crate::stats::AuditStatus;
 use loss::Losses;
 
@@ -163,19 +164,50 @@ pub enum WhenFull {
 
 /// One record on its way out.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a span's fields are held inline (about 1 KB) so that handing a span over costs \
+              no allocation; a queued record used to take as much, in its strings on the heap"
+)]
 pub(crate) enum Item {
     Action(AuditRecord),
     Violation(ViolationRecord),
+    /// A privileged span not checked yet: [`Check`] makes it an action or a
+    /// violation after the hand-off, on the worker's thread (on the
+    /// application's for the in-memory sink).
+    Span(Closed),
     /// The exporter's own report of dropped records: not counted in
     /// `accepted` (a flush must not wait for it) until it is spooled.
     Report(ViolationRecord),
 }
 
+/// The dual-key check of a closed privileged span: its record, or the
+/// violation it is (counted as one). The layer's core implements it; the
+/// worker runs it, so that the application's thread only hands the span's
+/// fields over.
+pub(crate) trait Check: Send + Sync {
+    fn check(&self, span: Closed) -> Result<AuditRecord, Box<ViolationRecord>>;
+}
+
 impl Item {
+    /// The item with a span checked. Exactly once per span: the check
+    /// uses the span's consent token, and counts a violation.
+    fn checked(self, check: &dyn Check) -> Item {
+        match self {
+            Item::Span(span) => match check.check(span) {
+                Ok(r) => Item::Action(r),
+                Err(v) => Item::Violation(*v),
+            },
+            ready => ready,
+        }
+    }
+
+    /// The log record of a [`checked`](Item::checked) item.
     fn encode(&self) -> LogRecord {
         match self {
             Item::Action(r) => encode_action(r),
             Item::Violation(v) | Item::Report(v) => encode_violation(v),
+            Item::Span(_) => unreachable!("the worker checks every span it takes from the queue"),
         }
     }
 
@@ -409,13 +441,19 @@ pub(crate) enum Sink {
 }
 
 impl Sink {
-    /// Blocks only under [`WhenFull::Block`], at most its timeout.
-    pub fn send(&self, item: Item, status: &AuditStatus) {
+    /// Blocks only under [`WhenFull::Block`], at most its timeout. The
+    /// in-memory sink checks a span at once: its records are visible as
+    /// soon as the span has closed.
+    pub fn send(&self, item: Item, status: &AuditStatus, check: &dyn Check) {
         match self {
             Sink::Memory(m) => {
                 match item {
                     Item::Action(r) => m.push_record(r),
                     Item::Violation(v) | Item::Report(v) => m.push_violation(v),
+                    Item::Span(span) => match check.check(span) {
+                        Ok(r) => m.push_record(r),
+                        Err(v) => m.push_violation(*v),
+                    },
                 }
                 status.add_exported(1);
             }

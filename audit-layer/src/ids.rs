@@ -74,7 +74,8 @@ fn next_u64() -> u64 {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
         out.push(HEX[usize::from(b >> 4)]);
@@ -94,21 +95,46 @@ fn nonzero() -> u64 {
     }
 }
 
-/// A 16-byte trace id as 32 lower-case hex digits.
-pub(crate) fn trace_id() -> String {
+/// A 16-byte trace id, kept binary until a record is built.
+pub(crate) fn trace_id_bytes() -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&nonzero().to_be_bytes());
     b[8..].copy_from_slice(&next_u64().to_be_bytes());
-    hex(&b)
+    b
+}
+
+/// An 8-byte span id, kept binary until a record is built.
+pub(crate) fn span_id_bytes() -> [u8; 8] {
+    nonzero().to_be_bytes()
+}
+
+/// A 16-byte trace id as 32 lower-case hex digits.
+#[cfg(test)]
+fn trace_id() -> String {
+    hex(&trace_id_bytes())
 }
 
 /// An 8-byte span id as 16 lower-case hex digits.
-pub(crate) fn span_id() -> String {
-    hex(&nonzero().to_be_bytes())
+#[cfg(test)]
+fn span_id() -> String {
+    hex(&span_id_bytes())
 }
 
-/// A UUIDv7 (time-ordered to the millisecond, 74 random bits), hyphenated.
-pub(crate) fn event_id() -> String {
+/// A hyphenated UUIDv7 held on the stack: a privileged span records it
+/// without an allocation.
+#[derive(Clone, Copy, Debug)]
+pub struct EventId([u8; uuid::fmt::Hyphenated::LENGTH]);
+
+impl EventId {
+    /// The id, 36 characters.
+    pub fn as_str(&self) -> &str {
+        // `encode_lower` wrote ASCII only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// A UUIDv7 (time-ordered to the millisecond, 74 random bits).
+pub(crate) fn event_id_text() -> EventId {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -116,10 +142,17 @@ pub(crate) fn event_id() -> String {
     let mut rand = [0u8; 10];
     rand[..8].copy_from_slice(&next_u64().to_le_bytes());
     rand[8..].copy_from_slice(&next_u64().to_le_bytes()[..2]);
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
     uuid::Builder::from_unix_timestamp_millis(ms, &rand)
         .into_uuid()
         .hyphenated()
-        .to_string()
+        .encode_lower(&mut text);
+    EventId(text)
+}
+
+/// A UUIDv7, hyphenated.
+pub(crate) fn event_id() -> String {
+    event_id_text().as_str().to_owned()
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The `tracing_subscriber::Layer`: gathers a privileged span's fields into
-//! a [`Draft`], checks the dual key when the span closes, and hands an
-//! audit record (or a violation record) to the exporter.
+//! The `tracing_subscriber::Layer`: gathers a privileged span's fields
+//! (`fields`), hands them to the exporter when the span closes, where the
+//! dual key is checked and the audit record (or a violation record) made;
+//! in strict mode the check runs here, at the close.
 //!
 //! Non-privileged spans are decided from static metadata in `on_new_span`
 //! and then left alone: no allocation, no extension, nothing on close.
@@ -8,9 +9,8 @@
 use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
 
-use audit_schema::{Draft, Field, Rejection};
+use audit_schema::{Field, Rejection};
 use tracing_core::dispatcher::WeakDispatch;
-use tracing_core::field::Visit;
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Dispatch, Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
@@ -20,6 +20,7 @@ use tracing_subscriber::Layer;
 use crate::clock::now_ns;
 use crate::core::Core;
 use crate::export::Item;
+use crate::fields::{Closed, FieldVisitor, SpanFields};
 use crate::ids;
 use crate::policy::Static;
 use crate::trace_context;
@@ -69,7 +70,7 @@ where
         let action = ext
             .get::<SpanState>()
             .filter(|st| st.privileged())
-            .map(|st| st.draft.action.as_deref().unwrap_or(s.name()));
+            .map(|st| st.fields.get(Field::Action).unwrap_or(s.name()));
         let open = OpenSpan {
             name: s.name(),
             action,
@@ -92,14 +93,11 @@ impl std::fmt::Debug for AuditLayer {
 
 /// Per-span state, stored in the span's extensions (privileged spans only).
 struct SpanState {
-    start_ns: i64,
-    draft: Draft,
+    fields: SpanFields,
     /// Callsite, kept for the violation record.
     meta: &'static Metadata<'static>,
     /// The policy said so from metadata; otherwise only `audit.privileged = true` counts.
     statically_privileged: bool,
-    /// An `outcome` field was recorded: an ERROR event must not overwrite it.
-    explicit_outcome: bool,
     /// An ERROR-level event happened inside the span.
     error_seen: bool,
     /// The OpenTelemetry span's ids were looked for (`trace_context`).
@@ -108,84 +106,7 @@ struct SpanState {
 
 impl SpanState {
     fn privileged(&self) -> bool {
-        self.statically_privileged || self.draft.privileged
-    }
-}
-
-/// Fills a draft from span fields. Every `record_*` goes through [`Self::put`].
-struct DraftVisitor<'a> {
-    draft: &'a mut Draft,
-    explicit_outcome: &'a mut bool,
-}
-
-enum Value {
-    Bool(bool),
-    Text(String),
-}
-
-impl DraftVisitor<'_> {
-    fn put(&mut self, field: &tracing_core::Field, value: Value) {
-        self.put_as(Field::from_span_field(field.name()), field, value);
-    }
-
-    fn put_as(&mut self, known: Option<Field>, field: &tracing_core::Field, value: Value) {
-        match (known, value) {
-            (Some(f), value) => {
-                if f == Field::Outcome {
-                    *self.explicit_outcome = true;
-                }
-                match value {
-                    Value::Bool(b) => self.draft.set_bool(f, b),
-                    Value::Text(s) => self.draft.set(f, s),
-                }
-            }
-            (None, value) => {
-                let s = match value {
-                    Value::Bool(b) => b.to_string(),
-                    Value::Text(s) => s,
-                };
-                self.draft.attributes.insert(field.name().to_owned(), s);
-            }
-        }
-    }
-}
-
-impl Visit for DraftVisitor<'_> {
-    fn record_str(&mut self, field: &tracing_core::Field, value: &str) {
-        match Field::from_span_field(field.name()) {
-            // Split in place rather than copy the list to split it later.
-            Some(Field::Scopes) => self.draft.scopes = audit_schema::record::split_scopes(value),
-            known => self.put_as(known, field, Value::Text(value.to_owned())),
-        }
-    }
-
-    fn record_bool(&mut self, field: &tracing_core::Field, value: bool) {
-        self.put(field, Value::Bool(value));
-    }
-
-    fn record_i64(&mut self, field: &tracing_core::Field, value: i64) {
-        self.put(field, Value::Text(value.to_string()));
-    }
-
-    fn record_u64(&mut self, field: &tracing_core::Field, value: u64) {
-        self.put(field, Value::Text(value.to_string()));
-    }
-
-    fn record_f64(&mut self, field: &tracing_core::Field, value: f64) {
-        self.put(field, Value::Text(value.to_string()));
-    }
-
-    fn record_error(
-        &mut self,
-        field: &tracing_core::Field,
-        value: &(dyn std::error::Error + 'static),
-    ) {
-        self.put(field, Value::Text(value.to_string()));
-    }
-
-    fn record_debug(&mut self, field: &tracing_core::Field, value: &dyn std::fmt::Debug) {
-        // `%x` arrives here as a DisplayValue whose Debug is x's Display.
-        self.put(field, Value::Text(format!("{value:?}")));
+        self.statically_privileged || self.fields.privileged
     }
 }
 
@@ -211,53 +132,29 @@ where
         };
         let Some(span) = ctx.span(id) else { return };
         let mut state = SpanState {
-            start_ns: now_ns(),
-            draft: Draft::default(),
+            fields: SpanFields::new(now_ns()),
             meta,
             statically_privileged,
-            explicit_outcome: false,
             error_seen: false,
             otel_checked: false,
         };
-        attrs.record(&mut DraftVisitor {
-            draft: &mut state.draft,
-            explicit_outcome: &mut state.explicit_outcome,
-        });
+        attrs.record(&mut FieldVisitor(&mut state.fields));
         // One trace per privileged operation tree: a privileged child joins
         // its nearest privileged ancestor's trace, and a child that names
         // no actor at all inherits the ancestor's dual key (agent, owner,
         // credential, name, initiator, task, delegation chain): work done inside a gated
         // action is done by the same actor.
-        let names_actor = {
-            let d = &state.draft;
-            d.actor_kind.is_some() || d.agent_id.is_some() || d.owner_id.is_some()
-        };
+        let names_actor = state.fields.names_actor();
         let inherited = span.scope().skip(1).find_map(|ancestor| {
             let ext = ancestor.extensions();
             let parent = ext.get::<SpanState>()?;
             if !names_actor {
-                let (p, d) = (&parent.draft, &mut state.draft);
-                d.actor_kind.clone_from(&p.actor_kind);
-                d.agent_id.clone_from(&p.agent_id);
-                d.owner_id.clone_from(&p.owner_id);
-                d.agent_credential_id.clone_from(&p.agent_credential_id);
-                d.agent_name.clone_from(&p.agent_name);
-                if d.initiator_id.is_none() {
-                    d.initiator_id.clone_from(&p.initiator_id);
-                }
-                if d.task_id.is_none() {
-                    d.task_id.clone_from(&p.task_id);
-                }
-                d.delegation.clone_from(&p.delegation);
-                d.origin_id.clone_from(&p.origin_id);
-                d.delegation_from.clone_from(&p.delegation_from);
+                state.fields.inherit(&parent.fields);
             }
-            parent.draft.trace_id.clone()
+            Some(parent.fields.trace_id)
         });
-        state.draft.trace_id = Some(inherited.unwrap_or_else(ids::trace_id));
-        state.draft.span_id = Some(ids::span_id());
-        state.draft.service_name = self.core.resource.service_name.clone();
-        state.draft.service_instance_id = self.core.resource.service_instance_id.clone();
+        state.fields.trace_id = inherited.unwrap_or_else(ids::trace_id_bytes);
+        state.fields.span_id = ids::span_id_bytes();
         span.extensions_mut().insert(state);
     }
 
@@ -285,8 +182,8 @@ where
         if let Some(state) = ext.get_mut::<SpanState>() {
             state.otel_checked = true;
             if let Some((trace_id, span_id)) = found {
-                state.draft.trace_id = Some(trace_id);
-                state.draft.span_id = Some(span_id);
+                state.fields.trace_id = trace_id;
+                state.fields.span_id = span_id;
             }
         }
     }
@@ -295,10 +192,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         if let Some(state) = ext.get_mut::<SpanState>() {
-            values.record(&mut DraftVisitor {
-                draft: &mut state.draft,
-                explicit_outcome: &mut state.explicit_outcome,
-            });
+            values.record(&mut FieldVisitor(&mut state.fields));
         }
     }
 
@@ -339,8 +233,8 @@ where
             if !state.otel_checked {
                 if let Some((trace_id, span_id)) = trace_context::otel_ids(self.dispatch.get(), &id)
                 {
-                    state.draft.trace_id = Some(trace_id);
-                    state.draft.span_id = Some(span_id);
+                    state.fields.trace_id = trace_id;
+                    state.fields.span_id = span_id;
                 }
             }
             self.finish(state);
@@ -349,42 +243,22 @@ where
 }
 
 impl AuditLayer {
+    /// Hands the span over; its record is made and checked after the
+    /// hand-off (by the export worker; at once for the in-memory sink),
+    /// except in strict mode, which must panic here, at the offending span.
     fn finish(&self, state: SpanState) {
         self.core.status.add_privileged_spans(1);
-        let SpanState {
-            start_ns,
-            mut draft,
-            meta,
-            explicit_outcome,
-            error_seen,
-            ..
-        } = state;
-        let end_ns = now_ns();
-        draft.start_time_ns = Some(start_ns);
-        draft.end_time_ns.get_or_insert(end_ns);
-        if draft.action.as_deref().is_none_or(|a| a.trim().is_empty()) {
-            draft.action = Some(meta.name().to_owned());
+        let closed = Closed {
+            fields: state.fields,
+            meta: state.meta,
+            end_ns: now_ns(),
+            error_seen: state.error_seen,
+        };
+        if !self.strict {
+            return self.core.send(Item::Span(closed));
         }
-        if error_seen && !explicit_outcome {
-            draft.outcome = Some("error".to_owned());
-        }
-        // Record that the policy found it dangerous, not only the span: the
-        // row then says why consent was required.
-        if let Some(action) = draft.action.as_deref() {
-            if self.core.rules().is_dangerous_action(action) {
-                draft.dangerous = true;
-            }
-        }
-        // A caller-supplied event id is kept: it is the idempotency key of
-        // an action the application may retry.
-        if draft
-            .event_id
-            .as_deref()
-            .is_none_or(|e| e.trim().is_empty())
-        {
-            draft.event_id = Some(ids::event_id());
-        }
-        match self.core.check(draft) {
+        let (meta, end_ns) = (closed.meta, closed.end_ns);
+        match self.core.record_of(closed) {
             Ok(record) => self.core.send(Item::Action(record)),
             Err(rejection) => self.reject(rejection, meta, end_ns),
         }

@@ -209,19 +209,21 @@
 //! 5. `build_error`: [`BuildError`];
 //! 6. `consent`: consent tokens, and the keys that verify them ([`consent`]);
 //! 7. `actor`: the typed [`Actor`];
-//! 8. `policy`: what is privileged, and the dual-key rules;
-//! 9. `export`: the queue, the worker thread, the transports and the spool;
-//! 10. `core`: what the layer and the gate share (policy, resource, sink,
+//! 8. `fields`: a privileged span's fields as the layer holds them until
+//!    its record is checked (inline, shared, ids binary);
+//! 9. `policy`: what is privileged, and the dual-key rules;
+//! 10. `export`: the queue, the worker thread, the transports and the spool;
+//! 11. `core`: what the layer and the gate share (policy, resource, sink,
 //!     status), held once behind an `Arc`;
-//! 11. `layer`: [`AuditLayer`], which owns the core;
-//! 12. `gate`: [`gate()`], which finds the core through the layer in the
+//! 12. `layer`: [`AuditLayer`], which owns the core;
+//! 13. `gate`: [`gate()`], which finds the core through the layer in the
 //!     current dispatcher;
-//! 13. `effect`: [`require_gate`], which walks the open spans through the
+//! 14. `effect`: [`require_gate`], which walks the open spans through the
 //!     layer in the current dispatcher;
-//! 14. `identity`: lifecycle actions, through the gate;
-//! 15. `builder`: [`AuditLayerBuilder`], which assembles the rest;
-//! 16. `macros`: [`privileged_span!`];
-//! 17. `propagation`: the delegation chain on request headers, and the
+//! 15. `identity`: lifecycle actions, through the gate;
+//! 16. `builder`: [`AuditLayerBuilder`], which assembles the rest;
+//! 17. `macros`: [`privileged_span!`];
+//! 18. `propagation`: the delegation chain on request headers, and the
 //!     caller [`Actor`] rebuilt from them.
 #![warn(missing_docs)]
 
@@ -233,6 +235,7 @@ pub mod consent;
 mod core;
 pub mod effect;
 pub mod export;
+mod fields;
 pub mod gate;
 pub mod identity;
 mod ids;
@@ -266,10 +269,12 @@ pub mod __private {
     // depend on tracing themselves.
     pub use tracing;
 
+    pub use crate::ids::EventId;
+
     /// A fresh event id for `privileged_span!`, so that the span (and any
     /// `fmt` log of it) carries the id its audit row will have.
-    pub fn event_id() -> String {
-        crate::ids::event_id()
+    pub fn event_id() -> EventId {
+        crate::ids::event_id_text()
     }
 }
 

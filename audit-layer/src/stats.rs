@@ -46,7 +46,10 @@ pub struct StatsSnapshot {
     pub privileged_spans: u64,
     /// Records (actions and violations) the destination acknowledged.
     pub exported: u64,
-    /// Privileged spans rejected by the dual-key rules.
+    /// Privileged spans rejected by the dual-key rules. Counted when the
+    /// span is checked: by the export worker as it takes the record (a
+    /// flush waits for it), at the span's close in strict mode and with
+    /// the in-memory sink.
     pub violations: u64,
     /// Records the collector refused (OTLP `partial_success`).
     pub refused: u64,

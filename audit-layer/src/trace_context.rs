@@ -22,24 +22,26 @@
 use tracing_core::dispatcher::WeakDispatch;
 use tracing_core::span::Id;
 
-/// Trace id (32 lower-case hex digits) and span id (16) of span `id`'s
-/// OpenTelemetry span; `None` without `tracing-opentelemetry` in the
-/// subscriber, or when its data is gone or invalid.
+/// A trace id and a span id, as OTLP carries them.
+pub(crate) type OtelIds = ([u8; 16], [u8; 8]);
+
+/// Trace id and span id of span `id`'s OpenTelemetry span, binary;
+/// `None` without `tracing-opentelemetry` in the subscriber, or when its
+/// data is gone or invalid.
 #[cfg(feature = "opentelemetry")]
-pub(crate) fn otel_ids(dispatch: Option<&WeakDispatch>, id: &Id) -> Option<(String, String)> {
+pub(crate) fn otel_ids(dispatch: Option<&WeakDispatch>, id: &Id) -> Option<OtelIds> {
     use opentelemetry::trace::TraceContextExt;
 
     let dispatch = dispatch?.upgrade()?;
     let cx = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
     let span = cx.span();
     let sc = span.span_context();
-    // Display of both ids is the fixed-width lower-case hex OTLP uses.
     sc.is_valid()
-        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+        .then(|| (sc.trace_id().to_bytes(), sc.span_id().to_bytes()))
 }
 
 /// Without the feature there is no OpenTelemetry span to read.
 #[cfg(not(feature = "opentelemetry"))]
-pub(crate) fn otel_ids(_: Option<&WeakDispatch>, _: &Id) -> Option<(String, String)> {
+pub(crate) fn otel_ids(_: Option<&WeakDispatch>, _: &Id) -> Option<OtelIds> {
     None
 }

@@ -296,7 +296,8 @@ impl Draft {
     }
 }
 
-fn is_true(s: &str) -> bool {
+/// A flag's string form is true: `true`, in any case, spaces around.
+pub fn is_true(s: &str) -> bool {
     s.trim().eq_ignore_ascii_case("true")
 }
 

@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::export::diagnose::Outage;
 use crate::export::{
-    grpc, Failure, FlushGuard, Http, Item, Protocol, Shared, Sink, Spool, TransportConfig,
+    grpc, Check, Failure, FlushGuard, Http, Item, Protocol, Shared, Sink, Spool, TransportConfig,
     WorkerSettings,
 };
 use crate::stats::AuditStatus;
@@ -58,68 +58,102 @@ impl Transport {
     }
 }
 
-/// Starts the worker thread; returns the layer's sink and the guard.
-pub(crate) fn spawn(
-    transport: TransportConfig,
-    resource: ResourceInfo,
+/// The queue and the spool, made before the layer's core (which holds
+/// the queue as its sink); [`Prepared::start`] then starts the worker.
+pub(crate) struct Prepared {
+    shared: Arc<Shared>,
+    spool: Option<Spool>,
     settings: WorkerSettings,
     status: AuditStatus,
-) -> std::io::Result<(Sink, FlushGuard)> {
-    // Opened here so that a locked or unusable spool is a build error.
-    let spool = match &settings.spool_dir {
-        Some(dir) => Some(Spool::open(dir, settings.spool_max_bytes)?),
-        None => None,
-    };
-    let shared = Arc::new(Shared::new(&settings, status.clone()));
-    if let Some(s) = &spool {
-        shared.lock().accepted += s.records();
-        status.set_spool(s.records(), s.bytes());
+}
+
+impl Prepared {
+    /// Opens the spool (a locked or unusable one is a build error) and
+    /// makes the queue.
+    pub fn new(settings: WorkerSettings, status: AuditStatus) -> std::io::Result<Prepared> {
+        let spool = match &settings.spool_dir {
+            Some(dir) => Some(Spool::open(dir, settings.spool_max_bytes)?),
+            None => None,
+        };
+        let shared = Arc::new(Shared::new(&settings, status.clone()));
+        if let Some(s) = &spool {
+            shared.lock().accepted += s.records();
+            status.set_spool(s.records(), s.bytes());
+        }
+        Ok(Prepared {
+            shared,
+            spool,
+            settings,
+            status,
+        })
     }
-    let (done_tx, done_rx) = mpsc::channel();
-    let worker_shared = shared.clone();
-    let worker_settings = settings.clone();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    let thread = std::thread::Builder::new()
-        .name("audit-layer-export".to_owned())
-        .spawn(move || {
-            // The exporter's own dependencies (tonic, hyper, h2) emit tracing
-            // events; they must not flow back into the application's
-            // subscriber, which contains this very layer.
-            let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::new());
-            let transport = {
-                let _ctx = runtime.enter();
-                match transport {
-                    TransportConfig::Grpc(g) => Transport::Grpc(Box::new(g.connect())),
-                    TransportConfig::Http(h) => Transport::Http(h),
-                }
-            };
-            let mut worker = Worker {
-                runtime,
-                transport,
-                resource: resource.to_resource(),
-                shared: worker_shared,
-                settings: worker_settings,
-                spool,
-                in_hand: None,
-                spool_head_done: None,
-                backoff: Duration::ZERO,
-                warned_spool: false,
-                outage: Outage::default(),
-            };
-            worker.run();
-            let _ = done_tx.send(());
-        })?;
-    let guard = FlushGuard::running(
-        shared.clone(),
-        done_rx,
-        thread,
-        status,
-        settings.shutdown_timeout,
-    );
-    Ok((Sink::Queue(shared), guard))
+
+    /// The layer's sink: the queue.
+    pub fn sink(&self) -> Sink {
+        Sink::Queue(self.shared.clone())
+    }
+
+    /// Starts the worker thread, which checks spans with `check`; the guard
+    /// that owns it.
+    pub fn start(
+        self,
+        transport: TransportConfig,
+        resource: ResourceInfo,
+        check: Arc<dyn Check>,
+    ) -> std::io::Result<FlushGuard> {
+        let Prepared {
+            shared,
+            spool,
+            settings,
+            status,
+        } = self;
+        let (done_tx, done_rx) = mpsc::channel();
+        let worker_shared = shared.clone();
+        let worker_settings = settings.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name("audit-layer-export".to_owned())
+            .spawn(move || {
+                // The exporter's own dependencies (tonic, hyper, h2) emit tracing
+                // events; they must not flow back into the application's
+                // subscriber, which contains this very layer.
+                let _quiet =
+                    tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::new());
+                let transport = {
+                    let _ctx = runtime.enter();
+                    match transport {
+                        TransportConfig::Grpc(g) => Transport::Grpc(Box::new(g.connect())),
+                        TransportConfig::Http(h) => Transport::Http(h),
+                    }
+                };
+                let mut worker = Worker {
+                    runtime,
+                    transport,
+                    resource: resource.to_resource(),
+                    shared: worker_shared,
+                    settings: worker_settings,
+                    spool,
+                    check,
+                    in_hand: None,
+                    spool_head_done: None,
+                    backoff: Duration::ZERO,
+                    warned_spool: false,
+                    outage: Outage::default(),
+                };
+                worker.run();
+                let _ = done_tx.send(());
+            })?;
+        Ok(FlushGuard::running(
+            shared,
+            done_rx,
+            thread,
+            status,
+            settings.shutdown_timeout,
+        ))
+    }
 }
 
 struct Worker {
@@ -129,6 +163,8 @@ struct Worker {
     shared: Arc<Shared>,
     settings: WorkerSettings,
     spool: Option<Spool>,
+    /// Makes a closed span its record (or violation) as it leaves the queue.
+    check: Arc<dyn Check>,
     /// A batch taken from memory, not yet acknowledged nor spooled, and
     /// how many of its records are the exporter's own reports (they lead
     /// the batch: see [`Worker::take_batch`]).
@@ -226,7 +262,8 @@ impl Worker {
         {
             let mut st = self.shared.lock();
             is_report.extend(st.items.iter().map(Item::is_report));
-            rest.extend(st.items.drain(..).map(|i| i.encode()));
+            let check = &*self.check;
+            rest.extend(st.items.drain(..).map(|i| i.checked(check).encode()));
             st.worker_gone = true;
             st.closed = true;
         }
@@ -320,7 +357,9 @@ impl Worker {
         drop(st);
         self.shared.progress.notify_all();
         let reports = items.iter().filter(|i| i.is_report()).count() as u64;
-        Some((items.iter().map(Item::encode).collect(), reports))
+        let check = &*self.check;
+        let batch = items.into_iter().map(|i| i.checked(check).encode());
+        Some((batch.collect(), reports))
     }
 
     /// Sleeps `d`, waking early when a shutdown starts; during a shutdown,

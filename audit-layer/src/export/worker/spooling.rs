@@ -63,6 +63,8 @@ impl Worker {
                 }
                 st.items.drain(..n).collect()
             };
+            // Checked before they may be put back: a span is checked once.
+            let items: Vec<Item> = items.into_iter().map(|i| i.checked(&*self.check)).collect();
             let batch: Vec<LogRecord> = items.iter().map(Item::encode).collect();
             if !self.spill(&batch) {
                 // No room: put them back at the front, in order.
