@@ -81,6 +81,16 @@ fn otlp_request_corpus_replays() {
         assert_eq!(got("over-limits"), (0, 1, 1), "{kind}");
         assert_eq!(got("mixed"), (1, 1, 1), "{kind}");
     }
+    // The plain protobuf seeds are read by the direct reader itself (the
+    // entry point compares it with prost's on every input), not left to prost.
+    for name in ["valid", "ownerless", "over-limits", "mixed"] {
+        let seed =
+            std::fs::read(corpus("otlp_request").join(format!("seed-{name}-pb"))).expect("seed");
+        assert!(
+            fuzzing::protobuf_readers_agree(&seed[1..], &Rules::default().limits),
+            "seed-{name}-pb left to prost"
+        );
+    }
 }
 
 #[test]

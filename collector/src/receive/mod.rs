@@ -5,6 +5,7 @@
 pub mod body;
 pub mod grpc;
 pub mod http;
+pub mod protobuf;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use audit_schema::{wire, Field, Limits, Problem, Rejection, Rules, ViolationReco
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use prost::Message;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -83,99 +85,138 @@ fn refusal_id(refused_event_id: &str) -> String {
 /// at most a few bytes of any value, but many problems add up.
 const MAX_MESSAGE_BYTES: usize = 1024;
 
-/// Reads every log record of a request. A record that breaks a rule (the
-/// dual key or a [`Limits`] bound) is refused by itself; the rest of the
-/// batch is kept. A refused `audit.action` or `audit.violation` also
-/// becomes a violation row (`detected_by = collector`), so that a
-/// non-compliant client leaves evidence, not silence.
+/// One log record as read from a request: what the wire form breaks of
+/// the [`Limits`] (attribute count, nesting), and what it says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    /// Problems only the wire form shows.
+    pub problems: Vec<Problem>,
+    /// The record, read by the wire table (attributes past the limit cut).
+    pub decoded: Decoded,
+}
+
+/// Every log record of a decoded request (JSON, or protobuf through the
+/// generated types), in order.
+pub fn read(req: ExportLogsServiceRequest, limits: &Limits) -> Vec<Received> {
+    let mut out = Vec::new();
+    for rl in req.resource_logs {
+        let res = ResourceInfo::from_resource(rl.resource.as_ref());
+        for sl in rl.scope_logs {
+            for mut lr in sl.log_records {
+                let problems = limits.check_log_record(&lr);
+                // The record is refused already; decoding only what the
+                // limit allows keeps the draft (and the violation row) small.
+                lr.attributes.truncate(limits.max_attributes);
+                let decoded = decode(&lr, &res);
+                out.push(Received { problems, decoded });
+            }
+        }
+    }
+    out
+}
+
+/// Every log record of an OTLP/protobuf request, read straight from its
+/// bytes ([`protobuf::read`]); a request that reader leaves to prost goes
+/// through the generated types, so the answer (records or error) is the
+/// same either way.
+pub fn read_protobuf(raw: &[u8], limits: &Limits) -> Result<Vec<Received>, prost::DecodeError> {
+    match protobuf::read(raw, limits) {
+        Ok(received) => Ok(received),
+        Err(protobuf::Unusual) => Ok(read(ExportLogsServiceRequest::decode(raw)?, limits)),
+    }
+}
+
+/// Reads and checks every log record of a decoded request (see [`check_received`]).
 pub fn check(
     req: ExportLogsServiceRequest,
     rules: &Rules,
     consent: Option<&crate::consent::ConsentCheck>,
 ) -> Checked {
+    check_received(read(req, &rules.limits), rules, consent)
+}
+
+/// Checks every log record of a request. A record that breaks a rule (the
+/// dual key or a [`Limits`] bound) is refused by itself; the rest of the
+/// batch is kept. A refused `audit.action` or `audit.violation` also
+/// becomes a violation row (`detected_by = collector`), so that a
+/// non-compliant client leaves evidence, not silence.
+pub fn check_received(
+    received: Vec<Received>,
+    rules: &Rules,
+    consent: Option<&crate::consent::ConsentCheck>,
+) -> Checked {
     let limits = &rules.limits;
     let mut out = Checked::default();
-    let mut index = 0usize;
-    for rl in req.resource_logs {
-        let res = ResourceInfo::from_resource(rl.resource.as_ref());
-        for sl in rl.scope_logs {
-            for mut lr in sl.log_records {
-                let n = index;
-                index += 1;
-                let found = limits.check_log_record(&lr);
-                // The record is refused already; decoding only what the
-                // limit allows keeps the draft (and the violation row) small.
-                lr.attributes.truncate(limits.max_attributes);
-                match decode(&lr, &res) {
-                    Decoded::Action(draft) => {
-                        let mut draft = *draft;
-                        if draft
-                            .event_id
-                            .as_deref()
-                            .is_none_or(|s| s.trim().is_empty())
-                        {
-                            draft.event_id = Some(new_event_id());
-                            draft
-                                .attributes
-                                .insert("audit.event.id.assigned_by".into(), "collector".into());
-                        }
-                        let checked = match consent {
-                            Some(c) => c.check(rules, draft, found),
-                            None => audit_schema::consent::check_action(rules, draft, found, None),
-                        };
-                        match checked {
-                            Ok(record) => out.batch.actions.push(record),
-                            Err(rejection) => {
-                                out.refuse(
-                                    rejection.problems.first().map_or("rules", |p| p.code()),
-                                    format!("record {n} refused: {rejection}"),
-                                );
-                                out.batch
-                                    .violations
-                                    .push(refused_action(&rejection, limits));
-                            }
-                        }
+    for (n, record) in received.into_iter().enumerate() {
+        let found = record.problems;
+        match record.decoded {
+            Decoded::Action(draft) => {
+                let mut draft = *draft;
+                if draft
+                    .event_id
+                    .as_deref()
+                    .is_none_or(|s| s.trim().is_empty())
+                {
+                    draft.event_id = Some(new_event_id());
+                    draft
+                        .attributes
+                        .insert("audit.event.id.assigned_by".into(), "collector".into());
+                }
+                let checked = match consent {
+                    Some(c) => c.check(rules, draft, found),
+                    None => audit_schema::consent::check_action(rules, draft, found, None),
+                };
+                match checked {
+                    Ok(record) => out.batch.actions.push(record),
+                    Err(rejection) => {
+                        out.refuse(
+                            rejection.problems.first().map_or("rules", |p| p.code()),
+                            format!("record {n} refused: {rejection}"),
+                        );
+                        out.batch
+                            .violations
+                            .push(refused_action(&rejection, limits));
                     }
-                    Decoded::Violation(v) => {
-                        let mut v = *v;
-                        if v.event_id.trim().is_empty() {
-                            v.event_id = new_event_id();
-                        }
-                        if v.time_ns <= 0 {
-                            v.time_ns = crate::now_ns();
-                        }
-                        if v.detected_by.is_empty() {
-                            v.detected_by = "client".into();
-                        }
-                        if v.reason.is_empty() {
-                            v.reason = "unspecified".into();
-                        }
-                        let mut problems = found;
-                        problems.extend(limits.check_violation(&v));
-                        if problems.is_empty() {
-                            out.batch.violations.push(v);
-                        } else {
-                            let row = refused_violation(v, &problems, limits);
-                            out.refuse(
-                                problems.first().map_or("violation", |p| p.code()),
-                                format!("record {n} refused: {}", row.reason),
-                            );
-                            out.batch.violations.push(row);
-                        }
-                    }
-                    Decoded::NotAudit { event_name } => out.refuse(
-                        "not_audit",
-                        format!(
-                            "record {n} refused: event_name {:?} is not an audit record \
-                         (expected {:?} or {:?}; attribute {:?} is the wire name of the action)",
-                            clip(&event_name, QUOTE_BYTES),
-                            wire::EVENT_ACTION,
-                            wire::EVENT_VIOLATION,
-                            Field::Action.wire(),
-                        ),
-                    ),
                 }
             }
+            Decoded::Violation(v) => {
+                let mut v = *v;
+                if v.event_id.trim().is_empty() {
+                    v.event_id = new_event_id();
+                }
+                if v.time_ns <= 0 {
+                    v.time_ns = crate::now_ns();
+                }
+                if v.detected_by.is_empty() {
+                    v.detected_by = "client".into();
+                }
+                if v.reason.is_empty() {
+                    v.reason = "unspecified".into();
+                }
+                let mut problems = found;
+                problems.extend(limits.check_violation(&v));
+                if problems.is_empty() {
+                    out.batch.violations.push(v);
+                } else {
+                    let row = refused_violation(v, &problems, limits);
+                    out.refuse(
+                        problems.first().map_or("violation", |p| p.code()),
+                        format!("record {n} refused: {}", row.reason),
+                    );
+                    out.batch.violations.push(row);
+                }
+            }
+            Decoded::NotAudit { event_name } => out.refuse(
+                "not_audit",
+                format!(
+                    "record {n} refused: event_name {:?} is not an audit record \
+                         (expected {:?} or {:?}; attribute {:?} is the wire name of the action)",
+                    clip(&event_name, QUOTE_BYTES),
+                    wire::EVENT_ACTION,
+                    wire::EVENT_VIOLATION,
+                    Field::Action.wire(),
+                ),
+            ),
         }
     }
     out
@@ -322,18 +363,13 @@ impl Receiver {
     /// durable. `client` (the authenticated name) is stamped on every row.
     pub async fn export(
         &self,
-        req: ExportLogsServiceRequest,
+        records: Vec<Received>,
         client: Option<&str>,
     ) -> Result<ExportLogsServiceResponse, IngestError> {
-        let received: usize = req
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum();
+        let received = records.len();
         Metrics::add(&self.metrics.requests_total, 1);
         Metrics::add(&self.metrics.records_received_total, received as u64);
-        let mut checked = check(req, &self.rules, self.consent.as_deref());
+        let mut checked = check_received(records, &self.rules, self.consent.as_deref());
         checked.stamp_client(client);
         if let Err(e) = self.ingest.submit(std::mem::take(&mut checked.batch)).await {
             self.metrics.requests_throttled.add(e.reason(), 1);
