@@ -255,6 +255,12 @@ mod wire_checks {
             self.check_attributes(&Attr::all(&lr.attributes))
         }
 
+        /// Whether an attribute's value nests deeper than `max_depth`.
+        pub fn too_deep(&self, attr: &Attr<'_>) -> bool {
+            let nested = attr.value.as_ref().and_then(AttrValue::nested);
+            nested.is_some_and(|v| depth_of(v, self.max_depth) > self.max_depth)
+        }
+
         /// [`Limits::check_log_record`] on a record's attributes as read.
         pub fn check_attributes(&self, attributes: &[Attr<'_>]) -> Vec<Problem> {
             let mut out = Vec::new();
@@ -266,9 +272,7 @@ mod wire_checks {
                 return out;
             }
             for attr in attributes {
-                let nested = attr.value.as_ref().and_then(AttrValue::nested);
-                let d = nested.map_or(0, |v| depth_of(v, self.max_depth));
-                if d > self.max_depth {
+                if self.too_deep(attr) {
                     out.push(Problem::TooDeep {
                         key: clip(attr.key, QUOTE_BYTES).to_owned(),
                         max: self.max_depth,

@@ -10,7 +10,7 @@ pub mod protobuf;
 use std::sync::Arc;
 
 use audit_schema::limits::{clip, QUOTE_BYTES};
-use audit_schema::otlp::{decode, Decoded, ResourceInfo};
+use audit_schema::otlp::{decode_view, view, Attr, AttrValue, Decoded, RecordView, ResourceInfo};
 use audit_schema::{wire, Field, Limits, Problem, Rejection, Rules, ViolationRecord};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -102,17 +102,44 @@ pub fn read(req: ExportLogsServiceRequest, limits: &Limits) -> Vec<Received> {
     for rl in req.resource_logs {
         let res = ResourceInfo::from_resource(rl.resource.as_ref());
         for sl in rl.scope_logs {
-            for mut lr in sl.log_records {
-                let problems = limits.check_log_record(&lr);
-                // The record is refused already; decoding only what the
-                // limit allows keeps the draft (and the violation row) small.
-                lr.attributes.truncate(limits.max_attributes);
-                let decoded = decode(&lr, &res);
-                out.push(Received { problems, decoded });
+            for lr in sl.log_records {
+                let mut attributes = Attr::all(&lr.attributes);
+                out.push(receive(limits, view(&lr, &[]), &mut attributes, &res));
             }
         }
     }
     out
+}
+
+/// Stands in for a value nested past `max_depth`, whose record is refused
+/// for it: the string form of a nested array doubles its escapes at every
+/// level, so a small request nested 40 levels deep would make gigabytes.
+pub const TOO_DEEP: &str = "(value nested past max_depth: not read)";
+
+/// One log record as both readers read it: its attributes checked against
+/// the wire limits, cut to `max_attributes`, values nested too deep
+/// replaced by [`TOO_DEEP`], then read by the wire table.
+pub fn receive<'a>(
+    limits: &Limits,
+    record: RecordView<'_, 'a>,
+    attributes: &mut Vec<Attr<'a>>,
+    res: &ResourceInfo,
+) -> Received {
+    let problems = limits.check_attributes(attributes);
+    // The record is refused already; decoding only what the limit allows
+    // keeps the draft (and the violation row) small.
+    attributes.truncate(limits.max_attributes);
+    for attr in attributes.iter_mut() {
+        if limits.too_deep(attr) {
+            attr.value = Some(AttrValue::Str(TOO_DEEP));
+        }
+    }
+    let record = RecordView {
+        attributes,
+        ..record
+    };
+    let decoded = decode_view(&record, res);
+    Received { problems, decoded }
 }
 
 /// Every log record of an OTLP/protobuf request, read straight from its
@@ -434,6 +461,49 @@ mod tests {
                 .starts_with("record 1 refused: agent action without `audit.owner.id`"),
             "{}",
             ps.error_message
+        );
+    }
+
+    /// A value nested 45 levels deep (prost takes up to 47 here) in a
+    /// field the row keeps: refused for its depth, and its string form
+    /// (which doubles its escapes per level) never made.
+    #[test]
+    fn values_nested_past_the_limit_are_refused_unread() {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue};
+        let mut v = Value::StringValue("x".into());
+        for _ in 0..45 {
+            v = Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue { value: Some(v) }],
+            });
+        }
+        let mut lr = encode_action(&record("usr_alice"));
+        for kv in &mut lr.attributes {
+            if kv.key == audit_schema::Field::OwnerId.wire() {
+                kv.value = Some(AnyValue {
+                    value: Some(v.clone()),
+                });
+            }
+        }
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![lr],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let received = read_protobuf(&req.encode_to_vec(), &Limits::default()).expect("decodes");
+        assert!(matches!(
+            received[0].problems[..],
+            [Problem::TooDeep { .. }]
+        ));
+        let checked = check(req, &Rules::default(), None);
+        assert_eq!((checked.batch.actions.len(), checked.refused), (0, 1));
+        assert_eq!(
+            checked.batch.violations[0].owner_id.as_deref(),
+            Some(TOO_DEEP)
         );
     }
 }

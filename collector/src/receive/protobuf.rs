@@ -16,14 +16,14 @@
 
 use std::borrow::Cow;
 
-use audit_schema::otlp::{decode_view, Attr, AttrValue, RecordView, ResourceInfo};
+use audit_schema::otlp::{Attr, AttrValue, RecordView, ResourceInfo};
 use audit_schema::Limits;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList};
 use prost::bytes::Buf;
 use prost::encoding::{decode_key, decode_varint, WireType};
 
-use super::Received;
+use super::{receive, Received};
 
 /// The request is left to prost's decoder, which gives the answer: its
 /// exact error, or the same records for a shape this reader does not take.
@@ -485,13 +485,7 @@ fn log_record<'a>(
             _ => skip(count)?,
         }
     }
-    let problems = limits.check_attributes(attrs);
-    // As on the generated path: the record is refused already, and
-    // decoding only what the limit allows keeps the draft small.
-    attrs.truncate(limits.max_attributes);
-    view.attributes = attrs;
-    let decoded = decode_view(&view, res);
-    Ok(Received { problems, decoded })
+    Ok(receive(limits, view, attrs, res))
 }
 
 #[cfg(test)]
