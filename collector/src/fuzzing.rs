@@ -98,6 +98,21 @@ pub fn protobuf_readers_agree(raw: &[u8], limits: &Limits) -> bool {
     }
 }
 
+/// Bytes as an OTLP/protobuf request, read both ways
+/// ([`protobuf_readers_agree`]) under the default limits and under tight
+/// ones (3 attributes, nesting 1), so that cutting and depth replacement
+/// are compared too. Returns whether the direct reader took the request
+/// under the default limits.
+pub fn otlp_protobuf(data: &[u8]) -> bool {
+    let tight = Limits {
+        max_attributes: 3,
+        max_depth: 1,
+        ..Limits::default()
+    };
+    protobuf_readers_agree(data, &tight);
+    protobuf_readers_agree(data, &Limits::default())
+}
+
 /// Where a fuzz run's data dirs go: memory when the machine has it (the
 /// store fsyncs; a disk would make each run slow).
 fn scratch() -> PathBuf {
