@@ -13,8 +13,9 @@ records=${1:-200000}; conc=${2:-8}; batch=${3:-500}
 commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!BENCHMARKS.md' || echo -dirty)"
 load_before=$(uptime | sed 's/.*load average: //')
 # The lean sidecar (no DataFusion): what runs in production beside the app.
-cargo build --release -q --no-default-features --bin audit-collector
-cargo build --release -q --no-default-features --example loadgen
+# One build for both: built apart, the example's dev-dependencies change
+# the features of shared dependencies, and each build redoes the other's.
+cargo build --release -q --no-default-features --bin audit-collector --example loadgen
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore rotel
 rotel=$(python3 -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')
 loadgen() { ./target/release/examples/loadgen --endpoint "http://$1" --protocol "$2" \
