@@ -36,7 +36,7 @@ fsyncs=$(curl -s "http://$http/metrics" | awk '/^audit_collector_wal_fsyncs_tota
 peak_kb=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 kill -TERM $pid; wait $pid || true
 bytes=$(du -sb "$data/audit" | cut -f1)
-verified=$(./target/release/audit-collector verify --data-dir "$data" | tail -1)
+verified=$(./target/release/audit-collector verify --data-dir "$data" 2>&1 | tail -3 | sed "s/^/verify: /")
 # The blackhole baseline, same load, same run.
 ports=$(python3 -c 'import socket
 ss=[socket.socket() for _ in range(2)]
