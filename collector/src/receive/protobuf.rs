@@ -489,5 +489,8 @@ fn log_record<'a>(
 }
 
 #[cfg(test)]
+#[path = "protobuf_requests.rs"]
+mod requests;
+#[cfg(test)]
 #[path = "protobuf_tests.rs"]
 mod tests;
