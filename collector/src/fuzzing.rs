@@ -8,18 +8,22 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use audit_schema::Rules;
+use audit_schema::{Limits, Rules};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message;
 
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::receive::body::{self, Encoding};
 use crate::receive::http::{self, Format};
-use crate::receive::{check, Checked};
+use crate::receive::{check_received, protobuf, read, Checked};
 use crate::wal::Wal;
 
-/// Bytes as an OTLP/HTTP body → decompression → `ExportLogsServiceRequest`
-/// → the receivers' checks, through the same functions the receivers call.
+/// Bytes as an OTLP/HTTP body → decompression → records → the receivers'
+/// checks, through the same functions the receivers call. A protobuf body
+/// is also read through the generated types, and both readers must agree
+/// ([`protobuf_readers_agree`]).
 ///
 /// The first byte picks the path: bit 0 the format (0 protobuf, 1 JSON),
 /// bits 1-2 the `Content-Encoding` (0 none, 1 gzip, 2 zstd, 3 none); the
@@ -41,16 +45,14 @@ pub fn otlp_request(data: &[u8]) -> Option<Checked> {
     } else {
         Format::Json
     };
-    let req = http::parse(format, &raw).ok()?;
-    let records: usize = req
-        .resource_logs
-        .iter()
-        .flat_map(|r| &r.scope_logs)
-        .map(|s| s.log_records.len())
-        .sum();
     let rules = Rules::default().dangerous_action("payments.*");
     let limits = rules.limits.clone();
-    let checked = check(req, &rules, None);
+    if format == Format::Protobuf {
+        protobuf_readers_agree(&raw, &limits);
+    }
+    let received = http::parse(format, &raw, &limits).ok()?;
+    let records = received.len();
+    let checked = check_received(received, &rules, None);
     let refused = usize::try_from(checked.refused).unwrap_or(usize::MAX);
     assert!(
         checked.batch.actions.len() + refused <= records,
@@ -74,6 +76,41 @@ pub fn otlp_request(data: &[u8]) -> Option<Checked> {
     }
     let _ = checked.response();
     Some(checked)
+}
+
+/// Reads OTLP/protobuf bytes both ways, straight from the bytes
+/// ([`protobuf::read`], the receivers' path) and through the generated
+/// types ([`read`], prost), and panics unless they agree: the same records
+/// with the same problems when the reader takes the request, and never a
+/// request prost refuses. Returns whether the reader took it (`false`: it
+/// left it to prost, which then answers).
+pub fn protobuf_readers_agree(raw: &[u8], limits: &Limits) -> bool {
+    let generated = ExportLogsServiceRequest::decode(raw).map(|req| read(req, limits));
+    match (protobuf::read(raw, limits), generated) {
+        (Ok(direct), Ok(generated)) => {
+            assert_eq!(direct, generated, "the two protobuf readers disagree");
+            true
+        }
+        (Ok(direct), Err(e)) => {
+            panic!("the protobuf reader took a request prost refuses ({e}): {direct:?}")
+        }
+        (Err(protobuf::Unusual), _) => false,
+    }
+}
+
+/// Bytes as an OTLP/protobuf request, read both ways
+/// ([`protobuf_readers_agree`]) under the default limits and under tight
+/// ones (3 attributes, nesting 1), so that cutting and depth replacement
+/// are compared too. Returns whether the direct reader took the request
+/// under the default limits.
+pub fn otlp_protobuf(data: &[u8]) -> bool {
+    let tight = Limits {
+        max_attributes: 3,
+        max_depth: 1,
+        ..Limits::default()
+    };
+    protobuf_readers_agree(data, &tight);
+    protobuf_readers_agree(data, &Limits::default())
 }
 
 /// Where a fuzz run's data dirs go: memory when the machine has it (the

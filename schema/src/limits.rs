@@ -225,14 +225,17 @@ mod wire_checks {
     use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
     use super::{clip, Limits, QUOTE_BYTES};
+    use crate::otlp::{Attr, AttrValue};
     use crate::problem::Problem;
 
     /// Nesting of a value: a scalar is 0, an array of scalars 1. Stops
     /// counting past `max`, so a hostile value costs at most `max` levels.
     fn depth(v: Option<&AnyValue>, max: usize) -> usize {
-        let Some(v) = v.and_then(|v| v.value.as_ref()) else {
-            return 0;
-        };
+        v.and_then(|v| v.value.as_ref())
+            .map_or(0, |v| depth_of(v, max))
+    }
+
+    fn depth_of(v: &Value, max: usize) -> usize {
         if max == 0 {
             return matches!(v, Value::ArrayValue(_) | Value::KvlistValue(_)) as usize;
         }
@@ -249,19 +252,29 @@ mod wire_checks {
         /// (duplicates included) and nesting depth. The rest is checked on
         /// the draft by [`crate::Rules::check`].
         pub fn check_log_record(&self, lr: &LogRecord) -> Vec<Problem> {
+            self.check_attributes(&Attr::all(&lr.attributes))
+        }
+
+        /// Whether an attribute's value nests deeper than `max_depth`.
+        pub fn too_deep(&self, attr: &Attr<'_>) -> bool {
+            let nested = attr.value.as_ref().and_then(AttrValue::nested);
+            nested.is_some_and(|v| depth_of(v, self.max_depth) > self.max_depth)
+        }
+
+        /// [`Limits::check_log_record`] on a record's attributes as read.
+        pub fn check_attributes(&self, attributes: &[Attr<'_>]) -> Vec<Problem> {
             let mut out = Vec::new();
-            if lr.attributes.len() > self.max_attributes {
+            if attributes.len() > self.max_attributes {
                 out.push(Problem::TooManyAttributes {
-                    count: lr.attributes.len(),
+                    count: attributes.len(),
                     max: self.max_attributes,
                 });
                 return out;
             }
-            for kv in &lr.attributes {
-                let d = depth(kv.value.as_ref(), self.max_depth);
-                if d > self.max_depth {
+            for attr in attributes {
+                if self.too_deep(attr) {
                     out.push(Problem::TooDeep {
-                        key: clip(&kv.key, QUOTE_BYTES).to_owned(),
+                        key: clip(attr.key, QUOTE_BYTES).to_owned(),
                         max: self.max_depth,
                     });
                 }

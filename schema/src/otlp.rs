@@ -1,6 +1,7 @@
 //! Records to and from OTLP log records, following the wire table in
 //! [`crate::wire`]. The layer encodes with [`encode_action`] and
-//! [`encode_violation`]; the collector decodes with [`decode`]. Keeping both
+//! [`encode_violation`]; the collector decodes with [`decode`] (or, from
+//! request bytes, [`decode_view`]). Keeping both
 //! directions here is what makes "every column round-trips" one property.
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -9,8 +10,11 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::column::Cell;
-use crate::record::{split_scopes, AuditRecord, Draft, Field, ViolationRecord};
+use crate::record::{AuditRecord, Field, ViolationRecord};
 use crate::wire::{self, violation as v};
+
+mod decode;
+pub use decode::{decode, decode_view, stringify, view, Attr, AttrValue, Decoded, RecordView};
 
 fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue {
@@ -168,20 +172,8 @@ pub struct ResourceInfo {
 impl ResourceInfo {
     /// Reads `service.name` and `service.instance.id` from a resource.
     pub fn from_resource(res: Option<&Resource>) -> ResourceInfo {
-        let mut info = ResourceInfo::default();
-        for attr in res.map(|r| r.attributes.as_slice()).unwrap_or_default() {
-            let val = attr
-                .value
-                .as_ref()
-                .and_then(|v| v.value.as_ref())
-                .map(stringify);
-            match attr.key.as_str() {
-                wire::RESOURCE_SERVICE_NAME => info.service_name = val,
-                wire::RESOURCE_SERVICE_INSTANCE_ID => info.service_instance_id = val,
-                _ => {}
-            }
-        }
-        info
+        let attributes = res.map(|r| r.attributes.as_slice()).unwrap_or_default();
+        ResourceInfo::from_attributes(&Attr::all(attributes))
     }
 
     /// The resource a client sends with its records.
@@ -204,175 +196,11 @@ impl ResourceInfo {
     }
 }
 
-/// The string form of an attribute value, as stored in `attributes`.
-/// Arrays become JSON-style lists so that nothing is silently flattened.
-pub fn stringify(v: &Value) -> String {
-    match v {
-        Value::StringValue(s) => s.clone(),
-        Value::BoolValue(b) => b.to_string(),
-        Value::IntValue(i) => i.to_string(),
-        Value::DoubleValue(d) => d.to_string(),
-        Value::BytesValue(b) => hex_id(b).unwrap_or_default(),
-        Value::ArrayValue(arr) => {
-            let items: Vec<String> = arr
-                .values
-                .iter()
-                .map(|x| x.value.as_ref().map(stringify).unwrap_or_default())
-                .map(|s| format!("{s:?}"))
-                .collect();
-            format!("[{}]", items.join(","))
-        }
-        Value::KvlistValue(kvs) => {
-            let items: Vec<String> = kvs
-                .values
-                .iter()
-                .map(|kv| {
-                    let val = kv.value.as_ref().and_then(|x| x.value.as_ref());
-                    format!("{:?}:{:?}", kv.key, val.map(stringify).unwrap_or_default())
-                })
-                .collect();
-            format!("{{{}}}", items.join(","))
-        }
-        _ => String::new(),
-    }
-}
-
-fn string_list(v: &Value) -> Vec<String> {
-    match v {
-        Value::ArrayValue(arr) => arr
-            .values
-            .iter()
-            .filter_map(|x| x.value.as_ref())
-            .map(stringify)
-            .filter(|s| !s.is_empty())
-            .collect(),
-        Value::StringValue(s) => split_scopes(s),
-        other => vec![stringify(other)],
-    }
-}
-
-/// What one OTLP log record is, for the audit trail.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Decoded {
-    /// An `audit.action` record, not yet checked against the rules.
-    Action(Box<Draft>),
-    /// An `audit.violation` record reported by a client.
-    Violation(Box<ViolationRecord>),
-    /// Neither: the record is not for the audit trail.
-    NotAudit {
-        /// The event name it carried (possibly empty).
-        event_name: String,
-    },
-}
-
-/// Reads one log record according to the wire table.
-pub fn decode(lr: &LogRecord, res: &ResourceInfo) -> Decoded {
-    let mut event_name = lr.event_name.clone();
-    if event_name.is_empty() {
-        if let Some(Value::StringValue(s)) = lr
-            .attributes
-            .iter()
-            .find(|kv| kv.key == wire::LEGACY_EVENT_NAME_ATTR)
-            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-        {
-            event_name = s.clone();
-        }
-    }
-    // OTLP allows time_unix_nano = 0 ("unknown"); the observed time is then
-    // the best evidence of when it happened.
-    let time = if lr.time_unix_nano != 0 {
-        lr.time_unix_nano
-    } else {
-        lr.observed_time_unix_nano
-    };
-    let time_ns = i64::try_from(time).ok().filter(|t| *t > 0);
-    match event_name.as_str() {
-        wire::EVENT_ACTION => Decoded::Action(Box::new(decode_action(lr, res, time_ns))),
-        wire::EVENT_VIOLATION => Decoded::Violation(Box::new(decode_violation(lr, res, time_ns))),
-        _ => Decoded::NotAudit { event_name },
-    }
-}
-
-fn attrs(lr: &LogRecord) -> impl Iterator<Item = (&str, &Value)> {
-    lr.attributes.iter().filter_map(|kv| {
-        let val = kv.value.as_ref()?.value.as_ref()?;
-        Some((kv.key.as_str(), val))
-    })
-}
-
-fn decode_action(lr: &LogRecord, res: &ResourceInfo, time_ns: Option<i64>) -> Draft {
-    let mut d = Draft {
-        start_time_ns: time_ns,
-        service_name: res.service_name.clone(),
-        service_instance_id: res.service_instance_id.clone(),
-        trace_id: hex_id(&lr.trace_id),
-        span_id: hex_id(&lr.span_id),
-        ..Draft::default()
-    };
-    for (key, val) in attrs(lr) {
-        if key == wire::LEGACY_EVENT_NAME_ATTR {
-            continue;
-        }
-        match (Field::from_wire(key), val) {
-            (Some(Field::Scopes), val) => d.scopes = string_list(val),
-            (Some(Field::EndTime), Value::IntValue(ns)) => d.end_time_ns = Some(*ns),
-            (Some(f @ (Field::Privileged | Field::Dangerous)), Value::BoolValue(b)) => {
-                d.set_bool(f, *b)
-            }
-            (Some(f), val) => d.set(f, stringify(val)),
-            (None, val) => {
-                d.attributes.insert(key.to_owned(), stringify(val));
-            }
-        }
-    }
-    d
-}
-
-fn decode_violation(lr: &LogRecord, res: &ResourceInfo, time_ns: Option<i64>) -> ViolationRecord {
-    let mut x = ViolationRecord {
-        time_ns: time_ns.unwrap_or(0),
-        service_name: res
-            .service_name
-            .clone()
-            .unwrap_or_else(|| wire::UNKNOWN_SERVICE.to_owned()),
-        service_instance_id: res.service_instance_id.clone(),
-        trace_id: hex_id(&lr.trace_id),
-        span_id: hex_id(&lr.span_id),
-        ..ViolationRecord::default()
-    };
-    for (key, val) in attrs(lr) {
-        let s = || Some(stringify(val));
-        match key {
-            k if k == Field::EventId.wire() => x.event_id = stringify(val),
-            v::DETECTED_BY => x.detected_by = stringify(val),
-            v::KIND => x.kind = s(),
-            v::MISSING => x.missing = string_list(val),
-            v::REASON => x.reason = stringify(val),
-            v::SPAN_TARGET => x.span_target = s(),
-            v::SPAN_NAME => x.span_name = s(),
-            v::CODE_FILE => x.code_file = s(),
-            v::CODE_LINE => x.code_line = stringify(val).parse().ok(),
-            k if k == Field::Action.wire() => x.action = s(),
-            k if k == Field::ActorKind.wire() => x.actor_kind = s(),
-            k if k == Field::AgentId.wire() => x.agent_id = s(),
-            k if k == Field::OwnerId.wire() => x.owner_id = s(),
-            k if k == Field::TaskId.wire() => x.task_id = s(),
-            k if k == Field::Target.wire() => x.target = s(),
-            wire::LEGACY_EVENT_NAME_ATTR => {}
-            _ => {
-                x.attributes.insert(key.to_owned(), stringify(val));
-            }
-        }
-    }
-    // Clients older than the `kind` column say it only through `missing`.
-    x.kind = Some(x.kind_or_inferred().to_owned());
-    x
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::columns::Stored;
+    use crate::Draft;
     use crate::Rules;
 
     /// A record with every column set: the fields a client sets come from

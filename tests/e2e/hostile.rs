@@ -589,3 +589,33 @@ fn hostile_input_gets_exact_answers_and_the_collector_keeps_serving() {
         assert!(in_layout(f, &cid), "unexpected file {f:?}");
     }
 }
+
+/// Every protobuf body of the suite, read both ways (straight from the
+/// bytes, as the receivers do, and through prost's generated types): the
+/// same records and problems, and the same refusals. The bodies the
+/// collector must store are read by the direct reader itself, not left
+/// to prost.
+#[test]
+fn hostile_bodies_read_the_same_both_ways() {
+    use audit_collector::fuzzing::protobuf_readers_agree;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+
+    let limits = audit_schema::Limits::default();
+    let mut checked = 0;
+    for case in cases(Proto::Http) {
+        if case.content_type != PROTOBUF {
+            continue;
+        }
+        let taken = protobuf_readers_agree(&case.body, &limits);
+        let prost_ok = ExportLogsServiceRequest::decode(&case.body[..]).is_ok();
+        match case.want {
+            Want::Stored { .. } => assert!(taken, "{}: left to prost", case.name),
+            Want::Error { http: 400, .. } if matches!(case.enc, Enc::Plain) => {
+                assert!(!taken && !prost_ok, "{}: decoded", case.name)
+            }
+            Want::Error { .. } => {}
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} protobuf cases");
+}

@@ -10,20 +10,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use tonic::codec::CompressionEncoding;
-use tonic::codegen::{http, BoxFuture, Context, Poll, Service};
-use tonic::server::NamedService;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use prost::bytes::{Buf, Bytes};
+use prost::Message;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::{http, Body, BoxFuture, Context, Poll, Service, StdError};
+use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::Receiver;
+use super::{read_protobuf, Receiver};
 use crate::ingest::IngestError;
 
 /// Retry hint sent with retryable errors.
@@ -37,13 +34,125 @@ impl GrpcLogs {
     /// A tonic service, accepting gzip and zstd, with a request size cap
     /// (tonic applies it to the decompressed message too) and the
     /// receiver's in-flight cap in front.
-    pub fn into_service(self, max_request_bytes: usize) -> Admitted<LogsServiceServer<GrpcLogs>> {
+    pub fn into_service(self, max_request_bytes: usize) -> Admitted<LogsServer> {
         let receiver = self.0.clone();
-        let inner = LogsServiceServer::new(self)
+        let inner = LogsServer {
+            receiver: self.0,
+            max_request_bytes,
+        };
+        Admitted { inner, receiver }
+    }
+}
+
+/// `opentelemetry.proto.collector.logs.v1.LogsService`, served as the
+/// generated server would serve it, but with [`RowsCodec`]: the request
+/// bytes are read straight into records, not into the generated types.
+#[derive(Debug, Clone)]
+pub struct LogsServer {
+    receiver: Arc<Receiver>,
+    max_request_bytes: usize,
+}
+
+const SERVICE_NAME: &str = "opentelemetry.proto.collector.logs.v1.LogsService";
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+impl NamedService for LogsServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+impl<B> Service<http::Request<B>> for LogsServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != EXPORT_PATH {
+            return Box::pin(async move {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                let h = response.headers_mut();
+                h.insert(
+                    Status::GRPC_STATUS,
+                    (tonic::Code::Unimplemented as i32).into(),
+                );
+                h.insert(
+                    http::header::CONTENT_TYPE,
+                    tonic::metadata::GRPC_CONTENT_TYPE,
+                );
+                Ok(response)
+            });
+        }
+        let mut grpc = Grpc::new(RowsCodec)
             .accept_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(max_request_bytes);
-        Admitted { inner, receiver }
+            .max_decoding_message_size(self.max_request_bytes);
+        let export = Export(self.receiver.clone());
+        Box::pin(async move { Ok(grpc.unary(export, req).await) })
+    }
+}
+
+/// Hands the request message over as bytes: they are read straight into
+/// records by [`read_protobuf`] (the HTTP receiver's function) once the
+/// client is authenticated, as over HTTP; the answer is encoded by prost.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowsCodec;
+
+impl Codec for RowsCodec {
+    type Encode = ExportLogsServiceResponse;
+    type Decode = Bytes;
+    type Encoder = ResponseEncoder;
+    type Decoder = RowsCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ResponseEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RowsCodec
+    }
+}
+
+impl Decoder for RowsCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        // Zero-copy when the message is one chunk, as it is in practice.
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
+    }
+}
+
+/// Encodes the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseEncoder;
+
+impl Encoder for ResponseEncoder {
+    type Item = ExportLogsServiceResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(buf)
+            .map_err(|e| Status::internal(format!("encoding the answer: {e}")))
+    }
+}
+
+/// The `Export` method.
+struct Export(Arc<Receiver>);
+
+impl UnaryService<Bytes> for Export {
+    type Response = ExportLogsServiceResponse;
+    type Future = BoxFuture<Response<Self::Response>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let receiver = self.0.clone();
+        Box::pin(async move { export(&receiver, request).await })
     }
 }
 
@@ -117,30 +226,29 @@ where
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for GrpcLogs {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let authorization = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        // Present only on a TLS listener; the verifier already checked it.
-        let certificate = request
-            .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(TlsConnectInfo::peer_certs)
-            .and_then(|chain| crate::tls::client_name(&chain));
-        let client = self
-            .0
-            .authenticate(authorization, certificate)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
-        self.0
-            .export(request.into_inner(), client.as_deref())
-            .await
-            .map(Response::new)
-            .map_err(status)
-    }
+async fn export(
+    receiver: &Receiver,
+    request: Request<Bytes>,
+) -> Result<Response<ExportLogsServiceResponse>, Status> {
+    let authorization = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    // Present only on a TLS listener; the verifier already checked it.
+    let certificate = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs)
+        .and_then(|chain| crate::tls::client_name(&chain));
+    let client = receiver
+        .authenticate(authorization, certificate)
+        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+    // tonic's answer to an undecodable message, remapped by `Admitted`.
+    let records = read_protobuf(request.get_ref(), &receiver.rules.limits)
+        .map_err(|e| Status::internal(e.to_string()))?;
+    receiver
+        .export(records, client.as_deref())
+        .await
+        .map(Response::new)
+        .map_err(status)
 }

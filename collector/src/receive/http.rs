@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use audit_schema::Limits;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode};
@@ -23,7 +24,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 
 use super::body::{self, BodyError, Encoding};
-use super::Receiver;
+use super::{read, read_protobuf, Received, Receiver};
 use crate::ingest::IngestError;
 use crate::tls::TlsPeer;
 
@@ -188,11 +189,11 @@ async fn export(
             return error(format, status, code, e.to_string());
         }
     };
-    let req = match parse(format, &raw) {
+    let records = match parse(format, &raw, &s.receiver.rules.limits) {
         Ok(r) => r,
         Err(m) => return bad(m),
     };
-    match s.receiver.export(req, client.as_deref()).await {
+    match s.receiver.export(records, client.as_deref()).await {
         Ok(resp) => {
             let body = match format {
                 Format::Protobuf => resp.encode_to_vec(),
@@ -220,12 +221,16 @@ async fn export(
     }
 }
 
-/// A decompressed body as an OTLP logs request, or why it is not one.
-pub fn parse(format: Format, raw: &[u8]) -> Result<ExportLogsServiceRequest, String> {
+/// The log records of a decompressed body, or why it is not an OTLP logs
+/// request. Protobuf is read straight from the bytes, as over gRPC; JSON
+/// through the generated types.
+pub fn parse(format: Format, raw: &[u8], limits: &Limits) -> Result<Vec<Received>, String> {
     match format {
-        Format::Protobuf => ExportLogsServiceRequest::decode(raw)
-            .map_err(|e| format!("undecodable OTLP protobuf: {e}")),
+        Format::Protobuf => {
+            read_protobuf(raw, limits).map_err(|e| format!("undecodable OTLP protobuf: {e}"))
+        }
         Format::Json => serde_json::from_slice::<ExportLogsServiceRequest>(raw)
+            .map(|req| read(req, limits))
             .map_err(|e| format!("undecodable OTLP JSON: {e}")),
     }
 }

@@ -5,15 +5,17 @@
 pub mod body;
 pub mod grpc;
 pub mod http;
+pub mod protobuf;
 
 use std::sync::Arc;
 
 use audit_schema::limits::{clip, QUOTE_BYTES};
-use audit_schema::otlp::{decode, Decoded, ResourceInfo};
+use audit_schema::otlp::{decode_view, view, Attr, AttrValue, Decoded, RecordView, ResourceInfo};
 use audit_schema::{wire, Field, Limits, Problem, Rejection, Rules, ViolationRecord};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use prost::Message;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -83,99 +85,165 @@ fn refusal_id(refused_event_id: &str) -> String {
 /// at most a few bytes of any value, but many problems add up.
 const MAX_MESSAGE_BYTES: usize = 1024;
 
-/// Reads every log record of a request. A record that breaks a rule (the
-/// dual key or a [`Limits`] bound) is refused by itself; the rest of the
-/// batch is kept. A refused `audit.action` or `audit.violation` also
-/// becomes a violation row (`detected_by = collector`), so that a
-/// non-compliant client leaves evidence, not silence.
+/// One log record as read from a request: what the wire form breaks of
+/// the [`Limits`] (attribute count, nesting), and what it says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    /// Problems only the wire form shows.
+    pub problems: Vec<Problem>,
+    /// The record, read by the wire table (attributes past the limit cut).
+    pub decoded: Decoded,
+}
+
+/// Every log record of a decoded request (JSON, or protobuf through the
+/// generated types), in order.
+pub fn read(req: ExportLogsServiceRequest, limits: &Limits) -> Vec<Received> {
+    let mut out = Vec::new();
+    for rl in req.resource_logs {
+        let res = ResourceInfo::from_resource(rl.resource.as_ref());
+        for sl in rl.scope_logs {
+            for lr in sl.log_records {
+                let mut attributes = Attr::all(&lr.attributes);
+                out.push(receive(limits, view(&lr, &[]), &mut attributes, &res));
+            }
+        }
+    }
+    out
+}
+
+/// Stands in for a value nested past `max_depth`, whose record is refused
+/// for it: the string form of a nested array doubles its escapes at every
+/// level, so a small request nested 40 levels deep would make gigabytes.
+pub const TOO_DEEP: &str = "(value nested past max_depth: not read)";
+
+/// One log record as both readers read it: its attributes checked against
+/// the wire limits, cut to `max_attributes`, values nested too deep
+/// replaced by [`TOO_DEEP`], then read by the wire table.
+pub fn receive<'a>(
+    limits: &Limits,
+    record: RecordView<'_, 'a>,
+    attributes: &mut Vec<Attr<'a>>,
+    res: &ResourceInfo,
+) -> Received {
+    let problems = limits.check_attributes(attributes);
+    // The record is refused already; decoding only what the limit allows
+    // keeps the draft (and the violation row) small.
+    attributes.truncate(limits.max_attributes);
+    for attr in attributes.iter_mut() {
+        if limits.too_deep(attr) {
+            attr.value = Some(AttrValue::Str(TOO_DEEP));
+        }
+    }
+    let record = RecordView {
+        attributes,
+        ..record
+    };
+    let decoded = decode_view(&record, res);
+    Received { problems, decoded }
+}
+
+/// Every log record of an OTLP/protobuf request, read straight from its
+/// bytes ([`protobuf::read`]); a request that reader leaves to prost goes
+/// through the generated types, so the answer (records or error) is the
+/// same either way.
+pub fn read_protobuf(raw: &[u8], limits: &Limits) -> Result<Vec<Received>, prost::DecodeError> {
+    match protobuf::read(raw, limits) {
+        Ok(received) => Ok(received),
+        Err(protobuf::Unusual) => Ok(read(ExportLogsServiceRequest::decode(raw)?, limits)),
+    }
+}
+
+/// Reads and checks every log record of a decoded request (see [`check_received`]).
 pub fn check(
     req: ExportLogsServiceRequest,
     rules: &Rules,
     consent: Option<&crate::consent::ConsentCheck>,
 ) -> Checked {
+    check_received(read(req, &rules.limits), rules, consent)
+}
+
+/// Checks every log record of a request. A record that breaks a rule (the
+/// dual key or a [`Limits`] bound) is refused by itself; the rest of the
+/// batch is kept. A refused `audit.action` or `audit.violation` also
+/// becomes a violation row (`detected_by = collector`), so that a
+/// non-compliant client leaves evidence, not silence.
+pub fn check_received(
+    received: Vec<Received>,
+    rules: &Rules,
+    consent: Option<&crate::consent::ConsentCheck>,
+) -> Checked {
     let limits = &rules.limits;
     let mut out = Checked::default();
-    let mut index = 0usize;
-    for rl in req.resource_logs {
-        let res = ResourceInfo::from_resource(rl.resource.as_ref());
-        for sl in rl.scope_logs {
-            for mut lr in sl.log_records {
-                let n = index;
-                index += 1;
-                let found = limits.check_log_record(&lr);
-                // The record is refused already; decoding only what the
-                // limit allows keeps the draft (and the violation row) small.
-                lr.attributes.truncate(limits.max_attributes);
-                match decode(&lr, &res) {
-                    Decoded::Action(draft) => {
-                        let mut draft = *draft;
-                        if draft
-                            .event_id
-                            .as_deref()
-                            .is_none_or(|s| s.trim().is_empty())
-                        {
-                            draft.event_id = Some(new_event_id());
-                            draft
-                                .attributes
-                                .insert("audit.event.id.assigned_by".into(), "collector".into());
-                        }
-                        let checked = match consent {
-                            Some(c) => c.check(rules, draft, found),
-                            None => audit_schema::consent::check_action(rules, draft, found, None),
-                        };
-                        match checked {
-                            Ok(record) => out.batch.actions.push(record),
-                            Err(rejection) => {
-                                out.refuse(
-                                    rejection.problems.first().map_or("rules", |p| p.code()),
-                                    format!("record {n} refused: {rejection}"),
-                                );
-                                out.batch
-                                    .violations
-                                    .push(refused_action(&rejection, limits));
-                            }
-                        }
+    for (n, record) in received.into_iter().enumerate() {
+        let found = record.problems;
+        match record.decoded {
+            Decoded::Action(draft) => {
+                let mut draft = *draft;
+                if draft
+                    .event_id
+                    .as_deref()
+                    .is_none_or(|s| s.trim().is_empty())
+                {
+                    draft.event_id = Some(new_event_id());
+                    draft
+                        .attributes
+                        .insert("audit.event.id.assigned_by".into(), "collector".into());
+                }
+                let checked = match consent {
+                    Some(c) => c.check(rules, draft, found),
+                    None => audit_schema::consent::check_action(rules, draft, found, None),
+                };
+                match checked {
+                    Ok(record) => out.batch.actions.push(record),
+                    Err(rejection) => {
+                        out.refuse(
+                            rejection.problems.first().map_or("rules", |p| p.code()),
+                            format!("record {n} refused: {rejection}"),
+                        );
+                        out.batch
+                            .violations
+                            .push(refused_action(&rejection, limits));
                     }
-                    Decoded::Violation(v) => {
-                        let mut v = *v;
-                        if v.event_id.trim().is_empty() {
-                            v.event_id = new_event_id();
-                        }
-                        if v.time_ns <= 0 {
-                            v.time_ns = crate::now_ns();
-                        }
-                        if v.detected_by.is_empty() {
-                            v.detected_by = "client".into();
-                        }
-                        if v.reason.is_empty() {
-                            v.reason = "unspecified".into();
-                        }
-                        let mut problems = found;
-                        problems.extend(limits.check_violation(&v));
-                        if problems.is_empty() {
-                            out.batch.violations.push(v);
-                        } else {
-                            let row = refused_violation(v, &problems, limits);
-                            out.refuse(
-                                problems.first().map_or("violation", |p| p.code()),
-                                format!("record {n} refused: {}", row.reason),
-                            );
-                            out.batch.violations.push(row);
-                        }
-                    }
-                    Decoded::NotAudit { event_name } => out.refuse(
-                        "not_audit",
-                        format!(
-                            "record {n} refused: event_name {:?} is not an audit record \
-                         (expected {:?} or {:?}; attribute {:?} is the wire name of the action)",
-                            clip(&event_name, QUOTE_BYTES),
-                            wire::EVENT_ACTION,
-                            wire::EVENT_VIOLATION,
-                            Field::Action.wire(),
-                        ),
-                    ),
                 }
             }
+            Decoded::Violation(v) => {
+                let mut v = *v;
+                if v.event_id.trim().is_empty() {
+                    v.event_id = new_event_id();
+                }
+                if v.time_ns <= 0 {
+                    v.time_ns = crate::now_ns();
+                }
+                if v.detected_by.is_empty() {
+                    v.detected_by = "client".into();
+                }
+                if v.reason.is_empty() {
+                    v.reason = "unspecified".into();
+                }
+                let mut problems = found;
+                problems.extend(limits.check_violation(&v));
+                if problems.is_empty() {
+                    out.batch.violations.push(v);
+                } else {
+                    let row = refused_violation(v, &problems, limits);
+                    out.refuse(
+                        problems.first().map_or("violation", |p| p.code()),
+                        format!("record {n} refused: {}", row.reason),
+                    );
+                    out.batch.violations.push(row);
+                }
+            }
+            Decoded::NotAudit { event_name } => out.refuse(
+                "not_audit",
+                format!(
+                    "record {n} refused: event_name {:?} is not an audit record \
+                         (expected {:?} or {:?}; attribute {:?} is the wire name of the action)",
+                    clip(&event_name, QUOTE_BYTES),
+                    wire::EVENT_ACTION,
+                    wire::EVENT_VIOLATION,
+                    Field::Action.wire(),
+                ),
+            ),
         }
     }
     out
@@ -322,18 +390,13 @@ impl Receiver {
     /// durable. `client` (the authenticated name) is stamped on every row.
     pub async fn export(
         &self,
-        req: ExportLogsServiceRequest,
+        records: Vec<Received>,
         client: Option<&str>,
     ) -> Result<ExportLogsServiceResponse, IngestError> {
-        let received: usize = req
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum();
+        let received = records.len();
         Metrics::add(&self.metrics.requests_total, 1);
         Metrics::add(&self.metrics.records_received_total, received as u64);
-        let mut checked = check(req, &self.rules, self.consent.as_deref());
+        let mut checked = check_received(records, &self.rules, self.consent.as_deref());
         checked.stamp_client(client);
         if let Err(e) = self.ingest.submit(std::mem::take(&mut checked.batch)).await {
             self.metrics.requests_throttled.add(e.reason(), 1);
@@ -398,6 +461,49 @@ mod tests {
                 .starts_with("record 1 refused: agent action without `audit.owner.id`"),
             "{}",
             ps.error_message
+        );
+    }
+
+    /// A value nested 45 levels deep (prost takes up to 47 here) in a
+    /// field the row keeps: refused for its depth, and its string form
+    /// (which doubles its escapes per level) never made.
+    #[test]
+    fn values_nested_past_the_limit_are_refused_unread() {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue};
+        let mut v = Value::StringValue("x".into());
+        for _ in 0..45 {
+            v = Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue { value: Some(v) }],
+            });
+        }
+        let mut lr = encode_action(&record("usr_alice"));
+        for kv in &mut lr.attributes {
+            if kv.key == audit_schema::Field::OwnerId.wire() {
+                kv.value = Some(AnyValue {
+                    value: Some(v.clone()),
+                });
+            }
+        }
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![lr],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let received = read_protobuf(&req.encode_to_vec(), &Limits::default()).expect("decodes");
+        assert!(matches!(
+            received[0].problems[..],
+            [Problem::TooDeep { .. }]
+        ));
+        let checked = check(req, &Rules::default(), None);
+        assert_eq!((checked.batch.actions.len(), checked.refused), (0, 1));
+        assert_eq!(
+            checked.batch.violations[0].owner_id.as_deref(),
+            Some(TOO_DEEP)
         );
     }
 }
