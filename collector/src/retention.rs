@@ -224,15 +224,29 @@ pub fn lock_path(root: &Path, collector_id: &str) -> PathBuf {
     root.join("manifest").join(format!("{collector_id}.lock"))
 }
 
+/// A collector's manifest lock, released when dropped.
+#[derive(Debug)]
+pub struct ManifestLock(File);
+
+impl Drop for ManifestLock {
+    fn drop(&mut self) {
+        // Unlock before closing: a child process forked meanwhile (by a
+        // test harness, or an application embedding the collector) holds a
+        // copy of the descriptor until it execs, and the lock would outlive
+        // this holder by that long; the next start would find it held.
+        let _ = self.0.unlock();
+    }
+}
+
 /// Takes a collector's manifest lock, or says who holds it.
-pub fn lock(root: &Path, collector_id: &str) -> Result<File, RetentionError> {
+pub fn lock(root: &Path, collector_id: &str) -> Result<ManifestLock, RetentionError> {
     let path = lock_path(root, collector_id);
     if let Some(dir) = path.parent() {
         crate::fsio::create_dir_synced(dir).map_err(io(dir.display().to_string()))?;
     }
     let file = File::create(&path).map_err(io(path.display().to_string()))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(ManifestLock(file)),
         Err(std::fs::TryLockError::WouldBlock) => {
             Err(RetentionError::Locked(collector_id.to_owned()))
         }

@@ -22,7 +22,7 @@ use crate::wal::{Frame, Wal};
 /// Owns the WAL, the unsealed buffer and the manifest; runs on its own thread.
 pub(super) struct Writer {
     /// Held for the writer's life: one process appends to a manifest.
-    pub(super) _lock: fs::File,
+    pub(super) _lock: crate::retention::ManifestLock,
     pub(super) cfg: IngestConfig,
     pub(super) metrics: Arc<Metrics>,
     pub(super) wal: Wal,
