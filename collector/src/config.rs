@@ -13,7 +13,7 @@
 //! dangerous_actions = ["payments.*", "*.delete"]
 //!
 //! [store]
-//! seal_rows = 200000
+//! seal_rows = 100000
 //! seal_interval_secs = 60
 //! # Sealed files and manifests to S3 instead of data_dir (the WAL stays local):
 //! # url = "s3://audit-bucket/trail"
@@ -274,10 +274,10 @@ impl Default for Config {
                 reload_interval_secs: 60,
             },
             store: StoreConfig {
-                seal_rows: 200_000,
+                seal_rows: 100_000,
                 seal_interval_secs: 60,
                 queue_depth: 1024,
-                max_buffered_rows: 2_000_000,
+                max_buffered_rows: 400_000,
                 dedup_window_hours: 24,
                 digest_interval_secs: 3600,
                 url: None,

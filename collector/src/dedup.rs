@@ -14,10 +14,19 @@
 //! - an id inside a file's range is checked against the file's own Parquet
 //!   bloom filter on `event_id` (read when needed, kept in a cache of a
 //!   fixed byte budget), and a "maybe" is confirmed against the file's ids,
-//!   so a false positive of the filter never drops a record.
+//!   so a false positive of the filter never drops a record. The filters
+//!   answer "maybe" for a few percent of new ids, so the confirmation goes
+//!   first through a sorted list of 64-bit hashes of the file's ids (8 bytes
+//!   an id, a few files kept within [`HASHES_BYTES`]): an id whose hash is
+//!   absent is not in the file. Only a hash that is present (a resend, or a
+//!   2^-64 collision) is checked against the ids themselves. Without it,
+//!   clients whose id ranges overlap (several load generators, skewed
+//!   clocks) made every "maybe" read a whole file, alternating between
+//!   files, and the writer fell behind its queue.
 //!
 //! Memory: the unsealed ids, about 200 bytes per sealed file of the window,
-//! the bloom cache budget and the ids of the one file read last. A file
+//! the bloom cache budget, the hash lists' budget and the ids of the one
+//! file read last. A file
 //! that cannot be read is logged and the id is stored: a possible duplicate
 //! row is better than a lost record.
 //!
@@ -60,7 +69,21 @@ pub struct Dedup {
     cache: VecDeque<(String, Blooms, usize)>,
     cache_bytes: usize,
     cache_budget: usize,
+    /// Sorted hashes of the ids of files confirmed against lately, least
+    /// recently used first, with their total bytes.
+    hashes: VecDeque<(String, Vec<u64>)>,
+    hashes_bytes: usize,
     confirmed: Option<(String, HashSet<String>)>,
+}
+
+/// Budget of the hash lists: 8 bytes an id, five files of 200,000 ids.
+pub const HASHES_BYTES: usize = 8 << 20;
+
+/// An id's hash for the lists: SipHash with fixed keys, the same for a
+/// file's ids and the id asked about (never stored anywhere).
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(id)
 }
 
 /// Bloom filter cache budget: 64 files of 200,000 ids at the writer's
@@ -78,6 +101,8 @@ impl Dedup {
             cache: VecDeque::new(),
             cache_bytes: 0,
             cache_budget: cache_bytes,
+            hashes: VecDeque::new(),
+            hashes_bytes: 0,
             confirmed: None,
         }
     }
@@ -156,6 +181,7 @@ impl Dedup {
         while self.files.front().is_some_and(|f| f.sealed_ns < since) {
             if let Some(f) = self.files.pop_front() {
                 self.cache.retain(|(rel, ..)| *rel != f.rel);
+                self.hashes.retain(|(rel, _)| *rel != f.rel);
                 if self
                     .confirmed
                     .as_ref()
@@ -166,6 +192,7 @@ impl Dedup {
             }
         }
         self.cache_bytes = self.cache.iter().map(|(.., n)| n).sum();
+        self.hashes_bytes = self.hashes.iter().map(|(_, h)| h.len() * 8).sum();
     }
 
     fn in_file(&mut self, rel: &str, id: &str, read: &ReadFile<'_>) -> bool {
@@ -177,7 +204,34 @@ impl Dedup {
                 return false;
             }
         };
-        maybe && self.confirm(rel, id, read)
+        maybe && self.hash_listed(rel, id, read) && self.confirm(rel, id, read)
+    }
+
+    /// Whether `id`'s hash is among those of the file's ids; `true` when
+    /// the file cannot be read (the exact check then decides).
+    fn hash_listed(&mut self, rel: &str, id: &str, read: &ReadFile<'_>) -> bool {
+        if let Some(i) = self.hashes.iter().position(|(r, _)| r == rel) {
+            let hit = self.hashes.remove(i);
+            self.hashes.extend(hit);
+        } else {
+            let ids = read(rel).and_then(|bytes| {
+                crate::partition::read_event_ids_bytes(bytes, Path::new(rel))
+                    .map_err(|e| e.to_string())
+            });
+            let Ok(ids) = ids else { return true };
+            let mut list: Vec<u64> = ids.iter().map(|i| id_hash(i)).collect();
+            list.sort_unstable();
+            self.hashes_bytes += list.len() * 8;
+            self.hashes.push_back((rel.to_owned(), list));
+            while self.hashes_bytes > HASHES_BYTES && self.hashes.len() > 1 {
+                if let Some((_, h)) = self.hashes.pop_front() {
+                    self.hashes_bytes -= h.len() * 8;
+                }
+            }
+        }
+        self.hashes
+            .back()
+            .is_none_or(|(_, list)| list.binary_search(&id_hash(id)).is_ok())
     }
 
     fn blooms(&mut self, rel: &str, read: &ReadFile<'_>) -> Result<Option<&Vec<Sbbf>>, String> {

@@ -95,3 +95,34 @@ fn an_unreadable_file_stores_the_record_rather_than_drop_it() {
     let read = |_: &str| -> Result<Bytes, String> { Err("gone".into()) };
     assert!(!d.contains(&id(5), &read));
 }
+
+#[test]
+fn new_ids_inside_overlapping_ranges_read_each_file_a_bounded_number_of_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let reads = std::cell::Cell::new(0);
+    let read = |rel: &str| -> Result<Bytes, String> {
+        reads.set(reads.get() + 1);
+        std::fs::read(root.join(rel))
+            .map(Bytes::from)
+            .map_err(|e| e.to_string())
+    };
+    let mut d = Dedup::new(Duration::from_secs(24 * 3600), DEFAULT_CACHE_BYTES);
+    let t0 = 1_800_000_000 * 1_000_000_000;
+    // Two clients' ids interleaved: each file's range covers the other's.
+    seal(&root, &mut d, &(0..4000).step_by(2).collect::<Vec<_>>(), t0);
+    seal(&root, &mut d, &(1..4000).step_by(2).collect::<Vec<_>>(), t0);
+    // New ids sorting inside both ranges: every one is checked against
+    // both files' bloom filters, and some of them are a "maybe".
+    let fresh: Vec<String> = (0..4000).map(|i| format!("{}x", id(i))).collect();
+    for f in &fresh {
+        assert!(!d.contains(f, &read), "{f} was never stored");
+    }
+    // Each file: once for its bloom filters, once for its id hashes.
+    assert!(
+        reads.get() <= 4,
+        "{} file reads for 4000 new ids",
+        reads.get()
+    );
+    assert!(d.contains(&id(3998), &read) && d.contains(&id(3999), &read));
+}

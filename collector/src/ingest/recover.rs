@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audit_schema::{AuditRecord, Stamp, ViolationRecord};
+use audit_schema::{AuditRecord, ViolationRecord};
 
 use super::remote::Remote;
 use super::writer::Writer;
@@ -15,7 +15,7 @@ use crate::fsio::walk;
 use crate::manifest::{self, Body, FileEntry, Manifest};
 use crate::metrics::Metrics;
 use crate::now_ns;
-use crate::partition::{PartitionWriter, SealedFile};
+use crate::partition::{PartitionWriter, SealedFile, Unsealed};
 use crate::wal::{self, Frame, Wal};
 
 impl Writer {
@@ -41,17 +41,18 @@ impl Writer {
         let now = Instant::now();
         let (mut actions_seen, mut violations_seen) =
             recent_files(root, &manifest, remote.as_ref(), cfg.dedup_window);
-        let Unsealed {
+        let WalRows {
             actions,
             violations,
             max_seq,
-        } = read_unsealed(&wal_dir, sealed_seq)?;
-        for (r, _) in &actions {
-            actions_seen.insert(r.event_id.clone());
-        }
-        for (r, _) in &violations {
-            violations_seen.insert(r.event_id.clone());
-        }
+        } = read_unsealed(&wal_dir, sealed_seq, |violation, id| {
+            let seen = if violation {
+                &mut violations_seen
+            } else {
+                &mut actions_seen
+            };
+            seen.insert(id.to_owned());
+        })?;
         let max_seq = max_seq.max(sealed_seq);
         let recovered = actions.len() + violations.len();
         let wal = Wal::create(&wal_dir, max_seq + 1).map_err(|e| storage("wal", e))?;
@@ -174,17 +175,23 @@ fn recent_files(
 }
 
 /// Rows in the WAL that no committed seal covers.
-pub(super) struct Unsealed {
-    pub(super) actions: Vec<(AuditRecord, Stamp)>,
-    pub(super) violations: Vec<(ViolationRecord, Stamp)>,
+pub(super) struct WalRows {
+    pub(super) actions: Unsealed<AuditRecord>,
+    pub(super) violations: Unsealed<ViolationRecord>,
     /// Highest seq seen in the WAL (sealed or not; 0 when empty).
     pub(super) max_seq: u64,
 }
 
-pub(super) fn read_unsealed(wal_dir: &Path, sealed_seq: u64) -> Result<Unsealed, IngestError> {
-    let mut u = Unsealed {
-        actions: Vec::new(),
-        violations: Vec::new(),
+/// Reads them, telling `seen` each one's dataset (`true` for a violation)
+/// and `event_id`.
+pub(super) fn read_unsealed(
+    wal_dir: &Path,
+    sealed_seq: u64,
+    mut seen: impl FnMut(bool, &str),
+) -> Result<WalRows, IngestError> {
+    let mut u = WalRows {
+        actions: Unsealed::default(),
+        violations: Unsealed::default(),
         max_seq: 0,
     };
     let segments = wal::segments(wal_dir).map_err(|e| storage("wal", e))?;
@@ -206,13 +213,15 @@ pub(super) fn read_unsealed(wal_dir: &Path, sealed_seq: u64) -> Result<Unsealed,
             for (r, s) in frame.actions {
                 u.max_seq = u.max_seq.max(s.seq);
                 if s.seq > sealed_seq {
-                    u.actions.push((r, s));
+                    seen(false, &r.event_id);
+                    u.actions.push(&r, s);
                 }
             }
             for (r, s) in frame.violations {
                 u.max_seq = u.max_seq.max(s.seq);
                 if s.seq > sealed_seq {
-                    u.violations.push((r, s));
+                    seen(true, &r.event_id);
+                    u.violations.push(&r, s);
                 }
             }
         }

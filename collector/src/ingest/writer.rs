@@ -16,7 +16,7 @@ use crate::fsio;
 use crate::manifest::{Body, Manifest};
 use crate::metrics::Metrics;
 use crate::now_ns;
-use crate::partition::{PartitionWriter, SealedFile};
+use crate::partition::{PartitionWriter, SealedFile, Unsealed};
 use crate::wal::{Frame, Wal};
 
 /// Owns the WAL, the unsealed buffer and the manifest; runs on its own thread.
@@ -31,8 +31,9 @@ pub(super) struct Writer {
     pub(super) next_seq: u64,
     /// Highest seq committed by a seal.
     pub(super) sealed_seq: u64,
-    pub(super) actions: Vec<(AuditRecord, Stamp)>,
-    pub(super) violations: Vec<(ViolationRecord, Stamp)>,
+    /// Unsealed rows, in columns (see [`Unsealed`] for why).
+    pub(super) actions: Unsealed<AuditRecord>,
+    pub(super) violations: Unsealed<ViolationRecord>,
     pub(super) oldest: Option<Instant>,
     /// Action ids stored within the dedup window.
     pub(super) actions_seen: Dedup,
@@ -236,8 +237,12 @@ impl Writer {
                 &self.metrics.violations_stored_total,
                 frame.violations.len() as u64,
             );
-            self.actions.extend(frame.actions);
-            self.violations.extend(frame.violations);
+            for (r, s) in frame.actions {
+                self.actions.push(&r, s);
+            }
+            for (r, s) in frame.violations {
+                self.violations.push(&r, s);
+            }
         }
         if self.oldest.is_none() && self.buffered() > 0 {
             self.oldest = Some(now);
@@ -459,11 +464,11 @@ impl Writer {
         let violations = std::mem::take(&mut self.violations);
         let mut files = self
             .partitions
-            .seal_audit(actions)
+            .seal(actions)
             .map_err(|e| storage("seal audit", e))?;
         files.extend(
             self.partitions
-                .seal_violations(violations)
+                .seal(violations)
                 .map_err(|e| storage("seal violations", e))?,
         );
         Ok(files)
@@ -472,7 +477,7 @@ impl Writer {
     /// After a failed seal: the unsealed rows, back from the WAL.
     fn reload_unsealed(&mut self) {
         let dir = self.cfg.data_dir.join("wal").join(&self.cfg.collector_id);
-        match read_unsealed(&dir, self.sealed_seq) {
+        match read_unsealed(&dir, self.sealed_seq, |_, _| {}) {
             Ok(u) => {
                 self.actions = u.actions;
                 self.violations = u.violations;

@@ -51,18 +51,23 @@
 //! as data), fsynced, made read-only (0o444), published under its final name
 //! without ever replacing an existing file ([`PartitionError::AlreadyExists`]),
 //! and its directory fsynced.
+//!
+//! Rows wait for their seal in an [`Unsealed`] buffer, already in Arrow
+//! columns and split by hour; [`PartitionWriter::seal`] sorts each hour's
+//! rows by a permutation and writes them one row group at a time, so a seal
+//! needs one row group's sorted copy beside the buffer, not a second copy
+//! of every row.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use arrow_array::{
     Array, Int64Array, ListArray, MapArray, RecordBatch, StringArray, StructArray,
     TimestampNanosecondArray, UInt64Array,
 };
-use arrow_schema::{ArrowError, Schema, SchemaRef};
+use arrow_schema::{ArrowError, Schema};
 use audit_schema::columns::{self, Column};
 use audit_schema::{AuditRecord, Stamp, ViolationRecord};
 use chrono::{DateTime, Datelike, Timelike};
@@ -222,6 +227,7 @@ fn schema_err(path: &Path, message: impl Into<String>) -> PartitionError {
 
 mod read;
 mod rows;
+mod unsealed;
 mod write;
 
 pub use read::{
@@ -229,6 +235,8 @@ pub use read::{
     read_audit_file, read_event_ids, read_event_ids_bytes, read_violations, read_violations_bytes,
     read_violations_file,
 };
+pub use rows::Row;
+pub use unsealed::Unsealed;
 pub use write::PartitionWriter;
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Rows to immutable Parquet files.
 
-use super::rows::Row;
+use super::rows::{file_order, Row};
+use super::unsealed::Unsealed;
 use super::*;
+use arrow_array::UInt32Array;
+use arrow_select::take::take_record_batch;
 
 /// Writes sealed batches of rows as new, immutable Parquet files.
 #[derive(Clone, Debug)]
@@ -44,7 +47,7 @@ impl PartitionWriter {
         &self,
         rows: Vec<(AuditRecord, Stamp)>,
     ) -> Result<Vec<SealedFile>, PartitionError> {
-        self.seal(rows)
+        self.seal(buffered(rows))
     }
 
     /// Like [`PartitionWriter::seal_audit`] for violations, partitioned by
@@ -53,26 +56,20 @@ impl PartitionWriter {
         &self,
         rows: Vec<(ViolationRecord, Stamp)>,
     ) -> Result<Vec<SealedFile>, PartitionError> {
-        self.seal(rows)
+        self.seal(buffered(rows))
     }
 
-    fn seal<R: Row>(&self, rows: Vec<(R, Stamp)>) -> Result<Vec<SealedFile>, PartitionError> {
+    /// Like [`PartitionWriter::seal_audit`], from rows already in columns.
+    pub fn seal<R: Row>(&self, rows: Unsealed<R>) -> Result<Vec<SealedFile>, PartitionError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         check_collector_id(&self.collector_id)?;
-        let mut parts: BTreeMap<HourKey, Vec<(R, Stamp)>> = BTreeMap::new();
-        for row in rows {
-            parts
-                .entry(hour_of(row.0.event_time()))
-                .or_default()
-                .push(row);
-        }
+        let schema = rows.schema().clone();
         // Plan every file first, so a reused seq fails before anything is written.
-        let mut plans = Vec::with_capacity(parts.len());
-        for ((y, m, d, h), rows) in parts {
-            let rows = sorted(rows);
-            let seq_min = rows.iter().map(|r| r.1.seq).min().unwrap_or_default();
+        let mut plans = Vec::new();
+        for ((y, m, d, h), part) in rows.into_parts() {
+            let seq_min = part.stats.seq_min;
             let rel = format!(
                 "{}/date={y:04}-{m:02}-{d:02}/hour={h:02}/part-{}-{seq_min:020}.parquet",
                 R::DATASET.dir_name(),
@@ -82,23 +79,26 @@ impl PartitionWriter {
             if fs::symlink_metadata(&full).is_ok() {
                 return Err(PartitionError::AlreadyExists { path: full });
             }
-            plans.push((rel, full, seq_min, rows));
+            plans.push((rel, full, part));
         }
-        let schema: SchemaRef = Arc::new(columns::arrow_schema(R::DATASET.columns()));
         let mut sealed = Vec::with_capacity(plans.len());
-        for (rel, full, seq_min, rows) in plans {
-            let batch = R::batch(&rows, &self.collector_id, &schema).map_err(arrow_err(&full))?;
-            let props = self.properties(&schema, R::SORTED_BY, rows.len(), &full)?;
-            let (sha256, bytes) = write_immutable(&full, &batch, props)?;
-            let times = rows.iter().map(|r| r.0.event_time());
+        // Parts go one at a time, each dropped once its file is written.
+        for (rel, full, part) in plans {
+            let stats = part.stats;
+            let batch = part
+                .finish(&self.collector_id, &schema)
+                .map_err(arrow_err(&full))?;
+            let order = file_order(&batch, R::SORTED_BY).map_err(|m| schema_err(&full, m))?;
+            let props = self.properties(&schema, R::SORTED_BY, stats.rows, &full)?;
+            let (sha256, bytes) = write_immutable(&full, &batch, &order, props)?;
             sealed.push(SealedFile {
                 dataset: R::DATASET,
                 path: PathBuf::from(rel),
-                rows: rows.len() as u64,
-                seq_min,
-                seq_max: rows.iter().map(|r| r.1.seq).max().unwrap_or_default(),
-                time_min_ns: times.clone().min().unwrap_or_default(),
-                time_max_ns: times.max().unwrap_or_default(),
+                rows: stats.rows as u64,
+                seq_min: stats.seq_min,
+                seq_max: stats.seq_max,
+                time_min_ns: stats.time_min_ns,
+                time_max_ns: stats.time_max_ns,
                 sha256,
                 bytes,
             });
@@ -144,16 +144,13 @@ impl PartitionWriter {
     }
 }
 
-/// `rows` in file order. Sorts a permutation and moves each row once: a
-/// row is a few hundred bytes, and sorting the rows themselves moved each
-/// of them log n times (a fifth of the writer thread at seal, in the
-/// ingest profile).
-fn sorted<R: Row>(rows: Vec<(R, Stamp)>) -> Vec<(R, Stamp)> {
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    // Keys end with the unique seq, so an unstable sort is deterministic.
-    order.sort_unstable_by(|&a, &b| R::cmp_in_file(&rows[a], &rows[b]));
-    let mut slots: Vec<Option<(R, Stamp)>> = rows.into_iter().map(Some).collect();
-    order.iter().filter_map(|&i| slots[i].take()).collect()
+/// Rows into the columnar buffer a seal takes.
+fn buffered<R: Row>(rows: Vec<(R, Stamp)>) -> Unsealed<R> {
+    let mut buf = Unsealed::default();
+    for (record, stamp) in rows {
+        buf.push(&record, stamp);
+    }
+    buf
 }
 
 fn check_collector_id(id: &str) -> Result<(), PartitionError> {
@@ -204,11 +201,16 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Writes `batch` to `path` under a temp name and publishes it without
-/// replacing anything; returns the hex SHA-256 and size of the file.
+/// Rows copied into file order at a time while a file is written.
+const SORTED_SLICE_ROWS: usize = 4_096;
+
+/// Writes the rows of `batch` in `order` to `path` under a temp name and
+/// publishes it without replacing anything; returns the hex SHA-256 and
+/// size of the file.
 fn write_immutable(
     path: &Path,
     batch: &RecordBatch,
+    order: &[u32],
     props: WriterProperties,
 ) -> Result<(String, u64), PartitionError> {
     let dir = path
@@ -227,7 +229,7 @@ fn write_immutable(
         }
         _ => {}
     }
-    let result = write_temp(&tmp, batch, props).and_then(|digest| {
+    let result = write_temp(&tmp, batch, order, props).and_then(|digest| {
         publish(&tmp, path)?;
         sync_dir(dir)?;
         Ok(digest)
@@ -241,6 +243,7 @@ fn write_immutable(
 fn write_temp(
     tmp: &Path,
     batch: &RecordBatch,
+    order: &[u32],
     props: WriterProperties,
 ) -> Result<(String, u64), PartitionError> {
     let file = fsio::open(OpenOptions::new().write(true).create_new(true), tmp)
@@ -252,7 +255,14 @@ fn write_temp(
     };
     let mut writer =
         ArrowWriter::try_new(sink, batch.schema(), Some(props)).map_err(pq_err(tmp))?;
-    writer.write(batch).map_err(pq_err(tmp))?;
+    // The sorted copy is made a slice at a time: the writer encodes and
+    // compresses each slice into its row group (flushed when full), so a
+    // seal holds a slice of rows beside the buffer, not a copy of it.
+    for group in order.chunks(SORTED_SLICE_ROWS) {
+        let rows =
+            take_record_batch(batch, &UInt32Array::from(group.to_vec())).map_err(arrow_err(tmp))?;
+        writer.write(&rows).map_err(pq_err(tmp))?;
+    }
     let sink = writer.into_inner().map_err(pq_err(tmp))?;
     let file = sink
         .inner

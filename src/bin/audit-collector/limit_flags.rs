@@ -29,7 +29,7 @@ pub struct LimitFlags {
     #[arg(long, env = "AUDIT_COLLECTOR_QUEUE_DEPTH")]
     #[serde(rename = "store.queue_depth")]
     queue_depth: Option<usize>,
-    /// Unsealed rows held before new requests get a retryable error [default: 2000000].
+    /// Unsealed rows held before new requests get a retryable error [default: 400000].
     #[arg(long, env = "AUDIT_COLLECTOR_MAX_BUFFERED_ROWS")]
     #[serde(rename = "store.max_buffered_rows")]
     max_buffered_rows: Option<usize>,

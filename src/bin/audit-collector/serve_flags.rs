@@ -46,7 +46,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AUDIT_COLLECTOR_SIGNING_KEY")]
     #[serde(rename = "store.signing_key")]
     signing_key: Option<PathBuf>,
-    /// Seal when this many rows are buffered [default: 200000].
+    /// Seal when this many rows are buffered [default: 100000].
     #[arg(long, env = "AUDIT_COLLECTOR_SEAL_ROWS")]
     #[serde(rename = "store.seal_rows")]
     seal_rows: Option<usize>,
