@@ -52,11 +52,15 @@ pub struct AccessArgs {
     pub viewer: Option<String>,
 }
 
+/// The access log being opened while a question is answered.
+type Opening = tokio::task::JoinHandle<Result<AccessLog, access::AccessError>>;
+
 /// One CLI question, before its answer.
 struct Question {
     name: &'static str,
     subject: Option<String>,
     asked: DateTime<Utc>,
+    log: Option<Opening>,
 }
 
 impl Question {
@@ -65,7 +69,18 @@ impl Question {
             name,
             subject,
             asked: Utc::now(),
+            log: None,
         }
+    }
+
+    /// Opens the access log while the answer is computed (its recovery and
+    /// fsyncs wait on the disk, the answer on the CPU). For the short
+    /// questions only: the open log holds the CLI writer's lock, for which
+    /// another command waits at most 30 s, so a long free SQL query opens
+    /// it after its answer.
+    fn opening_log(mut self, access: &AccessArgs) -> Question {
+        self.log = Some(open_log(access));
+        self
     }
 
     /// Records the question with its outcome, then lets the answer
@@ -91,10 +106,12 @@ impl Question {
             rows: result.as_ref().ok().map(rows),
             extra,
         };
-        let dir = access.access_dir.clone();
-        let log = tokio::task::spawn_blocking(move || AccessLog::open(&dir, Writer::Cli))
-            .await
-            .map_err(std::io::Error::other)??;
+        let log = match self.log {
+            Some(opening) => opening,
+            None => open_log(access),
+        }
+        .await
+        .map_err(std::io::Error::other)??;
         let written = log.record(&q).await;
         let closed = tokio::task::spawn_blocking(move || log.close())
             .await
@@ -103,6 +120,12 @@ impl Question {
         closed?;
         result
     }
+}
+
+/// Opens the CLI's access log off the async threads.
+fn open_log(access: &AccessArgs) -> Opening {
+    let dir = access.access_dir.clone();
+    tokio::task::spawn_blocking(move || AccessLog::open(&dir, Writer::Cli))
 }
 
 /// The command line as typed, each argument quoted when it holds a space
@@ -294,7 +317,8 @@ impl WhoArgs {
             writeln!(out(), "{}", who::sql(&self.event_id))?;
             return Ok(true);
         }
-        let q = Question::new("who", Some(format!("event_id={}", self.event_id)));
+        let q = Question::new("who", Some(format!("event_id={}", self.event_id)))
+            .opening_log(&self.access);
         let result = async {
             let (engine, sealed) = engine(&self.data).await?;
             Ok((who::who(&engine, &self.event_id).await?, sealed))
@@ -362,7 +386,7 @@ impl ActivityArgs {
             Subject::Owner(o) => format!("owner={o}"),
             Subject::Origin(o) => format!("origin={o}"),
         };
-        let q = Question::new("activity", Some(about));
+        let q = Question::new("activity", Some(about)).opening_log(&self.access);
         let result = async {
             let (engine, sealed) = engine(&self.data).await?;
             Ok((activity::activity(&engine, &subject, range).await?, sealed))

@@ -17,6 +17,9 @@
 //!   Each runs SQL through the same engine; [`who::sql`] and
 //!   [`activity::sql`] return exactly the text that `docs/analysts.md`
 //!   shows, so what an analyst runs in DuckDB is what the command runs.
+//!   `who` runs it first restricted to the hours of a UUIDv7 id's time
+//!   ([`who::located_sql`]), and over every file only when those hold no
+//!   row with the id.
 //! - [`output`]: a readable table, JSON or CSV.
 //! - [`access`]: who looked. Every question asked through the commands
 //!   (and the console) is recorded, durably and hash-chained, in an access

@@ -123,7 +123,8 @@ pub async fn prove_human(
     event_id: &str,
     window: Duration,
 ) -> Result<Proof, QueryError> {
-    let answer = who::who(engine, event_id).await?;
+    // Every file: a second row with this id anywhere fails the proof.
+    let answer = who::lookup(engine, event_id, who::Scope::Everywhere).await?;
     let mut checks = Vec::new();
     if answer.rows.len() != 1 {
         // The collector deduplicates by event id; two rows is itself a finding.

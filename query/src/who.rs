@@ -9,7 +9,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit, UInt64Type};
 
-use super::{quote, Engine, QueryError};
+use super::{partition_range, quote, Engine, QueryError};
 use audit_collector::manifest::{Body, Entry, FileEntry};
 use audit_collector::store::{chain, Location};
 
@@ -96,9 +96,65 @@ pub struct Located {
     pub entry: u64,
 }
 
-/// Runs [`sql`] and locates each row's file.
+/// How far from a UUIDv7 event id's own time its row is looked for first.
+/// Rows are partitioned by `start_time`, which comes from the same client
+/// clock as the id: the layer makes the id as the action starts (a gate)
+/// or as its span closes, so the row's hour is the id's hour or one before
+/// it, whatever the client's skew to the collector. An hour either side
+/// keeps the first look to at most three hour partitions.
+pub const LOCATED_WINDOW: chrono::Duration = chrono::Duration::hours(1);
+
+/// The time range whose hour partitions a UUIDv7 event id's row is looked
+/// for in first; `None` for any other id (a caller may supply its own).
+pub fn located_range(event_id: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let id = uuid::Uuid::try_parse(event_id).ok()?;
+    if id.get_version_num() != 7 {
+        return None;
+    }
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    let t = DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)?;
+    Some((
+        t.checked_sub_signed(LOCATED_WINDOW)?,
+        t.checked_add_signed(LOCATED_WINDOW)?,
+    ))
+}
+
+/// [`sql`] restricted to the hour partitions of `range` (see
+/// [`located_range`]): only those directories are listed and only their
+/// files' footers read.
+pub fn located_sql(event_id: &str, (from, to): (DateTime<Utc>, DateTime<Utc>)) -> String {
+    format!("{}\n  AND {}", sql(event_id), partition_range(from, to))
+}
+
+/// Where [`who`] looks for the rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// A UUIDv7 id's hours first ([`located_sql`]); every file only when
+    /// they hold no row with the id (or the id is not a UUIDv7). A second
+    /// row with the same id outside those hours is not looked for.
+    Located,
+    /// Every file, always ([`sql`]): every row with the id, wherever it
+    /// is, so that a duplicate is always seen (`prove-human`).
+    Everywhere,
+}
+
+/// Runs [`sql`] (first [`located_sql`], as `scope` says) and locates each
+/// row's file.
 pub async fn who(engine: &Engine, event_id: &str) -> Result<Answer, QueryError> {
-    let batches = engine.sql(&sql(event_id)).await?;
+    lookup(engine, event_id, Scope::Located).await
+}
+
+/// [`who`], looking where `scope` says.
+pub async fn lookup(engine: &Engine, event_id: &str, scope: Scope) -> Result<Answer, QueryError> {
+    let located = match (scope, located_range(event_id)) {
+        (Scope::Located, Some(range)) => engine.sql(&located_sql(event_id, range)).await?,
+        _ => Vec::new(),
+    };
+    let batches = if located.iter().any(|b| b.num_rows() > 0) {
+        located
+    } else {
+        engine.sql(&sql(event_id)).await?
+    };
     let mut rows = Vec::new();
     let mut out = Vec::new();
     for b in batches {
@@ -267,3 +323,7 @@ pub fn locate_in(entries: &[Entry], r: &RowFacts) -> Option<Located> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+#[path = "who_tests.rs"]
+mod tests;
