@@ -56,11 +56,15 @@ impl Engine {
             let url = bucket_url(bucket, &location)?;
             ctx.register_object_store(url.as_ref(), Arc::clone(&location.store));
         }
-        for (name, cols) in [
-            ("audit", columns::AUDIT),
-            ("violations", columns::VIOLATIONS),
+        for (name, cols, added) in [
+            ("audit", columns::AUDIT, audit_schema::record::AUDIT_ADDED),
+            (
+                "violations",
+                columns::VIOLATIONS,
+                audit_schema::record::VIOLATIONS_ADDED,
+            ),
         ] {
-            let schema: SchemaRef = Arc::new(columns::arrow_schema(cols));
+            let schema: SchemaRef = Arc::new(table_schema(cols, added));
             if has_any(&location, name).await? {
                 let table = listing_table(table_url(&location, name)?, schema)?;
                 ctx.register_table(name, Arc::new(table))?;
@@ -98,6 +102,28 @@ impl Engine {
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         Ok((schema, df.collect().await?))
     }
+}
+
+/// The columns as a table over every file ever sealed: a column added
+/// after the first files (`added`) is nullable whatever the writer
+/// declares, since files sealed before it have no such column and read as
+/// null there (a non-nullable declaration would fail every query that
+/// touches such a file).
+fn table_schema(cols: &[columns::Column], added: &[&str]) -> Schema {
+    let schema = columns::arrow_schema(cols);
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if added.contains(&f.name().as_str()) {
+                    Arc::new(f.as_ref().clone().with_nullable(true))
+                } else {
+                    Arc::clone(f)
+                }
+            })
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Queries only read: no `CREATE`, `COPY … TO`, `INSERT` or `SET`, so an

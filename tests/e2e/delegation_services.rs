@@ -130,8 +130,9 @@ fn field<'a>(row: &'a serde_json::Value, name: &str) -> &'a str {
     row[name].as_str().unwrap_or("")
 }
 
-/// Writes `usr_alice`'s single-hop agent action as a v1 file: the v2
-/// columns projected away, as a collector before them wrote it.
+/// Writes `usr_alice`'s single-hop agent action as a v1 file: every column
+/// added since (`AUDIT_ADDED`) projected away, as the first collectors
+/// wrote it.
 fn write_v1_file(data: &std::path::Path) {
     let now = chrono::Utc::now().timestamp_nanos_opt().expect("now");
     let draft = Draft {
@@ -161,8 +162,7 @@ fn write_v1_file(data: &std::path::Path) {
         .expect("read");
     let v1: Vec<usize> = (0..batch.num_columns())
         .filter(|&i| {
-            !["delegation", "origin_id", "delegation_from"]
-                .contains(&batch.schema().field(i).name().as_str())
+            !audit_schema::record::AUDIT_ADDED.contains(&batch.schema().field(i).name().as_str())
         })
         .collect();
     let old = batch.project(&v1).expect("project");
@@ -282,6 +282,11 @@ fn a_chain_crosses_http_and_grpc_between_three_processes_and_answers_by_origin()
         actions.contains(&"identity.owner.access_change"),
         "{actions:?}"
     );
+
+    // A point question over a v1 file (none of the later columns) too.
+    let legacy = cli(&["who", "--data-dir", d, "v1-legacy-row"], &[]);
+    assert!(legacy.ok, "{}", legacy.stderr);
+    assert!(legacy.stdout.contains("agt_legacy"), "{}", legacy.stdout);
 
     let who = cli(&["who", "--data-dir", d, field(tool_row, "event_id")], &[]);
     assert!(who.ok, "{}", who.stderr);
