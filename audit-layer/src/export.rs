@@ -85,6 +85,7 @@
 
 mod config;
 mod diagnose;
+mod encoded;
 mod grpc;
 mod guard;
 mod http;
@@ -100,9 +101,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use audit_schema::otlp::{encode_action, encode_violation};
 use audit_schema::{AuditRecord, ViolationRecord};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 pub(crate) use config::{http_logs_url, EnvSettings};
 pub use config::{Protocol, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT};
@@ -199,15 +198,6 @@ impl Item {
                 Err(v) => Item::Violation(*v),
             },
             ready => ready,
-        }
-    }
-
-    /// The log record of a [`checked`](Item::checked) item.
-    fn encode(&self) -> LogRecord {
-        match self {
-            Item::Action(r) => encode_action(r),
-            Item::Violation(v) | Item::Report(v) => encode_violation(v),
-            Item::Span(_) => unreachable!("the worker checks every span it takes from the queue"),
         }
     }
 

@@ -404,8 +404,10 @@ macro_rules! audit_record {
                 AuditRecord { $( $name: from_draft!($kind, d.$name, actor_kind), )* }
             }
 
-            /// Every field a client sets, with its cell, in schema order.
-            pub(crate) fn for_each_attribute(&self, mut f: impl FnMut(Field, $crate::column::Cell<'_>)) {
+            /// Every field a client sets, with its cell, in schema order:
+            /// what travels as the log record's attributes (the layer's
+            /// exporter encodes them straight to protobuf from this).
+            pub fn for_each_attribute(&self, mut f: impl FnMut(Field, $crate::column::Cell<'_>)) {
                 $($( f(Field::$Field, cell!($kind, self.$name)); )?)*
             }
         }

@@ -1,14 +1,17 @@
-//! OTLP/gRPC transport: the generated `LogsServiceClient` over a tonic channel.
+//! OTLP/gRPC transport: the logs service's `Export` method over a tonic
+//! channel, with a codec that sends the request bytes the worker encoded
+//! ([`super::encoded`]) as they are.
 
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use bytes::{BufMut, Bytes};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use prost::Message;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, Endpoint, Uri};
-use tonic::Code;
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use super::tls::TlsPem;
@@ -60,14 +63,14 @@ impl GrpcConfig {
     pub fn connect(self) -> Grpc {
         Grpc {
             uri: self.endpoint.uri().clone(),
-            client: LogsServiceClient::new(self.endpoint.connect_lazy()),
+            client: tonic::client::Grpc::new(self.endpoint.connect_lazy()),
             metadata: self.metadata,
         }
     }
 }
 
 pub(crate) struct Grpc {
-    client: LogsServiceClient<Channel>,
+    client: tonic::client::Grpc<Channel>,
     metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
     uri: Uri,
 }
@@ -78,19 +81,62 @@ impl Grpc {
         &self.uri
     }
 
-    pub async fn export(
-        &mut self,
-        body: ExportLogsServiceRequest,
-    ) -> Result<ExportLogsServiceResponse, Failure> {
+    /// Sends one encoded `ExportLogsServiceRequest`.
+    pub async fn export(&mut self, body: Bytes) -> Result<ExportLogsServiceResponse, Failure> {
         let mut request = tonic::Request::new(body);
         for (k, v) in &self.metadata {
             request.metadata_mut().insert(k.clone(), v.clone());
         }
+        // What the generated client answers, so diagnostics read the same.
         self.client
-            .export(request)
+            .ready()
+            .await
+            .map_err(|e| classify(&Status::unknown(format!("Service was not ready: {e}"))))?;
+        self.client
+            .unary(request, PathAndQuery::from_static(EXPORT_PATH), PreEncoded)
             .await
             .map(tonic::Response::into_inner)
             .map_err(|status| classify(&status))
+    }
+}
+
+/// The OTLP logs export method.
+pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// A gRPC codec whose requests are already-encoded protobuf, sent as they
+/// are, and whose answers are decoded as OTLP export responses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PreEncoded;
+
+impl Encoder for PreEncoded {
+    type Item = Bytes;
+    type Error = Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for PreEncoded {
+    type Item = ExportLogsServiceResponse;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        ExportLogsServiceResponse::decode(src)
+            .map(Some)
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+impl Codec for PreEncoded {
+    type Encode = Bytes;
+    type Decode = ExportLogsServiceResponse;
+    type Encoder = PreEncoded;
+    type Decoder = PreEncoded;
+    fn encoder(&mut self) -> PreEncoded {
+        PreEncoded
+    }
+    fn decoder(&mut self) -> PreEncoded {
+        PreEncoded
     }
 }
 

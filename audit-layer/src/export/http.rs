@@ -10,9 +10,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use prost::Message;
 
 use super::tls::TlsPem;
@@ -108,11 +106,11 @@ impl Http {
         &self.uri
     }
 
-    async fn post(&self, body: Vec<u8>) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+    async fn post(&self, body: Bytes) -> Result<(StatusCode, HeaderMap, Bytes), String> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())
-            .body(Full::new(Bytes::from(body)))
+            .body(Full::new(body))
             .map_err(|e| e.to_string())?;
         request.headers_mut().extend(self.headers.clone());
         let response = self.client.request(request).await.map_err(|e| {
@@ -134,12 +132,10 @@ impl Http {
         Ok((parts.status, parts.headers, body))
     }
 
-    pub async fn export(
-        &mut self,
-        body: ExportLogsServiceRequest,
-    ) -> Result<ExportLogsServiceResponse, Failure> {
+    /// Posts one encoded `ExportLogsServiceRequest`.
+    pub async fn export(&mut self, body: Bytes) -> Result<ExportLogsServiceResponse, Failure> {
         let url = &self.uri;
-        let answer = tokio::time::timeout(self.timeout, self.post(body.encode_to_vec()))
+        let answer = tokio::time::timeout(self.timeout, self.post(body))
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
         // Connection refused or reset, TLS failures, timeouts: worth

@@ -11,14 +11,13 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use audit_schema::otlp::ResourceInfo;
+use bytes::Bytes;
 use hyper::Uri;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::export::diagnose::Outage;
+use crate::export::encoded::{Encoded, RequestHead};
 use crate::export::{
     grpc, Check, Failure, FlushGuard, Http, Item, Protocol, Shared, Sink, Spool, TransportConfig,
     WorkerSettings,
@@ -33,10 +32,8 @@ enum Transport {
 }
 
 impl Transport {
-    async fn export(
-        &mut self,
-        body: ExportLogsServiceRequest,
-    ) -> Result<ExportLogsServiceResponse, Failure> {
+    /// Sends one encoded `ExportLogsServiceRequest`.
+    async fn export(&mut self, body: Bytes) -> Result<ExportLogsServiceResponse, Failure> {
         match self {
             Transport::Grpc(g) => g.export(body).await,
             Transport::Http(h) => h.export(body).await,
@@ -129,10 +126,12 @@ impl Prepared {
                         TransportConfig::Http(h) => Transport::Http(h),
                     }
                 };
+                let resource = resource.to_resource();
                 let mut worker = Worker {
                     runtime,
                     transport,
-                    resource: resource.to_resource(),
+                    head: RequestHead::new(&resource),
+                    resource,
                     shared: worker_shared,
                     settings: worker_settings,
                     spool,
@@ -160,6 +159,8 @@ struct Worker {
     runtime: tokio::runtime::Runtime,
     transport: Transport,
     resource: Resource,
+    /// The encoded resource and scope of requests from memory.
+    head: RequestHead,
     shared: Arc<Shared>,
     settings: WorkerSettings,
     spool: Option<Spool>,
@@ -168,7 +169,7 @@ struct Worker {
     /// A batch taken from memory, not yet acknowledged nor spooled, and
     /// how many of its records are the exporter's own reports (they lead
     /// the batch: see [`Worker::take_batch`]).
-    in_hand: Option<(Vec<LogRecord>, u64)>,
+    in_hand: Option<(Encoded, u64)>,
     /// How many leading records of the spool's head segment are settled
     /// (`None`: the head was not read yet, its lost records not counted).
     spool_head_done: Option<usize>,
@@ -220,17 +221,17 @@ impl Worker {
             }
             let (mut batch, mut reports) = self.in_hand.take().unwrap_or_default();
             let n = batch.len() as u64;
-            let resource = self.resource.clone();
-            match self.deliver(&resource, &batch, shutdown) {
+            let head = self.head.clone();
+            match self.deliver(&head, &batch, shutdown) {
                 Sent::Done => self.resolved(n - reports),
                 Sent::Retry { wait, done } => {
                     // The settled head of the batch is not sent again; the
                     // exporter's own reports, uncounted, lead the batch.
-                    batch.drain(..done);
+                    batch.drain_front(done);
                     let settled_reports = reports.min(done as u64);
                     reports -= settled_reports;
                     self.resolved(done as u64 - settled_reports);
-                    if self.spill(&batch) {
+                    if self.spill(&batch, 0..batch.len()) {
                         // Spool mode: the loop now sends from the spool,
                         // where every record counts.
                         self.shared.lock().accepted += reports;
@@ -263,14 +264,16 @@ impl Worker {
             let mut st = self.shared.lock();
             is_report.extend(st.items.iter().map(Item::is_report));
             let check = &*self.check;
-            rest.extend(st.items.drain(..).map(|i| i.checked(check).encode()));
+            for item in st.items.drain(..) {
+                rest.push_item(&item.checked(check));
+            }
             st.worker_gone = true;
             st.closed = true;
         }
         let size = self.settings.batch_size.max(1);
         let mut lost = 0;
-        for (chunk, reports) in rest.chunks(size).zip(is_report.chunks(size)) {
-            if !self.spill(chunk) {
+        for (start, reports) in (0..rest.len()).step_by(size).zip(is_report.chunks(size)) {
+            if !self.spill(&rest, start..(start + size).min(rest.len())) {
                 lost += reports.iter().filter(|r| !**r).count() as u64;
             }
         }
@@ -321,7 +324,7 @@ impl Worker {
     /// The exporter's own reports lead the batch: they are the only records
     /// pushed to the front of the queue (`report_drops`), and what is put
     /// back keeps its order.
-    fn take_batch(&mut self) -> Option<(Vec<LogRecord>, u64)> {
+    fn take_batch(&mut self) -> Option<(Encoded, u64)> {
         let mut st = self.shared.lock();
         st.wake_at = 1;
         while st.items.is_empty() {
@@ -358,8 +361,11 @@ impl Worker {
         self.shared.progress.notify_all();
         let reports = items.iter().filter(|i| i.is_report()).count() as u64;
         let check = &*self.check;
-        let batch = items.into_iter().map(|i| i.checked(check).encode());
-        Some((batch.collect(), reports))
+        let mut batch = Encoded::with_capacity(items.len());
+        for item in items {
+            batch.push_item(&item.checked(check));
+        }
+        Some((batch, reports))
     }
 
     /// Sleeps `d`, waking early when a shutdown starts; during a shutdown,

@@ -74,12 +74,16 @@ fn recorded_run(root: &Path) -> Vec<Event> {
     let mut append = |spool: &mut Spool, n: u64| {
         let records: Vec<_> = (next..next + n).map(record).collect();
         next += n;
-        assert!(spool.append(&res, &records).expect("append"), "fits");
+        assert!(
+            spool.append_records(&res, &records).expect("append"),
+            "fits"
+        );
         rec.ack(records.iter().map(|r| format!("{SPOOLED}{}", id(r))));
     };
     let resend = |spool: &mut Spool| {
         let batch = spool.head().expect("a segment").expect("readable");
-        let ids = || batch.records.iter().map(id);
+        let records = batch.records.decoded();
+        let ids = || records.iter().map(id);
         rec.ack(ids().map(|id| format!("{SENT}{id}")));
         spool.pop_head().expect("pop");
         rec.ack(ids().map(|id| format!("{DELETED}{id}")));
@@ -124,10 +128,10 @@ fn resend_all(state: &State) -> Result<Resent, String> {
     };
     while let Some(batch) = spool.head() {
         let batch = batch.map_err(|e| format!("read: {e}"))?;
-        if !batch.records.is_empty() && batch.resource != resource() {
+        if batch.records.len() != 0 && batch.resource != resource() {
             return Err("resent under a garbled resource".into());
         }
-        for r in &batch.records {
+        for r in &batch.records.decoded() {
             if *r != record(r.time_unix_nano) {
                 return Err(format!("record {} resent garbled", id(r)));
             }
@@ -223,7 +227,9 @@ fn the_first_segment_in_a_new_spool_directory_survives_a_power_loss() {
     let dir = scratch();
     let rec = Recorder::start(dir.path());
     let mut spool = Spool::open(&spool_dir(dir.path()), MAX_BYTES).expect("open");
-    assert!(spool.append(&resource(), &[record(7)]).expect("append"));
+    assert!(spool
+        .append_records(&resource(), &[record(7)])
+        .expect("append"));
     let events = rec.finish();
     let mut model = Model::default();
     for e in &events {

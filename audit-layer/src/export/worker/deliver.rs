@@ -10,21 +10,13 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 
 use super::reachability::SHUTDOWN_DEADLINE;
 use super::Worker;
-use crate::export::{Failure, FailureKind, SCOPE_NAME};
-
-/// Bytes the length prefixes of `ResourceLogs` and `ScopeLogs` can grow by
-/// as records are added (two varints, 1 to 5 bytes each), with margin.
-const NESTING_SLACK: usize = 16;
+use crate::export::encoded::{Encoded, RequestHead};
+use crate::export::{Failure, FailureKind};
 
 /// The outcome of sending a batch.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,14 +32,14 @@ impl Worker {
     /// Sends `records` in requests the collector's size cap allows.
     pub(super) fn deliver(
         &mut self,
-        resource: &Resource,
-        records: &[LogRecord],
+        head: &RequestHead,
+        records: &Encoded,
         shutdown: Option<Instant>,
     ) -> Sent {
         let max = self.settings.max_request_bytes;
-        for piece in pieces(resource, records, max) {
+        for piece in pieces(head, records, max) {
             let start = piece.start;
-            if let Sent::Retry { wait, done } = self.halving(resource, &records[piece], shutdown) {
+            if let Sent::Retry { wait, done } = self.halving(head, records, piece, shutdown) {
                 return Sent::Retry {
                     wait,
                     done: start + done,
@@ -57,31 +49,34 @@ impl Worker {
         Sent::Done
     }
 
-    /// One request; when it is too large, each half (recursively).
+    /// One request of the `range` of `records`; when it is too large,
+    /// each half (recursively).
     fn halving(
         &mut self,
-        resource: &Resource,
-        records: &[LogRecord],
+        head: &RequestHead,
+        records: &Encoded,
+        range: Range<usize>,
         shutdown: Option<Instant>,
     ) -> Sent {
-        let n = records.len() as u64;
-        match self.attempt(resource, records, shutdown) {
+        let n = range.len() as u64;
+        let body = Bytes::from(head.request(records.entries(range.clone())));
+        match self.attempt(body, shutdown) {
             Ok(response) => {
                 self.acknowledged(response, n);
                 Sent::Done
             }
-            Err(f) if f.kind == FailureKind::TooLarge && records.len() > 1 => {
-                let mid = records.len() / 2;
+            Err(f) if f.kind == FailureKind::TooLarge && range.len() > 1 => {
+                let mid = range.start + range.len() / 2;
                 if let retry @ Sent::Retry { .. } =
-                    self.halving(resource, &records[..mid], shutdown)
+                    self.halving(head, records, range.start..mid, shutdown)
                 {
                     return retry;
                 }
-                match self.halving(resource, &records[mid..], shutdown) {
+                match self.halving(head, records, mid..range.end, shutdown) {
                     Sent::Done => Sent::Done,
                     Sent::Retry { wait, done } => Sent::Retry {
                         wait,
-                        done: mid + done,
+                        done: mid - range.start + done,
                     },
                 }
             }
@@ -112,11 +107,9 @@ impl Worker {
     /// One request, bounded by the shutdown deadline when there is one.
     fn attempt(
         &mut self,
-        resource: &Resource,
-        records: &[LogRecord],
+        body: Bytes,
         shutdown: Option<Instant>,
     ) -> Result<ExportLogsServiceResponse, Failure> {
-        let body = request(resource.clone(), records.to_vec());
         let transport = &mut self.transport;
         self.runtime.block_on(async {
             match shutdown {
@@ -164,17 +157,15 @@ impl Worker {
 /// `records` cut, in order, into runs whose request encodes to at most
 /// `max` bytes. A record too large on its own is a run by itself: the
 /// collector, whose cap may be larger, decides.
-fn pieces(resource: &Resource, records: &[LogRecord], max: usize) -> Vec<Range<usize>> {
-    let overhead = request(resource.clone(), Vec::new()).encoded_len() + NESTING_SLACK;
+fn pieces(head: &RequestHead, records: &Encoded, max: usize) -> Vec<Range<usize>> {
     let mut out = Vec::new();
-    let (mut start, mut size) = (0, overhead);
-    for (i, r) in records.iter().enumerate() {
-        // Field tag, length prefix, message.
-        let len = r.encoded_len();
-        let len = 1 + prost::length_delimiter_len(len) + len;
-        if i > start && size + len > max {
+    // Bytes of the current run's entries.
+    let (mut start, mut size) = (0, 0);
+    for i in 0..records.len() {
+        let len = records.entry_len(i);
+        if i > start && head.request_len(size + len) > max {
             out.push(start..i);
-            (start, size) = (i, overhead);
+            (start, size) = (i, 0);
         }
         size += len;
     }
@@ -184,25 +175,6 @@ fn pieces(resource: &Resource, records: &[LogRecord], max: usize) -> Vec<Range<u
     out
 }
 
-/// One OTLP request carrying `log_records` under `resource`.
-fn request(resource: Resource, log_records: Vec<LogRecord>) -> ExportLogsServiceRequest {
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(resource),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
-                    name: SCOPE_NAME.to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    ..InstrumentationScope::default()
-                }),
-                log_records,
-                ..ScopeLogs::default()
-            }],
-            ..ResourceLogs::default()
-        }],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
@@ -210,29 +182,35 @@ mod tests {
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use prost::Message;
 
-    use super::{pieces, request};
+    use super::pieces;
+    use crate::export::encoded::{Encoded, RequestHead};
 
-    fn record(body_bytes: usize) -> LogRecord {
-        LogRecord {
-            body: Some(AnyValue {
-                value: Some(any_value::Value::StringValue("x".repeat(body_bytes))),
-            }),
-            ..LogRecord::default()
+    fn records(body_bytes: impl IntoIterator<Item = usize>) -> Encoded {
+        let mut out = Encoded::default();
+        for n in body_bytes {
+            let r = LogRecord {
+                body: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("x".repeat(n))),
+                }),
+                ..LogRecord::default()
+            };
+            out.push_message(&r.encode_to_vec());
         }
+        out
     }
 
     #[test]
     fn every_piece_encodes_within_the_cap_and_covers_the_batch_in_order() {
-        let resource = Resource::default();
-        let records: Vec<LogRecord> = (0..300).map(|i| record(100 + i * 7)).collect();
+        let head = RequestHead::new(&Resource::default());
+        let records = records((0..300).map(|i| 100 + i * 7));
         let max = 20_000;
-        let ranges = pieces(&resource, &records, max);
+        let ranges = pieces(&head, &records, max);
         assert!(ranges.len() > 1, "{ranges:?}");
         let mut next = 0;
         for r in &ranges {
             assert_eq!(r.start, next);
             next = r.end;
-            let len = request(resource.clone(), records[r.clone()].to_vec()).encoded_len();
+            let len = head.request(records.entries(r.clone())).len();
             assert!(len <= max, "{r:?} encodes to {len} > {max}");
         }
         assert_eq!(next, records.len());
@@ -240,10 +218,10 @@ mod tests {
 
     #[test]
     fn a_record_over_the_cap_goes_alone_and_an_empty_batch_has_no_piece() {
-        let resource = Resource::default();
-        let records = vec![record(10), record(5000), record(10)];
-        assert_eq!(pieces(&resource, &records, 1000), vec![0..1, 1..2, 2..3]);
-        assert!(pieces(&resource, &[], 1000).is_empty());
-        assert_eq!(pieces(&resource, &records, 1 << 20), vec![0..3]);
+        let head = RequestHead::new(&Resource::default());
+        let records = records([10, 5000, 10]);
+        assert_eq!(pieces(&head, &records, 1000), vec![0..1, 1..2, 2..3]);
+        assert!(pieces(&head, &Encoded::default(), 1000).is_empty());
+        assert_eq!(pieces(&head, &records, 1 << 20), vec![0..3]);
     }
 }

@@ -2,13 +2,14 @@
 //! everything queued behind them go to the disk spool, and are sent from
 //! there, oldest segment first, when it answers again.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::deliver::Sent;
 use super::Worker;
+use crate::export::encoded::{Encoded, RequestHead};
 use crate::export::Item;
 
 impl Worker {
@@ -27,12 +28,13 @@ impl Worker {
         }
     }
 
-    /// Writes `batch` to the spool; false when there is none or it is full.
-    pub(super) fn spill(&mut self, batch: &[LogRecord]) -> bool {
+    /// Writes the `range` of `batch` to the spool; false when there is
+    /// none or it is full.
+    pub(super) fn spill(&mut self, batch: &Encoded, range: Range<usize>) -> bool {
         let Some(spool) = self.spool.as_mut() else {
             return false;
         };
-        let kept = match spool.append(&self.resource, batch) {
+        let kept = match spool.append(&self.resource, batch, range) {
             Ok(true) => {
                 let (r, b) = (spool.records(), spool.bytes());
                 self.status().set_spool(r, b);
@@ -65,8 +67,11 @@ impl Worker {
             };
             // Checked before they may be put back: a span is checked once.
             let items: Vec<Item> = items.into_iter().map(|i| i.checked(&*self.check)).collect();
-            let batch: Vec<LogRecord> = items.iter().map(Item::encode).collect();
-            if !self.spill(&batch) {
+            let mut batch = Encoded::with_capacity(items.len());
+            for item in &items {
+                batch.push_item(item);
+            }
+            if !self.spill(&batch, 0..batch.len()) {
                 // No room: put them back at the front, in order.
                 let mut st = self.shared.lock();
                 for item in items.into_iter().rev() {
@@ -108,12 +113,14 @@ impl Worker {
             }
         };
         let n = batch.records.len() as u64;
-        let resource = if batch.resource == Resource::default() {
-            self.resource.clone()
+        let head = if batch.resource == Resource::default() {
+            self.head.clone()
         } else {
-            batch.resource
+            RequestHead::new(&batch.resource)
         };
-        let sent = self.deliver(&resource, &batch.records[done..], shutdown);
+        let mut records = batch.records;
+        records.drain_front(done);
+        let sent = self.deliver(&head, &records, shutdown);
         match sent {
             Sent::Done => {
                 self.spool_head_done = None;
