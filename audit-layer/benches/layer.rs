@@ -18,6 +18,14 @@
 //!   a flush and prints the whole process's CPU time per span (and per
 //!   span the receiver got): the export thread's work, which the time on
 //!   the measured thread leaves out when the exporter drops spans.
+//!   Those are closed loops: the layer never drops a span, so once its
+//!   queue is full the time per span is its export worker's throughput,
+//!   while the batch processor drops what its queue cannot take. The two
+//!   `open loop` cases measure the application thread when the queue is
+//!   not the bottleneck for either: (b) and (c), with the SDK's queue as
+//!   large as the layer's, each time runs of a few thousand spans and
+//!   flush between runs untimed; the receiver must get every span, and
+//!   the process CPU per span (runs and flushes) is printed.
 //! - `non-privileged span`: a plain `info_span!` with two fields on the
 //!   registry with the audit layer against the bare registry; after the
 //!   two criterion cases, the same two measured A/B interleaved (short
@@ -58,7 +66,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
+};
 use tracing::Dispatch;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -231,6 +241,8 @@ fn privileged_group(c: &mut Criterion) {
         RECEIVED_SPANS.swap(0, Ordering::Relaxed),
     );
 
+    open_loop_cases(&mut g, &actor, &receiver);
+
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(NoopExporter)
         .build();
@@ -253,6 +265,117 @@ fn privileged_group(c: &mut Criterion) {
     });
 
     g.finish();
+}
+
+/// Spans per timed run of the open-loop cases, and both pipelines' queue
+/// size there: a run fits in either queue, so neither pipeline waits for
+/// room nor drops a span, and the time is the application thread's cost.
+const OPEN_RUN: u64 = 8192;
+const OPEN_QUEUE: usize = 2 * OPEN_RUN as usize;
+
+/// What an open-loop case made and what it cost, over all its runs.
+#[derive(Default)]
+struct OpenLoop {
+    spans: u64,
+    cpu: Duration,
+}
+
+impl OpenLoop {
+    /// Criterion's `iters` spans in runs of at most [`OPEN_RUN`]: each run
+    /// timed, then `flush` (untimed) until the receiver has it all, so the
+    /// next run starts with an empty queue. The process CPU of the whole,
+    /// flushes included, is kept for the per-span cost of the pipeline.
+    fn run(&mut self, iters: u64, actor: &Actor, flush: &dyn Fn()) -> Duration {
+        let cpu = process_cpu();
+        let mut timed = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let n = left.min(OPEN_RUN);
+            let start = Instant::now();
+            for _ in 0..n {
+                privileged(actor);
+            }
+            timed += start.elapsed();
+            flush();
+            left -= n;
+        }
+        self.spans += iters;
+        self.cpu += process_cpu() - cpu;
+        timed
+    }
+
+    /// Prints the counts and the CPU per span; every span must have
+    /// reached the receiver (a pipeline that dropped some did less work).
+    fn report(&self, name: &str, received: u64) {
+        let per = self.cpu / u32::try_from(self.spans.max(1)).unwrap_or(u32::MAX);
+        println!(
+            "{name}, open loop: {} spans, {received} received; process CPU {per:?} per span \
+             (timed runs and flushes)",
+            self.spans
+        );
+        assert_eq!(
+            received, self.spans,
+            "{name}: every span reaches the receiver"
+        );
+    }
+}
+
+/// The queue is not the bottleneck: the audit layer and
+/// `tracing-opentelemetry` (its batch queue made as large as the layer's)
+/// each time runs of [`OPEN_RUN`] spans and flush between them untimed.
+fn open_loop_cases(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    actor: &Actor,
+    receiver: &str,
+) {
+    let (layer, guard) = AuditLayer::builder()
+        .service_name("bench")
+        .otlp_grpc(receiver.to_owned())
+        .queue_capacity(OPEN_QUEUE)
+        .shutdown_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut open = OpenLoop::default();
+    let before = RECEIVED_LOGS.load(Ordering::Relaxed);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let flush = || guard.flush(Duration::from_secs(60)).unwrap();
+        g.bench_function("audit layer -> export queue -> receiver, open loop", |b| {
+            b.iter_custom(|iters| open.run(iters, actor, &flush))
+        });
+    });
+    let status = guard.status();
+    let flushed = guard.shutdown(Duration::from_secs(60));
+    assert_eq!(status.dropped(), 0, "{flushed:?}");
+    open.report(
+        "audit layer",
+        RECEIVED_LOGS.load(Ordering::Relaxed) - before,
+    );
+
+    let processor = BatchSpanProcessor::builder(otlp_exporter(receiver))
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(OPEN_QUEUE)
+                .build(),
+        )
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
+    let mut open = OpenLoop::default();
+    let before = RECEIVED_SPANS.load(Ordering::Relaxed);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(otel), || {
+        let flush = || provider.force_flush().unwrap();
+        g.bench_function(
+            "tracing-opentelemetry (queue 16384) -> otlp gRPC -> receiver, open loop",
+            |b| b.iter_custom(|iters| open.run(iters, actor, &flush)),
+        );
+    });
+    provider.shutdown().unwrap();
+    open.report(
+        "tracing-opentelemetry",
+        RECEIVED_SPANS.load(Ordering::Relaxed) - before,
+    );
 }
 
 /// Spans of the whole-pipeline measure.

@@ -6,6 +6,7 @@ mod deliver;
 mod reachability;
 mod spooling;
 
+use std::collections::VecDeque;
 use std::sync::mpsc;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -137,6 +138,7 @@ impl Prepared {
                     spool,
                     check,
                     in_hand: None,
+                    spare: VecDeque::new(),
                     spool_head_done: None,
                     backoff: Duration::ZERO,
                     warned_spool: false,
@@ -170,6 +172,10 @@ struct Worker {
     /// how many of its records are the exporter's own reports (they lead
     /// the batch: see [`Worker::take_batch`]).
     in_hand: Option<(Encoded, u64)>,
+    /// An empty queue buffer: swapped with the queue's when a batch takes
+    /// everything queued, so that the lock the application's threads wait
+    /// for is not held while a batch of ~1 KB items is copied out.
+    spare: VecDeque<Item>,
     /// How many leading records of the spool's head segment are settled
     /// (`None`: the head was not read yet, its lost records not counted).
     spool_head_done: Option<usize>,
@@ -352,7 +358,12 @@ impl Worker {
         }
         st.wake_at = 0;
         let n = st.items.len().min(self.settings.batch_size);
-        let items: Vec<Item> = st.items.drain(..n).collect();
+        let mut items = std::mem::take(&mut self.spare);
+        if n == st.items.len() {
+            std::mem::swap(&mut st.items, &mut items);
+        } else {
+            items.extend(st.items.drain(..n));
+        }
         if st.items.is_empty() {
             st.flush_requested = false;
         }
@@ -362,9 +373,14 @@ impl Worker {
         let reports = items.iter().filter(|i| i.is_report()).count() as u64;
         let check = &*self.check;
         let mut batch = Encoded::with_capacity(items.len());
-        for item in items {
+        for item in items.drain(..) {
             batch.push_item(&item.checked(check));
         }
+        // A buffer grown during a backlog is not kept twice.
+        if items.capacity() > 4 * self.settings.batch_size {
+            items.shrink_to(self.settings.batch_size);
+        }
+        self.spare = items;
         Some((batch, reports))
     }
 

@@ -121,21 +121,41 @@ fn opt_str(key: &str, value: Option<&str>, buf: &mut Vec<u8>) {
     }
 }
 
+/// Nibble of each hex digit; 0xff for any other byte.
+const HEX: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match i as u8 {
+            c @ b'0'..=b'9' => c - b'0',
+            c @ b'a'..=b'f' => c - b'a' + 10,
+            c @ b'A'..=b'F' => c - b'A' + 10,
+            _ => 0xff,
+        };
+        i += 1;
+    }
+    t
+};
+
 /// The bytes of a hex id; nothing when absent or not hex (the schema's
-/// rule for ids it cannot carry).
+/// rule for ids it cannot carry). One pass: written as read, taken back
+/// at the first byte that is not a hex digit.
 fn id_field(tag: u32, hex: Option<&str>, buf: &mut Vec<u8>) {
     let Some(h) = hex else { return };
     let h = h.as_bytes();
-    if h.is_empty() || h.len() % 2 != 0 || !h.iter().all(u8::is_ascii_hexdigit) {
+    if h.is_empty() || h.len() % 2 != 0 {
         return;
     }
+    let start = buf.len();
     header(tag, h.len() / 2, buf);
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        _ => c - b'A' + 10,
-    };
-    buf.extend(h.chunks_exact(2).map(|p| nibble(p[0]) << 4 | nibble(p[1])));
+    for pair in h.chunks_exact(2) {
+        let (hi, lo) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        if (hi | lo) > 0x0f {
+            buf.truncate(start);
+            return;
+        }
+        buf.push(hi << 4 | lo);
+    }
 }
 
 /// The fields before the attributes (1 to 3).

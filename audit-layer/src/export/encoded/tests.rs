@@ -123,9 +123,11 @@ fn violations() -> Vec<ViolationRecord> {
         )]),
         ..ViolationRecord::default()
     };
+    // Not hex at the last digit: the id is left out whole.
     let negative_line = ViolationRecord {
         code_line: Some(-1),
         time_ns: -1,
+        trace_id: Some("0af7651916cd43dd8448eb211c80319z".into()),
         ..full.clone()
     };
     vec![full, report, negative_line, ViolationRecord::default()]
