@@ -174,7 +174,9 @@ struct Worker {
     in_hand: Option<(Encoded, u64)>,
     /// An empty queue buffer: swapped with the queue's when a batch takes
     /// everything queued, so that the lock the application's threads wait
-    /// for is not held while a batch of ~1 KB items is copied out.
+    /// for is not held while a batch of ~1 KB items is copied out. Its
+    /// room (at most the queue capacity's worth of items) is memory the
+    /// exporter keeps besides the queue's own.
     spare: VecDeque<Item>,
     /// How many leading records of the spool's head segment are settled
     /// (`None`: the head was not read yet, its lost records not counted).
@@ -376,9 +378,12 @@ impl Worker {
         for item in items.drain(..) {
             batch.push_item(&item.checked(check));
         }
-        // A buffer grown during a backlog is not kept twice.
-        if items.capacity() > 4 * self.settings.batch_size {
-            items.shrink_to(self.settings.batch_size);
+        // Kept at the queue's capacity, so that a queue filling again does
+        // not grow its buffer anew (copies, fresh pages on the
+        // application's thread); only what a `FailClosed` overflow grew
+        // past that is given back.
+        if items.capacity() > self.shared.capacity {
+            items.shrink_to(self.shared.capacity);
         }
         self.spare = items;
         Some((batch, reports))
