@@ -13,7 +13,8 @@
 //!   same receiver (the pipeline a user assembles from those crates: both
 //!   encode and send), (d) `tracing-opentelemetry` with a batch exporter
 //!   that drops everything (the floor: no encoding, no I/O), (e)
-//!   `tracing_subscriber::fmt` writing to `std::io::sink()`. After the
+//!   `tracing_subscriber::fmt` writing to `std::io::sink()`; (a) and (e)
+//!   are also measured A/B interleaved (as below). After the
 //!   two exporting cases' criterion runs, each also runs 100,000 spans and
 //!   a flush and prints the whole process's CPU time per span (and per
 //!   span the receiver got): the export thread's work, which the time on
@@ -254,6 +255,42 @@ fn privileged_group(c: &mut Criterion) {
     });
 
     g.finish();
+    memory_against_fmt();
+}
+
+/// The in-memory sink's case (the record built and checked on the
+/// measured thread) against `fmt`, A/B interleaved: the two criterion
+/// cases above ran minutes apart on a shared machine.
+fn memory_against_fmt() {
+    fn span() {
+        thread_local! {
+            static ACTOR: Actor = actor();
+        }
+        ACTOR.with(privileged);
+    }
+    let sink = MemorySink::default();
+    let (layer, _guard) = AuditLayer::builder()
+        .service_name("bench")
+        .memory(sink.clone())
+        .build()
+        .unwrap();
+    let memory = Dispatch::new(tracing_subscriber::registry().with(layer));
+    let fmt = Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_ansi(false)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .finish(),
+    );
+    let (a, b, [q1, median, q3]) = interleaved(&memory, &fmt, span, &|| {
+        sink.take_records();
+    });
+    assert!(sink.violations().is_empty(), "every span was attributed");
+    println!(
+        "privileged span, A/B interleaved ({ROUNDS} rounds of {ROUND_SPANS} spans): medians \
+         audit layer -> memory sink {a:?}, fmt -> io::sink {b:?}; ratio per round: median \
+         {median:.3}, quartiles {q1:.3} {q3:.3}"
+    );
 }
 
 /// Spans of the whole-pipeline measure.
@@ -326,15 +363,23 @@ const ROUND_SPANS: u32 = 2_000;
 /// rounds (A then B, then B then A, ...) so that a change of machine load
 /// falls on both; the medians of the per-round times, and the quartiles
 /// of the per-round ratios a/b.
-fn interleaved(a: &Dispatch, b: &Dispatch, f: fn()) -> (Duration, Duration, [f64; 3]) {
+/// `after_round` runs after each round, untimed.
+fn interleaved(
+    a: &Dispatch,
+    b: &Dispatch,
+    f: fn(),
+    after_round: &dyn Fn(),
+) -> (Duration, Duration, [f64; 3]) {
     let time = |d: &Dispatch| {
-        tracing::dispatcher::with_default(d, || {
+        let per_span = tracing::dispatcher::with_default(d, || {
             let start = Instant::now();
             for _ in 0..ROUND_SPANS {
                 f();
             }
             start.elapsed() / ROUND_SPANS
-        })
+        });
+        after_round();
+        per_span
     };
     // Warm both: registry pools, caches.
     time(a);
@@ -413,7 +458,7 @@ fn non_privileged_group(c: &mut Criterion) {
             &noop_layer,
         ),
     ] {
-        let (a, b, [q1, median, q3]) = interleaved(a_dispatch, b_dispatch, plain);
+        let (a, b, [q1, median, q3]) = interleaved(a_dispatch, b_dispatch, plain, &|| {});
         println!(
             "non-privileged span, A/B interleaved ({ROUNDS} rounds of {ROUND_SPANS} spans): \
              medians {a_name} {a:?}, {b_name} {b:?}; ratio per round: median {median:.3}, \
