@@ -282,12 +282,14 @@ fn memory_against_fmt() {
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
             .finish(),
     );
-    let (a, b, [q1, median, q3]) = interleaved(&memory, &fmt, span, &|| {
+    let shape = (PRIVILEGED_ROUNDS, PRIVILEGED_ROUND_SPANS);
+    let (a, b, [q1, median, q3]) = interleaved(&memory, &fmt, span, shape, &|| {
         sink.take_records();
     });
     assert!(sink.violations().is_empty(), "every span was attributed");
     println!(
-        "privileged span, A/B interleaved ({ROUNDS} rounds of {ROUND_SPANS} spans): medians \
+        "privileged span, A/B interleaved ({PRIVILEGED_ROUNDS} rounds of \
+         {PRIVILEGED_ROUND_SPANS} spans): medians \
          audit layer -> memory sink {a:?}, fmt -> io::sink {b:?}; ratio per round: median \
          {median:.3}, quartiles {q1:.3} {q3:.3}"
     );
@@ -359,6 +361,11 @@ fn pipeline_cost(spans: impl FnOnce(), flush: impl FnOnce()) -> PipelineCost {
 const ROUNDS: usize = 400;
 const ROUND_SPANS: u32 = 2_000;
 
+/// The same for privileged spans, a few µs each: rounds of about a
+/// millisecond, shorter than a time slice of the shared machine.
+const PRIVILEGED_ROUNDS: usize = 2_000;
+const PRIVILEGED_ROUND_SPANS: u32 = 200;
+
 /// Per-span time of `f` under `a` and under `b`, measured in alternating
 /// rounds (A then B, then B then A, ...) so that a change of machine load
 /// falls on both; the medians of the per-round times, and the quartiles
@@ -368,15 +375,16 @@ fn interleaved(
     a: &Dispatch,
     b: &Dispatch,
     f: fn(),
+    (rounds, spans): (usize, u32),
     after_round: &dyn Fn(),
 ) -> (Duration, Duration, [f64; 3]) {
     let time = |d: &Dispatch| {
         let per_span = tracing::dispatcher::with_default(d, || {
             let start = Instant::now();
-            for _ in 0..ROUND_SPANS {
+            for _ in 0..spans {
                 f();
             }
-            start.elapsed() / ROUND_SPANS
+            start.elapsed() / spans
         });
         after_round();
         per_span
@@ -384,7 +392,7 @@ fn interleaved(
     // Warm both: registry pools, caches.
     time(a);
     time(b);
-    let mut rounds: Vec<(Duration, Duration)> = (0..ROUNDS)
+    let mut times: Vec<(Duration, Duration)> = (0..rounds)
         .map(|i| {
             if i % 2 == 0 {
                 let ta = time(a);
@@ -395,19 +403,19 @@ fn interleaved(
             }
         })
         .collect();
-    let mut ratios: Vec<f64> = rounds
+    let mut ratios: Vec<f64> = times
         .iter()
         .map(|(ta, tb)| ta.as_secs_f64() / tb.as_secs_f64())
         .collect();
     ratios.sort_by(f64::total_cmp);
-    rounds.sort_by_key(|r| r.0);
-    let median_a = rounds[ROUNDS / 2].0;
-    rounds.sort_by_key(|r| r.1);
-    let median_b = rounds[ROUNDS / 2].1;
+    times.sort_by_key(|r| r.0);
+    let median_a = times[rounds / 2].0;
+    times.sort_by_key(|r| r.1);
+    let median_b = times[rounds / 2].1;
     let quartiles = [
-        ratios[ROUNDS / 4],
-        ratios[ROUNDS / 2],
-        ratios[3 * ROUNDS / 4],
+        ratios[rounds / 4],
+        ratios[rounds / 2],
+        ratios[3 * rounds / 4],
     ];
     (median_a, median_b, quartiles)
 }
@@ -458,7 +466,8 @@ fn non_privileged_group(c: &mut Criterion) {
             &noop_layer,
         ),
     ] {
-        let (a, b, [q1, median, q3]) = interleaved(a_dispatch, b_dispatch, plain, &|| {});
+        let (a, b, [q1, median, q3]) =
+            interleaved(a_dispatch, b_dispatch, plain, (ROUNDS, ROUND_SPANS), &|| {});
         println!(
             "non-privileged span, A/B interleaved ({ROUNDS} rounds of {ROUND_SPANS} spans): \
              medians {a_name} {a:?}, {b_name} {b:?}; ratio per round: median {median:.3}, \
