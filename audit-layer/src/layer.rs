@@ -235,12 +235,12 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        // Take the state out and release the span before doing anything
-        // that may panic (strict mode) or block.
         // Most spans are not privileged: skip the registry lookup.
         if !self.marks.may_carry(&id) {
             return;
         }
+        // Take the state out and release the span before doing anything
+        // that may panic (strict mode) or block.
         let state = {
             let Some(span) = ctx.span(&id) else { return };
             let mut ext = span.extensions_mut();
