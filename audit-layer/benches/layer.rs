@@ -13,7 +13,8 @@
 //!   same receiver (the pipeline a user assembles from those crates: both
 //!   encode and send), (d) `tracing-opentelemetry` with a batch exporter
 //!   that drops everything (the floor: no encoding, no I/O), (e)
-//!   `tracing_subscriber::fmt` writing to `std::io::sink()`. After the
+//!   `tracing_subscriber::fmt` writing to `std::io::sink()`; (a) and (e)
+//!   are also measured A/B interleaved (as below). After the
 //!   two exporting cases' criterion runs, each also runs 100,000 spans and
 //!   a flush and prints the whole process's CPU time per span (and per
 //!   span the receiver got): the export thread's work, which the time on
@@ -30,7 +31,8 @@
 //!   registry with the audit layer against the bare registry; after the
 //!   two criterion cases, the same two measured A/B interleaved (short
 //!   rounds alternate between the subscribers; the median ratio and its
-//!   quartiles are printed).
+//!   quartiles are printed), and so each against the registry with a
+//!   layer that does nothing (`Identity`): what any layer costs.
 //! - `effect check`: `require_gate("payments.*")` where it passes (inside a
 //!   gate, one ordinary span between) against that plain span, on the same
 //!   subscriber in the same scope: the cost of leaving the check on.
@@ -70,7 +72,7 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
 };
 use tracing::Dispatch;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Identity, SubscriberExt};
 
 #[path = "../tests/support/spans.rs"]
 mod spans;
@@ -265,6 +267,44 @@ fn privileged_group(c: &mut Criterion) {
     });
 
     g.finish();
+    memory_against_fmt();
+}
+
+/// The in-memory sink's case (the record built and checked on the
+/// measured thread) against `fmt`, A/B interleaved: the two criterion
+/// cases above ran minutes apart on a shared machine.
+fn memory_against_fmt() {
+    fn span() {
+        thread_local! {
+            static ACTOR: Actor = actor();
+        }
+        ACTOR.with(privileged);
+    }
+    let sink = MemorySink::default();
+    let (layer, _guard) = AuditLayer::builder()
+        .service_name("bench")
+        .memory(sink.clone())
+        .build()
+        .unwrap();
+    let memory = Dispatch::new(tracing_subscriber::registry().with(layer));
+    let fmt = Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_ansi(false)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .finish(),
+    );
+    let shape = (PRIVILEGED_ROUNDS, PRIVILEGED_ROUND_SPANS);
+    let (a, b, [q1, median, q3]) = interleaved(&memory, &fmt, span, shape, &|| {
+        sink.take_records();
+    });
+    assert!(sink.violations().is_empty(), "every span was attributed");
+    println!(
+        "privileged span, A/B interleaved ({PRIVILEGED_ROUNDS} rounds of \
+         {PRIVILEGED_ROUND_SPANS} spans): medians \
+         audit layer -> memory sink {a:?}, fmt -> io::sink {b:?}; ratio per round: median \
+         {median:.3}, quartiles {q1:.3} {q3:.3}"
+    );
 }
 
 /// Spans per timed run of the open-loop cases, and both pipelines' queue
@@ -444,24 +484,38 @@ fn pipeline_cost(spans: impl FnOnce(), flush: impl FnOnce()) -> PipelineCost {
 const ROUNDS: usize = 400;
 const ROUND_SPANS: u32 = 2_000;
 
+/// The same for privileged spans, a few µs each: rounds of about a
+/// millisecond, shorter than a time slice of the shared machine.
+const PRIVILEGED_ROUNDS: usize = 2_000;
+const PRIVILEGED_ROUND_SPANS: u32 = 200;
+
 /// Per-span time of `f` under `a` and under `b`, measured in alternating
 /// rounds (A then B, then B then A, ...) so that a change of machine load
 /// falls on both; the medians of the per-round times, and the quartiles
 /// of the per-round ratios a/b.
-fn interleaved(a: &Dispatch, b: &Dispatch, f: fn()) -> (Duration, Duration, [f64; 3]) {
+/// `after_round` runs after each round, untimed.
+fn interleaved(
+    a: &Dispatch,
+    b: &Dispatch,
+    f: fn(),
+    (rounds, spans): (usize, u32),
+    after_round: &dyn Fn(),
+) -> (Duration, Duration, [f64; 3]) {
     let time = |d: &Dispatch| {
-        tracing::dispatcher::with_default(d, || {
+        let per_span = tracing::dispatcher::with_default(d, || {
             let start = Instant::now();
-            for _ in 0..ROUND_SPANS {
+            for _ in 0..spans {
                 f();
             }
-            start.elapsed() / ROUND_SPANS
-        })
+            start.elapsed() / spans
+        });
+        after_round();
+        per_span
     };
     // Warm both: registry pools, caches.
     time(a);
     time(b);
-    let mut rounds: Vec<(Duration, Duration)> = (0..ROUNDS)
+    let mut times: Vec<(Duration, Duration)> = (0..rounds)
         .map(|i| {
             if i % 2 == 0 {
                 let ta = time(a);
@@ -472,19 +526,19 @@ fn interleaved(a: &Dispatch, b: &Dispatch, f: fn()) -> (Duration, Duration, [f64
             }
         })
         .collect();
-    let mut ratios: Vec<f64> = rounds
+    let mut ratios: Vec<f64> = times
         .iter()
         .map(|(ta, tb)| ta.as_secs_f64() / tb.as_secs_f64())
         .collect();
     ratios.sort_by(f64::total_cmp);
-    rounds.sort_by_key(|r| r.0);
-    let median_a = rounds[ROUNDS / 2].0;
-    rounds.sort_by_key(|r| r.1);
-    let median_b = rounds[ROUNDS / 2].1;
+    times.sort_by_key(|r| r.0);
+    let median_a = times[rounds / 2].0;
+    times.sort_by_key(|r| r.1);
+    let median_b = times[rounds / 2].1;
     let quartiles = [
-        ratios[ROUNDS / 4],
-        ratios[ROUNDS / 2],
-        ratios[3 * ROUNDS / 4],
+        ratios[rounds / 4],
+        ratios[rounds / 2],
+        ratios[3 * rounds / 4],
     ];
     (median_a, median_b, quartiles)
 }
@@ -512,12 +566,37 @@ fn non_privileged_group(c: &mut Criterion) {
         .unwrap();
     let with_layer = Dispatch::new(tracing_subscriber::registry().with(layer));
     let bare = Dispatch::new(tracing_subscriber::registry());
-    let (a, b, [q1, median, q3]) = interleaved(&with_layer, &bare, plain);
-    println!(
-        "non-privileged span, A/B interleaved ({ROUNDS} rounds of {ROUND_SPANS} spans): \
-         medians registry + audit layer {a:?}, bare registry {b:?}; ratio per round: \
-         median {median:.3}, quartiles {q1:.3} {q3:.3}"
-    );
+    // Any layer at all: the registry then also frees each span's slot at
+    // close (alone, it never does) and keeps a close guard per close.
+    let noop_layer = Dispatch::new(tracing_subscriber::registry().with(Identity::new()));
+    for (a_name, a_dispatch, b_name, b_dispatch) in [
+        (
+            "registry + audit layer",
+            &with_layer,
+            "bare registry",
+            &bare,
+        ),
+        (
+            "registry + no-op layer",
+            &noop_layer,
+            "bare registry",
+            &bare,
+        ),
+        (
+            "registry + audit layer",
+            &with_layer,
+            "registry + no-op layer",
+            &noop_layer,
+        ),
+    ] {
+        let (a, b, [q1, median, q3]) =
+            interleaved(a_dispatch, b_dispatch, plain, (ROUNDS, ROUND_SPANS), &|| {});
+        println!(
+            "non-privileged span, A/B interleaved ({ROUNDS} rounds of {ROUND_SPANS} spans): \
+             medians {a_name} {a:?}, {b_name} {b:?}; ratio per round: median {median:.3}, \
+             quartiles {q1:.3} {q3:.3}"
+        );
+    }
 }
 
 fn effect_group(c: &mut Criterion) {

@@ -359,6 +359,8 @@ impl AuditLayerBuilder {
             strict: self.strict,
             scope: None,
             dispatch: OnceLock::new(),
+            callsites: Default::default(),
+            marks: Default::default(),
         };
         Ok((layer, guard))
     }

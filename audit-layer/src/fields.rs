@@ -7,7 +7,7 @@
 //! few scopes), shared when a long value repeats (the same actor's
 //! delegation chain, span after span), and the trace and span ids stay
 //! binary. The `Draft` is made from these after the hand-off, on the export
-//! worker's thread ([`SpanFields::into_draft`]), by the same
+//! worker's thread ([`SpanFields::take_draft`]), by the same
 //! [`Draft::set`] the span fields went through before, in the order they
 //! were recorded, so the record does not change.
 
@@ -154,7 +154,7 @@ pub(crate) struct SpanFields {
     attributes: Vec<(&'static str, Text)>,
     /// `audit.privileged`: the last value recorded.
     pub privileged: bool,
-    /// `audit.dangerous`: once set, stays set.
+    /// `audit.dangerous`, as [`Field::set_flag`] keeps it.
     dangerous: bool,
     /// An `outcome` was recorded: an ERROR event must not overwrite it.
     pub explicit_outcome: bool,
@@ -220,7 +220,9 @@ impl SpanFields {
     }
 
     /// The draft the rules check, with the values in the order recorded.
-    pub fn into_draft(self) -> Draft {
+    /// Takes the values out one by one where they are: the ~1 KB of
+    /// inline values is never copied whole.
+    pub fn take_draft(&mut self) -> Draft {
         let mut d = Draft {
             start_time_ns: Some(self.start_ns),
             trace_id: Some(ids::hex(&self.trace_id)),
@@ -229,15 +231,15 @@ impl SpanFields {
             dangerous: self.dangerous,
             ..Draft::default()
         };
-        for (f, text) in self.replaced {
+        for (f, text) in self.replaced.drain(..) {
             d.set(f, text.into_string());
         }
-        for (spec, value) in FIELDS.iter().zip(self.values) {
-            if let Some(text) = value {
+        for (spec, value) in FIELDS.iter().zip(&mut self.values) {
+            if let Some(text) = value.take() {
                 d.set(spec.field, text.into_string());
             }
         }
-        for (name, text) in self.attributes {
+        for (name, text) in self.attributes.drain(..) {
             d.attributes.insert(name.to_owned(), text.into_string());
         }
         d
@@ -253,17 +255,13 @@ impl SpanFields {
             self.attributes.push((field.name(), text));
             return;
         };
-        if f == Field::Privileged || f == Field::Dangerous {
+        if f.is_flag() {
             let on = match value {
                 Value::Bool(b) => b,
                 Value::Str(s) => is_true(s),
                 Value::Formatted(args) => is_true(Text::formatted(args).as_str()),
             };
-            // As `Draft::set` has it: `dangerous` is sticky.
-            match f {
-                Field::Dangerous => self.dangerous |= on,
-                _ => self.privileged = on,
-            }
+            f.set_flag(on, &mut self.privileged, &mut self.dangerous);
             return;
         }
         if f == Field::Outcome {
@@ -389,6 +387,88 @@ mod tests {
             panic!("a long value is shared");
         };
         assert!(!Arc::ptr_eq(&a, &c) && c.contains("bobby"));
+    }
+
+    /// A value as a span records it.
+    enum V {
+        Str(&'static str),
+        Bool(bool),
+        Int(i64),
+    }
+
+    /// The visitor's fields make the draft that `Draft::set` and
+    /// `Draft::set_bool` make from the same values in the same order: the
+    /// flags' rule (sticky `dangerous`), replaced values, unparsable times,
+    /// scopes, long values and unknown fields included.
+    #[test]
+    fn span_fields_make_the_draft_that_draft_set_makes() {
+        let meta = tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+            let span = tracing::info_span!(
+                "s",
+                audit.dangerous = 0,
+                audit.privileged = 0,
+                outcome = 0,
+                end_time_unix_nano = 0,
+                scopes = 0,
+                agent.id = 0,
+                owner.id = 0,
+                extra = 0
+            );
+            span.metadata().expect("enabled")
+        });
+        let long = "agt_a_principal_id_longer_than_what_is_kept_inline_0123456789";
+        let steps = [
+            ("audit.dangerous", V::Bool(true)),
+            ("audit.dangerous", V::Str("false")),
+            ("audit.privileged", V::Str(" TRUE ")),
+            ("audit.privileged", V::Bool(false)),
+            ("audit.privileged", V::Int(1)),
+            ("end_time_unix_nano", V::Str("soon")),
+            ("end_time_unix_nano", V::Int(42)),
+            ("outcome", V::Str("ok")),
+            ("outcome", V::Str("denied")),
+            ("scopes", V::Str("a:read, b:write c")),
+            ("agent.id", V::Str(long)),
+            ("owner.id", V::Bool(true)),
+            ("extra", V::Int(-7)),
+            ("extra", V::Str("again")),
+        ];
+        let mut fields = SpanFields::new(5);
+        let mut expected = Draft {
+            start_time_ns: Some(5),
+            trace_id: Some(ids::hex(&[0; 16])),
+            span_id: Some(ids::hex(&[0; 8])),
+            ..Draft::default()
+        };
+        for (name, value) in &steps {
+            let field = meta.fields().field(name).expect("declared");
+            let mut visitor = FieldVisitor(&mut fields);
+            let text = match *value {
+                V::Str(s) => {
+                    visitor.record_str(&field, s);
+                    s.to_owned()
+                }
+                V::Bool(b) => {
+                    visitor.record_bool(&field, b);
+                    b.to_string()
+                }
+                V::Int(i) => {
+                    visitor.record_i64(&field, i);
+                    i.to_string()
+                }
+            };
+            match (Field::from_span_field(name), value) {
+                (Some(f), V::Bool(b)) => expected.set_bool(f, *b),
+                (Some(f), _) => expected.set(f, text),
+                (None, _) => {
+                    expected.attributes.insert((*name).to_owned(), text);
+                }
+            }
+        }
+        assert!(expected.dangerous && !expected.privileged);
+        assert_eq!(expected.attributes["audit.end_time_unix_nano"], "soon");
+        assert_eq!(expected.attributes["extra"], "again");
+        assert_eq!(fields.take_draft(), expected);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! in strict mode the check runs here, at the close.
 //!
 //! Non-privileged spans are decided from static metadata in `on_new_span`
-//! and then left alone: no allocation, no extension, nothing on close.
+//! (the class cached per callsite) and then left alone: no allocation, no
+//! extension, and when entered, recorded or closed no lookup of the span
+//! (its id is not marked, `triage`).
 
 use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
@@ -12,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use audit_schema::{Field, Rejection};
 use tracing_core::dispatcher::WeakDispatch;
 use tracing_core::span::{Attributes, Id, Record};
-use tracing_core::{Dispatch, Event, Level, Metadata, Subscriber};
+use tracing_core::{Dispatch, Event, Interest, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
@@ -24,6 +26,7 @@ use crate::fields::{Closed, FieldVisitor, SpanFields};
 use crate::ids;
 use crate::policy::Static;
 use crate::trace_context;
+use crate::triage::{Callsites, Marks};
 
 /// Checks privileged spans for the dual key and ships the result.
 ///
@@ -39,6 +42,10 @@ pub struct AuditLayer {
     /// The subscriber the layer joined, to read a span's OpenTelemetry
     /// ids from `tracing-opentelemetry` ([`trace_context`]).
     pub(crate) dispatch: OnceLock<WeakDispatch>,
+    /// The policy's class of each callsite seen.
+    pub(crate) callsites: Callsites,
+    /// The ids of the spans that carry a [`SpanState`].
+    pub(crate) marks: Marks,
 }
 
 /// A span open around the current code, as [`WalkScope`] shows it.
@@ -70,7 +77,7 @@ where
         let action = ext
             .get::<SpanState>()
             .filter(|st| st.privileged())
-            .map(|st| st.fields.get(Field::Action).unwrap_or(s.name()));
+            .map(|st| st.span.fields.get(Field::Action).unwrap_or(s.name()));
         let open = OpenSpan {
             name: s.name(),
             action,
@@ -93,20 +100,18 @@ impl std::fmt::Debug for AuditLayer {
 
 /// Per-span state, stored in the span's extensions (privileged spans only).
 struct SpanState {
-    fields: SpanFields,
-    /// Callsite, kept for the violation record.
-    meta: &'static Metadata<'static>,
+    /// The fields and the callsite, in the form they are handed over at
+    /// close, so that the ~1 KB of inline values is not moved into another.
+    span: Closed,
     /// The policy said so from metadata; otherwise only `audit.privileged = true` counts.
     statically_privileged: bool,
-    /// An ERROR-level event happened inside the span.
-    error_seen: bool,
     /// The OpenTelemetry span's ids were looked for (`trace_context`).
     otel_checked: bool,
 }
 
 impl SpanState {
     fn privileged(&self) -> bool {
-        self.statically_privileged || self.fields.privileged
+        self.statically_privileged || self.span.fields.privileged
     }
 }
 
@@ -118,6 +123,12 @@ where
         self.scope = Some(walk_scope::<S>);
     }
 
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        self.callsites.register(&self.core.policy, meta);
+        // The layer never filters: other layers see every span.
+        Interest::always()
+    }
+
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
         // The first subscriber wins: a layer joins only one.
         let _ = self.dispatch.set(subscriber.downgrade());
@@ -125,37 +136,42 @@ where
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let meta = attrs.metadata();
-        let statically_privileged = match self.core.policy.classify(meta) {
+        let statically_privileged = match self.callsites.classify(&self.core.policy, meta) {
             Static::No => return,
             Static::Privileged => true,
             Static::IfFlagged => false,
         };
         let Some(span) = ctx.span(id) else { return };
         let mut state = SpanState {
-            fields: SpanFields::new(now_ns()),
-            meta,
+            span: Closed {
+                fields: SpanFields::new(now_ns()),
+                meta,
+                end_ns: 0,
+                error_seen: false,
+            },
             statically_privileged,
-            error_seen: false,
             otel_checked: false,
         };
-        attrs.record(&mut FieldVisitor(&mut state.fields));
+        let fields = &mut state.span.fields;
+        attrs.record(&mut FieldVisitor(fields));
         // One trace per privileged operation tree: a privileged child joins
         // its nearest privileged ancestor's trace, and a child that names
         // no actor at all inherits the ancestor's dual key (agent, owner,
         // credential, name, initiator, task, delegation chain): work done inside a gated
         // action is done by the same actor.
-        let names_actor = state.fields.names_actor();
+        let names_actor = fields.names_actor();
         let inherited = span.scope().skip(1).find_map(|ancestor| {
             let ext = ancestor.extensions();
-            let parent = ext.get::<SpanState>()?;
+            let parent = &ext.get::<SpanState>()?.span.fields;
             if !names_actor {
-                state.fields.inherit(&parent.fields);
+                fields.inherit(parent);
             }
-            Some(parent.fields.trace_id)
+            Some(parent.trace_id)
         });
-        state.fields.trace_id = inherited.unwrap_or_else(ids::trace_id_bytes);
-        state.fields.span_id = ids::span_id_bytes();
+        fields.trace_id = inherited.unwrap_or_else(ids::trace_id_bytes);
+        fields.span_id = ids::span_id_bytes();
         span.extensions_mut().insert(state);
+        self.marks.mark(id);
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
@@ -164,10 +180,10 @@ where
         if !cfg!(feature = "opentelemetry") {
             return;
         }
-        let Some(span) = ctx.span(id) else { return };
-        if self.core.policy.surely_not_privileged(span.metadata()) {
+        if !self.marks.may_carry(id) {
             return;
         }
+        let Some(span) = ctx.span(id) else { return };
         let unchecked = span
             .extensions()
             .get::<SpanState>()
@@ -182,17 +198,20 @@ where
         if let Some(state) = ext.get_mut::<SpanState>() {
             state.otel_checked = true;
             if let Some((trace_id, span_id)) = found {
-                state.fields.trace_id = trace_id;
-                state.fields.span_id = span_id;
+                state.span.fields.trace_id = trace_id;
+                state.span.fields.span_id = span_id;
             }
         }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if !self.marks.may_carry(id) {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         let mut ext = span.extensions_mut();
         if let Some(state) = ext.get_mut::<SpanState>() {
-            values.record(&mut FieldVisitor(&mut state.fields));
+            values.record(&mut FieldVisitor(&mut state.span.fields));
         }
     }
 
@@ -208,7 +227,7 @@ where
             let mut ext = span.extensions_mut();
             if let Some(state) = ext.get_mut::<SpanState>() {
                 if state.privileged() {
-                    state.error_seen = true;
+                    state.span.error_seen = true;
                     return;
                 }
             }
@@ -216,25 +235,27 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        // Most spans are not privileged: skip the registry lookup.
+        if !self.marks.may_carry(&id) {
+            return;
+        }
         // Take the state out and release the span before doing anything
         // that may panic (strict mode) or block.
         let state = {
             let Some(span) = ctx.span(&id) else { return };
-            // Most spans are not privileged: skip the extensions' write lock.
-            if self.core.policy.surely_not_privileged(span.metadata()) {
-                return;
-            }
             let mut ext = span.extensions_mut();
             ext.remove::<SpanState>()
         };
-        if let Some(mut state) = state.filter(SpanState::privileged) {
+        let Some(mut state) = state else { return };
+        self.marks.unmark(&id);
+        if state.privileged() {
             // A span closed without being entered: the OpenTelemetry
             // layer's data is still there if it was added after this one.
             if !state.otel_checked {
                 if let Some((trace_id, span_id)) = trace_context::otel_ids(self.dispatch.get(), &id)
                 {
-                    state.fields.trace_id = trace_id;
-                    state.fields.span_id = span_id;
+                    state.span.fields.trace_id = trace_id;
+                    state.span.fields.span_id = span_id;
                 }
             }
             self.finish(state);
@@ -244,23 +265,20 @@ where
 
 impl AuditLayer {
     /// Hands the span over; its record is made and checked after the
-    /// hand-off (by the export worker; at once for the in-memory sink),
-    /// except in strict mode, which must panic here, at the offending span.
-    fn finish(&self, state: SpanState) {
+    /// hand-off (by the export worker), except in strict mode, which must
+    /// panic here, at the offending span, and for the in-memory sink, whose
+    /// records are visible when the span has closed: those check the span
+    /// where it lies.
+    fn finish(&self, mut state: SpanState) {
         self.core.status.add_privileged_spans(1);
-        let closed = Closed {
-            fields: state.fields,
-            meta: state.meta,
-            end_ns: now_ns(),
-            error_seen: state.error_seen,
-        };
-        if !self.strict {
-            return self.core.send(Item::Span(closed));
+        let span = &mut state.span;
+        span.end_ns = now_ns();
+        if !self.strict && !self.core.checks_at_once() {
+            return self.core.send(Item::Span(state.span));
         }
-        let (meta, end_ns) = (closed.meta, closed.end_ns);
-        match self.core.record_of(closed) {
+        match self.core.record_of(span) {
             Ok(record) => self.core.send(Item::Action(record)),
-            Err(rejection) => self.reject(rejection, meta, end_ns),
+            Err(rejection) => self.reject(rejection, span.meta, span.end_ns),
         }
     }
 

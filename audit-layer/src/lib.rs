@@ -212,18 +212,20 @@
 //! 8. `fields`: a privileged span's fields as the layer holds them until
 //!    its record is checked (inline, shared, ids binary);
 //! 9. `policy`: what is privileged, and the dual-key rules;
-//! 10. `export`: the queue, the worker thread, the transports and the spool;
-//! 11. `core`: what the layer and the gate share (policy, resource, sink,
+//! 10. `triage`: the policy's class per callsite, and which span ids
+//!     carry the layer's state, so that other spans cost it next to nothing;
+//! 11. `export`: the queue, the worker thread, the transports and the spool;
+//! 12. `core`: what the layer and the gate share (policy, resource, sink,
 //!     status), held once behind an `Arc`;
-//! 12. `layer`: [`AuditLayer`], which owns the core;
-//! 13. `gate`: [`gate()`], which finds the core through the layer in the
+//! 13. `layer`: [`AuditLayer`], which owns the core;
+//! 14. `gate`: [`gate()`], which finds the core through the layer in the
 //!     current dispatcher;
-//! 14. `effect`: [`require_gate`], which walks the open spans through the
+//! 15. `effect`: [`require_gate`], which walks the open spans through the
 //!     layer in the current dispatcher;
-//! 15. `identity`: lifecycle actions, through the gate;
-//! 16. `builder`: [`AuditLayerBuilder`], which assembles the rest;
-//! 17. `macros`: [`privileged_span!`];
-//! 18. `propagation`: the delegation chain on request headers, and the
+//! 16. `identity`: lifecycle actions, through the gate;
+//! 17. `builder`: [`AuditLayerBuilder`], which assembles the rest;
+//! 18. `macros`: [`privileged_span!`];
+//! 19. `propagation`: the delegation chain on request headers, and the
 //!     caller [`Actor`] rebuilt from them.
 #![warn(missing_docs)]
 
@@ -245,6 +247,7 @@ mod policy;
 pub mod propagation;
 mod stats;
 mod trace_context;
+mod triage;
 
 pub use actor::Actor;
 pub use build_error::BuildError;

@@ -37,15 +37,16 @@ pub struct Policy {
     rules: Rules,
 }
 
-/// What the callsite metadata alone says about a span.
+/// What the callsite metadata alone says about a span. The discriminants
+/// fit in the two low bits of an address (`triage`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Static {
-    /// Privileged whatever its field values.
-    Privileged,
-    /// Privileged only if it records `audit.privileged = true`.
-    IfFlagged,
     /// Never privileged: the layer does nothing for it.
-    No,
+    No = 0,
+    /// Privileged only if it records `audit.privileged = true`.
+    IfFlagged = 1,
+    /// Privileged whatever its field values.
+    Privileged = 2,
 }
 
 impl Default for Policy {
@@ -108,7 +109,8 @@ impl Policy {
     }
 
     /// Also treats spans for which `f` returns true as privileged. `f` sees
-    /// only static metadata; keep it cheap, it runs for every new span.
+    /// only static metadata; keep it cheap, it runs for every new span that
+    /// the target prefixes and span names do not already make privileged.
     ///
     /// ```
     /// let p = audit_layer::Policy::default().predicate(|m| m.name().starts_with("admin."));
@@ -157,29 +159,47 @@ impl Policy {
     ///
     /// No allocation: this runs for every span the application creates.
     pub fn is_privileged(&self, meta: &Metadata<'_>) -> bool {
+        self.names(meta) || self.predicate.as_ref().is_some_and(|f| f(meta))
+    }
+
+    /// A target prefix or a span name of the policy names `meta`.
+    fn names(&self, meta: &Metadata<'_>) -> bool {
         let target = meta.target();
         self.target_prefixes.iter().any(|p| under(target, p))
             || self.span_names.iter().any(|n| n == meta.name())
-            || self.predicate.as_ref().is_some_and(|f| f(meta))
     }
 
-    /// True when no state can have been attached to a span of `meta`: it
-    /// classifies as [`Static::No`] by rules alone. A user predicate is
-    /// not trusted to answer the same at close as at creation, so with one
-    /// the answer is always false (and the span's extensions are checked).
-    pub(crate) fn surely_not_privileged(&self, meta: &Metadata<'_>) -> bool {
-        self.predicate.is_none() && matches!(self.classify(meta), Static::No)
-    }
-
+    /// What the policy says about a span of `meta` (the layer asks its
+    /// per-callsite cache, `triage`, which tests hold to this).
+    #[cfg(test)]
     pub(crate) fn classify(&self, meta: &Metadata<'_>) -> Static {
+        self.with_predicate(meta, self.by_rules(meta))
+    }
+
+    /// What the target prefixes, span names and the `audit.privileged`
+    /// field say: the same for every span of a callsite, so the layer
+    /// keeps it per callsite (`triage`).
+    pub(crate) fn by_rules(&self, meta: &Metadata<'_>) -> Static {
         if !meta.is_span() {
             Static::No
-        } else if self.is_privileged(meta) {
+        } else if self.names(meta) {
             Static::Privileged
         } else if meta.fields().field(Field::Privileged.wire()).is_some() {
             Static::IfFlagged
         } else {
             Static::No
+        }
+    }
+
+    /// `by_rules`'s class, made privileged when the user's predicate says
+    /// so: the predicate is asked for every span, as its docs promise.
+    #[inline]
+    pub(crate) fn with_predicate(&self, meta: &Metadata<'_>, by_rules: Static) -> Static {
+        match &self.predicate {
+            Some(f) if by_rules != Static::Privileged && meta.is_span() && f(meta) => {
+                Static::Privileged
+            }
+            _ => by_rules,
         }
     }
 }

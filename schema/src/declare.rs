@@ -336,6 +336,14 @@ macro_rules! audit_record {
             $( #[doc = $fmeaning] $Flag, )*
         }
 
+        impl Field {
+            /// One of the flags (`audit.privileged`, `audit.dangerous`): a
+            /// boolean of the draft, not text, set by [`Field::set_flag`].
+            pub fn is_flag(self) -> bool {
+                matches!(self, $( Field::$Flag )|*)
+            }
+        }
+
         /// The field table: wire names, span aliases and meanings, in schema order.
         pub const FIELDS: &[FieldSpec] = &[
             $($(
@@ -379,7 +387,7 @@ macro_rules! audit_record {
             pub fn set(&mut self, field: Field, value: String) {
                 match field {
                     $($( Field::$Field => set_from_str!($kind, self, $name, field, value), )?)*
-                    $( Field::$Flag => self.set_flag(field, is_true(&value)), )*
+                    $( Field::$Flag => field.set_flag(is_true(&value), &mut self.privileged, &mut self.dangerous), )*
                 }
             }
 

@@ -280,17 +280,24 @@ pub fn markdown_fields() -> String {
 impl Draft {
     /// Sets a schema field from a boolean (tracing's `record_bool`).
     pub fn set_bool(&mut self, field: Field, value: bool) {
-        match field {
-            Field::Privileged | Field::Dangerous => self.set_flag(field, value),
-            other => self.set(other, value.to_string()),
+        if field.is_flag() {
+            field.set_flag(value, &mut self.privileged, &mut self.dangerous);
+        } else {
+            self.set(field, value.to_string());
         }
     }
+}
 
-    fn set_flag(&mut self, field: Field, on: bool) {
-        match field {
-            // Sticky: a later `false` must not un-mark a dangerous action.
-            Field::Dangerous => self.dangerous |= on,
-            Field::Privileged => self.privileged = on,
+impl Field {
+    /// Sets this flag to `on` among a record's two flags, by the one rule
+    /// a [`Draft`] and the layer's span fields both follow: a later value
+    /// of `audit.privileged` replaces an earlier one, while
+    /// `audit.dangerous` is sticky (a later `false` must not un-mark a
+    /// dangerous action). Does nothing for a field that is not a flag.
+    pub fn set_flag(self, on: bool, privileged: &mut bool, dangerous: &mut bool) {
+        match self {
+            Field::Dangerous => *dangerous |= on,
+            Field::Privileged => *privileged = on,
             _ => {}
         }
     }
@@ -330,6 +337,29 @@ mod tests {
         d.set_bool(Field::Dangerous, false);
         d.set(Field::Dangerous, "false".into());
         assert!(d.dangerous);
+    }
+
+    #[test]
+    fn the_flag_rule_is_sticky_for_dangerous_only() {
+        let flags: Vec<Field> = FIELDS
+            .iter()
+            .map(|s| s.field)
+            .filter(|f| f.is_flag())
+            .collect();
+        assert_eq!(flags, [Field::Privileged, Field::Dangerous]);
+        let (mut privileged, mut dangerous) = (false, false);
+        for (field, on) in [
+            (Field::Privileged, true),
+            (Field::Dangerous, true),
+            (Field::Privileged, false),
+            (Field::Dangerous, false),
+        ] {
+            field.set_flag(on, &mut privileged, &mut dangerous);
+        }
+        assert!(!privileged, "the last value of privileged counts");
+        assert!(dangerous, "dangerous once stays dangerous");
+        Field::Action.set_flag(true, &mut privileged, &mut dangerous);
+        assert!(!privileged, "not a flag: nothing set");
     }
 
     #[test]
