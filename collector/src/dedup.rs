@@ -64,7 +64,11 @@ type Blooms = Option<Vec<Sbbf>>;
 #[derive(Debug)]
 pub struct Dedup {
     window_ns: i64,
-    pending: HashSet<String>,
+    /// Keyed with random keys drawn at start (aHash): the ids are chosen
+    /// by clients, so an unkeyed hash would let one send ids that all
+    /// collide and turn each lookup into a scan. SipHash was a few percent
+    /// of the single writer's time.
+    pending: HashSet<String, ahash::RandomState>,
     files: VecDeque<SealedIds>,
     cache: VecDeque<(String, Blooms, usize)>,
     cache_bytes: usize,
@@ -96,7 +100,7 @@ impl Dedup {
     pub fn new(window: std::time::Duration, cache_bytes: usize) -> Dedup {
         Dedup {
             window_ns: i64::try_from(window.as_nanos()).unwrap_or(i64::MAX),
-            pending: HashSet::new(),
+            pending: HashSet::with_hasher(ahash::RandomState::new()),
             files: VecDeque::new(),
             cache: VecDeque::new(),
             cache_bytes: 0,
