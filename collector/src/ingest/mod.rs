@@ -4,7 +4,9 @@
 //! Receivers hand a checked [`Batch`] to [`Ingest::submit`], which resolves
 //! only once the batch is in the write-ahead log and fsynced: that is the
 //! moment the collector may acknowledge. One thread owns the WAL; requests
-//! that arrive while it is syncing are committed together by the next fsync.
+//! that arrive while an fsync runs (on a thread of its own) are appended
+//! meanwhile and committed together by the next fsync (see `group`).
+//! A seal's files are written on a thread of their own too (see `seal`).
 //!
 //! Sealing (size, age, shutdown) commits in this order, so that a crash at
 //! any point loses nothing acknowledged and duplicates nothing:
@@ -34,6 +36,7 @@ use crate::metrics::Metrics;
 mod group;
 mod recover;
 mod remote;
+mod seal;
 mod writer;
 
 use crate::wal::EncodedRows;

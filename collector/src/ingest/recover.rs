@@ -89,6 +89,7 @@ impl Writer {
             unpushed_segments: Vec::new(),
             push_retry_at: None,
             witness,
+            sealing: None,
         };
         w.last_digest_ns = w.manifest.last_digest_ns().unwrap_or(0);
         // Before the recovery seal, whose entry would hide the last sign of life.

@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use audit_schema::{AuditRecord, ViolationRecord};
 
 use super::group::{Group, Syncer};
-use super::recover::{file_entry, read_unsealed, remove_uncommitted_files};
 use super::remote::Remote;
-use super::{storage, IngestConfig, IngestError, Job, Msg};
+use super::seal::Sealing;
+use super::{IngestConfig, IngestError, Job, Msg};
 
 use crate::dedup::Dedup;
 use crate::fsio;
 use crate::manifest::{Body, Manifest};
 use crate::metrics::Metrics;
 use crate::now_ns;
-use crate::partition::{PartitionWriter, SealedFile, Unsealed};
+use crate::partition::{PartitionWriter, Unsealed};
 use crate::wal::Wal;
 
 /// Where the answer to a shutdown goes.
@@ -58,7 +58,16 @@ pub(super) struct Writer {
     pub(super) push_retry_at: Option<Instant>,
     /// Where each digest's checkpoint goes, if anywhere.
     pub(super) witness: Option<crate::witness::Witness>,
+    /// The seal whose files are being written, if any.
+    pub(super) sealing: Option<Sealing>,
 }
+
+/// While a seal runs, up to `seal_rows / SEALING_SHARE` rows committed
+/// meanwhile are buffered beside it; then the writer waits for it.
+const SEALING_SHARE: usize = 4;
+
+/// How often an idle writer looks whether a seal's files are written.
+const SEAL_POLL: Duration = Duration::from_millis(10);
 
 /// Wait before pushing again after a push gave up.
 const PUSH_RETRY: Duration = Duration::from_secs(5);
@@ -90,11 +99,16 @@ impl Writer {
             let due = self
                 .oldest
                 .is_some_and(|t| t.elapsed() >= self.cfg.seal_interval);
-            let full =
-                self.buffered() + syncing.as_ref().map_or(0, Group::rows) >= self.cfg.seal_rows;
-            if due || full || shutdown.is_some() {
-                // A seal takes every acknowledged row: the group in
-                // flight is settled first.
+            let unsealed = self.buffered() + syncing.as_ref().map_or(0, Group::rows);
+            let full = unsealed >= self.cfg.seal_rows;
+            // While a seal runs, rows committed meanwhile are held beside
+            // its own: at most a quarter of `seal_rows` of them before the
+            // writer waits for it, which bounds the memory.
+            let finish = self.seal_written()
+                || (self.sealing.is_some() && unsealed >= self.cfg.seal_rows / SEALING_SHARE);
+            if due || full || finish || shutdown.is_some() {
+                // A seal takes every acknowledged row, and a failed one
+                // reads them back from the WAL: no group may be in flight.
                 if let Some(g) = syncing.take() {
                     self.settle_now(&syncer, g);
                 }
@@ -105,8 +119,11 @@ impl Writer {
                 let _ = tx.send(self.seal().and_then(|()| self.push()));
                 return;
             }
+            if finish {
+                self.finish_seal_logged();
+            }
             if due || full {
-                self.seal_logged();
+                self.begin_seal_logged();
             }
         }
     }
@@ -147,10 +164,21 @@ impl Writer {
         let push_wait = self.push_retry_at.map_or(Duration::MAX, |t| {
             t.saturating_duration_since(Instant::now())
         });
-        let wait = seal_wait.min(self.until_digest()).min(push_wait);
+        // A seal under way is committed soon after its files are written.
+        let seal_done_wait = match self.sealing {
+            Some(_) => SEAL_POLL,
+            None => Duration::MAX,
+        };
+        let wait = seal_wait
+            .min(self.until_digest())
+            .min(push_wait)
+            .min(seal_done_wait);
         match rx.recv_timeout(wait) {
             Ok(m) => Some(Ok(m)),
             Err(RecvTimeoutError::Timeout) => {
+                if self.seal_written() {
+                    self.finish_seal_logged();
+                }
                 if self.push_retry_at.is_some_and(|t| t <= Instant::now()) {
                     self.push_logged();
                 }
@@ -322,108 +350,6 @@ impl Writer {
             tracing::error!(error = %e, "pushing sealed files to the store failed; they stay in the data dir and the WAL, retrying in {}s", PUSH_RETRY.as_secs());
         }
     }
-
-    fn seal_logged(&mut self) {
-        if let Err(e) = self.seal() {
-            tracing::error!(error = %e, "sealing failed; rows stay in the WAL and sealing will be retried");
-        }
-    }
-
-    pub(super) fn seal(&mut self) -> Result<(), IngestError> {
-        if self.buffered() == 0 {
-            return Ok(());
-        }
-        let old_segments = self
-            .wal
-            .rotate(self.next_seq)
-            .map_err(|e| storage("WAL rotate", e))?;
-        let root = self.cfg.data_dir.clone();
-        let files = match self.write_files() {
-            Ok(files) => files,
-            Err(e) => {
-                self.reload_unsealed();
-                remove_uncommitted_files(&root, &self.cfg.collector_id, &self.manifest)?;
-                return Err(e);
-            }
-        };
-        let rows: u64 = files.iter().map(|f| f.rows).sum();
-        let bytes: u64 = files.iter().map(|f| f.bytes).sum();
-        let body = Body::Seal {
-            seq_first: self.sealed_seq + 1,
-            seq_last: self.next_seq - 1,
-            files: files.iter().map(file_entry).collect(),
-        };
-        if let Err(e) = self.manifest.append(now_ns(), body) {
-            self.reload_unsealed();
-            remove_uncommitted_files(&root, &self.cfg.collector_id, &self.manifest)?;
-            return Err(storage("manifest append", e));
-        }
-        self.sealed_seq = self.next_seq - 1;
-        let rels = files
-            .iter()
-            .map(|f| f.path.to_string_lossy().replace('\\', "/"));
-        let (audit, violations): (Vec<String>, Vec<String>) =
-            rels.partition(|rel| rel.starts_with("audit/"));
-        let sealed_at = now_ns();
-        self.actions_seen.sealed(sealed_at, audit);
-        self.violations_seen.sealed(sealed_at, violations);
-        Metrics::add(&self.metrics.sealed_files_total, files.len() as u64);
-        Metrics::add(&self.metrics.sealed_rows_total, rows);
-        Metrics::add(&self.metrics.sealed_bytes_total, bytes);
-        Metrics::add(&self.metrics.stored_bytes, bytes);
-        Metrics::set(&self.metrics.buffered_rows, 0);
-        self.oldest = None;
-        tracing::info!(
-            files = files.len(),
-            rows,
-            bytes,
-            seq_last = self.sealed_seq,
-            "sealed"
-        );
-        if self.remote.is_some() {
-            // Committed locally; the rows leave the WAL once in the store.
-            self.unpushed_segments.extend(old_segments);
-            self.push_logged();
-        } else {
-            remove_segments(&old_segments);
-        }
-        Ok(())
-    }
-
-    /// Hands the buffer to the Parquet writer (no copy: if the seal fails,
-    /// the rows are read back from the WAL, which still holds them).
-    fn write_files(&mut self) -> Result<Vec<SealedFile>, IngestError> {
-        let actions = std::mem::take(&mut self.actions);
-        let violations = std::mem::take(&mut self.violations);
-        let mut files = self
-            .partitions
-            .seal(actions)
-            .map_err(|e| storage("seal audit", e))?;
-        files.extend(
-            self.partitions
-                .seal(violations)
-                .map_err(|e| storage("seal violations", e))?,
-        );
-        Ok(files)
-    }
-
-    /// After a failed seal: the unsealed rows, back from the WAL.
-    fn reload_unsealed(&mut self) {
-        let dir = self.cfg.data_dir.join("wal").join(&self.cfg.collector_id);
-        match read_unsealed(&dir, self.sealed_seq, |_, _| {}) {
-            Ok(u) => {
-                self.actions = u.actions;
-                self.violations = u.violations;
-            }
-            Err(e) => {
-                // The rows are safe in the WAL, but this process can no
-                // longer seal them in order: stop taking writes; a restart
-                // recovers them.
-                tracing::error!(error = %e, "cannot re-read the WAL after a failed seal");
-                self.wal_broken = true;
-            }
-        }
-    }
 }
 
 /// A sealed file's bytes: the local copy, else the store's.
@@ -442,7 +368,7 @@ pub(super) fn read_sealed(
 }
 
 /// Deletes WAL segments whose rows are sealed (for good).
-fn remove_segments(segments: &[PathBuf]) {
+pub(super) fn remove_segments(segments: &[PathBuf]) {
     for seg in segments {
         if let Err(e) = fsio::remove_file(seg) {
             tracing::warn!(segment = %seg.display(), error = %e, "could not trim sealed WAL segment; recovery will skip its rows");
