@@ -110,6 +110,10 @@ impl EncodedRows {
             bytes = postcard::to_io(row, bytes).map_err(io::Error::other)?;
             ends.push(bytes.len());
         }
+        // Held until the request is answered, with up to a queue of others.
+        if bytes.capacity() > bytes.len() + bytes.len() / 8 {
+            bytes.shrink_to_fit();
+        }
         Ok(EncodedRows { bytes, ends })
     }
 

@@ -13,8 +13,10 @@
 //! and those committed since) is read back from the WAL.
 
 use std::path::PathBuf;
-use std::thread::JoinHandle;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::time::Instant;
+
+use audit_schema::{AuditRecord, ViolationRecord};
 
 use super::recover::{file_entry, read_unsealed, remove_uncommitted_files};
 use super::writer::{remove_segments, Writer};
@@ -22,11 +24,53 @@ use super::{storage, IngestError};
 use crate::manifest::Body;
 use crate::metrics::Metrics;
 use crate::now_ns;
-use crate::partition::SealedFile;
+use crate::partition::{PartitionWriter, SealedFile, Unsealed};
+
+type Written = Result<Vec<SealedFile>, IngestError>;
+
+/// The thread that writes seals' files: one for the writer's life, so
+/// that its allocations stay in one allocator arena instead of a new
+/// thread's each seal.
+pub(super) struct Sealer {
+    tx: SyncSender<(Unsealed<AuditRecord>, Unsealed<ViolationRecord>)>,
+    rx: Receiver<Written>,
+}
+
+impl Sealer {
+    pub(super) fn start(partitions: PartitionWriter) -> Result<Sealer, IngestError> {
+        let (tx, jobs) =
+            mpsc::sync_channel::<(Unsealed<AuditRecord>, Unsealed<ViolationRecord>)>(1);
+        let (done, rx) = mpsc::sync_channel(1);
+        // Ends when the writer drops its end.
+        std::thread::Builder::new()
+            .name("audit-seal".into())
+            .spawn(move || {
+                while let Ok((actions, violations)) = jobs.recv() {
+                    let written = partitions
+                        .seal(actions)
+                        .map_err(|e| storage("seal audit", e))
+                        .and_then(|mut files| {
+                            files.extend(
+                                partitions
+                                    .seal(violations)
+                                    .map_err(|e| storage("seal violations", e))?,
+                            );
+                            Ok(files)
+                        });
+                    if done.send(written).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| storage("cannot start seal thread", e))?;
+        Ok(Sealer { tx, rx })
+    }
+}
 
 /// A seal whose files are being written.
 pub(super) struct Sealing {
-    thread: JoinHandle<Result<Vec<SealedFile>, IngestError>>,
+    /// What the seal thread answered, once it has.
+    written: Option<Written>,
     /// WAL segments of the seal's rows, removed once it is committed.
     old_segments: Vec<PathBuf>,
     /// The seal's last seq.
@@ -50,10 +94,18 @@ impl Writer {
 
     /// Whether the seal under way has written its files (so that
     /// [`Writer::finish_seal`] will not wait).
-    pub(super) fn seal_written(&self) -> bool {
-        self.sealing
-            .as_ref()
-            .is_some_and(|s| s.thread.is_finished())
+    pub(super) fn seal_written(&mut self) -> bool {
+        let Some(s) = self.sealing.as_mut() else {
+            return false;
+        };
+        if s.written.is_none() {
+            s.written = match self.sealer.rx.try_recv() {
+                Ok(w) => Some(w),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => Some(Err(stopped())),
+            };
+        }
+        s.written.is_some()
     }
 
     /// Starts a seal of every buffered row, once the one under way (if
@@ -72,39 +124,21 @@ impl Writer {
         let violations = std::mem::take(&mut self.violations);
         self.actions_seen.begin_seal();
         self.violations_seen.begin_seal();
-        let partitions = self.partitions.clone();
-        let spawned = std::thread::Builder::new()
-            .name("audit-seal".into())
-            .spawn(move || {
-                let mut files = partitions
-                    .seal(actions)
-                    .map_err(|e| storage("seal audit", e))?;
-                files.extend(
-                    partitions
-                        .seal(violations)
-                        .map_err(|e| storage("seal violations", e))?,
-                );
-                Ok(files)
-            });
         let oldest = self.oldest.take();
         Metrics::set(&self.metrics.buffered_rows, 0);
-        match spawned {
-            Ok(thread) => {
-                self.sealing = Some(Sealing {
-                    thread,
-                    old_segments,
-                    seq_last: self.next_seq - 1,
-                    oldest,
-                });
-                Ok(())
-            }
-            Err(e) => {
-                // The rows went with the closure; the WAL still has them.
-                self.oldest = oldest;
-                self.seal_failed();
-                Err(storage("cannot start seal thread", e))
-            }
+        if self.sealer.tx.send((actions, violations)).is_err() {
+            // The rows went with the message; the WAL still has them.
+            self.oldest = oldest;
+            self.seal_failed();
+            return Err(stopped());
         }
+        self.sealing = Some(Sealing {
+            written: None,
+            old_segments,
+            seq_last: self.next_seq - 1,
+            oldest,
+        });
+        Ok(())
     }
 
     /// Waits for the seal under way, if any, and commits it (the manifest
@@ -114,10 +148,10 @@ impl Writer {
             return Ok(());
         };
         let root = self.cfg.data_dir.clone();
-        let written = s
-            .thread
-            .join()
-            .unwrap_or_else(|_| Err(IngestError::Storage("seal thread panicked".into())));
+        let written = match s.written {
+            Some(w) => w,
+            None => self.sealer.rx.recv().unwrap_or_else(|_| Err(stopped())),
+        };
         let files = match written {
             Ok(files) => files,
             Err(e) => {
@@ -204,6 +238,11 @@ impl Writer {
             }
         }
     }
+}
+
+/// The seal thread is gone (it panicked): rows stay in the WAL.
+fn stopped() -> IngestError {
+    IngestError::Storage("seal thread stopped".into())
 }
 
 fn log_failed(e: &IngestError) {

@@ -10,7 +10,7 @@ use audit_schema::{AuditRecord, ViolationRecord};
 
 use super::group::{Group, Syncer};
 use super::remote::Remote;
-use super::seal::Sealing;
+use super::seal::{Sealer, Sealing};
 use super::{IngestConfig, IngestError, Job, Msg};
 
 use crate::dedup::Dedup;
@@ -18,7 +18,7 @@ use crate::fsio;
 use crate::manifest::{Body, Manifest};
 use crate::metrics::Metrics;
 use crate::now_ns;
-use crate::partition::{PartitionWriter, Unsealed};
+use crate::partition::Unsealed;
 use crate::wal::Wal;
 
 /// Where the answer to a shutdown goes.
@@ -32,7 +32,6 @@ pub(super) struct Writer {
     pub(super) metrics: Arc<Metrics>,
     pub(super) wal: Wal,
     pub(super) manifest: Manifest,
-    pub(super) partitions: PartitionWriter,
     pub(super) next_seq: u64,
     /// Highest seq committed by a seal.
     pub(super) sealed_seq: u64,
@@ -60,6 +59,7 @@ pub(super) struct Writer {
     pub(super) witness: Option<crate::witness::Witness>,
     /// The seal whose files are being written, if any.
     pub(super) sealing: Option<Sealing>,
+    pub(super) sealer: Sealer,
 }
 
 /// While a seal runs, up to `seal_rows / SEALING_SHARE` rows committed
