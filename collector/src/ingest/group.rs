@@ -87,6 +87,10 @@ struct Member {
     keep_actions: Vec<usize>,
     keep_violations: Vec<usize>,
     duplicates: usize,
+    /// The stamp of its first new row (seq, then one more per row) and of
+    /// all of them (receive time), as its WAL frame has them.
+    first_seq: u64,
+    received_ns: i64,
 }
 
 /// Requests whose frames are in the WAL, not yet known durable.
@@ -171,6 +175,8 @@ impl Writer {
                 keep_actions,
                 keep_violations,
                 duplicates: dup_a + dup_v,
+                first_seq: self.next_seq - stored as u64,
+                received_ns: group.received_ns,
             });
         }
         match result {
@@ -290,17 +296,19 @@ impl Writer {
     /// answers.
     fn commit(&mut self, group: Group) {
         Metrics::set(&self.metrics.store_failing, 0);
-        let mut seq = group.start_seq;
-        let mut stamp = || {
-            seq += 1;
-            Stamp {
-                received_time_ns: group.received_ns,
-                seq: seq - 1,
-            }
-        };
         let mut answers = Vec::with_capacity(group.members.len());
         for m in group.members {
             let batch = &m.job.batch;
+            // The stamps its frame has (a group may hold requests appended
+            // at different times, see `absorb`).
+            let mut seq = m.first_seq;
+            let mut stamp = || {
+                seq += 1;
+                Stamp {
+                    received_time_ns: m.received_ns,
+                    seq: seq - 1,
+                }
+            };
             for &i in &m.keep_actions {
                 self.actions.push(&batch.actions[i], stamp());
             }
