@@ -12,8 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gens=${1:-3}; records=${2:-400000}; clients=${3:-32}; depth=${4:-1024}
-cargo build --release -q --no-default-features --bin audit-collector
-cargo build --release -q --no-default-features --example loadgen
+# One build for both (as benches/ingest.sh): built apart, the example's
+# dev-dependencies change the features of shared dependencies, and each
+# build redoes the other's.
+cargo build --release -q --no-default-features --bin audit-collector --example loadgen
 data=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data" "$data.out" "$data.toml" "$data".lg*' EXIT
 printf '[store]\nqueue_depth = %s\n' "$depth" > "$data.toml"

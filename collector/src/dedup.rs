@@ -64,7 +64,13 @@ type Blooms = Option<Vec<Sbbf>>;
 #[derive(Debug)]
 pub struct Dedup {
     window_ns: i64,
-    pending: HashSet<String>,
+    /// Keyed with random keys drawn at start (aHash): the ids are chosen
+    /// by clients, so an unkeyed hash would let one send ids that all
+    /// collide and turn each lookup into a scan. SipHash was a few percent
+    /// of the single writer's time.
+    pending: HashSet<String, ahash::RandomState>,
+    /// Ids of the rows a seal under way is writing (see [`Dedup::begin_seal`]).
+    sealing: HashSet<String, ahash::RandomState>,
     files: VecDeque<SealedIds>,
     cache: VecDeque<(String, Blooms, usize)>,
     cache_bytes: usize,
@@ -96,7 +102,8 @@ impl Dedup {
     pub fn new(window: std::time::Duration, cache_bytes: usize) -> Dedup {
         Dedup {
             window_ns: i64::try_from(window.as_nanos()).unwrap_or(i64::MAX),
-            pending: HashSet::new(),
+            pending: HashSet::with_hasher(ahash::RandomState::new()),
+            sealing: HashSet::with_hasher(ahash::RandomState::new()),
             files: VecDeque::new(),
             cache: VecDeque::new(),
             cache_bytes: 0,
@@ -109,7 +116,7 @@ impl Dedup {
 
     /// Whether `id` was stored within the window.
     pub fn contains(&mut self, id: &str, read: &ReadFile<'_>) -> bool {
-        if self.pending.contains(id) {
+        if self.pending.contains(id) || self.sealing.contains(id) {
             return true;
         }
         // Newest first: a resend most often follows its original closely.
@@ -130,12 +137,28 @@ impl Dedup {
 
     /// Forgets an id whose write was withdrawn (not acknowledged).
     pub fn forget(&mut self, id: &str) {
-        self.pending.remove(id);
+        if !self.pending.remove(id) {
+            self.sealing.remove(id);
+        }
     }
 
     /// Ids held exactly (acknowledged, not sealed).
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.sealing.len()
+    }
+
+    /// A seal of every row acknowledged so far starts: their ids are set
+    /// apart (still found by [`Dedup::contains`]) from those acknowledged
+    /// while it runs, so that [`Dedup::sealed`] gives up only theirs.
+    pub fn begin_seal(&mut self) {
+        let ids = std::mem::take(&mut self.pending);
+        self.sealing.extend(ids);
+    }
+
+    /// The seal begun last failed: its ids are pending again.
+    pub fn seal_failed(&mut self) {
+        let ids = std::mem::take(&mut self.sealing);
+        self.pending.extend(ids);
     }
 
     /// Files remembered by range.
@@ -143,11 +166,11 @@ impl Dedup {
         self.files.len()
     }
 
-    /// Everything pending was sealed into `rels` at `now_ns`: the exact ids
-    /// give way to the files' range (one range for the seal's files, which
-    /// holds each file's ids).
+    /// The ids set apart by [`Dedup::begin_seal`] were sealed into `rels`
+    /// at `now_ns`: the exact ids give way to the files' range (one range
+    /// for the seal's files, which holds each file's ids).
     pub fn sealed(&mut self, now_ns: i64, rels: impl IntoIterator<Item = String>) {
-        let (Some(min), Some(max)) = (self.pending.iter().min(), self.pending.iter().max()) else {
+        let (Some(min), Some(max)) = (self.sealing.iter().min(), self.sealing.iter().max()) else {
             return;
         };
         let (min, max) = (min.clone(), max.clone());
@@ -159,8 +182,7 @@ impl Dedup {
                 max: max.clone(),
             });
         }
-        self.pending.clear();
-        self.pending.shrink_to(1024);
+        self.sealing = HashSet::with_hasher(ahash::RandomState::new());
     }
 
     /// Remembers a file sealed earlier (recovery), by the ids in it.

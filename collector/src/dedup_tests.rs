@@ -35,6 +35,7 @@ fn seal(root: &Path, dedup: &mut Dedup, ids: &[u64], now: i64) {
     let files = PartitionWriter::new(root, "c1")
         .seal_violations(rows)
         .unwrap();
+    dedup.begin_seal();
     dedup.sealed(
         now,
         files
@@ -125,4 +126,25 @@ fn new_ids_inside_overlapping_ranges_read_each_file_a_bounded_number_of_times() 
         reads.get()
     );
     assert!(d.contains(&id(3998), &read) && d.contains(&id(3999), &read));
+}
+
+/// A seal runs beside ingest: the ids acknowledged meanwhile are not
+/// part of it and stay exact after it; a failed seal's ids are pending
+/// again.
+#[test]
+fn ids_acknowledged_while_a_seal_runs_stay_exact_after_it() {
+    let mut d = Dedup::new(Duration::from_secs(3600), 1 << 20);
+    let no_files = |rel: &str| -> Result<Bytes, String> { Err(format!("{rel}: none")) };
+    d.insert("a".into());
+    d.begin_seal();
+    d.insert("b".into());
+    assert!(d.contains("a", &no_files) && d.contains("b", &no_files));
+    d.seal_failed();
+    assert_eq!(d.pending(), 2);
+    d.begin_seal();
+    d.insert("c".into());
+    d.sealed(1, Vec::<String>::new());
+    assert_eq!(d.pending(), 1, "only the sealed rows' ids left memory");
+    assert!(d.contains("c", &no_files));
+    assert!(!d.contains("a", &no_files));
 }

@@ -579,6 +579,27 @@ fn retention_deletes_expired_keeps_held_refuses_too_early_and_verify_tells_polic
     assert!(!ok && out.contains("file_missing"), "{out}");
 }
 
+/// Whether the manifest under `data` has a seal entry.
+fn seal_committed(data: &Path) -> bool {
+    std::fs::read_dir(data.join("manifest"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("\"kind\":\"seal\"")))
+}
+
+/// WAL segments under `data`, every collector's.
+fn wal_segments(data: &Path) -> usize {
+    std::fs::read_dir(data.join("wal"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .count()
+}
+
 /// A small tmpfs of our own, unmounted on drop.
 struct SmallDisk(tempfile::TempDir);
 
@@ -633,6 +654,18 @@ fn a_full_disk_is_a_retryable_error_and_the_collector_recovers_when_space_return
         })
     };
     assert!(export(&batch("before")).is_ok());
+    // Those 10 rows fill a seal (`--seal-rows 10`), which runs beside
+    // ingest and ends by removing the WAL segment it covers: wait for
+    // that, so that nothing the collector frees itself makes room on the
+    // disk filled next (a write that fits is rightly acknowledged).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(seal_committed(&data) && wal_segments(&data) == 1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first seal did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Fill the disk.
     let filler = disk.0.path().join("filler");
     let _ = Command::new("dd")

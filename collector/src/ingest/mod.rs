@@ -4,7 +4,9 @@
 //! Receivers hand a checked [`Batch`] to [`Ingest::submit`], which resolves
 //! only once the batch is in the write-ahead log and fsynced: that is the
 //! moment the collector may acknowledge. One thread owns the WAL; requests
-//! that arrive while it is syncing are committed together by the next fsync.
+//! that arrive while an fsync runs (on a thread of its own) are appended
+//! meanwhile and committed together by the next fsync (see `group`).
+//! A seal's files are written on a thread of their own too (see `seal`).
 //!
 //! Sealing (size, age, shutdown) commits in this order, so that a crash at
 //! any point loses nothing acknowledged and duplicates nothing:
@@ -31,10 +33,14 @@ use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
 
+mod group;
 mod recover;
 mod remote;
+mod seal;
 mod writer;
 
+use crate::wal::EncodedRows;
+use group::Syncer;
 use writer::Writer;
 
 /// Records that passed the checks, ready to store.
@@ -131,7 +137,13 @@ pub struct RemoteTarget {
 
 struct Job {
     batch: Batch,
-    done: oneshot::Sender<Result<Committed, IngestError>>,
+    /// The batch's rows serialized for the WAL by the submitting thread,
+    /// so that the single writer only copies them into its frame.
+    actions: EncodedRows,
+    violations: EncodedRows,
+    /// The answer, with the batch handed back: its records are freed on
+    /// the submitting thread, not the writer's.
+    done: oneshot::Sender<(Result<Committed, IngestError>, Batch)>,
 }
 
 enum Msg {
@@ -151,6 +163,7 @@ impl Ingest {
     /// Recovers what a previous run left (see module docs), then starts the writer.
     pub fn start(cfg: IngestConfig, metrics: Arc<Metrics>) -> Result<Ingest, IngestError> {
         let (tx, rx) = mpsc::sync_channel(cfg.queue_depth);
+        let syncer = Syncer::start().map_err(|e| storage("cannot start WAL sync thread", e))?;
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let m = metrics.clone();
         // Recovery runs on the writer's own thread: with an object store it
@@ -160,7 +173,7 @@ impl Ingest {
             .spawn(move || match Writer::recover(cfg, m) {
                 Ok(writer) => {
                     let _ = ready_tx.send(Ok(()));
-                    writer.run(rx)
+                    writer.run(rx, syncer)
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -186,11 +199,20 @@ impl Ingest {
         if batch.is_empty() {
             return Ok(Committed::default());
         }
+        let actions =
+            EncodedRows::new(&batch.actions).map_err(|e| storage("encode WAL rows", e))?;
+        let violations =
+            EncodedRows::new(&batch.violations).map_err(|e| storage("encode WAL rows", e))?;
         let (done, rx) = oneshot::channel();
         // Counted before the send so that the writer's decrement (when it
         // takes the job) can never come first.
         Metrics::add(&self.metrics.queue_depth, 1);
-        let sent = self.tx.try_send(Msg::Append(Job { batch, done }));
+        let sent = self.tx.try_send(Msg::Append(Job {
+            batch,
+            actions,
+            violations,
+            done,
+        }));
         if sent.is_err() {
             Metrics::sub(&self.metrics.queue_depth, 1);
         }
@@ -202,7 +224,10 @@ impl Ingest {
             }
             Err(TrySendError::Disconnected(_)) => return Err(IngestError::ShuttingDown),
         }
-        rx.await.unwrap_or(Err(IngestError::ShuttingDown))
+        match rx.await {
+            Ok((result, _spent)) => result,
+            Err(_) => Err(IngestError::ShuttingDown),
+        }
     }
 
     /// Seals everything buffered and stops the writer. Blocks; call it from

@@ -68,9 +68,9 @@ impl Writer {
             }
             None => None,
         };
+        let partitions = PartitionWriter::new(root.clone(), cfg.collector_id.clone());
         let mut w = Writer {
             _lock: lock,
-            partitions: PartitionWriter::new(root.clone(), cfg.collector_id.clone()),
             cfg,
             metrics,
             wal,
@@ -89,6 +89,8 @@ impl Writer {
             unpushed_segments: Vec::new(),
             push_retry_at: None,
             witness,
+            sealing: None,
+            sealer: super::seal::Sealer::start(partitions)?,
         };
         w.last_digest_ns = w.manifest.last_digest_ns().unwrap_or(0);
         // Before the recovery seal, whose entry would hide the last sign of life.

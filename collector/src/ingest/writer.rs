@@ -6,18 +6,23 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audit_schema::{AuditRecord, Stamp, ViolationRecord};
+use audit_schema::{AuditRecord, ViolationRecord};
 
-use super::recover::{file_entry, read_unsealed, remove_uncommitted_files};
+use super::group::{Group, Syncer};
 use super::remote::Remote;
-use super::{storage, Committed, IngestConfig, IngestError, Job, Msg};
+use super::seal::{Sealer, Sealing};
+use super::{IngestConfig, IngestError, Job, Msg};
+
 use crate::dedup::Dedup;
 use crate::fsio;
 use crate::manifest::{Body, Manifest};
 use crate::metrics::Metrics;
 use crate::now_ns;
-use crate::partition::{PartitionWriter, SealedFile, Unsealed};
-use crate::wal::{Frame, Wal};
+use crate::partition::Unsealed;
+use crate::wal::Wal;
+
+/// Where the answer to a shutdown goes.
+pub(super) type Shutdown = tokio::sync::oneshot::Sender<Result<(), IngestError>>;
 
 /// Owns the WAL, the unsealed buffer and the manifest; runs on its own thread.
 pub(super) struct Writer {
@@ -27,7 +32,6 @@ pub(super) struct Writer {
     pub(super) metrics: Arc<Metrics>,
     pub(super) wal: Wal,
     pub(super) manifest: Manifest,
-    pub(super) partitions: PartitionWriter,
     pub(super) next_seq: u64,
     /// Highest seq committed by a seal.
     pub(super) sealed_seq: u64,
@@ -53,63 +57,61 @@ pub(super) struct Writer {
     pub(super) push_retry_at: Option<Instant>,
     /// Where each digest's checkpoint goes, if anywhere.
     pub(super) witness: Option<crate::witness::Witness>,
+    /// The seal whose files are being written, if any.
+    pub(super) sealing: Option<Sealing>,
+    pub(super) sealer: Sealer,
 }
+
+/// While a seal runs, up to `seal_rows / SEALING_SHARE` rows committed
+/// meanwhile are buffered beside it; then the writer waits for it.
+const SEALING_SHARE: usize = 4;
+
+/// How often an idle writer looks whether a seal's files are written.
+const SEAL_POLL: Duration = Duration::from_millis(10);
 
 /// Wait before pushing again after a push gave up.
 const PUSH_RETRY: Duration = Duration::from_secs(5);
 
 impl Writer {
-    pub(super) fn run(mut self, rx: Receiver<Msg>) {
+    pub(super) fn run(mut self, rx: Receiver<Msg>, syncer: Syncer) {
+        // The group whose fsync is under way, if any (see `group`).
+        let mut syncing: Option<Group> = None;
         loop {
-            let seal_wait = match self.oldest {
-                Some(t) => self.cfg.seal_interval.saturating_sub(t.elapsed()),
-                None => self.cfg.seal_interval,
-            };
-            let push_wait = self.push_retry_at.map_or(Duration::MAX, |t| {
-                t.saturating_duration_since(Instant::now())
-            });
-            let wait = seal_wait.min(self.until_digest()).min(push_wait);
-            let first = match rx.recv_timeout(wait) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.push_retry_at.is_some_and(|t| t <= Instant::now()) {
-                        self.push_logged();
-                    }
-                    if self
-                        .oldest
-                        .is_some_and(|t| t.elapsed() >= self.cfg.seal_interval)
-                    {
-                        self.seal_logged();
-                    }
-                    self.digest_if_due();
-                    continue;
+            let shutdown = match syncing.take() {
+                Some(g) => {
+                    let (next, shutdown) = self.append_while_syncing(&rx, &syncer, g);
+                    syncing = next.and_then(|n| self.begin_sync(&syncer, n));
+                    shutdown
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.seal_logged();
-                    return;
+                None => {
+                    let first = match self.wait_for_work(&rx) {
+                        Some(Ok(m)) => m,
+                        Some(Err(())) => return,
+                        None => continue,
+                    };
+                    let (jobs, shutdown) = self.gather(first, &rx);
+                    syncing = self
+                        .prepare(jobs, 0)
+                        .and_then(|g| self.begin_sync(&syncer, g));
+                    shutdown
                 }
             };
-            let mut jobs = Vec::new();
-            let mut shutdown = None;
-            let mut next = Some(first);
-            while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Append(job) => {
-                        Metrics::sub(&self.metrics.queue_depth, 1);
-                        jobs.push(job)
-                    }
-                    Msg::Shutdown(tx) => shutdown = Some(tx),
-                }
-                if jobs.len() < 512 && shutdown.is_none() {
-                    next = rx.try_recv().ok();
-                }
-            }
-            self.commit(jobs);
             let due = self
                 .oldest
                 .is_some_and(|t| t.elapsed() >= self.cfg.seal_interval);
-            if due || self.buffered() >= self.cfg.seal_rows {
-                self.seal_logged();
+            let unsealed = self.buffered() + syncing.as_ref().map_or(0, Group::rows);
+            let full = unsealed >= self.cfg.seal_rows;
+            // While a seal runs, rows committed meanwhile are held beside
+            // its own: at most a quarter of `seal_rows` of them before the
+            // writer waits for it, which bounds the memory.
+            let finish = self.seal_written()
+                || (self.sealing.is_some() && unsealed >= self.cfg.seal_rows / SEALING_SHARE);
+            if due || full || finish || shutdown.is_some() {
+                // A seal takes every acknowledged row, and a failed one
+                // reads them back from the WAL: no group may be in flight.
+                if let Some(g) = syncing.take() {
+                    self.settle_now(&syncer, g);
+                }
             }
             if let Some(tx) = shutdown {
                 // Requests queued behind the shutdown are answered ShuttingDown
@@ -117,153 +119,112 @@ impl Writer {
                 let _ = tx.send(self.seal().and_then(|()| self.push()));
                 return;
             }
+            if finish {
+                self.finish_seal_logged();
+            }
+            if due || full {
+                self.begin_seal_logged();
+            }
         }
     }
 
-    fn buffered(&self) -> usize {
+    /// `first` and the messages queued behind it, up to a group's worth:
+    /// the requests, and a shutdown if one came.
+    pub(super) fn gather(
+        &mut self,
+        first: Msg,
+        rx: &Receiver<Msg>,
+    ) -> (Vec<Job>, Option<Shutdown>) {
+        let mut jobs = Vec::new();
+        let mut shutdown = None;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Append(job) => {
+                    Metrics::sub(&self.metrics.queue_depth, 1);
+                    jobs.push(job)
+                }
+                Msg::Shutdown(tx) => shutdown = Some(tx),
+            }
+            if jobs.len() < 512 && shutdown.is_none() {
+                next = rx.try_recv().ok();
+            }
+        }
+        (jobs, shutdown)
+    }
+
+    /// Blocks for the next message, doing timed work (seal by age, push
+    /// retry, digest) as it falls due: `None` after timed work, `Err` when
+    /// every sender is gone (everything sealed).
+    fn wait_for_work(&mut self, rx: &Receiver<Msg>) -> Option<Result<Msg, ()>> {
+        let seal_wait = match self.oldest {
+            Some(t) => self.cfg.seal_interval.saturating_sub(t.elapsed()),
+            None => self.cfg.seal_interval,
+        };
+        let push_wait = self.push_retry_at.map_or(Duration::MAX, |t| {
+            t.saturating_duration_since(Instant::now())
+        });
+        // A seal under way is committed soon after its files are written.
+        let seal_done_wait = match self.sealing {
+            Some(_) => SEAL_POLL,
+            None => Duration::MAX,
+        };
+        let wait = seal_wait
+            .min(self.until_digest())
+            .min(push_wait)
+            .min(seal_done_wait);
+        match rx.recv_timeout(wait) {
+            Ok(m) => Some(Ok(m)),
+            Err(RecvTimeoutError::Timeout) => {
+                if self.seal_written() {
+                    self.finish_seal_logged();
+                }
+                if self.push_retry_at.is_some_and(|t| t <= Instant::now()) {
+                    self.push_logged();
+                }
+                if self
+                    .oldest
+                    .is_some_and(|t| t.elapsed() >= self.cfg.seal_interval)
+                {
+                    self.seal_logged();
+                }
+                self.digest_if_due();
+                None
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                self.seal_logged();
+                Some(Err(()))
+            }
+        }
+    }
+
+    pub(super) fn buffered(&self) -> usize {
         self.actions.len() + self.violations.len()
     }
 
-    /// Group commit: every job's frame, then one fsync, then the answers.
-    fn commit(&mut self, jobs: Vec<Job>) {
-        if jobs.is_empty() {
-            return;
-        }
-        if self.wal_broken {
-            Metrics::set(&self.metrics.store_failing, 1);
-            for job in jobs {
-                let _ = job.done.send(Err(IngestError::Storage(
-                    "WAL unusable after a failed write; restart the collector".into(),
-                )));
-            }
-            return;
-        }
-        if self.buffered() >= self.cfg.max_buffered_rows {
-            Metrics::add(&self.metrics.overloaded_total, jobs.len() as u64);
-            for job in jobs {
-                let _ = job.done.send(Err(IngestError::Overloaded));
-            }
-            return;
-        }
-        self.prune_seen();
-        let start_len = self.wal.len();
-        let start_seq = self.next_seq;
-        let received = now_ns();
-        let now = Instant::now();
-        let mut frames = Vec::with_capacity(jobs.len());
-        let mut answers = Vec::with_capacity(jobs.len());
-        let mut new_ids = Vec::new();
-        let mut result: Result<(), IngestError> = Ok(());
-        for job in jobs {
-            let mut frame = Frame {
-                actions: Vec::with_capacity(job.batch.actions.len()),
-                violations: Vec::with_capacity(job.batch.violations.len()),
-            };
-            let mut duplicates = 0;
-            for r in job.batch.actions {
-                if is_duplicate(
-                    &mut self.actions_seen,
-                    &r.event_id,
-                    &self.cfg.data_dir,
-                    self.remote.as_ref(),
-                ) {
-                    duplicates += 1;
-                    continue;
-                }
-                self.actions_seen.insert(r.event_id.clone());
-                new_ids.push((false, r.event_id.clone()));
-                frame.actions.push((r, self.stamp(received)));
-            }
-            for r in job.batch.violations {
-                if is_duplicate(
-                    &mut self.violations_seen,
-                    &r.event_id,
-                    &self.cfg.data_dir,
-                    self.remote.as_ref(),
-                ) {
-                    duplicates += 1;
-                    continue;
-                }
-                self.violations_seen.insert(r.event_id.clone());
-                new_ids.push((true, r.event_id.clone()));
-                frame.violations.push((r, self.stamp(received)));
-            }
-            let stored = frame.actions.len() + frame.violations.len();
-            if result.is_ok() && stored > 0 {
-                result = frame
-                    .encode()
-                    .map_err(|e| storage("encode WAL frame", e))
-                    .and_then(|b| self.wal.append(&b).map_err(|e| storage("WAL append", e)));
-            }
-            frames.push(frame);
-            answers.push((job.done, Committed { stored, duplicates }));
-        }
-        if result.is_ok() {
-            let started = Instant::now();
-            result = self.wal.sync().map_err(|e| storage("WAL fsync", e));
-            self.metrics.wal_fsync_seconds.observe(started.elapsed());
-            Metrics::add(&self.metrics.wal_fsyncs_total, 1);
-        }
-        if let Err(e) = result {
-            // Withdraw the whole group: none of it is acknowledged.
-            if self.wal.truncate(start_len).is_err() {
-                self.wal_broken = true;
-            }
-            self.next_seq = start_seq;
-            for (violation, id) in new_ids {
-                let seen = if violation {
-                    &mut self.violations_seen
-                } else {
-                    &mut self.actions_seen
-                };
-                seen.forget(&id);
-            }
-            Metrics::add(&self.metrics.storage_errors_total, answers.len() as u64);
-            Metrics::set(&self.metrics.store_failing, 1);
-            tracing::error!(error = %e, "WAL commit failed; clients will retry");
-            for (done, _) in answers {
-                let _ = done.send(Err(IngestError::Storage(e.to_string())));
-            }
-            return;
-        }
-        Metrics::set(&self.metrics.store_failing, 0);
-        Metrics::add(&self.metrics.wal_bytes_total, self.wal.len() - start_len);
-        for frame in frames {
-            Metrics::add(
-                &self.metrics.actions_stored_total,
-                frame.actions.len() as u64,
-            );
-            Metrics::add(
-                &self.metrics.violations_stored_total,
-                frame.violations.len() as u64,
-            );
-            for (r, s) in frame.actions {
-                self.actions.push(&r, s);
-            }
-            for (r, s) in frame.violations {
-                self.violations.push(&r, s);
-            }
-        }
-        if self.oldest.is_none() && self.buffered() > 0 {
-            self.oldest = Some(now);
-        }
-        Metrics::set(&self.metrics.buffered_rows, self.buffered() as u64);
-        for (done, c) in answers {
-            Metrics::add(&self.metrics.duplicates_total, c.duplicates as u64);
-            let _ = done.send(Ok(c));
+    /// The ids one dataset has stored within the window.
+    pub(super) fn seen(&mut self, violations: bool) -> &mut Dedup {
+        if violations {
+            &mut self.violations_seen
+        } else {
+            &mut self.actions_seen
         }
     }
 
-    fn stamp(&mut self, received_time_ns: i64) -> Stamp {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        Stamp {
-            received_time_ns,
-            seq,
-        }
+    /// Whether `id` was stored within the window, reading sealed files
+    /// (local, else from the store) when its range says it may be in one.
+    pub(super) fn is_duplicate(&mut self, violations: bool, id: &str) -> bool {
+        let root = &self.cfg.data_dir;
+        let remote = self.remote.as_ref();
+        let seen = if violations {
+            &mut self.violations_seen
+        } else {
+            &mut self.actions_seen
+        };
+        seen.contains(id, &|rel| read_sealed(root, remote, rel))
     }
 
-    fn prune_seen(&mut self) {
+    pub(super) fn prune_seen(&mut self) {
         if self.last_prune.elapsed() < Duration::from_secs(60) {
             return;
         }
@@ -389,114 +350,6 @@ impl Writer {
             tracing::error!(error = %e, "pushing sealed files to the store failed; they stay in the data dir and the WAL, retrying in {}s", PUSH_RETRY.as_secs());
         }
     }
-
-    fn seal_logged(&mut self) {
-        if let Err(e) = self.seal() {
-            tracing::error!(error = %e, "sealing failed; rows stay in the WAL and sealing will be retried");
-        }
-    }
-
-    pub(super) fn seal(&mut self) -> Result<(), IngestError> {
-        if self.buffered() == 0 {
-            return Ok(());
-        }
-        let old_segments = self
-            .wal
-            .rotate(self.next_seq)
-            .map_err(|e| storage("WAL rotate", e))?;
-        let root = self.cfg.data_dir.clone();
-        let files = match self.write_files() {
-            Ok(files) => files,
-            Err(e) => {
-                self.reload_unsealed();
-                remove_uncommitted_files(&root, &self.cfg.collector_id, &self.manifest)?;
-                return Err(e);
-            }
-        };
-        let rows: u64 = files.iter().map(|f| f.rows).sum();
-        let bytes: u64 = files.iter().map(|f| f.bytes).sum();
-        let body = Body::Seal {
-            seq_first: self.sealed_seq + 1,
-            seq_last: self.next_seq - 1,
-            files: files.iter().map(file_entry).collect(),
-        };
-        if let Err(e) = self.manifest.append(now_ns(), body) {
-            self.reload_unsealed();
-            remove_uncommitted_files(&root, &self.cfg.collector_id, &self.manifest)?;
-            return Err(storage("manifest append", e));
-        }
-        self.sealed_seq = self.next_seq - 1;
-        let rels = files
-            .iter()
-            .map(|f| f.path.to_string_lossy().replace('\\', "/"));
-        let (audit, violations): (Vec<String>, Vec<String>) =
-            rels.partition(|rel| rel.starts_with("audit/"));
-        let sealed_at = now_ns();
-        self.actions_seen.sealed(sealed_at, audit);
-        self.violations_seen.sealed(sealed_at, violations);
-        Metrics::add(&self.metrics.sealed_files_total, files.len() as u64);
-        Metrics::add(&self.metrics.sealed_rows_total, rows);
-        Metrics::add(&self.metrics.sealed_bytes_total, bytes);
-        Metrics::add(&self.metrics.stored_bytes, bytes);
-        Metrics::set(&self.metrics.buffered_rows, 0);
-        self.oldest = None;
-        tracing::info!(
-            files = files.len(),
-            rows,
-            bytes,
-            seq_last = self.sealed_seq,
-            "sealed"
-        );
-        if self.remote.is_some() {
-            // Committed locally; the rows leave the WAL once in the store.
-            self.unpushed_segments.extend(old_segments);
-            self.push_logged();
-        } else {
-            remove_segments(&old_segments);
-        }
-        Ok(())
-    }
-
-    /// Hands the buffer to the Parquet writer (no copy: if the seal fails,
-    /// the rows are read back from the WAL, which still holds them).
-    fn write_files(&mut self) -> Result<Vec<SealedFile>, IngestError> {
-        let actions = std::mem::take(&mut self.actions);
-        let violations = std::mem::take(&mut self.violations);
-        let mut files = self
-            .partitions
-            .seal(actions)
-            .map_err(|e| storage("seal audit", e))?;
-        files.extend(
-            self.partitions
-                .seal(violations)
-                .map_err(|e| storage("seal violations", e))?,
-        );
-        Ok(files)
-    }
-
-    /// After a failed seal: the unsealed rows, back from the WAL.
-    fn reload_unsealed(&mut self) {
-        let dir = self.cfg.data_dir.join("wal").join(&self.cfg.collector_id);
-        match read_unsealed(&dir, self.sealed_seq, |_, _| {}) {
-            Ok(u) => {
-                self.actions = u.actions;
-                self.violations = u.violations;
-            }
-            Err(e) => {
-                // The rows are safe in the WAL, but this process can no
-                // longer seal them in order: stop taking writes; a restart
-                // recovers them.
-                tracing::error!(error = %e, "cannot re-read the WAL after a failed seal");
-                self.wal_broken = true;
-            }
-        }
-    }
-}
-
-/// Whether `id` was stored within the window, reading sealed files (local,
-/// else from the store) when its range says it may be in one.
-fn is_duplicate(seen: &mut Dedup, id: &str, root: &Path, remote: Option<&Remote>) -> bool {
-    seen.contains(id, &|rel| read_sealed(root, remote, rel))
 }
 
 /// A sealed file's bytes: the local copy, else the store's.
@@ -515,7 +368,7 @@ pub(super) fn read_sealed(
 }
 
 /// Deletes WAL segments whose rows are sealed (for good).
-fn remove_segments(segments: &[PathBuf]) {
+pub(super) fn remove_segments(segments: &[PathBuf]) {
     for seg in segments {
         if let Err(e) = fsio::remove_file(seg) {
             tracing::warn!(segment = %seg.display(), error = %e, "could not trim sealed WAL segment; recovery will skip its rows");
