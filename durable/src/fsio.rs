@@ -91,17 +91,22 @@ pub fn set_len(file: &File, path: &Path, len: u64) -> io::Result<()> {
 }
 
 /// `fdatasync`: the data of `file`, named `path`, is durable.
+///
+/// Noted for the crash harness *before* the call: an fsync makes durable
+/// what was written before it began, and a write another thread appends
+/// while it runs must wait for the next one. Noted after, such a write
+/// would count as durable and an ack that relied on it would go unseen.
+/// A failing fsync is not modelled (its caller acknowledges nothing).
 pub fn sync_data(file: &File, path: &Path) -> io::Result<()> {
-    file.sync_data()?;
     note(|| Op::Sync(path.to_owned()));
-    Ok(())
+    file.sync_data()
 }
 
 /// `fsync`: the data and metadata of `file`, named `path`, are durable.
+/// Noted before the call, as [`sync_data`] says why.
 pub fn sync_all(file: &File, path: &Path) -> io::Result<()> {
-    file.sync_all()?;
     note(|| Op::Sync(path.to_owned()));
-    Ok(())
+    file.sync_all()
 }
 
 /// [`sync_all`] for a new file filled by a writer this module does not
@@ -132,9 +137,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     } else {
         dir
     };
-    File::open(dir)?.sync_all()?;
+    let handle = File::open(dir)?;
+    // Noted before the call, as `sync_data` says why.
     note(|| Op::SyncDir(dir.to_owned()));
-    Ok(())
+    handle.sync_all()
 }
 
 /// Directories cannot be opened for fsync here; renames are as durable as

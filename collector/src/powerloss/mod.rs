@@ -11,7 +11,8 @@
 //! `AUDIT_POWERLOSS_STATES=<n>` draws `n` random states per point (in
 //! every run of the harness), and the ignored test records eight more
 //! sessions (group commits of eight and five) and draws 24 per point.
-//! The other runs: [`retention`] (deleting a day's files), [`push`] (seals
+//! The other runs: [`pipeline`] (a group appended while an fsync runs),
+//! [`retention`] (deleting a day's files), [`push`] (seals
 //! pushed to an object store) and [`witness`] (key generation and a first
 //! checkpoint).
 
@@ -36,6 +37,7 @@ use crate::partition::{read_audit, read_violations};
 use crate::test_records::agent_action;
 
 mod collector_id;
+mod pipeline;
 mod push;
 mod retention;
 mod witness;

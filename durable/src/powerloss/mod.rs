@@ -22,7 +22,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::fsio::Op;
 
@@ -43,28 +44,50 @@ pub enum Event {
 struct Recording {
     root: PathBuf,
     events: Vec<Event>,
+    /// While set ([`Recorder::hold_syncs`]), an fsync under `root` waits
+    /// after it is recorded, before the call.
+    syncs_held: bool,
+    /// Threads waiting so.
+    syncs_waiting: usize,
 }
 
 /// Recordings under way; usually none, so `record` costs one atomic load.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 static RECORDINGS: Mutex<Vec<Recording>> = Mutex::new(Vec::new());
+/// Woken when a recording's held fsyncs are let go or one starts waiting.
+static SYNCS: Condvar = Condvar::new();
 
 fn recordings() -> MutexGuard<'static, Vec<Recording>> {
     RECORDINGS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Called by `fsio` after each operation.
+/// Called by `fsio` after each operation (before an fsync: see
+/// [`crate::fsio::sync_data`]).
 pub(crate) fn record(op: impl FnOnce() -> Op) {
     if ACTIVE.load(Ordering::SeqCst) == 0 {
         return;
     }
     let op = op();
     let mut all = recordings();
-    for r in all.iter_mut() {
-        if let Some(op) = relative(&op, &r.root) {
-            r.events.push(Event::Io(op));
-            return;
-        }
+    let Some(r) = all.iter_mut().find(|r| relative(&op, &r.root).is_some()) else {
+        return;
+    };
+    let root = r.root.clone();
+    let is_sync = matches!(op, Op::Sync(_) | Op::SyncDir(_));
+    if let Some(op) = relative(&op, &root) {
+        r.events.push(Event::Io(op));
+    }
+    if !(is_sync && r.syncs_held) {
+        return;
+    }
+    r.syncs_waiting += 1;
+    SYNCS.notify_all();
+    let held = |all: &[Recording]| all.iter().any(|r| r.root == root && r.syncs_held);
+    while held(&all) {
+        all = SYNCS.wait(all).unwrap_or_else(|e| e.into_inner());
+    }
+    if let Some(r) = all.iter_mut().find(|r| r.root == root) {
+        r.syncs_waiting -= 1;
     }
 }
 
@@ -110,6 +133,8 @@ impl Recorder {
         recordings().push(Recording {
             root: root.to_owned(),
             events: Vec::new(),
+            syncs_held: false,
+            syncs_waiting: 0,
         });
         ACTIVE.fetch_add(1, Ordering::SeqCst);
         Recorder {
@@ -136,6 +161,18 @@ impl Recorder {
         }
     }
 
+    /// Holds the fsyncs under this root: each one is recorded and then
+    /// waits, before the call, until the guard drops; every other
+    /// operation goes on. A test uses it to land requests while an fsync
+    /// is under way, which is when a pipelined group commit could answer
+    /// too early.
+    pub fn hold_syncs(&self) -> SyncHold<'_> {
+        if let Some(r) = recordings().iter_mut().find(|r| r.root == self.root) {
+            r.syncs_held = true;
+        }
+        SyncHold(self)
+    }
+
     /// Holds every recording still: the store's writer blocks at its next
     /// operation until the guard drops (so that requests queue up behind
     /// it and go into one group commit).
@@ -149,6 +186,41 @@ impl Recorder {
         let i = all.iter().position(|r| r.root == self.root);
         ACTIVE.fetch_sub(1, Ordering::SeqCst);
         i.map(|i| all.remove(i).events).unwrap_or_default()
+    }
+}
+
+/// The fsyncs of one recording held, until dropped (see
+/// [`Recorder::hold_syncs`]).
+pub struct SyncHold<'a>(&'a Recorder);
+
+impl SyncHold<'_> {
+    /// Waits until an fsync is held, up to `limit`; whether one is.
+    pub fn wait_for_sync(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut all = recordings();
+        loop {
+            let waiting = all
+                .iter()
+                .find(|r| r.root == self.0.root)
+                .is_some_and(|r| r.syncs_waiting > 0);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if waiting || left.is_zero() {
+                return waiting;
+            }
+            all = SYNCS
+                .wait_timeout(all, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for SyncHold<'_> {
+    fn drop(&mut self) {
+        if let Some(r) = recordings().iter_mut().find(|r| r.root == self.0.root) {
+            r.syncs_held = false;
+        }
+        SYNCS.notify_all();
     }
 }
 
