@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use audit_layer::export::{PreEncoded, EXPORT_PATH};
 use audit_schema::otlp::{encode_action, ResourceInfo};
 use audit_schema::{AuditRecord, Draft, Rules};
-use audit_trail::raw_grpc::{PreEncoded, EXPORT_PATH};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use opentelemetry_proto::tonic::collector::logs::v1::{

@@ -106,6 +106,7 @@ use audit_schema::{AuditRecord, ViolationRecord};
 pub(crate) use config::{http_logs_url, EnvSettings};
 pub use config::{Protocol, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, DEFAULT_TIMEOUT};
 pub(crate) use grpc::GrpcConfig;
+pub use grpc::{PreEncoded, EXPORT_PATH};
 pub use guard::{FlushError, FlushGuard, Loss};
 pub(crate) use http::Http;
 pub use loss::DROPPED_CAUSE;

@@ -105,6 +105,23 @@ pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsServic
 
 /// A gRPC codec whose requests are already-encoded protobuf, sent as they
 /// are, and whose answers are decoded as OTLP export responses.
+///
+/// The export worker sends its encoded batches with it; it is public for
+/// load generators (encode every request before the clock starts) and
+/// tests that send garbage, truncated or hand-edited messages exactly as
+/// given.
+///
+/// ```no_run
+/// # async fn f(channel: tonic::transport::Channel, body: bytes::Bytes) -> Result<(), tonic::Status> {
+/// use audit_layer::export::{PreEncoded, EXPORT_PATH};
+///
+/// let mut grpc = tonic::client::Grpc::new(channel);
+/// grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+/// let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT_PATH);
+/// let answer = grpc.unary(tonic::Request::new(body), path, PreEncoded).await?;
+/// println!("{:?}", answer.into_inner().partial_success);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PreEncoded;
 

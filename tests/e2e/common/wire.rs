@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use audit_layer::export::{PreEncoded, EXPORT_PATH};
 use audit_schema::otlp::ResourceInfo;
 use audit_schema::{AuditRecord, Draft, Rules};
-use audit_trail::raw_grpc::{PreEncoded, EXPORT_PATH};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
