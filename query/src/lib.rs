@@ -53,6 +53,7 @@ pub mod activity;
 pub mod cli;
 pub mod engine;
 pub mod output;
+pub mod pages;
 pub mod prove;
 pub mod scan;
 pub mod ungated;

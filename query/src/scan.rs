@@ -22,13 +22,14 @@ use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimestampNanosec
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
+    ArrowPredicateFn, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowFilter, RowSelection,
 };
 use datafusion::parquet::arrow::ProjectionMask;
-use datafusion::parquet::file::metadata::RowGroupMetaData;
+use datafusion::parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, RowGroupMetaData};
 use datafusion::parquet::file::statistics::Statistics;
 
 use super::activity::{Range, Subject};
+use super::pages;
 use super::QueryError;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -122,6 +123,36 @@ impl Question {
             }
         };
         Ok(BooleanArray::from(out))
+    }
+
+    /// Which rows of row group `g` lie in pages whose statistics allow a
+    /// match (by the page index); `None` for all of them.
+    fn page_rows(&self, meta: &ParquetMetaData, g: usize, root: &[String]) -> Option<Vec<bool>> {
+        let rg = meta.row_group(g);
+        let leaf = |name: &str| {
+            root.iter()
+                .position(|c| c == name)
+                .and_then(|i| leaf_index(rg, i))
+        };
+        let rows = usize::try_from(rg.num_rows()).ok()?;
+        let equal = |name: &str, v: &str| match root.iter().any(|c| c == name) {
+            false => Some(vec![false; rows]),
+            true => leaf(name).and_then(|l| {
+                pages::rows_where(meta, g, l, |ix, i| pages::may_equal(ix, i, v.as_bytes()))
+            }),
+        };
+        let Question::Activity { subject, from, to } = self else {
+            return None;
+        };
+        let time = leaf("start_time").and_then(|l| {
+            pages::rows_where(meta, g, l, |ix, i| pages::may_overlap(ix, i, *from, *to))
+        });
+        let key = match subject {
+            Subject::Agent(id) => pages::or(equal("agent_id", id), equal("target", id)),
+            Subject::Owner(id) => equal("owner_id", id),
+            Subject::Origin(_) => None,
+        };
+        pages::and(key, time)
     }
 
     /// Whether row group `rg` may hold a matching row, by its statistics:
@@ -371,6 +402,39 @@ fn read_file(
     if groups.is_empty() {
         return Ok(());
     }
+    // The page index (read only now, for a file that may hold rows) lets
+    // the printed columns be decoded from the pages of the matching rows
+    // alone; without it every page of every printed column is decoded
+    // just to be skipped.
+    let with_index = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(File::open(path)?, with_index)?;
+    let descr = builder.parquet_schema();
+    let meta = Arc::clone(builder.metadata());
+    let (mut ranges, mut total) = (Vec::new(), 0);
+    for &g in &groups {
+        let rows = usize::try_from(meta.row_group(g).num_rows())?;
+        match q.page_rows(&meta, g, &root) {
+            Some(mask) => {
+                let mut i = 0;
+                while i < mask.len() {
+                    let start = i;
+                    while i < mask.len() && mask[i] == mask[start] {
+                        i += 1;
+                    }
+                    if mask[start] {
+                        ranges.push(total + start..total + i);
+                    }
+                }
+            }
+            None => ranges.push(total..total + rows),
+        }
+        total += rows;
+    }
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    let selection = RowSelection::from_consecutive_ranges(ranges.into_iter(), total);
     let asked = ProjectionMask::columns(descr, q.columns().iter().copied());
     let shown = ProjectionMask::columns(descr, schema.fields().iter().map(|f| f.name().as_str()));
     let question = q.clone();
@@ -379,6 +443,7 @@ fn read_file(
     }))]);
     let reader = builder
         .with_row_groups(groups)
+        .with_row_selection(selection)
         .with_projection(shown)
         .with_row_filter(filter)
         .build()?;

@@ -142,6 +142,9 @@ fn store_v1(dir: &Path, id: &str, rows: Vec<AuditRecord>) {
         let projected = Arc::new(schema.project(&v1).unwrap());
         let props = datafusion::parquet::file::properties::WriterProperties::builder()
             .set_max_row_group_row_count(Some(5))
+            // Pages of two rows: the page index has something to skip.
+            .set_data_page_row_count_limit(2)
+            .set_write_batch_size(1)
             .build();
         let mut w =
             ArrowWriter::try_new(File::create(&path).unwrap(), projected, Some(props)).unwrap();
