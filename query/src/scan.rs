@@ -357,6 +357,39 @@ pub fn read(
     q: &Question,
     schema: &SchemaRef,
 ) -> Result<Vec<RecordBatch>, QueryError> {
+    // The files are read on every core: most of the time goes to
+    // decompressing pages, file by file independent.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(files.len())
+        .max(1);
+    let chunk = files.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<RecordBatch>, QueryError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || read_files(part, q, schema)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(std::io::Error::other("a reader thread panicked").into())
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+fn read_files(
+    files: &[PathBuf],
+    q: &Question,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, QueryError> {
     let mut out = Vec::new();
     for path in files {
         read_file(path, q, schema, &mut out).map_err(|e| {
