@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::engine::audit_table_schema;
-use super::{partition_range, quote, scan, ts_literal, End, Engine, QueryError};
+use super::{partition_range, partitions, quote, scan, ts_literal, End, Engine, QueryError};
 
 /// Whose actions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,7 +174,7 @@ pub fn activity_direct(
     range: Range,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     let schema = scan::result_schema(&audit_table_schema(), COLUMNS)?;
-    let files = scan::Audit::new(root).window(range)?;
+    let files = partitions::Audit::new(root).window(range)?;
     let batches = scan::read(&files, &scan::Question::activity(who, range), &schema)?;
     let batches = scan::sorted(&schema, &batches, &["start_time", "seq"])?;
     Ok((schema, batches))

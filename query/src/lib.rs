@@ -54,6 +54,7 @@ pub mod cli;
 pub mod engine;
 pub mod output;
 pub mod pages;
+pub mod partitions;
 pub mod prove;
 pub mod scan;
 pub mod ungated;

@@ -11,7 +11,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit, UInt64Type};
 
 use super::engine::audit_table_schema;
-use super::{partition_range, quote, scan, Engine, QueryError};
+use super::{partition_range, partitions, quote, scan, Engine, QueryError};
 use audit_collector::manifest::{Body, Entry, FileEntry};
 use audit_collector::store::{chain, Location};
 
@@ -168,7 +168,7 @@ pub async fn who_direct(
     root: &Path,
     event_id: &str,
 ) -> Result<Answer, QueryError> {
-    let audit = scan::Audit::new(root);
+    let audit = partitions::Audit::new(root);
     let schema = scan::result_schema(&audit_table_schema(), COLUMNS)?;
     let q = scan::Question::EventId(event_id.to_owned());
     let located = match located_range(event_id) {
