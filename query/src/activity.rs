@@ -11,11 +11,14 @@
 //! rows with no chain (single-hop rows, and every v1 row) whose owner is
 //! theirs, since there the owner is the origin.
 
+use std::path::Path;
+
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{partition_range, quote, ts_literal, End, Engine, QueryError};
+use super::engine::audit_table_schema;
+use super::{partition_range, partitions, quote, scan, ts_literal, End, Engine, QueryError};
 
 /// Whose actions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,6 +163,21 @@ pub async fn activity(
     range: Range,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
     engine.sql_with_schema(&sql(who, range)).await
+}
+
+/// [`activity`] over a local dataset (the directory `root`) by the direct
+/// reader ([`crate::scan`]): the same rows in the same order, no SQL
+/// planned.
+pub fn activity_direct(
+    root: &Path,
+    who: &Subject,
+    range: Range,
+) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
+    let schema = scan::result_schema(&audit_table_schema(), COLUMNS)?;
+    let files = partitions::Audit::new(root).window(range)?;
+    let batches = scan::read(&files, &scan::Question::activity(who, range), &schema)?;
+    let batches = scan::sorted(&schema, &batches, &["start_time", "seq"])?;
+    Ok((schema, batches))
 }
 
 #[cfg(test)]

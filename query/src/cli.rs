@@ -3,7 +3,7 @@
 //! each returns whether the answer was affirmative (the exit code).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -23,6 +23,24 @@ async fn engine(data: &DatasetArgs) -> Result<(Engine, Vec<SealedThrough>), Quer
     let location = data.locate()?;
     let sealed = coverage::require(&location).await?;
     Ok((Engine::open(location).await?, sealed))
+}
+
+/// Where `who` and `activity` read from: a local dataset by the direct
+/// reader (no SQL session is built), a bucket through the SQL engine.
+enum Source {
+    Direct(audit_collector::store::Location, PathBuf),
+    Sql(Engine),
+}
+
+/// [`engine`]'s checks, then the [`Source`] for the dataset.
+async fn source(data: &DatasetArgs) -> Result<(Source, Vec<SealedThrough>), QueryError> {
+    let location = data.locate()?;
+    let sealed = coverage::require(&location).await?;
+    let source = match location.local_dir().map(Path::to_owned) {
+        Some(root) => Source::Direct(location, root),
+        None => Source::Sql(Engine::open(location).await?),
+    };
+    Ok((source, sealed))
 }
 
 /// Says how far the answer reaches: a line of the table, or on stderr when
@@ -320,8 +338,14 @@ impl WhoArgs {
         let q = Question::new("who", Some(format!("event_id={}", self.event_id)))
             .opening_log(&self.access);
         let result = async {
-            let (engine, sealed) = engine(&self.data).await?;
-            Ok((who::who(&engine, &self.event_id).await?, sealed))
+            let (source, sealed) = source(&self.data).await?;
+            let answer = match &source {
+                Source::Direct(location, root) => {
+                    who::who_direct(location, root, &self.event_id).await?
+                }
+                Source::Sql(engine) => who::who(engine, &self.event_id).await?,
+            };
+            Ok((answer, sealed))
         }
         .await;
         let (answer, sealed) = q
@@ -388,8 +412,12 @@ impl ActivityArgs {
         };
         let q = Question::new("activity", Some(about)).opening_log(&self.access);
         let result = async {
-            let (engine, sealed) = engine(&self.data).await?;
-            Ok((activity::activity(&engine, &subject, range).await?, sealed))
+            let (source, sealed) = source(&self.data).await?;
+            let answer = match &source {
+                Source::Direct(_, root) => activity::activity_direct(root, &subject, range)?,
+                Source::Sql(engine) => activity::activity(engine, &subject, range).await?,
+            };
+            Ok((answer, sealed))
         }
         .await;
         let ((schema, batches), sealed) = q

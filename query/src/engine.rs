@@ -104,6 +104,12 @@ impl Engine {
     }
 }
 
+/// The `audit` table's columns (the partition columns aside), as SQL over
+/// it returns them.
+pub(crate) fn audit_table_schema() -> Schema {
+    table_schema(columns::AUDIT, audit_schema::record::AUDIT_ADDED)
+}
+
 /// The columns as a table over every file ever sealed: a column added
 /// after the first files (`added`) is nullable whatever the writer
 /// declares, since files sealed before it have no such column and read as

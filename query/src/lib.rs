@@ -20,6 +20,11 @@
 //!   `who` runs it first restricted to the hours of a UUIDv7 id's time
 //!   ([`who::located_sql`]), and over every file only when those hold no
 //!   row with the id.
+//! - [`scan`]: over a local directory the CLI's `who` and `activity`
+//!   answer that SQL without planning it, reading the Parquet directly
+//!   (the hour directories of [`partitions`], row groups and pages pruned
+//!   by statistics, bloom filter and [`pages`]); tests run both on the
+//!   same files and compare what is printed.
 //! - [`output`]: a readable table, JSON or CSV.
 //! - [`access`]: who looked. Every question asked through the commands
 //!   (and the console) is recorded, durably and hash-chained, in an access
@@ -53,7 +58,10 @@ pub mod activity;
 pub mod cli;
 pub mod engine;
 pub mod output;
+pub mod pages;
+pub mod partitions;
 pub mod prove;
+pub mod scan;
 pub mod ungated;
 pub mod who;
 

@@ -2,6 +2,7 @@
 //! accountable human, provenance, authorization, outcome, and where the row
 //! is kept.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +10,8 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit, UInt64Type};
 
-use super::{partition_range, quote, Engine, QueryError};
+use super::engine::audit_table_schema;
+use super::{partition_range, partitions, quote, scan, Engine, QueryError};
 use audit_collector::manifest::{Body, Entry, FileEntry};
 use audit_collector::store::{chain, Location};
 
@@ -150,18 +152,54 @@ pub async fn lookup(engine: &Engine, event_id: &str, scope: Scope) -> Result<Ans
         (Scope::Located, Some(range)) => engine.sql(&located_sql(event_id, range)).await?,
         _ => Vec::new(),
     };
-    let batches = if located.iter().any(|b| b.num_rows() > 0) {
+    let batches = if has_rows(&located) {
         located
     } else {
         engine.sql(&sql(event_id)).await?
     };
+    answer(engine.location(), event_id, batches).await
+}
+
+/// [`who`] over a local dataset (the directory `root`, at `location`)
+/// by the direct reader ([`crate::scan`]): the same look, the same answer,
+/// no SQL planned.
+pub async fn who_direct(
+    location: &Location,
+    root: &Path,
+    event_id: &str,
+) -> Result<Answer, QueryError> {
+    let audit = partitions::Audit::new(root);
+    let schema = scan::result_schema(&audit_table_schema(), COLUMNS)?;
+    let q = scan::Question::EventId(event_id.to_owned());
+    let located = match located_range(event_id) {
+        Some((from, to)) => scan::read(&audit.hours(from, to)?, &q, &schema)?,
+        None => Vec::new(),
+    };
+    let batches = if has_rows(&located) {
+        located
+    } else {
+        scan::read(&audit.all()?, &q, &schema)?
+    };
+    answer(location, event_id, batches).await
+}
+
+fn has_rows(batches: &[RecordBatch]) -> bool {
+    batches.iter().any(|b| b.num_rows() > 0)
+}
+
+/// The rows found, each with the sealed file that holds it.
+async fn answer(
+    location: &Location,
+    event_id: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<Answer, QueryError> {
     let mut rows = Vec::new();
     let mut out = Vec::new();
     for b in batches {
         let mut files = Vec::new();
         for i in 0..b.num_rows() {
             let mut facts = facts(&b, i)?;
-            facts.file = locate(engine.location(), &facts).await?;
+            facts.file = locate(location, &facts).await?;
             files.push(facts.file.as_ref().map(|l| l.file.path.clone()));
             rows.push(facts);
         }
@@ -326,4 +364,4 @@ pub fn locate_in(entries: &[Entry], r: &RowFacts) -> Option<Located> {
 
 #[cfg(test)]
 #[path = "who_tests.rs"]
-mod tests;
+pub(crate) mod tests;

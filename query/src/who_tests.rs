@@ -41,7 +41,7 @@ fn action(event_id: &str, start_ns: i64) -> AuditRecord {
 
 /// Writes `rows` through collector `id`'s own ingest path (WAL, seal,
 /// manifest) into `dir`.
-fn store(dir: &Path, id: &str, rows: Vec<AuditRecord>) {
+pub(crate) fn store(dir: &Path, id: &str, rows: Vec<AuditRecord>) {
     let cfg = Config {
         data_dir: dir.to_owned(),
         collector_id: Some(id.to_owned()),
