@@ -44,7 +44,8 @@
 //! in that order; rows are sorted inside a file by (`agent_id` nulls first,
 //! `owner_id`, `start_time`, `seq`) for audit and (`service_name`, `time`,
 //! `seq`) for violations, so row-group statistics prune "agent X between T1
-//! and T2". Files are ZSTD (level 3), dictionary encoded, with page-level
+//! and T2". Files are ZSTD (level 3), dictionary encoded (except the columns
+//! whose values never repeat: ids and times), with page-level
 //! statistics and a bloom filter on `event_id`.
 //!
 //! A file is written under a temporary name (`.part-….parquet.tmp`, never read

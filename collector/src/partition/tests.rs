@@ -446,7 +446,7 @@ fn temp_files_left_behind_are_not_data() {
 }
 
 #[test]
-fn files_are_zstd_with_a_bloom_filter_on_event_id() {
+fn files_are_zstd_with_a_bloom_filter_on_event_id_and_no_dictionary_on_ids_and_times() {
     let dir = tempfile::tempdir().unwrap();
     let t = at(T0.0, T0.1, T0.2, 3, 0, 0, 0);
     let rows: Vec<_> = (1..=5)
@@ -486,6 +486,35 @@ fn files_are_zstd_with_a_bloom_filter_on_event_id() {
         }
         assert!(rg.column(event_id).bloom_filter_offset().is_some());
         assert!(rg.column(owner_id).bloom_filter_offset().is_none());
+        // Ids and times are plain (a reader decompresses only the pages
+        // of the rows it wants); repeating values keep their dictionary.
+        for c in rg.columns() {
+            let unique = [
+                "event_id",
+                "start_time",
+                "end_time",
+                "trace_id",
+                "span_id",
+                "seq",
+            ]
+            .contains(&c.column_path().string().as_str());
+            let repeating =
+                ["agent_id", "owner_id", "action"].contains(&c.column_path().string().as_str());
+            if unique {
+                assert!(
+                    c.dictionary_page_offset().is_none(),
+                    "{} has a dictionary",
+                    c.column_path()
+                );
+            }
+            if repeating {
+                assert!(
+                    c.dictionary_page_offset().is_some(),
+                    "{} has no dictionary",
+                    c.column_path()
+                );
+            }
+        }
         let bloom = file
             .get_row_group(g)
             .unwrap()

@@ -132,17 +132,37 @@ impl PartitionWriter {
         }
         let zstd = ZstdLevel::try_new(ZSTD_LEVEL).map_err(pq_err(path))?;
         let event_id = ColumnPath::from("event_id");
-        Ok(WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(zstd))
             .set_dictionary_enabled(true)
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(self.row_group_size))
             .set_column_bloom_filter_enabled(event_id.clone(), true)
             .set_column_bloom_filter_max_ndv(event_id, rows.min(self.row_group_size) as u64)
-            .set_sorting_columns(Some(sorting))
-            .build())
+            .set_sorting_columns(Some(sorting));
+        for column in UNIQUE_PER_ROW {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        }
+        Ok(props.build())
     }
 }
+
+/// Columns whose values (nearly) never repeat. A dictionary saves nothing
+/// on them, and costs every reader: a row's value sits in the column
+/// chunk's dictionary page, which is read and decompressed whole (about a
+/// megabyte before the writer falls back to plain pages) even to print one
+/// row found through the page index. Plain pages are read only where the
+/// rows are.
+const UNIQUE_PER_ROW: &[&str] = &[
+    "event_id",
+    "start_time",
+    "end_time",
+    "time",
+    "trace_id",
+    "span_id",
+    "seq",
+    "consent_token",
+];
 
 /// Rows into the columnar buffer a seal takes.
 fn buffered<R: Row>(rows: Vec<(R, Stamp)>) -> Unsealed<R> {
