@@ -11,6 +11,20 @@ fn id(i: u64) -> String {
     format!("0190c0de-0000-7000-a000-{i:012}")
 }
 
+/// Reads files under `root` as the store would, counting each read in
+/// `reads`.
+fn counting_reader<'a>(
+    root: &'a Path,
+    reads: &'a std::cell::Cell<usize>,
+) -> impl Fn(&str) -> Result<Bytes, String> + 'a {
+    move |rel| {
+        reads.set(reads.get() + 1);
+        std::fs::read(root.join(rel))
+            .map(Bytes::from)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Seals violations with ids `ids` into `root`, as the writer would,
 /// telling `dedup` at `now`.
 fn seal(root: &Path, dedup: &mut Dedup, ids: &[u64], now: i64) {
@@ -49,12 +63,7 @@ fn a_resend_hours_later_is_found_in_the_sealed_file_until_the_window_ends() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();
     let reads = std::cell::Cell::new(0);
-    let read = |rel: &str| -> Result<Bytes, String> {
-        reads.set(reads.get() + 1);
-        std::fs::read(root.join(rel))
-            .map(Bytes::from)
-            .map_err(|e| e.to_string())
-    };
+    let read = counting_reader(&root, &reads);
     // A budget of one byte: the cache keeps only the file read last.
     let mut d = Dedup::new(Duration::from_secs(24 * 3600), 1);
     let t0 = 1_800_000_000 * 1_000_000_000;
@@ -102,12 +111,7 @@ fn new_ids_inside_overlapping_ranges_read_each_file_a_bounded_number_of_times() 
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();
     let reads = std::cell::Cell::new(0);
-    let read = |rel: &str| -> Result<Bytes, String> {
-        reads.set(reads.get() + 1);
-        std::fs::read(root.join(rel))
-            .map(Bytes::from)
-            .map_err(|e| e.to_string())
-    };
+    let read = counting_reader(&root, &reads);
     let mut d = Dedup::new(Duration::from_secs(24 * 3600), DEFAULT_CACHE_BYTES);
     let t0 = 1_800_000_000 * 1_000_000_000;
     // Two clients' ids interleaved: each file's range covers the other's.

@@ -69,14 +69,15 @@ pub(crate) fn record(op: impl FnOnce() -> Op) {
     }
     let op = op();
     let mut all = recordings();
-    let Some(r) = all.iter_mut().find(|r| relative(&op, &r.root).is_some()) else {
+    let Some((r, rel)) = all
+        .iter_mut()
+        .find_map(|r| relative(&op, &r.root).map(|rel| (r, rel)))
+    else {
         return;
     };
     let root = r.root.clone();
     let is_sync = matches!(op, Op::Sync(_) | Op::SyncDir(_));
-    if let Some(op) = relative(&op, &root) {
-        r.events.push(Event::Io(op));
-    }
+    r.events.push(Event::Io(rel));
     if !(is_sync && r.syncs_held) {
         return;
     }
