@@ -23,6 +23,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 import answer_data
 
@@ -76,7 +78,8 @@ def browser(console):
     # Sign in the way a person does: the 401 page's form.
     driver.get(console["base"] + "/find")
     assert "Sign in" in driver.title
-    driver.find_element(By.ID, "token").send_keys(TOKEN + Keys.ENTER)
+    token = driver.find_element(By.ID, "token")
+    navigate(driver, lambda: token.send_keys(TOKEN + Keys.ENTER))
     assert driver.current_url.endswith("/find")
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
@@ -88,6 +91,18 @@ def shot(driver, name):
     driver.save_screenshot(str(SHOTS / name))
     if os.environ.get("UPDATE_README_SCREENSHOTS") == "1" and name in README_SHOTS:
         shutil.copyfile(SHOTS / name, ROOT / "docs" / README_SHOTS[name])
+
+
+def navigate(driver, action):
+    """Runs `action` (a click or an Enter that leaves the page) and waits
+    until the next page has replaced this one. Without the wait a lookup can
+    still find the old page's element (a "HUMAN" verdict before "Prove
+    human" has answered) or find it gone mid-read (a stale element)."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    action()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def verdict(driver):
@@ -109,7 +124,7 @@ def find(driver, base, event_id):
     driver.get(base + "/find")
     box = driver.find_element(By.ID, "event_id")
     box.clear()
-    box.send_keys(event_id + Keys.ENTER)
+    navigate(driver, lambda: box.send_keys(event_id + Keys.ENTER))
 
 
 def test_find_shows_human_or_ai_and_the_owner(console, browser):
@@ -118,7 +133,8 @@ def test_find_shows_human_or_ai_and_the_owner(console, browser):
     assert dd(browser, "Accountable human") == "usr_alice"
     assert "PASS" in dd(browser, "Verified")
     shot(browser, "find-human.png")
-    browser.find_element(By.XPATH, "//button[normalize-space()='Prove human']").click()
+    button = browser.find_element(By.XPATH, "//button[normalize-space()='Prove human']")
+    navigate(browser, button.click)
     assert verdict(browser).startswith("PROVEN")
     shot(browser, "prove-human.png")
 
@@ -144,7 +160,8 @@ def test_find_shows_human_or_ai_and_the_owner(console, browser):
     browser.find_element(By.ID, "target").send_keys("acct_9")
     browser.find_element(By.ID, "from").send_keys(console["from"])
     browser.find_element(By.ID, "to").send_keys(console["to"])
-    browser.find_element(By.XPATH, "//button[normalize-space()='Search']").click()
+    button = browser.find_element(By.XPATH, "//button[normalize-space()='Search']")
+    navigate(browser, button.click)
     ids = [r.find_elements(By.TAG_NAME, "td")[-1].text
            for r in browser.find_elements(By.CSS_SELECTOR, "table.rows tbody tr")]
     assert ids == [console["ledger"][1]], ids
@@ -160,7 +177,8 @@ def test_timeline_lists_the_agent_and_exports_what_activity_prints(console, brow
     browser.find_element(By.ID, "agent").send_keys("agt_ledger")
     browser.find_element(By.ID, "from").send_keys(console["from"])
     browser.find_element(By.ID, "to").send_keys(console["to"])
-    browser.find_element(By.XPATH, "//button[normalize-space()='Show']").click()
+    button = browser.find_element(By.XPATH, "//button[normalize-space()='Show']")
+    navigate(browser, button.click)
     rows = browser.find_elements(By.CSS_SELECTOR, "table.rows tbody tr")
     assert [r.find_elements(By.TAG_NAME, "td")[-1].text for r in rows] == console["ledger"]
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg rect.agent")) >= 1
@@ -186,7 +204,8 @@ def test_timeline_lists_the_agent_and_exports_what_activity_prints(console, brow
     shot(browser, "timeline.png")
 
     # A row's event id opens the find view.
-    browser.find_element(By.LINK_TEXT, console["ledger"][0]).click()
+    link = browser.find_element(By.LINK_TEXT, console["ledger"][0])
+    navigate(browser, link.click)
     assert verdict(browser) == "AI"
     no_policy_violations(browser)
 
