@@ -121,8 +121,9 @@ fn grpc_server(request_timeout: Duration) -> tonic::transport::Server {
         .max_concurrent_streams(GRPC_MAX_STREAMS)
 }
 
-/// Capped connections of a gRPC listener, each with its preface deadline.
-fn admitted<IO>(
+/// Capped connections of a gRPC listener, each with its preface deadline
+/// and Nagle off (see [`http::admit`]).
+fn admitted<IO: http::Peer>(
     incoming: impl tokio_stream::Stream<Item = std::io::Result<IO>>,
     limit: ConnLimit,
     header_read_timeout: Duration,
@@ -130,7 +131,7 @@ fn admitted<IO>(
     use tokio_stream::StreamExt;
     let first_bytes = Some((HTTP2_PREFACE_BYTES, header_read_timeout));
     incoming.filter_map(move |accepted| match accepted {
-        Ok(io) => limit.admit(io, first_bytes).map(Ok),
+        Ok(io) => http::admit(&limit, io, first_bytes).map(Ok),
         Err(e) => Some(Err(e)),
     })
 }
@@ -355,5 +356,29 @@ impl Server {
             .await
             .map_err(|e| IngestError::Storage(format!("shutdown panicked: {e}")))??;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn grpc_connections_have_nagle_off() {
+        use tokio_stream::StreamExt;
+        let listener = bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = admitted(incoming, ConnLimit::new(1, None), Duration::from_secs(5));
+        tokio::pin!(incoming);
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let io = incoming
+            .next()
+            .await
+            .expect("a connection")
+            .expect("accepted");
+        assert!(io.get_ref().nodelay().expect("read option"));
     }
 }
