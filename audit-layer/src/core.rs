@@ -145,7 +145,7 @@ impl Core {
 }
 
 impl Check for Core {
-    fn check(&self, mut span: Closed) -> Result<AuditRecord, Box<ViolationRecord>> {
+    fn check(&self, mut span: Box<Closed>) -> Result<AuditRecord, Box<ViolationRecord>> {
         let (meta, end_ns) = (span.meta, span.end_ns);
         self.record_of(&mut span)
             .map_err(|rejection| Box::new(self.violation(&rejection, meta, end_ns)))

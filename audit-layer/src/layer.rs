@@ -101,8 +101,10 @@ impl std::fmt::Debug for AuditLayer {
 /// Per-span state, stored in the span's extensions (privileged spans only).
 struct SpanState {
     /// The fields and the callsite, in the form they are handed over at
-    /// close, so that the ~1 KB of inline values is not moved into another.
-    span: Closed,
+    /// close. Boxed: the ~1.5 KB of inline values would otherwise be copied
+    /// into the registry's box, out of it, and into the export queue, which
+    /// was a quarter of the application thread's time per span.
+    span: Box<Closed>,
     /// The policy said so from metadata; otherwise only `audit.privileged = true` counts.
     statically_privileged: bool,
     /// The OpenTelemetry span's ids were looked for (`trace_context`).
@@ -143,12 +145,12 @@ where
         };
         let Some(span) = ctx.span(id) else { return };
         let mut state = SpanState {
-            span: Closed {
+            span: Box::new(Closed {
                 fields: SpanFields::new(now_ns()),
                 meta,
                 end_ns: 0,
                 error_seen: false,
-            },
+            }),
             statically_privileged,
             otel_checked: false,
         };

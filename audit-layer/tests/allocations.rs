@@ -58,10 +58,12 @@ fn allocations() -> u64 {
 }
 
 /// Allocations per privileged span on the application thread, at most:
-/// the box the registry puts the layer's per-span state in. The fields are
+/// the box the registry puts the layer's per-span state in, and the box of
+/// the span's fields, which is handed to the export queue as it is instead
+/// of copying its ~1.5 KB of inline values three times. The fields are
 /// short enough to be kept inline, and the record is built and checked on
 /// the export worker's thread (BENCHMARKS.md, "Layer: allocations").
-const PRIVILEGED_BUDGET: u64 = 1;
+const PRIVILEGED_BUDGET: u64 = 2;
 
 /// Spans measured; the allowance for amortised growth (the queue's buffer)
 /// is a tenth of a span each, so one allocation more per span fails.

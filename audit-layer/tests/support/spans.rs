@@ -40,11 +40,9 @@ pub fn serve(router: tonic::transport::server::Router) -> String {
         .expect("a port");
     let url = format!("http://{}", listener.local_addr().expect("bound"));
     std::thread::spawn(move || {
-        rt.block_on(
-            router.serve_with_incoming(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            ),
-        )
+        rt.block_on(router.serve_with_incoming(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        ))
     });
     url
 }
