@@ -54,6 +54,19 @@ fn note(op: impl FnOnce() -> Op) {
     let _ = op;
 }
 
+/// [`note`] for an fsync, which the crash harness may hold, or fail
+/// instead of letting it be made (`Recorder::fail_syncs`).
+#[inline]
+fn note_sync(op: impl FnOnce() -> Op) -> io::Result<()> {
+    #[cfg(feature = "record")]
+    return crate::powerloss::record_sync(op);
+    #[cfg(not(feature = "record"))]
+    {
+        let _ = op;
+        Ok(())
+    }
+}
+
 /// Opens `path` with `options`; a file that did not exist before is a
 /// create (whose directory entry needs [`sync_dir`]).
 pub fn open(options: &OpenOptions, path: &Path) -> io::Result<File> {
@@ -96,16 +109,17 @@ pub fn set_len(file: &File, path: &Path, len: u64) -> io::Result<()> {
 /// what was written before it began, and a write another thread appends
 /// while it runs must wait for the next one. Noted after, such a write
 /// would count as durable and an ack that relied on it would go unseen.
-/// A failing fsync is not modelled (its caller acknowledges nothing).
+/// A failing fsync is recorded as [`crate::powerloss::Event::SyncFailed`]
+/// when the harness injects it: it makes nothing durable.
 pub fn sync_data(file: &File, path: &Path) -> io::Result<()> {
-    note(|| Op::Sync(path.to_owned()));
+    note_sync(|| Op::Sync(path.to_owned()))?;
     file.sync_data()
 }
 
 /// `fsync`: the data and metadata of `file`, named `path`, are durable.
 /// Noted before the call, as [`sync_data`] says why.
 pub fn sync_all(file: &File, path: &Path) -> io::Result<()> {
-    note(|| Op::Sync(path.to_owned()));
+    note_sync(|| Op::Sync(path.to_owned()))?;
     file.sync_all()
 }
 
@@ -139,7 +153,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     };
     let handle = File::open(dir)?;
     // Noted before the call, as `sync_data` says why.
-    note(|| Op::SyncDir(dir.to_owned()));
+    note_sync(|| Op::SyncDir(dir.to_owned()))?;
     handle.sync_all()
 }
 

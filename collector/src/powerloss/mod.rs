@@ -229,7 +229,7 @@ fn assert_covers(events: &[Event]) {
         .iter()
         .filter_map(|e| match e {
             Event::Io(op) => Some(op),
-            Event::Ack(_) => None,
+            Event::Ack(_) | Event::SyncFailed(_) => None,
         })
         .collect();
     let in_wal = |p: &Path| p.starts_with("wal");

@@ -1,11 +1,13 @@
 //! Power loss while requests arrive during a WAL fsync. The writer appends
 //! the next group while the fsync of the one before runs on its own
 //! thread; that next group is durable only once an fsync *begun after*
-//! its frames returns, and must not be answered before.
+//! its frames returns, and must not be answered before. And when that
+//! fsync fails, both groups are withdrawn.
 
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::ingest::IngestError;
 
 /// How long the test waits for the writer at each step (it normally takes
 /// microseconds; the bound only keeps a hang from lasting forever).
@@ -74,4 +76,79 @@ fn a_group_appended_while_an_fsync_runs_is_answered_only_after_its_own_fsync() {
         "no WAL write landed during the fsync"
     );
     explore(&events, states_per_point(), 0xb0b, recover_and_check).assert_clean();
+}
+
+/// A failed fsync withdraws its group and the group appended behind it
+/// while it ran: both are answered with the error, their frames are cut
+/// from the WAL and their ids forgotten, so that the clients' retries are
+/// stored (once) rather than counted as duplicates of rows that were never
+/// durable; and at no crash point of the run is an acknowledged id lost.
+#[test]
+fn a_failed_fsync_withdraws_its_group_and_the_one_behind_it() {
+    let dir = scratch();
+    let root = dir.path();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let rec = Recorder::start(root);
+    let mut next = Ids::default();
+    let metrics = Arc::new(Metrics::default());
+    let ingest = Ingest::start(config(root), metrics.clone()).expect("start");
+    let warm = next.batch(1, 0, 0);
+    rt.block_on(ingest.submit(warm.clone())).expect("stored");
+    rec.ack(ids(&warm));
+
+    let hold = rec.hold_syncs();
+    let first = next.batch(2, 0, 0);
+    let first_answer = queued(ingest.submit(first.clone()));
+    assert!(
+        hold.wait_for_sync(STEP),
+        "the first group's fsync never began"
+    );
+    let before = rec.position();
+    let behind = next.batch(1, 1, 0);
+    let behind_answer = queued(ingest.submit(behind.clone()));
+    let deadline = Instant::now() + STEP;
+    while rec.position() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the writer did not append the second group while the fsync ran"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    rec.fail_syncs(1);
+    drop(hold);
+    for (what, answer) in [("first", first_answer), ("behind", behind_answer)] {
+        match rt.block_on(answer) {
+            Err(IngestError::Storage(e)) => assert!(e.contains("fsync"), "{what}: {e}"),
+            other => panic!("{what}: answered {other:?} after its fsync failed"),
+        }
+    }
+    assert_eq!(
+        metrics
+            .storage_errors_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "one storage error per withdrawn request"
+    );
+
+    // The clients retry: stored as new rows, not as duplicates.
+    for batch in [&first, &behind] {
+        let c = rt.block_on(ingest.submit(batch.clone())).expect("stored");
+        let retried: Vec<String> = ids(batch).collect();
+        assert_eq!((c.stored, c.duplicates), (2, 0), "retry of {retried:?}");
+        rec.ack(ids(batch));
+    }
+    ingest.shutdown().expect("seal");
+    drop(ingest);
+    let events = rec.finish();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::SyncFailed(_))),
+        "the failed fsync is not in the record"
+    );
+    let sealed = stored(root).expect("each id stored once");
+    for id in ids(&warm).chain(ids(&first)).chain(ids(&behind)) {
+        assert!(sealed.contains_key(&id), "{id} not stored after its retry");
+    }
+    explore(&events, states_per_point(), 0xfa11, recover_and_check).assert_clean();
 }

@@ -109,6 +109,7 @@ pub fn describe(e: Option<&Event>) -> String {
             )
         }
         Some(Event::Io(op)) => format!("{op:?}"),
+        Some(Event::SyncFailed(op)) => format!("failed {op:?}"),
     }
 }
 

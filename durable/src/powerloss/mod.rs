@@ -39,6 +39,10 @@ pub enum Event {
     Io(Op),
     /// These event ids were acknowledged (their requests answered `Ok`).
     Ack(Vec<String>),
+    /// An fsync that failed ([`Recorder::fail_syncs`]): it makes nothing
+    /// durable, so the crash states ignore it (the writes before it may or
+    /// may not survive, as after a real failed fsync).
+    SyncFailed(Op),
 }
 
 struct Recording {
@@ -49,6 +53,8 @@ struct Recording {
     syncs_held: bool,
     /// Threads waiting so.
     syncs_waiting: usize,
+    /// How many of the next fsyncs under `root` fail ([`Recorder::fail_syncs`]).
+    syncs_to_fail: usize,
 }
 
 /// Recordings under way; usually none, so `record` costs one atomic load.
@@ -64,8 +70,15 @@ fn recordings() -> MutexGuard<'static, Vec<Recording>> {
 /// Called by `fsio` after each operation (before an fsync: see
 /// [`crate::fsio::sync_data`]).
 pub(crate) fn record(op: impl FnOnce() -> Op) {
+    let _ = record_sync(op);
+}
+
+/// [`record`], for an fsync: waits while the recording holds its fsyncs,
+/// then fails when the recording was asked to fail it (the caller then
+/// does not make the call).
+pub(crate) fn record_sync(op: impl FnOnce() -> Op) -> std::io::Result<()> {
     if ACTIVE.load(Ordering::SeqCst) == 0 {
-        return;
+        return Ok(());
     }
     let op = op();
     let mut all = recordings();
@@ -73,23 +86,40 @@ pub(crate) fn record(op: impl FnOnce() -> Op) {
         .iter_mut()
         .find_map(|r| relative(&op, &r.root).map(|rel| (r, rel)))
     else {
-        return;
+        return Ok(());
     };
     let root = r.root.clone();
     let is_sync = matches!(op, Op::Sync(_) | Op::SyncDir(_));
+    let at = r.events.len();
     r.events.push(Event::Io(rel));
-    if !(is_sync && r.syncs_held) {
-        return;
+    if !is_sync {
+        return Ok(());
     }
-    r.syncs_waiting += 1;
-    SYNCS.notify_all();
-    let held = |all: &[Recording]| all.iter().any(|r| r.root == root && r.syncs_held);
-    while held(&all) {
-        all = SYNCS.wait(all).unwrap_or_else(|e| e.into_inner());
+    let waited = r.syncs_held;
+    if waited {
+        r.syncs_waiting += 1;
+        SYNCS.notify_all();
+        let held = |all: &[Recording]| all.iter().any(|r| r.root == root && r.syncs_held);
+        while held(&all) {
+            all = SYNCS.wait(all).unwrap_or_else(|e| e.into_inner());
+        }
     }
-    if let Some(r) = all.iter_mut().find(|r| r.root == root) {
+    let Some(r) = all.iter_mut().find(|r| r.root == root) else {
+        return Ok(());
+    };
+    if waited {
         r.syncs_waiting -= 1;
     }
+    if r.syncs_to_fail == 0 {
+        return Ok(());
+    }
+    r.syncs_to_fail -= 1;
+    if let Some(Event::Io(op)) = r.events.get(at).cloned() {
+        r.events[at] = Event::SyncFailed(op);
+    }
+    Err(std::io::Error::other(
+        "fsync failed (injected by the crash harness)",
+    ))
 }
 
 /// `op` with its paths relative to `root`, if they are all under it.
@@ -136,6 +166,7 @@ impl Recorder {
             events: Vec::new(),
             syncs_held: false,
             syncs_waiting: 0,
+            syncs_to_fail: 0,
         });
         ACTIVE.fetch_add(1, Ordering::SeqCst);
         Recorder {
@@ -172,6 +203,15 @@ impl Recorder {
             r.syncs_held = true;
         }
         SyncHold(self)
+    }
+
+    /// Makes the next `n` fsyncs under this root fail (after any hold),
+    /// without being made: what a store does when the disk reports an
+    /// error must leave nothing acknowledged that a crash could lose.
+    pub fn fail_syncs(&self, n: usize) {
+        if let Some(r) = recordings().iter_mut().find(|r| r.root == self.root) {
+            r.syncs_to_fail += n;
+        }
     }
 
     /// Holds every recording still: the store's writer blocks at its next
@@ -234,7 +274,7 @@ pub fn acked(events: &[Event]) -> BTreeSet<String> {
         .iter()
         .filter_map(|e| match e {
             Event::Ack(ids) => Some(ids.iter().cloned()),
-            Event::Io(_) => None,
+            Event::Io(_) | Event::SyncFailed(_) => None,
         })
         .flatten()
         .collect()

@@ -195,7 +195,7 @@ fn assert_covers(events: &[Event]) {
     let ops = || {
         events.iter().filter_map(|e| match e {
             Event::Io(op) => Some(op),
-            Event::Ack(_) => None,
+            Event::Ack(_) | Event::SyncFailed(_) => None,
         })
     };
     let spooled = |p: &Path| p.extension().is_some_and(|e| e == "spool");
