@@ -608,3 +608,46 @@ fn rewrite(path: &Path, batch: &arrow_array::RecordBatch) {
     out.write(batch).unwrap();
     out.close().unwrap();
 }
+
+/// Pages are cut at `PAGE_ROWS` rows even where a page would stay under
+/// the writer's byte limit: a reader that found a few rows through the
+/// page index decompresses only their pages, not a megabyte per column.
+#[test]
+fn data_pages_hold_at_most_page_rows_rows() {
+    use parquet::file::serialized_reader::ReadOptionsBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let t = at(T0.0, T0.1, T0.2, 3, 0, 0, 0);
+    let n = 3 * super::write::PAGE_ROWS + 100;
+    let rows: Vec<_> = (1..=n as u64)
+        .map(|s| full(s, "agt_a", "usr_a", t + s as i64))
+        .collect();
+    let sealed = PartitionWriter::new(dir.path(), "c")
+        .seal_audit(rows)
+        .unwrap();
+    let file = SerializedFileReader::new_with_options(
+        File::open(dir.path().join(&sealed[0].path)).unwrap(),
+        ReadOptionsBuilder::new().with_page_index().build(),
+    )
+    .unwrap();
+    let meta = file.metadata();
+    assert_eq!(meta.num_row_groups(), 1);
+    let schema = meta.file_metadata().schema_descr();
+    let offsets = &meta.offset_index().expect("an offset index")[0];
+    for column in ["event_id", "start_time", "target"] {
+        let c = (0..schema.num_columns())
+            .find(|&i| schema.column(i).path().string() == column)
+            .unwrap();
+        let firsts: Vec<i64> = offsets[c]
+            .page_locations()
+            .iter()
+            .map(|p| p.first_row_index)
+            .chain([n as i64])
+            .collect();
+        let largest = firsts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            largest <= super::write::PAGE_ROWS as i64,
+            "{column}: a page of {largest} rows ({} pages for {n} rows)",
+            firsts.len() - 1
+        );
+    }
+}
