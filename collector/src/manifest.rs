@@ -154,6 +154,8 @@ pub struct Manifest {
     path: PathBuf,
     file: File,
     entries: Vec<Entry>,
+    /// An append was written but its fsync failed: see [`Manifest::uncertain`].
+    uncertain: bool,
 }
 
 /// Path of a collector's manifest under a data dir.
@@ -230,8 +232,13 @@ impl Manifest {
         )?;
         if file.metadata()?.len() != good_len {
             crate::fsio::set_len(&file, path, good_len)?;
-            crate::fsio::sync_all(&file, path)?;
         }
+        // Always: what was read here must be what a power loss leaves. An
+        // append whose fsync failed was cut off again in the page cache,
+        // but the cut may not be on disk; a recovery that then removes the
+        // files of that entry's seal would leave an entry naming missing
+        // files (and its rows, counted as sealed, skipped in the WAL).
+        crate::fsio::sync_all(&file, path)?;
         if let Some(dir) = path.parent() {
             crate::fsio::sync_dir(dir)?;
         }
@@ -239,7 +246,16 @@ impl Manifest {
             path: path.to_owned(),
             file,
             entries,
+            uncertain: false,
         })
+    }
+
+    /// An entry was written whole but its fsync failed. It was cut off
+    /// again, but the cut may not reach the disk while the entry does, so
+    /// whether it is committed is unknown until the file is opened again;
+    /// until then this handle appends nothing more.
+    pub fn uncertain(&self) -> bool {
+        self.uncertain
     }
 
     /// Entries so far.
@@ -321,11 +337,21 @@ impl Manifest {
         let mut line = serde_json::to_vec(&entry)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         line.push(b'\n');
+        if self.uncertain {
+            return Err(io::Error::other(format!(
+                "{}: an earlier entry failed its fsync; reopen the manifest",
+                self.path.display()
+            )));
+        }
         let before = self.file.metadata()?.len();
-        if let Err(e) = crate::fsio::append(&mut self.file, &self.path, before, &line)
-            .and_then(|_| crate::fsio::sync_data(&self.file, &self.path))
-        {
+        if let Err(e) = crate::fsio::append(&mut self.file, &self.path, before, &line) {
+            // Not all of it was written: a torn line, which a reader drops.
             let _ = crate::fsio::set_len(&self.file, &self.path, before);
+            return Err(e);
+        }
+        if let Err(e) = crate::fsio::sync_data(&self.file, &self.path) {
+            let _ = crate::fsio::set_len(&self.file, &self.path, before);
+            self.uncertain = true;
             return Err(e);
         }
         self.entries.push(entry);

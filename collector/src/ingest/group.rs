@@ -126,15 +126,14 @@ impl Writer {
         if jobs.is_empty() {
             return None;
         }
-        if self.wal_broken {
+        if self.wal_broken || self.commit_unknown {
             Metrics::set(&self.metrics.store_failing, 1);
+            let why = match self.wal_broken {
+                true => "WAL unusable after a failed write; restart the collector",
+                false => super::seal::COMMIT_UNKNOWN,
+            };
             for job in jobs {
-                answer(
-                    job,
-                    Err(IngestError::Storage(
-                        "WAL unusable after a failed write; restart the collector".into(),
-                    )),
-                );
+                answer(job, Err(IngestError::Storage(why.into())));
             }
             return None;
         }

@@ -85,6 +85,7 @@ impl Writer {
             last_prune: now,
             last_digest_ns: 0,
             wal_broken: false,
+            commit_unknown: false,
             remote,
             unpushed_segments: Vec::new(),
             push_retry_at: None,

@@ -113,6 +113,9 @@ impl Writer {
     /// the buffer holds every acknowledged row.
     pub(super) fn begin_seal(&mut self) -> Result<(), IngestError> {
         self.finish_seal()?;
+        if self.commit_unknown {
+            return Err(IngestError::Storage(COMMIT_UNKNOWN.into()));
+        }
         if self.buffered() == 0 {
             return Ok(());
         }
@@ -171,7 +174,17 @@ impl Writer {
         if let Err(e) = self.manifest.append(now_ns(), body) {
             self.oldest = s.oldest.or(self.oldest);
             self.seal_failed();
-            remove_uncommitted_files(&root, &self.cfg.collector_id, &self.manifest)?;
+            if self.manifest.uncertain() {
+                // The entry was written and its fsync failed: it may be on
+                // disk, or come back after a power loss although the
+                // append cut it off again. Its files must stay (an entry
+                // naming missing files would hide its rows from the
+                // recovery), and this process cannot know which it is.
+                self.commit_unknown = true;
+                Metrics::set(&self.metrics.store_failing, 1);
+            } else {
+                remove_uncommitted_files(&root, &self.cfg.collector_id, &self.manifest)?;
+            }
             return Err(storage("manifest append", e));
         }
         self.sealed_seq = s.seq_last;
@@ -239,6 +252,10 @@ impl Writer {
         }
     }
 }
+
+/// Why nothing is stored or sealed after [`Writer::commit_unknown`] is set.
+pub(super) const COMMIT_UNKNOWN: &str =
+    "a seal's manifest entry failed its fsync; restart the collector (its recovery keeps the seal or removes its files)";
 
 /// The seal thread is gone (it panicked): rows stay in the WAL.
 fn stopped() -> IngestError {

@@ -49,6 +49,11 @@ pub(super) struct Writer {
     /// Set when the WAL could not be cut back after a failed write: its tail
     /// may hold unacknowledged frames, so nothing more is appended to it.
     pub(super) wal_broken: bool,
+    /// Set when a seal's manifest entry failed its fsync: the entry may be
+    /// on disk or not (a power loss can keep the write and lose the cut
+    /// that followed it), so the seal's files stay, and nothing more is
+    /// acknowledged or sealed until a restart's recovery settles it.
+    pub(super) commit_unknown: bool,
     /// The object store seals are pushed to, if any.
     pub(super) remote: Option<Remote>,
     /// WAL segments of sealed rows whose seal is not in the store yet.

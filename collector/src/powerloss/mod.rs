@@ -11,7 +11,9 @@
 //! `AUDIT_POWERLOSS_STATES=<n>` draws `n` random states per point (in
 //! every run of the harness), and the ignored test records eight more
 //! sessions (group commits of eight and five) and draws 24 per point.
-//! The other runs: [`pipeline`] (a group appended while an fsync runs),
+//! The other runs: [`pipeline`] (a group appended while an fsync runs,
+//! and that fsync failing), [`seal_failure`] (seals whose Parquet or
+//! manifest fsync fails),
 //! [`retention`] (deleting a day's files), [`push`] (seals
 //! pushed to an object store) and [`witness`] (key generation and a first
 //! checkpoint).
@@ -40,6 +42,7 @@ mod collector_id;
 mod pipeline;
 mod push;
 mod retention;
+mod seal_failure;
 mod witness;
 
 const COLLECTOR: &str = "crash";

@@ -53,8 +53,9 @@ struct Recording {
     syncs_held: bool,
     /// Threads waiting so.
     syncs_waiting: usize,
-    /// How many of the next fsyncs under `root` fail ([`Recorder::fail_syncs`]).
-    syncs_to_fail: usize,
+    /// Fsyncs to fail ([`Recorder::fail_syncs_under`]): of paths under
+    /// this directory (relative to `root`), how many more.
+    syncs_to_fail: Vec<(PathBuf, usize)>,
 }
 
 /// Recordings under way; usually none, so `record` costs one atomic load.
@@ -110,13 +111,22 @@ pub(crate) fn record_sync(op: impl FnOnce() -> Op) -> std::io::Result<()> {
     if waited {
         r.syncs_waiting -= 1;
     }
-    if r.syncs_to_fail == 0 {
+    let Some(Event::Io(op)) = r.events.get(at).cloned() else {
         return Ok(());
-    }
-    r.syncs_to_fail -= 1;
-    if let Some(Event::Io(op)) = r.events.get(at).cloned() {
-        r.events[at] = Event::SyncFailed(op);
-    }
+    };
+    let (Op::Sync(path) | Op::SyncDir(path)) = &op else {
+        return Ok(());
+    };
+    let Some(left) = r
+        .syncs_to_fail
+        .iter_mut()
+        .find(|(under, n)| *n > 0 && path.starts_with(under))
+        .map(|(_, n)| n)
+    else {
+        return Ok(());
+    };
+    *left -= 1;
+    r.events[at] = Event::SyncFailed(op);
     Err(std::io::Error::other(
         "fsync failed (injected by the crash harness)",
     ))
@@ -166,7 +176,7 @@ impl Recorder {
             events: Vec::new(),
             syncs_held: false,
             syncs_waiting: 0,
-            syncs_to_fail: 0,
+            syncs_to_fail: Vec::new(),
         });
         ACTIVE.fetch_add(1, Ordering::SeqCst);
         Recorder {
@@ -209,8 +219,14 @@ impl Recorder {
     /// without being made: what a store does when the disk reports an
     /// error must leave nothing acknowledged that a crash could lose.
     pub fn fail_syncs(&self, n: usize) {
+        self.fail_syncs_under("", n);
+    }
+
+    /// [`Recorder::fail_syncs`], for the fsyncs of files and directories
+    /// under `dir` (relative to the root; `""` is all of them).
+    pub fn fail_syncs_under(&self, dir: impl Into<PathBuf>, n: usize) {
         if let Some(r) = recordings().iter_mut().find(|r| r.root == self.root) {
-            r.syncs_to_fail += n;
+            r.syncs_to_fail.push((dir.into(), n));
         }
     }
 

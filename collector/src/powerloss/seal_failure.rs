@@ -1,0 +1,113 @@
+//! Power loss around seals whose fsyncs fail: a Parquet file's, then the
+//! manifest's. A failed seal must keep every acknowledged row in the WAL
+//! (the next start seals them), publish nothing a reader would take for a
+//! sealed file, and leave no crash point where an acknowledged id is lost.
+
+use super::*;
+use crate::ingest::IngestError;
+
+/// Shuts the store down with the next fsync under `dir` failing: the
+/// shutdown seal must fail with a storage error.
+fn failed_shutdown_seal(rec: &Recorder, ingest: Ingest, dir: &str) {
+    rec.fail_syncs_under(dir, 1);
+    match ingest.shutdown() {
+        Err(IngestError::Storage(e)) => assert!(e.contains("fsync"), "{dir}: {e}"),
+        other => panic!("the seal went on after a failed fsync under {dir}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_seal_whose_fsync_fails_keeps_its_rows_for_the_next_start() {
+    let dir = scratch();
+    let root = dir.path();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let rec = Recorder::start(root);
+    let mut next = Ids::default();
+    let start = || Ingest::start(config(root), Arc::new(Metrics::default())).expect("start");
+    let submit = |ingest: &Ingest, b: Batch| {
+        rt.block_on(ingest.submit(b.clone())).expect("stored");
+        rec.ack(ids(&b));
+        b
+    };
+
+    // A first seal that succeeds, so the failed ones land beside
+    // published files and a manifest with entries.
+    let ingest = start();
+    let mut all = vec![submit(&ingest, next.batch(2, 1, 0))];
+    ingest.shutdown().expect("seal");
+    drop(ingest);
+
+    // The Parquet file's fsync fails.
+    let ingest = start();
+    all.push(submit(&ingest, next.batch(2, 1, 0)));
+    all.push(submit(&ingest, next.batch(1, 0, 1)));
+    failed_shutdown_seal(&rec, ingest, "audit");
+
+    // The next start recovers them; more arrive; the manifest's fsync
+    // (the seal's commit point) fails.
+    let ingest = start();
+    all.push(submit(&ingest, next.batch(1, 1, 1)));
+    failed_shutdown_seal(&rec, ingest, "manifest");
+
+    // Then a start whose seal succeeds.
+    let ingest = start();
+    all.push(submit(&ingest, next.batch(1, 0, 0)));
+    ingest.shutdown().expect("seal");
+    drop(ingest);
+    let events = rec.finish();
+
+    let failed = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::SyncFailed(Op::Sync(p) | Op::SyncDir(p)) => Some(p.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        failed.iter().any(|p| p.starts_with("audit"))
+            && failed.iter().any(|p| p.starts_with("manifest")),
+        "the failed fsyncs are not in the record: {failed:?}"
+    );
+    verify_clean(root, &crate::verify::Options::default()).expect("verify after the run");
+    let stored = stored(root).expect("each id stored once");
+    for id in all.iter().flat_map(ids) {
+        assert!(stored.contains_key(&id), "acknowledged {id} not sealed");
+    }
+    explore(&events, states_per_point(), 0x5ea1, recover_and_check).assert_clean();
+}
+
+/// After an entry's fsync fails, the handle appends nothing more (the
+/// entry may yet be on disk); opening the file again settles it.
+#[test]
+fn a_manifest_entry_whose_fsync_failed_stops_the_handle_until_reopened() {
+    use crate::manifest::{Body, Manifest};
+    let dir = scratch();
+    let path = dir.path().join("manifest").join("m.jsonl");
+    let seal = |first| Body::Seal {
+        seq_first: first,
+        seq_last: first,
+        files: vec![],
+    };
+    let rec = Recorder::start(dir.path());
+    let mut m = Manifest::open(&path).expect("open");
+    m.append(1, seal(1)).expect("first entry");
+    rec.fail_syncs_under("manifest", 1);
+    assert!(
+        m.append(2, seal(2)).is_err(),
+        "an append whose fsync failed"
+    );
+    assert!(m.uncertain());
+    let refused = m
+        .append(3, seal(2))
+        .expect_err("appended after an uncertain entry");
+    assert!(refused.to_string().contains("reopen"), "{refused}");
+    drop(m);
+    let mut m = Manifest::open(&path).expect("reopen");
+    assert!(!m.uncertain());
+    assert_eq!(m.entries().len(), 1, "the failed entry was cut off");
+    m.append(4, seal(2)).expect("appends again");
+    drop(rec.finish());
+    assert_eq!(Manifest::open(&path).expect("open").entries().len(), 2);
+}
