@@ -31,9 +31,7 @@ fn resolve(root: &Path) -> Result<String, String> {
 /// A first start: the id resolved, two records acknowledged; the record
 /// and the id.
 fn recorded_run(root: &Path) -> (Vec<Event>, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let rt = super::runtime();
     let rec = Recorder::start(root);
     let id = resolve(root).expect("a new id");
     let mut cfg = super::config(root);

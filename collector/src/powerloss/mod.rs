@@ -75,6 +75,18 @@ fn violation(event_id: String, time: i64) -> ViolationRecord {
     }
 }
 
+/// The runtime a recorded run submits its requests on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+}
+
+/// The store under `root`, started (or recovered) with the run's settings.
+fn start_store(root: &Path) -> Ingest {
+    Ingest::start(config(root), Arc::new(Metrics::default())).expect("start")
+}
+
 /// Numbers the event ids of a run.
 #[derive(Default)]
 struct Ids(u32);
@@ -137,12 +149,10 @@ fn group_commit(
 /// of the `extra` sessions adds a group commit of eight, six single
 /// commits, a group commit of five and a seal.
 fn recorded_run(root: &Path, extra: usize) -> Vec<Event> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let rec = Recorder::start(root);
     let mut next = Ids::default();
-    let start = || Ingest::start(config(root), Arc::new(Metrics::default())).expect("start");
+    let start = || start_store(root);
 
     let ingest = start();
     group_commit(&rt, &rec, &ingest, (0..6).map(|i| next.batch(2, 1, i % 2)));

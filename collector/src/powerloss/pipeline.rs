@@ -17,12 +17,10 @@ const STEP: Duration = Duration::from_secs(30);
 fn a_group_appended_while_an_fsync_runs_is_answered_only_after_its_own_fsync() {
     let dir = scratch();
     let root = dir.path();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let rec = Recorder::start(root);
     let mut next = Ids::default();
-    let ingest = Ingest::start(config(root), Arc::new(Metrics::default())).expect("start");
+    let ingest = start_store(root);
     // The WAL segment and its directory exist before the fsyncs are held.
     let warm = next.batch(1, 0, 0);
     rt.block_on(ingest.submit(warm.clone())).expect("stored");
@@ -87,9 +85,7 @@ fn a_group_appended_while_an_fsync_runs_is_answered_only_after_its_own_fsync() {
 fn a_failed_fsync_withdraws_its_group_and_the_one_behind_it() {
     let dir = scratch();
     let root = dir.path();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let rec = Recorder::start(root);
     let mut next = Ids::default();
     let metrics = Arc::new(Metrics::default());

@@ -130,9 +130,7 @@ fn config(root: &Path, store: Arc<dyn ObjectStore>) -> IngestConfig {
 /// Two sessions of the store, each sealing and pushing at shutdown; the
 /// record and the store as it was at the end.
 fn recorded_run(root: &Path) -> (Vec<Event>, Arc<InMemory>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let rt = super::runtime();
     let rec = Arc::new(Recorder::start(root));
     let inner = Arc::new(InMemory::new());
     let store: Arc<dyn ObjectStore> = Arc::new(Marking {
@@ -167,9 +165,7 @@ fn store_at(marks: &BTreeSet<String>, last: &InMemory, rt: &tokio::runtime::Runt
 }
 
 fn check(state: &State, marks: &BTreeSet<String>, last: &InMemory) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let rt = super::runtime();
     let store: Arc<dyn ObjectStore> = Arc::new(store_at(marks, last, &rt));
     let dir = scratch();
     let root = dir.path();

@@ -84,9 +84,7 @@ fn marked<'a>(marks: &'a BTreeSet<String>, kind: &'a str) -> impl Iterator<Item 
 /// here: the store's own run covers it), then deletes the older day; the
 /// record and where the deletion starts.
 fn recorded_run(root: &Path, operator: &Operator) -> (Vec<Event>, usize) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let rt = super::runtime();
     let rec = Recorder::start(root);
     let mut next = Ids::default();
     let ingest = Ingest::start(super::config(root), Default::default()).expect("start");

@@ -20,12 +20,10 @@ fn failed_shutdown_seal(rec: &Recorder, ingest: Ingest, dir: &str) {
 fn a_seal_whose_fsync_fails_keeps_its_rows_for_the_next_start() {
     let dir = scratch();
     let root = dir.path();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let rec = Recorder::start(root);
     let mut next = Ids::default();
-    let start = || Ingest::start(config(root), Arc::new(Metrics::default())).expect("start");
+    let start = || start_store(root);
     let submit = |ingest: &Ingest, b: Batch| {
         rt.block_on(ingest.submit(b.clone())).expect("stored");
         rec.ack(ids(&b));
