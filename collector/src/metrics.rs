@@ -95,7 +95,7 @@ metrics! {
         buffered_rows: "Rows durable in the WAL and not yet sealed into Parquet.",
         queue_depth: "Requests waiting for the writer thread.",
         connections_open: "Connections open on the OTLP listeners.",
-        store_failing: "1 while the last WAL write or fsync failed (the store refuses writes), else 0.",
+        store_failing: "1 while the last WAL write or fsync failed, or after a seal's manifest entry failed its fsync (until a restart), else 0.",
         witness_failing_since_timestamp_seconds: "When writing checkpoints to the witness started failing (seconds since the epoch); 0 while they are written.",
         tls_crl_next_update_timestamp_seconds: "When the earliest client CRL in use passes its next update (seconds since the epoch; 0 without CRLs): from then on the client certificates it covers are refused.",
     }

@@ -109,3 +109,54 @@ fn a_manifest_entry_whose_fsync_failed_stops_the_handle_until_reopened() {
     drop(rec.finish());
     assert_eq!(Manifest::open(&path).expect("open").entries().len(), 2);
 }
+
+/// A running store whose seal's manifest fsync failed refuses every write
+/// (retryable) until it is restarted, instead of acknowledging rows it may
+/// not be able to seal in order; the restart seals what it had taken.
+#[test]
+fn after_an_uncertain_manifest_entry_the_running_store_refuses_writes() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let dir = scratch();
+    let root = dir.path();
+    let rt = runtime();
+    let rec = Recorder::start(root);
+    let mut next = Ids::default();
+    let mut cfg = config(root);
+    // A seal falls due as soon as two rows are buffered.
+    cfg.seal_rows = 2;
+    let metrics = Arc::new(Metrics::default());
+    let ingest = Ingest::start(cfg, metrics.clone()).expect("start");
+    rec.fail_syncs_under("manifest", 1);
+    let first = next.batch(2, 0, 0);
+    rt.block_on(ingest.submit(first.clone())).expect("stored");
+    rec.ack(ids(&first));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metrics.store_failing.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the seal never failed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    match rt.block_on(ingest.submit(next.batch(1, 0, 0))) {
+        Err(IngestError::Storage(e)) => assert!(e.contains("restart"), "{e}"),
+        other => panic!("a write was taken after an uncertain manifest entry: {other:?}"),
+    }
+    assert!(
+        ingest.shutdown().is_err(),
+        "no seal is possible until a restart"
+    );
+    drop(ingest);
+
+    let ingest = start_store(root);
+    let later = next.batch(1, 1, 0);
+    rt.block_on(ingest.submit(later.clone()))
+        .expect("stored after the restart");
+    rec.ack(ids(&later));
+    ingest.shutdown().expect("seal");
+    drop(ingest);
+    let events = rec.finish();
+    let stored = stored(root).expect("each id stored once");
+    for id in ids(&first).chain(ids(&later)) {
+        assert!(stored.contains_key(&id), "acknowledged {id} not sealed");
+    }
+    explore(&events, states_per_point(), 0xc0de, recover_and_check).assert_clean();
+}
