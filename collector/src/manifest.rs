@@ -334,15 +334,15 @@ impl Manifest {
     }
 
     fn write(&mut self, entry: Entry) -> io::Result<&Entry> {
-        let mut line = serde_json::to_vec(&entry)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        line.push(b'\n');
         if self.uncertain {
             return Err(io::Error::other(format!(
                 "{}: an earlier entry failed its fsync; reopen the manifest",
                 self.path.display()
             )));
         }
+        let mut line = serde_json::to_vec(&entry)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        line.push(b'\n');
         let before = self.file.metadata()?.len();
         if let Err(e) = crate::fsio::append(&mut self.file, &self.path, before, &line) {
             // Not all of it was written: a torn line, which a reader drops.

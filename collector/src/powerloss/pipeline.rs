@@ -6,22 +6,40 @@
 
 use std::time::{Duration, Instant};
 
+use audit_durable::powerloss::SyncHold;
+
 use super::*;
-use crate::ingest::IngestError;
+use crate::ingest::{Committed, IngestError};
 
 /// How long the test waits for the writer at each step (it normally takes
 /// microseconds; the bound only keeps a hang from lasting forever).
 const STEP: Duration = Duration::from_secs(30);
 
-#[test]
-fn a_group_appended_while_an_fsync_runs_is_answered_only_after_its_own_fsync() {
-    let dir = scratch();
-    let root = dir.path();
-    let rt = runtime();
-    let rec = Recorder::start(root);
-    let mut next = Ids::default();
-    let ingest = start_store(root);
-    // The WAL segment and its directory exist before the fsyncs are held.
+/// Where both runs stand once a group's WAL fsync is held and a second
+/// group has been appended behind it: both requests are still unanswered.
+struct Held<'a, F> {
+    hold: SyncHold<'a>,
+    /// Stored (and acknowledged) before the hold, so that the WAL segment
+    /// and its directory exist before fsyncs are held.
+    warm: Batch,
+    first: Batch,
+    first_answer: Pin<Box<F>>,
+    behind: Batch,
+    behind_answer: Pin<Box<F>>,
+    /// Events recorded before `behind` was submitted (the held fsync among them).
+    before: usize,
+}
+
+/// Stores a first batch, holds the WAL fsyncs, submits a group and waits
+/// until its fsync is held, then submits `behind` and waits until the
+/// writer has appended it.
+fn hold_an_fsync_with_a_group_behind<'a>(
+    rt: &tokio::runtime::Runtime,
+    rec: &'a Recorder,
+    ingest: &'a Ingest,
+    next: &mut Ids,
+    behind: Batch,
+) -> Held<'a, impl Future<Output = Result<Committed, IngestError>> + 'a> {
     let warm = next.batch(1, 0, 0);
     rt.block_on(ingest.submit(warm.clone())).expect("stored");
     rec.ack(ids(&warm));
@@ -34,7 +52,6 @@ fn a_group_appended_while_an_fsync_runs_is_answered_only_after_its_own_fsync() {
         "the first group's fsync never began"
     );
     let before = rec.position();
-    let behind = next.batch(2, 1, 0);
     let behind_answer = queued(ingest.submit(behind.clone()));
     let deadline = Instant::now() + STEP;
     while rec.position() == before {
@@ -44,6 +61,35 @@ fn a_group_appended_while_an_fsync_runs_is_answered_only_after_its_own_fsync() {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+    Held {
+        hold,
+        warm,
+        first,
+        first_answer,
+        behind,
+        behind_answer,
+        before,
+    }
+}
+
+#[test]
+fn a_group_appended_while_an_fsync_runs_is_answered_only_after_its_own_fsync() {
+    let dir = scratch();
+    let root = dir.path();
+    let rt = runtime();
+    let rec = Recorder::start(root);
+    let mut next = Ids::default();
+    let ingest = start_store(root);
+    let behind = next.batch(2, 1, 0);
+    let Held {
+        hold,
+        first,
+        first_answer,
+        behind,
+        behind_answer,
+        before,
+        ..
+    } = hold_an_fsync_with_a_group_behind(&rt, &rec, &ingest, &mut next, behind);
     drop(hold);
     rt.block_on(first_answer).expect("stored");
     rec.ack(ids(&first));
@@ -90,28 +136,16 @@ fn a_failed_fsync_withdraws_its_group_and_the_one_behind_it() {
     let mut next = Ids::default();
     let metrics = Arc::new(Metrics::default());
     let ingest = Ingest::start(config(root), metrics.clone()).expect("start");
-    let warm = next.batch(1, 0, 0);
-    rt.block_on(ingest.submit(warm.clone())).expect("stored");
-    rec.ack(ids(&warm));
-
-    let hold = rec.hold_syncs();
-    let first = next.batch(2, 0, 0);
-    let first_answer = queued(ingest.submit(first.clone()));
-    assert!(
-        hold.wait_for_sync(STEP),
-        "the first group's fsync never began"
-    );
-    let before = rec.position();
     let behind = next.batch(1, 1, 0);
-    let behind_answer = queued(ingest.submit(behind.clone()));
-    let deadline = Instant::now() + STEP;
-    while rec.position() == before {
-        assert!(
-            Instant::now() < deadline,
-            "the writer did not append the second group while the fsync ran"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let Held {
+        hold,
+        warm,
+        first,
+        first_answer,
+        behind,
+        behind_answer,
+        ..
+    } = hold_an_fsync_with_a_group_behind(&rt, &rec, &ingest, &mut next, behind);
     rec.fail_syncs(1);
     drop(hold);
     for (what, answer) in [("first", first_answer), ("behind", behind_answer)] {

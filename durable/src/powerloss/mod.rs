@@ -89,13 +89,16 @@ pub(crate) fn record_sync(op: impl FnOnce() -> Op) -> std::io::Result<()> {
     else {
         return Ok(());
     };
-    let root = r.root.clone();
-    let is_sync = matches!(op, Op::Sync(_) | Op::SyncDir(_));
+    let path = match &rel {
+        Op::Sync(p) | Op::SyncDir(p) => Some(p.clone()),
+        _ => None,
+    };
     let at = r.events.len();
     r.events.push(Event::Io(rel));
-    if !is_sync {
+    let Some(path) = path else {
         return Ok(());
-    }
+    };
+    let root = r.root.clone();
     let waited = r.syncs_held;
     if waited {
         r.syncs_waiting += 1;
@@ -111,12 +114,6 @@ pub(crate) fn record_sync(op: impl FnOnce() -> Op) -> std::io::Result<()> {
     if waited {
         r.syncs_waiting -= 1;
     }
-    let Some(Event::Io(op)) = r.events.get(at).cloned() else {
-        return Ok(());
-    };
-    let (Op::Sync(path) | Op::SyncDir(path)) = &op else {
-        return Ok(());
-    };
     let Some(left) = r
         .syncs_to_fail
         .iter_mut()
@@ -126,7 +123,9 @@ pub(crate) fn record_sync(op: impl FnOnce() -> Op) -> std::io::Result<()> {
         return Ok(());
     };
     *left -= 1;
-    r.events[at] = Event::SyncFailed(op);
+    if let Event::Io(op) = &r.events[at] {
+        r.events[at] = Event::SyncFailed(op.clone());
+    }
     Err(std::io::Error::other(
         "fsync failed (injected by the crash harness)",
     ))
