@@ -5,6 +5,11 @@
 # target briefly, then runs the Python tests.
 set -euo pipefail
 cd "$(dirname "$0")"
+# A clean checkout is built once, so incremental state (about 1.5 GiB of
+# target/ here) only costs disk and time. A full disk shows up as a linker
+# killed by SIGBUS, not as "no space left", so say how much there is.
+export CARGO_INCREMENTAL=0
+echo "test.sh: $(df -h --output=avail . | tail -1 | tr -d ' ') free on the build disk at the start"
 
 python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 # The console's browser test (tests/python/test_console.py): Debian's
@@ -40,3 +45,4 @@ cargo test --workspace
 # Each cargo-fuzz target for a short, bounded run (installs cargo-fuzz if needed).
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}" fuzz/run.sh
 python3 -m pytest -q tests/python
+echo "test.sh: $(du -sh target fuzz/target 2>/dev/null | awk '{print $2 " " $1}' | paste -sd, -) on disk at the end"
