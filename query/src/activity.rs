@@ -118,24 +118,41 @@ impl Range {
 /// `start_time` decides; the one on `date`/`hour` skips directories; the
 /// sort order inside files (agent, owner, time) lets row-group statistics
 /// skip the rest.
+///
+/// An agent's question is two `SELECT`s joined by `UNION ALL`: its own
+/// rows, then the identity rows about it that someone else wrote. As one
+/// `WHERE a OR b`, no row group could be skipped on `agent_id`, and
+/// DataFusion decoded `agent_id`, `action` and `target` of every row in
+/// the window (an agent's 48 hours over 10 M rows: 560 ms against 245 ms
+/// as two branches). The second branch excludes the agent's own rows so
+/// that no row is listed twice.
 pub fn sql(who: &Subject, range: Range) -> String {
-    let key = match who {
-        Subject::Agent(id) => format!(
-            "(agent_id = {id} OR (action LIKE 'identity.%' AND target = {id}))",
-            id = quote(id)
-        ),
-        Subject::Owner(id) => format!("owner_id = {}", quote(id)),
-        Subject::Origin(id) => format!(
+    let select = |key: &str| {
+        format!(
+            "SELECT {COLUMNS}\nFROM audit\nWHERE {key}\n  AND start_time >= {}\n  AND start_time < {}\n  AND {}",
+            ts_literal(range.from),
+            ts_literal(range.to),
+            partition_range(range.from, range.to),
+        )
+    };
+    let rows = match who {
+        Subject::Agent(id) => {
+            let id = quote(id);
+            format!(
+                "{}\nUNION ALL\n{}",
+                select(&format!("agent_id = {id}")),
+                select(&format!(
+                    "action LIKE 'identity.%' AND target = {id} AND (agent_id IS NULL OR agent_id <> {id})"
+                )),
+            )
+        }
+        Subject::Owner(id) => select(&format!("owner_id = {}", quote(id))),
+        Subject::Origin(id) => select(&format!(
             "(origin_id = {id} OR (origin_id IS NULL AND delegation IS NULL AND owner_id = {id}))",
             id = quote(id)
-        ),
+        )),
     };
-    format!(
-        "SELECT {COLUMNS}\nFROM audit\nWHERE {key}\n  AND start_time >= {}\n  AND start_time < {}\n  AND {}\nORDER BY start_time, seq",
-        ts_literal(range.from),
-        ts_literal(range.to),
-        partition_range(range.from, range.to),
-    )
+    format!("{rows}\nORDER BY start_time, seq")
 }
 
 /// Actions on a target and/or of an action name in the range, whoever

@@ -56,7 +56,8 @@ fn row(
 
 /// Rows of three agents of two owners over four hours, some exactly on an
 /// hour boundary or a nanosecond before one, identity rows about an agent
-/// done by someone else, human rows, and rows with a delegation chain.
+/// done by someone else and one by the agent itself, human rows, and rows
+/// with a delegation chain.
 fn rows(collector: u16, offset: i64) -> Vec<AuditRecord> {
     let mut out = Vec::new();
     for i in 0..120i64 {
@@ -80,6 +81,16 @@ fn rows(collector: u16, offset: i64) -> Vec<AuditRecord> {
                 Some("agt_9"),
                 "usr_b",
                 "identityxrevoke",
+                "agt_1",
+            ),
+            // An identity row the agent wrote about itself: matched by
+            // both halves of the SQL's union, listed once.
+            3 => row(
+                &id,
+                start,
+                Some("agt_1"),
+                "usr_a",
+                "identity.credential.rotate",
                 "agt_1",
             ),
             _ => row(&id, start, Some(agent), owner, "db.read", "acct_2"),
