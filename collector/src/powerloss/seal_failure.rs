@@ -1,5 +1,5 @@
-//! Power loss around seals whose fsyncs fail: a Parquet file's, then the
-//! manifest's. A failed seal must keep every acknowledged row in the WAL
+//! Power loss around seals whose fsyncs fail: a Parquet file's, the
+//! manifest's, a directory's (and a start's WAL directory). A failed seal must keep every acknowledged row in the WAL
 //! (the next start seals them), publish nothing a reader would take for a
 //! sealed file, and leave no crash point where an acknowledged id is lost.
 
@@ -56,24 +56,13 @@ fn a_seal_whose_fsync_fails_keeps_its_rows_for_the_next_start() {
     drop(ingest);
     let events = rec.finish();
 
-    let failed = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::SyncFailed(Op::Sync(p) | Op::SyncDir(p)) => Some(p.clone()),
-            _ => None,
-        })
-        .collect::<Vec<_>>();
+    let failed = failed_syncs(&events, |_| true);
     assert!(
         failed.iter().any(|p| p.starts_with("audit"))
             && failed.iter().any(|p| p.starts_with("manifest")),
         "the failed fsyncs are not in the record: {failed:?}"
     );
-    verify_clean(root, &crate::verify::Options::default()).expect("verify after the run");
-    let stored = stored(root).expect("each id stored once");
-    for id in all.iter().flat_map(ids) {
-        assert!(stored.contains_key(&id), "acknowledged {id} not sealed");
-    }
-    explore(&events, states_per_point(), 0x5ea1, recover_and_check).assert_clean();
+    every_ack_sealed(root, &events, &all, 0x5ea1);
 }
 
 /// After an entry's fsync fails, the handle appends nothing more (the
@@ -159,4 +148,96 @@ fn after_an_uncertain_manifest_entry_the_running_store_refuses_writes() {
         assert!(stored.contains_key(&id), "acknowledged {id} not sealed");
     }
     explore(&events, states_per_point(), 0xc0de, recover_and_check).assert_clean();
+}
+
+/// A directory fsync that fails: after a sealed file was given its name
+/// (its data durable, the name not), then at the next start, the WAL
+/// directory's. The seal must publish nothing and keep its rows; the start
+/// must fail without touching them; the start after seals them all.
+#[test]
+fn failed_directory_fsyncs_of_a_seal_and_of_a_start_lose_nothing() {
+    let dir = scratch();
+    let root = dir.path();
+    let rt = runtime();
+    let rec = Recorder::start(root);
+    let mut next = Ids::default();
+    let submit = |ingest: &Ingest, b: Batch| {
+        rt.block_on(ingest.submit(b.clone())).expect("stored");
+        rec.ack(ids(&b));
+        b
+    };
+
+    // A first seal that succeeds, so the hour's directory already exists
+    // and the failing fsync is the one after the file is named.
+    let ingest = start_store(root);
+    let mut all = vec![submit(&ingest, next.batch(2, 0, 0))];
+    ingest.shutdown().expect("seal");
+    drop(ingest);
+    let published = |root: &Path| {
+        crate::partition::data_files(root, crate::partition::Dataset::Audit)
+            .expect("list the sealed files")
+            .len()
+    };
+    let before = published(root);
+    assert!(before > 0, "the first seal published no file");
+
+    let ingest = start_store(root);
+    all.push(submit(&ingest, next.batch(2, 0, 0)));
+    rec.fail_dir_syncs_under("audit", 1);
+    match ingest.shutdown() {
+        Err(IngestError::Storage(e)) => assert!(e.contains("fsync directory"), "{e}"),
+        other => panic!("the seal went on after a failed directory fsync: {other:?}"),
+    }
+    assert_eq!(
+        published(root),
+        before,
+        "a file whose name was never made durable is left published"
+    );
+
+    // The rows are in the WAL only; a start whose WAL directory fsync
+    // fails must refuse to start and leave them there.
+    rec.fail_dir_syncs_under("wal", 1);
+    match Ingest::start(config(root), Arc::new(Metrics::default())) {
+        Err(e) => assert!(e.to_string().contains("fsync"), "{e}"),
+        Ok(_) => panic!("started with its WAL directory's fsync failed"),
+    }
+
+    let ingest = start_store(root);
+    all.push(submit(&ingest, next.batch(1, 0, 0)));
+    ingest.shutdown().expect("seal");
+    drop(ingest);
+    let events = rec.finish();
+
+    let failed = failed_syncs(&events, |op| matches!(op, Op::SyncDir(_)));
+    assert!(
+        failed.iter().any(|p| p.starts_with("audit"))
+            && failed.iter().any(|p| p.starts_with("wal")),
+        "the failed directory fsyncs are not in the record: {failed:?}"
+    );
+    every_ack_sealed(root, &events, &all, 0xd1e5);
+}
+
+/// The paths of the fsyncs that failed in `events`; each must be `wanted`.
+fn failed_syncs(events: &[Event], wanted: impl Fn(&Op) -> bool) -> Vec<std::path::PathBuf> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::SyncFailed(op @ (Op::Sync(p) | Op::SyncDir(p))) => {
+                assert!(wanted(op), "an fsync the test did not mean to fail: {op:?}");
+                Some(p.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// After the run: `verify` clean, every acknowledged id of `batches`
+/// sealed once, and so at every crash point of `events`.
+fn every_ack_sealed(root: &Path, events: &[Event], batches: &[Batch], seed: u64) {
+    verify_clean(root, &crate::verify::Options::default()).expect("verify after the run");
+    let stored = stored(root).expect("each id stored once");
+    for id in batches.iter().flat_map(ids) {
+        assert!(stored.contains_key(&id), "acknowledged {id} not sealed");
+    }
+    explore(events, states_per_point(), seed, recover_and_check).assert_clean();
 }

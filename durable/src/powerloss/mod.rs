@@ -53,9 +53,17 @@ struct Recording {
     syncs_held: bool,
     /// Threads waiting so.
     syncs_waiting: usize,
-    /// Fsyncs to fail ([`Recorder::fail_syncs_under`]): of paths under
-    /// this directory (relative to `root`), how many more.
-    syncs_to_fail: Vec<(PathBuf, usize)>,
+    /// Fsyncs to fail ([`Recorder::fail_syncs_under`]).
+    syncs_to_fail: Vec<ToFail>,
+}
+
+/// Which fsyncs to fail, and how many more.
+struct ToFail {
+    /// Of paths under this directory (relative to the recording's root).
+    under: PathBuf,
+    /// Only directory fsyncs, not files'.
+    dirs_only: bool,
+    left: usize,
 }
 
 /// Recordings under way; usually none, so `record` costs one atomic load.
@@ -89,9 +97,10 @@ pub(crate) fn record_sync(op: impl FnOnce() -> Op) -> std::io::Result<()> {
     else {
         return Ok(());
     };
-    let path = match &rel {
-        Op::Sync(p) | Op::SyncDir(p) => Some(p.clone()),
-        _ => None,
+    let (path, is_dir) = match &rel {
+        Op::Sync(p) => (Some(p.clone()), false),
+        Op::SyncDir(p) => (Some(p.clone()), true),
+        _ => (None, false),
     };
     let at = r.events.len();
     r.events.push(Event::Io(rel));
@@ -117,8 +126,8 @@ pub(crate) fn record_sync(op: impl FnOnce() -> Op) -> std::io::Result<()> {
     let Some(left) = r
         .syncs_to_fail
         .iter_mut()
-        .find(|(under, n)| *n > 0 && path.starts_with(under))
-        .map(|(_, n)| n)
+        .find(|f| f.left > 0 && (is_dir || !f.dirs_only) && path.starts_with(&f.under))
+        .map(|f| &mut f.left)
     else {
         return Ok(());
     };
@@ -224,8 +233,22 @@ impl Recorder {
     /// [`Recorder::fail_syncs`], for the fsyncs of files and directories
     /// under `dir` (relative to the root; `""` is all of them).
     pub fn fail_syncs_under(&self, dir: impl Into<PathBuf>, n: usize) {
+        self.fail(dir.into(), false, n);
+    }
+
+    /// [`Recorder::fail_syncs_under`], for directory fsyncs only: the
+    /// file's data is durable, its name (a create, a rename) is not.
+    pub fn fail_dir_syncs_under(&self, dir: impl Into<PathBuf>, n: usize) {
+        self.fail(dir.into(), true, n);
+    }
+
+    fn fail(&self, under: PathBuf, dirs_only: bool, left: usize) {
         if let Some(r) = recordings().iter_mut().find(|r| r.root == self.root) {
-            r.syncs_to_fail.push((dir.into(), n));
+            r.syncs_to_fail.push(ToFail {
+                under,
+                dirs_only,
+                left,
+            });
         }
     }
 
