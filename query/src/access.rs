@@ -312,4 +312,33 @@ mod tests {
         assert_eq!(report.rows, 2);
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     }
+
+    /// A question whose access row's fsync fails is refused (the CLI and
+    /// the console then show no answer), and that row is never sealed: it
+    /// would claim an answer nobody saw. The next question is recorded.
+    #[test]
+    fn an_access_row_whose_fsync_fails_is_refused_and_never_sealed() {
+        use audit_durable::powerloss::{scratch, Recorder};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = scratch();
+        let rec = Recorder::start(dir.path());
+        let log = AccessLog::open(dir.path(), Writer::Cli).unwrap();
+        rec.fail_syncs_under("wal", 1);
+        let mut refused = asked();
+        refused.question = "cli.refused".into();
+        match rt.block_on(log.record(&refused)) {
+            Err(e @ AccessError::Write { .. }) => {
+                assert!(e.to_string().contains("fsync"), "{e}")
+            }
+            other => panic!("recorded although its fsync failed: {other:?}"),
+        }
+        rt.block_on(log.record(&asked())).expect("the next row");
+        log.close().unwrap();
+        drop(log);
+        drop(rec.finish());
+        let report =
+            audit_collector::verify::verify(dir.path(), &Default::default()).expect("verify");
+        assert!(report.intact(), "{:?}", report.findings);
+        assert_eq!(report.rows, 1, "the refused row was sealed");
+    }
 }
