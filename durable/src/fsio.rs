@@ -165,7 +165,9 @@ pub fn sync_dir(_dir: &Path) -> io::Result<()> {
 }
 
 /// Creates `dir` and any missing parents, fsyncing the parent of each new
-/// directory so that the new entries are durable.
+/// directory so that the new entries are durable. A directory that exists
+/// is taken as durable; where an earlier process may have created it
+/// without making it so, use [`create_dir_durable`].
 pub fn create_dir_synced(dir: &Path) -> io::Result<()> {
     let mut missing = Vec::new();
     for d in dir.ancestors() {
@@ -181,6 +183,35 @@ pub fn create_dir_synced(dir: &Path) -> io::Result<()> {
             Ok(()) => note(|| Op::Mkdir(d.to_owned())),
         }
         sync_dir(d.parent().unwrap_or(Path::new("")))?;
+    }
+    Ok(())
+}
+
+/// Makes `dir`, below `base`, exist with every name on the way durable:
+/// creates what is missing, and fsyncs the parent of each directory from
+/// `base` down to `dir`, those that already existed included. A directory
+/// that an earlier attempt created but did not make durable (the process
+/// was killed between the mkdir and the fsync, or that fsync failed) is
+/// in the page cache only: data put in it, however well fsynced, goes
+/// with it at a power loss. One directory fsync per level; `base` must
+/// exist and be durable.
+pub fn create_dir_durable(base: &Path, dir: &Path) -> io::Result<()> {
+    let rel = dir.strip_prefix(base).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not under {}", dir.display(), base.display()),
+        )
+    })?;
+    let mut at = base.to_path_buf();
+    for part in rel.components() {
+        let parent = at.clone();
+        at.push(part);
+        match fs::create_dir(&at) {
+            Ok(()) => note(|| Op::Mkdir(at.clone())),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        sync_dir(&parent)?;
     }
     Ok(())
 }
@@ -293,6 +324,18 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_dir_durable_makes_each_level_and_refuses_a_dir_outside_its_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a").join("b");
+        create_dir_durable(dir.path(), &nested).unwrap();
+        assert!(nested.is_dir());
+        // Again, every level existing: still fine (and fsynced again).
+        create_dir_durable(dir.path(), &nested).unwrap();
+        let e = create_dir_durable(&nested, dir.path()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    }
 
     #[test]
     fn publish_never_replaces() {

@@ -22,11 +22,23 @@ impl Writer {
     pub(super) fn recover(cfg: IngestConfig, metrics: Arc<Metrics>) -> Result<Writer, IngestError> {
         let root = &cfg.data_dir;
         crate::fsio::create_dir_synced(root)
+            .and_then(|()| crate::fsio::sync_dir(root.parent().unwrap_or(Path::new(""))))
             .map_err(|e| storage(&root.display().to_string(), e))?;
         let lock = crate::retention::lock(root, &cfg.collector_id)
             .map_err(|e| IngestError::Storage(e.to_string()))?;
-        let mut manifest = Manifest::open(&manifest::manifest_path(root, &cfg.collector_id))
-            .map_err(|e| storage("manifest", e))?;
+        // The WAL's and the manifest's directories, every level: an earlier
+        // start may have created them and failed (or been killed) before
+        // their names were durable, and the next would then trust them.
+        let wal_dir = root.join("wal").join(&cfg.collector_id);
+        let manifest_path = manifest::manifest_path(root, &cfg.collector_id);
+        for dir in [Some(wal_dir.as_path()), manifest_path.parent()]
+            .into_iter()
+            .flatten()
+        {
+            crate::fsio::create_dir_durable(root, dir)
+                .map_err(|e| storage("create directory", e))?;
+        }
+        let mut manifest = Manifest::open(&manifest_path).map_err(|e| storage("manifest", e))?;
         let remote = match &cfg.remote {
             Some(target) => Some(Remote::connect(target, &cfg.collector_id, &mut manifest)?),
             None => None,
@@ -37,7 +49,6 @@ impl Writer {
         }
         count_stored(&manifest, &metrics);
         let sealed_seq = manifest.last_seq().unwrap_or(0);
-        let wal_dir = root.join("wal").join(&cfg.collector_id);
         let now = Instant::now();
         let (mut actions_seen, mut violations_seen) =
             recent_files(root, &manifest, remote.as_ref(), cfg.dedup_window);

@@ -90,7 +90,7 @@ impl PartitionWriter {
                 .map_err(arrow_err(&full))?;
             let order = file_order(&batch, R::SORTED_BY).map_err(|m| schema_err(&full, m))?;
             let props = self.properties(&schema, R::SORTED_BY, stats.rows, &full)?;
-            let (sha256, bytes) = write_immutable(&full, &batch, &order, props)?;
+            let (sha256, bytes) = write_immutable(&self.root, &full, &batch, &order, props)?;
             sealed.push(SealedFile {
                 dataset: R::DATASET,
                 path: PathBuf::from(rel),
@@ -233,10 +233,11 @@ impl<W: Write> Write for Hashing<W> {
 /// Rows copied into file order at a time while a file is written.
 const SORTED_SLICE_ROWS: usize = 4_096;
 
-/// Writes the rows of `batch` in `order` to `path` under a temp name and
-/// publishes it without replacing anything; returns the hex SHA-256 and
-/// size of the file.
+/// Writes the rows of `batch` in `order` to `path` (under `root`) under a
+/// temp name and publishes it without replacing anything; returns the hex
+/// SHA-256 and size of the file.
 fn write_immutable(
+    root: &Path,
     path: &Path,
     batch: &RecordBatch,
     order: &[u32],
@@ -249,7 +250,9 @@ fn write_immutable(
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| schema_err(path, "file path has no UTF-8 name"))?;
-    create_dir_synced(dir)?;
+    // Every level, not only the new ones: a seal that failed may have left
+    // a directory whose name never reached the disk.
+    create_dir_durable(root, dir)?;
     let tmp = dir.join(format!(".{name}.tmp"));
     // A temp file left by an interrupted seal is garbage (and may be read-only).
     match fsio::remove_file(&tmp) {
@@ -316,6 +319,6 @@ fn sync_dir(dir: &Path) -> Result<(), PartitionError> {
     fsio::sync_dir(dir).map_err(io_err("fsync directory", dir))
 }
 
-fn create_dir_synced(dir: &Path) -> Result<(), PartitionError> {
-    fsio::create_dir_synced(dir).map_err(io_err("create directory", dir))
+fn create_dir_durable(root: &Path, dir: &Path) -> Result<(), PartitionError> {
+    fsio::create_dir_durable(root, dir).map_err(io_err("create directory", dir))
 }

@@ -150,10 +150,12 @@ fn after_an_uncertain_manifest_entry_the_running_store_refuses_writes() {
     explore(&events, states_per_point(), 0xc0de, recover_and_check).assert_clean();
 }
 
-/// A directory fsync that fails: after a sealed file was given its name
-/// (its data durable, the name not), then at the next start, the WAL
-/// directory's. The seal must publish nothing and keep its rows; the start
-/// must fail without touching them; the start after seals them all.
+/// Directory fsyncs that fail: after a sealed file was given its name
+/// (its data durable, the name not); at a start, the WAL directory's and
+/// then the manifest directory's; at a seal into a new day, the fsync
+/// that makes the new directory's name durable. Each seal must publish
+/// nothing and keep its rows; each start must refuse without touching
+/// them; the last start seals them all.
 #[test]
 fn failed_directory_fsyncs_of_a_seal_and_of_a_start_lose_nothing() {
     let dir = scratch();
@@ -173,17 +175,21 @@ fn failed_directory_fsyncs_of_a_seal_and_of_a_start_lose_nothing() {
     let mut all = vec![submit(&ingest, next.batch(2, 0, 0))];
     ingest.shutdown().expect("seal");
     drop(ingest);
-    let published = |root: &Path| {
+    let files = |root: &Path| {
         crate::partition::data_files(root, crate::partition::Dataset::Audit)
             .expect("list the sealed files")
-            .len()
     };
+    let published = |root: &Path| files(root).len();
     let before = published(root);
-    assert!(before > 0, "the first seal published no file");
+    // The hour's directory: the seal fsyncs it only once the file is named.
+    let hour = files(root)
+        .first()
+        .and_then(|f| f.parent()?.strip_prefix(root).ok().map(Path::to_owned))
+        .expect("the first seal published a file");
 
     let ingest = start_store(root);
     all.push(submit(&ingest, next.batch(2, 0, 0)));
-    rec.fail_dir_syncs_under("audit", 1);
+    rec.fail_dir_syncs_under(&hour, 1);
     match ingest.shutdown() {
         Err(IngestError::Storage(e)) => assert!(e.contains("fsync directory"), "{e}"),
         other => panic!("the seal went on after a failed directory fsync: {other:?}"),
@@ -196,11 +202,25 @@ fn failed_directory_fsyncs_of_a_seal_and_of_a_start_lose_nothing() {
 
     // The rows are in the WAL only; a start whose WAL directory fsync
     // fails must refuse to start and leave them there.
-    rec.fail_dir_syncs_under("wal", 1);
-    match Ingest::start(config(root), Arc::new(Metrics::default())) {
-        Err(e) => assert!(e.to_string().contains("fsync"), "{e}"),
-        Ok(_) => panic!("started with its WAL directory's fsync failed"),
+    for dir in ["wal", "manifest"] {
+        rec.fail_dir_syncs_under(dir, 1);
+        match Ingest::start(config(root), Arc::new(Metrics::default())) {
+            Err(e) => assert!(e.to_string().contains("fsync"), "{dir}: {e}"),
+            Ok(_) => panic!("started with its {dir} directory's fsync failed"),
+        }
     }
+
+    // A day not seen yet: the seal creates its directories.
+    // (Its recovery sealed the rows the failed seal kept.)
+    let ingest = start_store(root);
+    let before = published(root);
+    all.push(submit(&ingest, next.batch(1, 0, 1)));
+    rec.fail_dir_syncs_under("audit", 1);
+    match ingest.shutdown() {
+        Err(IngestError::Storage(e)) => assert!(e.contains("fsync"), "{e}"),
+        other => panic!("the seal went on after a new directory's failed fsync: {other:?}"),
+    }
+    assert_eq!(published(root), before);
 
     let ingest = start_store(root);
     all.push(submit(&ingest, next.batch(1, 0, 0)));
@@ -209,12 +229,41 @@ fn failed_directory_fsyncs_of_a_seal_and_of_a_start_lose_nothing() {
     let events = rec.finish();
 
     let failed = failed_syncs(&events, |op| matches!(op, Op::SyncDir(_)));
-    assert!(
-        failed.iter().any(|p| p.starts_with("audit"))
-            && failed.iter().any(|p| p.starts_with("wal")),
-        "the failed directory fsyncs are not in the record: {failed:?}"
-    );
+    for dir in ["audit", "wal", "manifest"] {
+        assert!(
+            failed.iter().any(|p| p.starts_with(dir)),
+            "no failed directory fsync under {dir} in the record: {failed:?}"
+        );
+    }
+    assert_eq!(failed.len(), 4, "{failed:?}");
     every_ack_sealed(root, &events, &all, 0xd1e5);
+}
+
+/// A first start whose fsync of the WAL's directory entry fails refuses;
+/// the next finds the directory there and must still make its name durable
+/// before it acknowledges anything written in it.
+#[test]
+fn a_start_after_a_failed_wal_directory_fsync_makes_the_directory_durable() {
+    let dir = scratch();
+    let root = dir.path();
+    let rt = runtime();
+    let rec = Recorder::start(root);
+    let mut next = Ids::default();
+    rec.fail_dir_syncs_under("wal", 1);
+    assert!(
+        Ingest::start(config(root), Arc::new(Metrics::default())).is_err(),
+        "started with its WAL directory's fsync failed"
+    );
+    let ingest = start_store(root);
+    let batch = next.batch(2, 1, 0);
+    rt.block_on(ingest.submit(batch.clone())).expect("stored");
+    rec.ack(ids(&batch));
+    ingest.shutdown().expect("seal");
+    drop(ingest);
+    let events = rec.finish();
+    let failed = failed_syncs(&events, |op| matches!(op, Op::SyncDir(_)));
+    assert_eq!(failed, [Path::new("wal")], "{failed:?}");
+    every_ack_sealed(root, &events, &[batch], 0x3a1d);
 }
 
 /// The paths of the fsyncs that failed in `events`; each must be `wanted`.
