@@ -187,6 +187,37 @@ pub fn create_dir_synced(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Fsyncs every directory above `dir`, from its parent up to the file
+/// system's root (or, for a relative path, the current directory), so
+/// that `dir`'s name and each one on the way are durable even if an
+/// earlier process made them and was killed, or its fsync failed, before
+/// they were. Stops quietly at the first directory this user may not
+/// read, or whose file system is read-only or cannot fsync a directory:
+/// the levels above a user's data are the operator's, made long before
+/// (a container's read-only root, say). One directory fsync per level,
+/// for paths given by a user (a data directory, a spool) where
+/// [`create_dir_durable`] has no base.
+pub fn sync_ancestors(dir: &Path) -> io::Result<()> {
+    use io::ErrorKind::{InvalidInput, PermissionDenied, ReadOnlyFilesystem};
+    for above in dir.ancestors().skip(1) {
+        match sync_dir(above) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    PermissionDenied | ReadOnlyFilesystem | InvalidInput
+                ) =>
+            {
+                return Ok(())
+            }
+            r => r?,
+        }
+        if above.as_os_str().is_empty() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Makes `dir`, below `base`, exist with every name on the way durable:
 /// creates what is missing, and fsyncs the parent of each directory from
 /// `base` down to `dir`, those that already existed included. A directory
@@ -324,6 +355,16 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_ancestors_reaches_the_root_of_an_absolute_or_a_relative_path() {
+        let dir = tempfile::tempdir().unwrap();
+        sync_ancestors(&dir.path().join("a")).unwrap();
+        // Relative: `src`, then the current directory (the crate's).
+        sync_ancestors(Path::new("src/a")).unwrap();
+        let e = sync_ancestors(&dir.path().join("missing").join("a")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+    }
 
     #[test]
     fn create_dir_durable_makes_each_level_and_refuses_a_dir_outside_its_base() {

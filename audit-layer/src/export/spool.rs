@@ -79,8 +79,11 @@ impl Spool {
     /// segments a previous process left.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Spool> {
         // Synced up the tree: a segment is only as durable as the
-        // directories that lead to it.
+        // directories that lead to it. Every level, not only those made
+        // now: an open that failed (or was killed) may have made them
+        // without making them durable.
         fsio::create_dir_synced(dir)?;
+        fsio::sync_ancestors(dir)?;
         let lock = fsio::open(
             OpenOptions::new().create(true).truncate(false).write(true),
             &dir.join("spool.lock"),

@@ -18,28 +18,14 @@ use crate::now_ns;
 use crate::partition::{PartitionWriter, SealedFile, Unsealed};
 use crate::wal::{self, Frame, Wal};
 
-/// Fsyncs the data directory's parent, so that the data directory's own
-/// name is durable even if an earlier start made it and was killed before
-/// its fsync. The parent is the operator's (`/var/lib`, a home directory)
-/// and may not be readable by the collector's user (which then usually
-/// did not make the directory either): a warning, not a refusal to start.
-fn sync_root_name(root: &Path) -> Result<(), IngestError> {
-    let parent = root.parent().unwrap_or(Path::new(""));
-    match crate::fsio::sync_dir(parent) {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            tracing::warn!(dir = %parent.display(), error = %e, "cannot fsync the data directory's parent");
-            Ok(())
-        }
-        r => r.map_err(|e| storage(&parent.display().to_string(), e)),
-    }
-}
-
 impl Writer {
     pub(super) fn recover(cfg: IngestConfig, metrics: Arc<Metrics>) -> Result<Writer, IngestError> {
         let root = &cfg.data_dir;
+        // Every level above too: an earlier start may have made the data
+        // directory and been killed before its fsync.
         crate::fsio::create_dir_synced(root)
+            .and_then(|()| crate::fsio::sync_ancestors(root))
             .map_err(|e| storage(&root.display().to_string(), e))?;
-        sync_root_name(root)?;
         let lock = crate::retention::lock(root, &cfg.collector_id)
             .map_err(|e| IngestError::Storage(e.to_string()))?;
         // The WAL's and the manifest's directories, every level: an earlier

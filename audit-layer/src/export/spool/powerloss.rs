@@ -241,6 +241,37 @@ fn the_first_segment_in_a_new_spool_directory_survives_a_power_loss() {
     assert_eq!(resent.records.keys().collect::<Vec<_>>(), ["7"]);
 }
 
+/// An open whose fsync of the new spool directory's name fails refuses;
+/// the next open finds the directory there and must still make its name
+/// durable before an append returns.
+#[test]
+fn a_spool_directory_whose_fsync_failed_is_made_durable_by_the_next_open() {
+    let dir = scratch();
+    let rec = Recorder::start(dir.path());
+    rec.fail_dir_syncs_under("app", 1);
+    assert!(
+        Spool::open(&spool_dir(dir.path()), MAX_BYTES).is_err(),
+        "opened with its directory's fsync failed"
+    );
+    let mut spool = Spool::open(&spool_dir(dir.path()), MAX_BYTES).expect("open");
+    assert!(spool
+        .append_records(&resource(), &[record(7)])
+        .expect("append"));
+    let events = rec.finish();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::SyncFailed(_))),
+        "no fsync failed"
+    );
+    let mut model = Model::default();
+    for e in &events {
+        if let Event::Io(op) = e {
+            model.apply(op).expect("every path made through fsio");
+        }
+    }
+    let resent = resend_all(&model.crash(Keep::Durable, &mut Rng::new(0))).expect("resent");
+    assert_eq!(resent.records.keys().collect::<Vec<_>>(), ["7"]);
+}
+
 /// The harness can fail, and a torn segment is counted, never resent
 /// garbled: the same run with the segments' fsync taken out (a rename may
 /// then publish a torn file) loses spooled records, and counts every one
