@@ -231,14 +231,20 @@ fn the_first_segment_in_a_new_spool_directory_survives_a_power_loss() {
         .append_records(&resource(), &[record(7)])
         .expect("append"));
     let events = rec.finish();
+    assert_eq!(resent_after_power_loss(&events), ["7"]);
+}
+
+/// The ids resent from what a power loss at the end of `events` leaves
+/// when only what was fsynced survives.
+fn resent_after_power_loss(events: &[Event]) -> Vec<String> {
     let mut model = Model::default();
-    for e in &events {
+    for e in events {
         if let Event::Io(op) = e {
             model.apply(op).expect("every path made through fsio");
         }
     }
     let resent = resend_all(&model.crash(Keep::Durable, &mut Rng::new(0))).expect("resent");
-    assert_eq!(resent.records.keys().collect::<Vec<_>>(), ["7"]);
+    resent.records.keys().cloned().collect()
 }
 
 /// An open whose fsync of the new spool directory's name fails refuses;
@@ -262,14 +268,7 @@ fn a_spool_directory_whose_fsync_failed_is_made_durable_by_the_next_open() {
         events.iter().any(|e| matches!(e, Event::SyncFailed(_))),
         "no fsync failed"
     );
-    let mut model = Model::default();
-    for e in &events {
-        if let Event::Io(op) = e {
-            model.apply(op).expect("every path made through fsio");
-        }
-    }
-    let resent = resend_all(&model.crash(Keep::Durable, &mut Rng::new(0))).expect("resent");
-    assert_eq!(resent.records.keys().collect::<Vec<_>>(), ["7"]);
+    assert_eq!(resent_after_power_loss(&events), ["7"]);
 }
 
 /// The harness can fail, and a torn segment is counted, never resent
