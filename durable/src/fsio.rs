@@ -357,7 +357,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sync_ancestors_reaches_the_root_of_an_absolute_or_a_relative_path() {
+    fn sync_ancestors_takes_absolute_and_relative_paths_and_fails_on_a_missing_level() {
         let dir = tempfile::tempdir().unwrap();
         sync_ancestors(&dir.path().join("a")).unwrap();
         // Relative: `src`, then the current directory (the crate's).

@@ -1,7 +1,9 @@
-//! Power loss around seals whose fsyncs fail: a Parquet file's, the
-//! manifest's, a directory's (and a start's WAL directory). A failed seal must keep every acknowledged row in the WAL
-//! (the next start seals them), publish nothing a reader would take for a
-//! sealed file, and leave no crash point where an acknowledged id is lost.
+//! Power loss around seals and starts whose fsyncs fail: a Parquet
+//! file's, the manifest's, and directories' (a sealed file's, a new day's,
+//! a start's WAL and manifest directories). A failed seal must keep every
+//! acknowledged row in the WAL (the next start seals them), publish
+//! nothing a reader would take for a sealed file, and leave no crash point
+//! where an acknowledged id is lost; a failed start must touch nothing.
 
 use super::*;
 use crate::ingest::IngestError;
@@ -200,8 +202,8 @@ fn failed_directory_fsyncs_of_a_seal_and_of_a_start_lose_nothing() {
         "a file whose name was never made durable is left published"
     );
 
-    // The rows are in the WAL only; a start whose WAL directory fsync
-    // fails must refuse to start and leave them there.
+    // The rows are in the WAL only; a start whose WAL or manifest
+    // directory fsync fails must refuse to start and leave them there.
     for dir in ["wal", "manifest"] {
         rec.fail_dir_syncs_under(dir, 1);
         match Ingest::start(config(root), Arc::new(Metrics::default())) {
