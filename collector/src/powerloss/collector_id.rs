@@ -13,7 +13,7 @@ use std::sync::Arc;
 use audit_durable::powerloss::model::{materialize, State};
 use audit_durable::powerloss::{explore, scratch, states_per_point, Event, Recorder};
 
-use super::{ids, Ids};
+use super::{commit, Ids};
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
@@ -39,9 +39,7 @@ fn recorded_run(root: &Path) -> (Vec<Event>, String) {
     let ingest = Ingest::start(cfg, Arc::new(Metrics::default())).expect("start");
     let mut next = Ids::default();
     for _ in 0..2 {
-        let batch = next.batch(1, 0, 0);
-        rt.block_on(ingest.submit(batch.clone())).expect("stored");
-        rec.ack(ids(&batch));
+        commit(&rt, &rec, &ingest, next.batch(1, 0, 0));
     }
     drop(ingest);
     (rec.finish(), id)

@@ -145,6 +145,14 @@ fn group_commit(
     rec.ack(batches.iter().flat_map(ids));
 }
 
+/// Submits `batch` alone, waits for its answer and marks it acknowledged;
+/// returns it, for the run's list of what must be stored.
+fn commit(rt: &tokio::runtime::Runtime, rec: &Recorder, ingest: &Ingest, batch: Batch) -> Batch {
+    rt.block_on(ingest.submit(batch.clone())).expect("stored");
+    rec.ack(ids(&batch));
+    batch
+}
+
 /// Runs the store under `root` (empty) while recording; the record. Each
 /// of the `extra` sessions adds a group commit of eight, six single
 /// commits, a group commit of five and a seal.
@@ -156,9 +164,7 @@ fn recorded_run(root: &Path, extra: usize) -> Vec<Event> {
 
     let ingest = start();
     group_commit(&rt, &rec, &ingest, (0..6).map(|i| next.batch(2, 1, i % 2)));
-    let one = next.batch(1, 1, 0);
-    rt.block_on(ingest.submit(one.clone())).expect("stored");
-    rec.ack(ids(&one));
+    commit(&rt, &rec, &ingest, next.batch(1, 1, 0));
     group_commit(&rt, &rec, &ingest, (0..4).map(|i| next.batch(1, i % 2, 1)));
     // Seals both datasets, then truncates the WAL.
     ingest.shutdown().expect("seal");
@@ -167,9 +173,7 @@ fn recorded_run(root: &Path, extra: usize) -> Vec<Event> {
     let ingest = start();
     group_commit(&rt, &rec, &ingest, (0..3).map(|i| next.batch(2, 1, i % 2)));
     for i in 0..24 {
-        let one = next.batch(1, i % 2, i as i64 % 2);
-        rt.block_on(ingest.submit(one.clone())).expect("stored");
-        rec.ack(ids(&one));
+        commit(&rt, &rec, &ingest, next.batch(1, i % 2, i as i64 % 2));
     }
     ingest.shutdown().expect("seal");
     drop(ingest);
@@ -178,9 +182,7 @@ fn recorded_run(root: &Path, extra: usize) -> Vec<Event> {
         let ingest = start();
         group_commit(&rt, &rec, &ingest, (0..8).map(|i| next.batch(1, 1, i % 2)));
         for i in 0..6 {
-            let one = next.batch(1, i % 2, 0);
-            rt.block_on(ingest.submit(one.clone())).expect("stored");
-            rec.ack(ids(&one));
+            commit(&rt, &rec, &ingest, next.batch(1, i % 2, 0));
         }
         group_commit(&rt, &rec, &ingest, (0..5).map(|i| next.batch(2, i % 2, 1)));
         ingest.shutdown().expect("seal");

@@ -40,9 +40,7 @@ fn hold_an_fsync_with_a_group_behind<'a>(
     next: &mut Ids,
     behind: Batch,
 ) -> Held<'a, impl Future<Output = Result<Committed, IngestError>> + 'a> {
-    let warm = next.batch(1, 0, 0);
-    rt.block_on(ingest.submit(warm.clone())).expect("stored");
-    rec.ack(ids(&warm));
+    let warm = commit(rt, rec, ingest, next.batch(1, 0, 0));
 
     let hold = rec.hold_syncs();
     let first = next.batch(2, 0, 0);

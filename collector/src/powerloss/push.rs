@@ -28,7 +28,7 @@ use object_store::{
 use audit_durable::powerloss::model::State;
 use audit_durable::powerloss::{explore, scratch, states_per_point, Event, Recorder};
 
-use super::{group_commit, ids, recover, Ids, COLLECTOR};
+use super::{commit, group_commit, recover, Ids, COLLECTOR};
 use crate::ingest::{Ingest, IngestConfig, RemoteTarget};
 use crate::manifest::Body;
 use crate::store::{chain, put, Location};
@@ -141,9 +141,7 @@ fn recorded_run(root: &Path) -> (Vec<Event>, Arc<InMemory>) {
     for session in 0..2 {
         let ingest = Ingest::start(config(root, store.clone()), Default::default()).expect("start");
         group_commit(&rt, &rec, &ingest, (0..3).map(|i| next.batch(2, 1, i % 2)));
-        let one = next.batch(1, 1, session);
-        rt.block_on(ingest.submit(one.clone())).expect("stored");
-        rec.ack(ids(&one));
+        commit(&rt, &rec, &ingest, next.batch(1, 1, session));
         ingest.shutdown().expect("seal and push");
     }
     drop(store);

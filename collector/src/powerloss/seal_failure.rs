@@ -26,11 +26,7 @@ fn a_seal_whose_fsync_fails_keeps_its_rows_for_the_next_start() {
     let rec = Recorder::start(root);
     let mut next = Ids::default();
     let start = || start_store(root);
-    let submit = |ingest: &Ingest, b: Batch| {
-        rt.block_on(ingest.submit(b.clone())).expect("stored");
-        rec.ack(ids(&b));
-        b
-    };
+    let submit = |ingest: &Ingest, b: Batch| commit(&rt, &rec, ingest, b);
 
     // A first seal that succeeds, so the failed ones land beside
     // published files and a manifest with entries.
@@ -119,9 +115,7 @@ fn after_an_uncertain_manifest_entry_the_running_store_refuses_writes() {
     let metrics = Arc::new(Metrics::default());
     let ingest = Ingest::start(cfg, metrics.clone()).expect("start");
     rec.fail_syncs_under("manifest", 1);
-    let first = next.batch(2, 0, 0);
-    rt.block_on(ingest.submit(first.clone())).expect("stored");
-    rec.ack(ids(&first));
+    let first = commit(&rt, &rec, &ingest, next.batch(2, 0, 0));
     let deadline = Instant::now() + Duration::from_secs(30);
     while metrics.store_failing.load(Ordering::Relaxed) == 0 {
         assert!(Instant::now() < deadline, "the seal never failed");
@@ -138,18 +132,11 @@ fn after_an_uncertain_manifest_entry_the_running_store_refuses_writes() {
     drop(ingest);
 
     let ingest = start_store(root);
-    let later = next.batch(1, 1, 0);
-    rt.block_on(ingest.submit(later.clone()))
-        .expect("stored after the restart");
-    rec.ack(ids(&later));
+    let later = commit(&rt, &rec, &ingest, next.batch(1, 1, 0));
     ingest.shutdown().expect("seal");
     drop(ingest);
     let events = rec.finish();
-    let stored = stored(root).expect("each id stored once");
-    for id in ids(&first).chain(ids(&later)) {
-        assert!(stored.contains_key(&id), "acknowledged {id} not sealed");
-    }
-    explore(&events, states_per_point(), 0xc0de, recover_and_check).assert_clean();
+    every_ack_sealed(root, &events, &[first, later], 0xc0de);
 }
 
 /// Directory fsyncs that fail: after a sealed file was given its name
@@ -165,11 +152,7 @@ fn failed_directory_fsyncs_of_a_seal_and_of_a_start_lose_nothing() {
     let rt = runtime();
     let rec = Recorder::start(root);
     let mut next = Ids::default();
-    let submit = |ingest: &Ingest, b: Batch| {
-        rt.block_on(ingest.submit(b.clone())).expect("stored");
-        rec.ack(ids(&b));
-        b
-    };
+    let submit = |ingest: &Ingest, b: Batch| commit(&rt, &rec, ingest, b);
 
     // A first seal that succeeds, so the hour's directory already exists
     // and the failing fsync is the one after the file is named.
@@ -257,9 +240,7 @@ fn a_start_after_a_failed_wal_directory_fsync_makes_the_directory_durable() {
         "started with its WAL directory's fsync failed"
     );
     let ingest = start_store(root);
-    let batch = next.batch(2, 1, 0);
-    rt.block_on(ingest.submit(batch.clone())).expect("stored");
-    rec.ack(ids(&batch));
+    let batch = commit(&rt, &rec, &ingest, next.batch(2, 1, 0));
     ingest.shutdown().expect("seal");
     drop(ingest);
     let events = rec.finish();
